@@ -1,0 +1,114 @@
+"""Requests (not facts) and the records exchanged between services.
+
+Commands arrive on ``COMMANDS`` (``cmd.<verb>``); the scheduler answers each on
+its ``reply_to`` subject once the resulting events are stored.  A work item is
+what the scheduler hands to executors on ``WORK``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+
+
+class NewPromise(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One promise asked for, before it has an id.
+
+    ``after`` names other tasks of the same plan; ``depends_on`` names existing
+    promise ids.  Fields left ``None`` take the task type's defaults.
+    """
+
+    title: str = ""
+    type: str = "noop"
+    input: Any = None
+    name: str | None = None
+    after: list[str] = []
+    depends_on: list[int] = []
+    priority: int = 5
+    queue: str | None = None
+    key: str | None = None
+    key_limit: int = 1
+    delay: float | None = None  # seconds from submission
+    not_before: float | None = None  # absolute time; wins over delay
+    timeout: float | None = None
+    retries: int | None = None
+    backoff: float | None = None
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    request_id: str
+    reply_to: str | None = None
+    by: str = "cli"
+
+
+class Submit(Command, tag="submit"):
+    """One or more promises; ``plan`` is a submit whose tasks name each other."""
+
+    tasks: list[NewPromise]
+
+
+class Cancel(Command, tag="cancel"):
+    id: int
+    reason: str = ""
+
+
+class Retry(Command, tag="retry"):
+    id: int
+
+
+AnyCommand = Union[Submit, Cancel, Retry]
+
+
+class CommandReply(msgspec.Struct, kw_only=True, omit_defaults=True):
+    ok: bool
+    ids: dict[str, int] = {}  # task name (or "0", "1", ... by position) -> id
+    error: str | None = None
+
+
+class WorkItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An attempt to run, published on ``work.<queue>``."""
+
+    id: int
+    attempt: int
+    task: str
+    title: str = ""
+    input: Any = None
+    deps: dict[str, Any] = {}  # "<dep id>" -> its recorded result
+    timeout: float | None = None
+    chat_id: int | None = None
+    message_id: int | None = None
+
+
+class RespondCommand(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator command inside a respond result, e.g. cancel #12."""
+
+    verb: str  # cancel | retry
+    id: int
+    reason: str = ""
+
+
+class RespondResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What the agent answered to a message (the result of a respond promise)."""
+
+    reply: str = ""
+    promises: list[NewPromise] = []
+    commands: list[RespondCommand] = []
+
+
+class ExecutorHeartbeat(msgspec.Struct, frozen=True, kw_only=True):
+    """Kept in the ``valor_executors`` KV bucket under the executor id (TTL)."""
+
+    executor: str
+    queues: list[str]
+    slots: int
+    busy: int = 0
+    host: str = ""
+    pid: int = 0
+    at: float = 0.0
+
+
+command_decoder = msgspec.json.Decoder(AnyCommand)
+reply_decoder = msgspec.json.Decoder(CommandReply)
+work_decoder = msgspec.json.Decoder(WorkItem)
+heartbeat_decoder = msgspec.json.Decoder(ExecutorHeartbeat)

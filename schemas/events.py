@@ -1,0 +1,173 @@
+"""Facts recorded in the log.
+
+Every event is a frozen msgspec Struct tagged by ``type``.  Evolution rules: new
+fields get defaults, no field ever changes type, readers ignore unknown fields.
+Times are POSIX seconds (float) taken by the writer; readers never consult a
+clock to interpret them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    at: float = 0.0
+
+
+# --- chat -------------------------------------------------------------------
+
+
+class MessageReceived(Event, tag="message.received"):
+    """An inbound chat message accepted by ingest (subject ``chat.<chat_id>.in``)."""
+
+    chat_id: int
+    message_id: int
+    sender_id: int = 0
+    sender_name: str = ""
+    text: str = ""
+    reply_to: int | None = None
+    sent_at: float = 0.0
+    chat_kind: str = "private"  # private | group | channel | console
+    mentioned: bool = False
+    caught_up: bool = False
+
+
+# --- promises (subject ``promise.<id>.<type>``) -------------------------------
+
+
+class Created(Event, tag="created"):
+    """A promise exists.  Everything needed to run it is fixed here."""
+
+    id: int
+    title: str
+    task: str = "noop"  # the task type: noop, echo, shell, respond, code, ...
+    input: Any = None
+    depends_on: list[int] = []
+    priority: int = 5  # 1 (highest) .. 9
+    queue: str = "default"
+    concurrency_key: str | None = None
+    concurrency_limit: int = 1
+    max_attempts: int = 1
+    backoff: float = 1.0  # seconds before the first retry
+    backoff_factor: float = 2.0
+    backoff_max: float = 300.0
+    jitter: float = 0.1  # +- fraction of the delay
+    timeout: float | None = None  # seconds per attempt
+    not_before: float | None = None
+    chat_id: int | None = None
+    message_id: int | None = None
+    parent_id: int | None = None  # the respond promise that spawned it
+    name: str | None = None  # local name inside a plan
+    request_id: str | None = None  # the command that asked for it
+    request_index: int = 0
+    retry_of: int | None = None
+
+
+class Dispatched(Event, tag="dispatched"):
+    id: int
+    attempt: int
+    queue: str = "default"
+
+
+class Started(Event, tag="started"):
+    id: int
+    attempt: int
+    executor: str = ""
+    delivery: int = 1  # > 1 when an executor resumed after another one vanished
+
+
+class Progress(Event, tag="progress"):
+    id: int
+    attempt: int
+    text: str = ""
+    fraction: float | None = None
+
+
+class Succeeded(Event, tag="succeeded"):
+    id: int
+    attempt: int
+    result: Any = None
+    duration: float = 0.0
+
+
+class AttemptFailed(Event, tag="attempt_failed"):
+    id: int
+    attempt: int
+    error: str = ""
+    retryable: bool = True
+    duration: float = 0.0
+
+
+class RetryScheduled(Event, tag="retry_scheduled"):
+    id: int
+    next_attempt: int
+    not_before: float
+    delay: float = 0.0
+
+
+class Failed(Event, tag="failed"):
+    id: int
+    reason: str
+    attempt: int = 0
+
+
+class Cancelled(Event, tag="cancelled"):
+    id: int
+    reason: str
+    by: str = ""
+    cause_id: int | None = None  # the promise whose end caused this one
+
+
+class Spawned(Event, tag="spawned"):
+    """The children named in a respond result all exist (name -> id)."""
+
+    id: int
+    children: dict[str, int] = {}
+    error: str | None = None
+
+
+class Notified(Event, tag="notified"):
+    id: int
+    kind: str  # reaction | reply | status | terminal
+    chat_id: int
+    telegram_message_id: int | None = None
+
+
+PromiseEvent = Union[
+    Created,
+    Dispatched,
+    Started,
+    Progress,
+    Succeeded,
+    AttemptFailed,
+    RetryScheduled,
+    Failed,
+    Cancelled,
+    Spawned,
+    Notified,
+]
+
+TERMINAL = (Succeeded, Failed, Cancelled)
+
+EVENT_NAMES: dict[type, str] = {
+    cls: cls.__struct_config__.tag for cls in PromiseEvent.__args__  # type: ignore[attr-defined]
+}
+
+encoder = msgspec.json.Encoder()
+promise_event_decoder = msgspec.json.Decoder(PromiseEvent)
+message_decoder = msgspec.json.Decoder(MessageReceived)
+
+
+def encode(obj: msgspec.Struct) -> bytes:
+    return encoder.encode(obj)
+
+
+def decode_promise_event(data: bytes) -> PromiseEvent:
+    return promise_event_decoder.decode(data)
+
+
+def decode_message(data: bytes) -> MessageReceived:
+    return message_decoder.decode(data)

@@ -1,0 +1,68 @@
+"""Every subject, stream, bucket and message-id scheme in one place.
+
+Subjects read like sentences: ``promise.12.succeeded``, ``chat.42.in``,
+``work.default``, ``cmd.submit``, ``dlq.promise``.  Message ids are derived from
+their cause so a publish retried after a crash is absorbed by the stream's
+duplicate window.
+"""
+
+from __future__ import annotations
+
+CHAT = "CHAT"
+PROMISES = "PROMISES"
+WORK = "WORK"
+COMMANDS = "COMMANDS"
+DLQ = "DLQ"
+
+LEASE_BUCKET = "valor_scheduler"
+LEASE_KEY = "leader"
+EXECUTORS_BUCKET = "valor_executors"
+
+ALL_PROMISE_EVENTS = "promise.*.*"
+PROMISE_CANCELLED = "promise.*.cancelled"
+
+
+def chat_in(chat_id: int) -> str:
+    return f"chat.{chat_id}.in"
+
+
+def promise(promise_id: int, event_name: str) -> str:
+    return f"promise.{promise_id}.{event_name}"
+
+
+def promise_all(promise_id: int) -> str:
+    return f"promise.{promise_id}.*"
+
+
+def work(queue: str) -> str:
+    return f"work.{queue}"
+
+
+def command(verb: str) -> str:
+    return f"cmd.{verb}"
+
+
+def dead_letter(origin: str) -> str:
+    return f"dlq.{origin}"
+
+
+def promise_id_of(subject: str) -> int | None:
+    parts = subject.split(".")
+    if len(parts) == 3 and parts[0] == "promise" and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+# --- message ids --------------------------------------------------------------
+
+
+def msg_id_for_message(chat_id: int, message_id: int) -> str:
+    return f"tg:{chat_id}:{message_id}"
+
+
+def msg_id_for_event(promise_id: int, name: str, *parts: object) -> str:
+    return ":".join([str(promise_id), name, *map(str, parts)])
+
+
+def msg_id_for_work(promise_id: int, attempt: int) -> str:
+    return f"{promise_id}:work:{attempt}"

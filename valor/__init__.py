@@ -1,0 +1,1 @@
+"""Valor: a chat agent that keeps its promises (shared runtime and CLI)."""
