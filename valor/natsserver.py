@@ -120,7 +120,7 @@ class NatsCluster:
     def url(self) -> str:
         return ",".join(n.url for n in self.nodes)
 
-    def start(self) -> "NatsCluster":
+    def start(self) -> NatsCluster:
         for node in self.nodes:
             node.start()
         return self

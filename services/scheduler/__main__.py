@@ -1,0 +1,35 @@
+"""``python -m services.scheduler``: run one scheduler (active or hot standby)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from valor import bus
+
+from .service import Scheduler
+
+
+async def main() -> None:
+    nc = await bus.connect(name="scheduler")
+    scheduler = Scheduler(
+        nc,
+        lease_ttl=float(os.environ.get("VALOR_LEASE_TTL", "5")),
+        ack_wait=float(os.environ.get("VALOR_ACK_WAIT", "30")),
+    )
+    await scheduler.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await scheduler.stop()
+    await nc.drain()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=os.environ.get("VALOR_LOG_LEVEL", "INFO"),
+                        format='{"ts":"%(asctime)s","service":"scheduler","level":"%(levelname)s","msg":"%(message)s"}')
+    asyncio.run(main())

@@ -1,0 +1,28 @@
+"""What decisions ask the service shell to do; the shell only performs them."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import msgspec
+
+from schemas.commands import WorkItem
+
+
+class Publish(NamedTuple):
+    """Store an event on PROMISES.  ``new_subject`` guards id allocation."""
+
+    event: msgspec.Struct
+    msg_id: str
+    new_subject: bool = False
+
+
+class Dispatch(NamedTuple):
+    """Hand an attempt to executors on ``work.<queue>`` (after its ``dispatched``)."""
+
+    queue: str
+    item: WorkItem
+    msg_id: str
+
+
+Effect = Publish | Dispatch

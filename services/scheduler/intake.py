@@ -1,0 +1,197 @@
+"""Turning requests into events: submissions, cancels, retries, chat messages
+and the children named in a respond result.
+
+Every function here is pure: it reads the projection, takes ``now`` and the
+next free id as arguments, and returns the effects to perform plus a reply.
+Ids are allocated from ``state.max_id``; the shell only calls these when its
+projection has caught up with everything it published, and every ``created``
+is guarded by ``Nats-Expected-Last-Subject-Sequence: 0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from schemas.commands import CommandReply, NewPromise, RespondResult, Submit
+from schemas.events import Cancelled, Created, MessageReceived, RetryScheduled, Spawned
+from schemas.subjects import msg_id_for_event, msg_id_for_message
+
+from .dag import PlanError, validate_plan
+from .effects import Publish
+from .projection import CANCELLED, FAILED, RETRYING, SUCCEEDED, Projection
+from .tasktypes import BUILTIN, TaskType
+
+
+def created_msg_id(request_id: str, index: int) -> str:
+    return f"req:{request_id}:{index}"
+
+
+def build_created(
+    task: NewPromise,
+    promise_id: int,
+    depends_on: list[int],
+    now: float,
+    types: Mapping[str, TaskType],
+    *,
+    request_id: str,
+    index: int,
+    chat_id: int | None = None,
+    message_id: int | None = None,
+    parent_id: int | None = None,
+    retry_of: int | None = None,
+) -> Created:
+    t = types.get(task.type, TaskType())
+    not_before = task.not_before
+    if not_before is None and task.delay:
+        not_before = now + task.delay
+    retries = t.retries if task.retries is None else task.retries
+    return Created(
+        at=now,
+        id=promise_id,
+        title=task.title or task.name or task.type,
+        task=task.type,
+        input=task.input,
+        depends_on=sorted(set(depends_on)),
+        priority=task.priority,
+        queue=task.queue or t.queue,
+        concurrency_key=task.key,
+        concurrency_limit=task.key_limit,
+        max_attempts=retries + 1,
+        backoff=t.backoff if task.backoff is None else task.backoff,
+        backoff_factor=t.backoff_factor,
+        backoff_max=t.backoff_max,
+        jitter=t.jitter,
+        timeout=task.timeout if task.timeout is not None else t.timeout,
+        not_before=not_before,
+        chat_id=chat_id,
+        message_id=message_id,
+        parent_id=parent_id,
+        name=task.name,
+        request_id=request_id,
+        request_index=index,
+        retry_of=retry_of,
+    )
+
+
+def create_plan(
+    state: Projection,
+    tasks: list[NewPromise],
+    now: float,
+    types: Mapping[str, TaskType],
+    request_id: str,
+    next_id: int | None = None,
+    **origin,
+) -> tuple[list[Publish], dict[str, int]]:
+    """Validate and allocate; raises PlanError.  Idempotent per request id."""
+    done = state.by_request.get(request_id, {})
+
+    def state_of(pid: int) -> str | None:
+        p = state.promises.get(pid)
+        return p.state if p else None
+
+    order = validate_plan(tasks, state_of, lambda t: t in types)
+    names = {t.name: i for i, t in enumerate(tasks) if t.name is not None}
+    ids: dict[int, int] = {}
+    next_id = next_id or state.max_id + 1
+    effects: list[Publish] = []
+    for i in order:
+        if i in done:  # created before a crash; the command was redelivered
+            ids[i] = done[i]
+            continue
+        ids[i], next_id = next_id, next_id + 1
+        task = tasks[i]
+        deps = list(task.depends_on) + [ids[names[n]] for n in task.after]
+        event = build_created(task, ids[i], deps, now, types, request_id=request_id, index=i, **origin)
+        effects.append(Publish(event, created_msg_id(request_id, i), new_subject=True))
+    return effects, {(tasks[i].name or str(i)): ids[i] for i in range(len(tasks))}
+
+
+def submit(state: Projection, cmd: Submit, now: float, types: Mapping[str, TaskType] = BUILTIN):
+    try:
+        effects, ids = create_plan(state, cmd.tasks, now, types, cmd.request_id)
+    except PlanError as exc:
+        return [], CommandReply(ok=False, error=str(exc))
+    return effects, CommandReply(ok=True, ids=ids)
+
+
+def cancel(state: Projection, promise_id: int, now: float, reason: str = "", by: str = "cli"):
+    p = state.promises.get(promise_id)
+    if p is None:
+        return [], CommandReply(ok=False, error=f"no promise #{promise_id}")
+    if p.terminal:
+        return [], CommandReply(ok=False, error=f"#{promise_id} already {p.state}")
+    event = Cancelled(at=now, id=promise_id, reason=reason or f"cancelled by {by}", by=by)
+    return [Publish(event, msg_id_for_event(promise_id, "cancelled"))], CommandReply(ok=True, ids={"0": promise_id})
+
+
+def retry(state: Projection, promise_id: int, now: float, request_id: str, next_id: int | None = None):
+    """Retry now if waiting to retry; a failed or cancelled promise is re-run as a new promise.
+
+    The first terminal event of a promise stands forever, so re-running one
+    means a new promise that records what it retries (``retry_of``).
+    """
+    p = state.promises.get(promise_id)
+    if p is None:
+        return [], CommandReply(ok=False, error=f"no promise #{promise_id}")
+    if p.status == RETRYING:
+        event = RetryScheduled(at=now, id=promise_id, next_attempt=p.attempt + 1, not_before=now)
+        msg_id = msg_id_for_event(promise_id, "retry_scheduled", p.attempt + 1, request_id)
+        return [Publish(event, msg_id)], CommandReply(ok=True, ids={"0": promise_id})
+    if p.status not in (FAILED, CANCELLED):
+        return [], CommandReply(ok=False, error=f"#{promise_id} is {p.state}; only failed or cancelled promises can be retried")
+    s = p.spec
+    done = state.by_request.get(request_id, {})
+    if 0 in done:
+        return [], CommandReply(ok=True, ids={"0": done[0]})
+    blocked = [d for d in s.depends_on if state.promises[d].status != SUCCEEDED]
+    if blocked:
+        return [], CommandReply(ok=False, error=f"#{promise_id} depends on #{blocked[0]}, which is {state.promises[blocked[0]].state}")
+    new_id = next_id or state.max_id + 1
+    event = msgspec.structs.replace(
+        s, at=now, id=new_id, request_id=request_id, request_index=0, retry_of=promise_id, not_before=None
+    )
+    return [Publish(event, created_msg_id(request_id, 0), new_subject=True)], CommandReply(ok=True, ids={"0": new_id})
+
+
+def respond_for_message(state: Projection, msg: MessageReceived, now: float, types: Mapping[str, TaskType] = BUILTIN):
+    """Exactly one respond promise per message: None when it already exists."""
+    if (msg.chat_id, msg.message_id) in state.by_message:
+        return []
+    request_id = msg_id_for_message(msg.chat_id, msg.message_id)
+    task = NewPromise(title=f"answer message {msg.message_id} in chat {msg.chat_id}", type="respond",
+                      input=msgspec.to_builtins(msg))
+    event = build_created(task, state.max_id + 1, [], now, types, request_id=request_id, index=0,
+                          chat_id=msg.chat_id, message_id=msg.message_id)
+    return [Publish(event, created_msg_id(request_id, 0), new_subject=True)]
+
+
+def spawn_children(state: Projection, parent_id: int, now: float, types: Mapping[str, TaskType] = BUILTIN,
+                   next_id: int | None = None):
+    """Create the promises a respond result names, apply its commands, then record ``spawned``."""
+    parent = state.promises[parent_id]
+    spawned_id = msg_id_for_event(parent_id, "spawned")
+    try:
+        result = msgspec.convert(parent.result, RespondResult)
+    except msgspec.ValidationError as exc:
+        return [Publish(Spawned(at=now, id=parent_id, error=f"unreadable respond result: {exc}"), spawned_id)]
+    effects: list[Publish] = []
+    children: dict[str, int] = {}
+    if result.promises:
+        s = parent.spec
+        try:
+            effects, children = create_plan(state, result.promises, now, types, f"spawn:{parent_id}", next_id,
+                                            chat_id=s.chat_id, message_id=s.message_id, parent_id=parent_id)
+        except PlanError as exc:
+            return [Publish(Spawned(at=now, id=parent_id, error=str(exc)), spawned_id)]
+    for i, command in enumerate(result.commands):
+        if command.verb == "cancel":
+            more, _ = cancel(state, command.id, now, command.reason, by=f"respond #{parent_id}")
+        elif command.verb == "retry":
+            fresh = (next_id or state.max_id + 1) + sum(1 for e in effects if e.new_subject)
+            more, _ = retry(state, command.id, now, f"respond:{parent_id}:{i}", fresh)
+        else:
+            more = []
+        effects += more
+    return effects + [Publish(Spawned(at=now, id=parent_id, children=children), spawned_id)]

@@ -1,0 +1,302 @@
+"""Promise state as a fold over the PROMISES log.
+
+``Projection.apply`` is pure and total: no I/O, no clock, and an event that
+does not fit the current state is counted in ``ignored`` instead of raising.
+Replaying the same log always yields the same state.  Besides each promise's
+facts it keeps the indexes the decisions need (ready lists, timers, in-flight
+counts); those are derived from the same events, so they rebuild too.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import msgspec
+from sortedcontainers import SortedList
+
+from schemas.events import (
+    AttemptFailed,
+    Cancelled,
+    Created,
+    Dispatched,
+    Failed,
+    Notified,
+    Progress,
+    PromiseEvent,
+    RetryScheduled,
+    Spawned,
+    Started,
+    Succeeded,
+)
+
+# Internal statuses.  ``failing`` = an attempt failed and the retry decision is
+# pending; ``dispatched`` = handed to WORK, not started yet.
+WAITING, QUEUED, DISPATCHED, RUNNING, FAILING, RETRYING = (
+    "waiting", "queued", "dispatched", "running", "failing", "retrying")
+SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+IN_FLIGHT = frozenset({DISPATCHED, RUNNING})
+
+# What users see: a dispatched attempt is still queued until an executor starts it.
+PUBLIC_STATE = {DISPATCHED: QUEUED, FAILING: RETRYING}
+
+
+class Promise(msgspec.Struct, kw_only=True):
+    spec: Created
+    status: str = WAITING
+    attempt: int = 0  # the current attempt (last dispatched), 0 before the first
+    pending_deps: int = 0
+    not_before: float | None = None
+    executor: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: Any = None
+    error: str | None = None  # last attempt's error, or the terminal reason
+    retryable: bool = True
+    cancelled_by: str | None = None
+    cause_id: int | None = None
+    progress: str | None = None
+    children: dict[str, int] | None = None
+    spawn_error: str | None = None
+    notices: list[str] = []
+
+    @property
+    def id(self) -> int:
+        return self.spec.id
+
+    @property
+    def state(self) -> str:
+        return PUBLIC_STATE.get(self.status, self.status)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+class Projection:
+    def __init__(self) -> None:
+        self.promises: dict[int, Promise] = {}
+        self.dependents: dict[int, list[int]] = {}
+        self.by_message: dict[tuple[int, int], int] = {}
+        self.by_request: dict[str, dict[int, int]] = {}
+        self.max_id = 0
+        self.last_seq = 0
+        self.applied = 0
+        self.ignored = 0
+        # Indexes for decisions.
+        self.ready: dict[str, SortedList] = {}  # queue -> (priority, id)
+        self.timed = SortedList()  # (not_before, id): delayed or retrying
+        self.deadlines = SortedList()  # (deadline, id, attempt) of running attempts
+        self.in_flight: Counter[str] = Counter()  # queue -> dispatched + running
+        self.key_in_flight: Counter[str] = Counter()  # concurrency key -> running
+        self.needs_decision: set[int] = set()
+
+    # --- the fold ---------------------------------------------------------------
+
+    def apply(self, event: PromiseEvent, seq: int = 0) -> bool:
+        """Fold one event in; return False (and count it) when it does not fit."""
+        if seq:
+            if seq <= self.last_seq:
+                self.ignored += 1
+                return False
+            self.last_seq = seq
+        handler = _HANDLERS.get(type(event))
+        ok = handler(self, event) if handler else False
+        if ok:
+            self.applied += 1
+        else:
+            self.ignored += 1
+        return ok
+
+    def _created(self, e: Created) -> bool:
+        if e.id in self.promises or e.id <= 0:
+            return False
+        p = Promise(spec=e, not_before=e.not_before)
+        self.promises[e.id] = p
+        self.max_id = max(self.max_id, e.id)
+        if e.request_id is not None:
+            self.by_request.setdefault(e.request_id, {})[e.request_index] = e.id
+        if e.task == "respond" and e.chat_id is not None and e.message_id is not None:
+            self.by_message.setdefault((e.chat_id, e.message_id), e.id)
+        doomed = False
+        for dep in e.depends_on:
+            self.dependents.setdefault(dep, []).append(e.id)
+            parent = self.promises.get(dep)
+            if parent is None or parent.status in (FAILED, CANCELLED):
+                doomed = True
+            if parent is None or parent.status != SUCCEEDED:
+                p.pending_deps += 1
+        if doomed:
+            self.needs_decision.add(e.id)
+        elif p.pending_deps == 0:
+            self._enqueue(p)
+        return True
+
+    def _dispatched(self, e: Dispatched) -> bool:
+        p = self.promises.get(e.id)
+        if p is None or p.status not in (QUEUED, RETRYING, WAITING) or e.attempt != p.attempt + 1:
+            return False
+        if p.pending_deps:
+            return False
+        self._dequeue(p)
+        p.status, p.attempt = DISPATCHED, e.attempt
+        self.in_flight[p.spec.queue] += 1
+        if p.spec.concurrency_key:
+            self.key_in_flight[p.spec.concurrency_key] += 1
+        return True
+
+    def _started(self, e: Started) -> bool:
+        p = self.promises.get(e.id)
+        if p is None or p.status not in IN_FLIGHT or e.attempt != p.attempt:
+            return False
+        self._drop_deadline(p)
+        p.status, p.executor, p.started_at = RUNNING, e.executor, e.at
+        if p.spec.timeout:
+            self.deadlines.add((e.at + p.spec.timeout, p.id, p.attempt))
+        return True
+
+    def _progress(self, e: Progress) -> bool:
+        p = self.promises.get(e.id)
+        if p is None or p.status not in IN_FLIGHT or e.attempt != p.attempt:
+            return False
+        p.progress = e.text
+        return True
+
+    def _succeeded(self, e: Succeeded) -> bool:
+        p = self.promises.get(e.id)
+        if p is None or p.status not in IN_FLIGHT or e.attempt != p.attempt:
+            return False
+        self._leave_flight(p)
+        p.status, p.result, p.finished_at = SUCCEEDED, e.result, e.at
+        for child_id in self.dependents.get(p.id, ()):
+            child = self.promises.get(child_id)
+            if child is not None and not child.terminal:
+                child.pending_deps -= 1
+                if child.pending_deps == 0 and child.id not in self.needs_decision:
+                    self._enqueue(child)
+        if p.spec.task == "respond" and isinstance(e.result, dict) and (
+            e.result.get("promises") or e.result.get("commands")
+        ):
+            self.needs_decision.add(p.id)
+        return True
+
+    def _attempt_failed(self, e: AttemptFailed) -> bool:
+        p = self.promises.get(e.id)
+        if p is None or p.status not in IN_FLIGHT or e.attempt != p.attempt:
+            return False
+        self._leave_flight(p)
+        p.status, p.error, p.retryable = FAILING, e.error, e.retryable
+        self.needs_decision.add(p.id)
+        return True
+
+    def _retry_scheduled(self, e: RetryScheduled) -> bool:
+        p = self.promises.get(e.id)
+        if p is None or e.next_attempt != p.attempt + 1 or p.status not in (FAILING, RETRYING):
+            return False
+        self._dequeue(p)
+        p.status, p.not_before = RETRYING, e.not_before
+        self.timed.add((e.not_before, p.id))
+        self.needs_decision.discard(p.id)
+        return True
+
+    def _failed(self, e: Failed) -> bool:
+        return self._end(e.id, FAILED, e.reason, e.at)
+
+    def _cancelled(self, e: Cancelled) -> bool:
+        ok = self._end(e.id, CANCELLED, e.reason, e.at)
+        if ok:
+            p = self.promises[e.id]
+            p.cancelled_by, p.cause_id = e.by, e.cause_id
+        return ok
+
+    def _spawned(self, e: Spawned) -> bool:
+        p = self.promises.get(e.id)
+        if p is None or p.children is not None or p.spawn_error is not None:
+            return False
+        p.children, p.spawn_error = dict(e.children), e.error
+        if p.status == SUCCEEDED:
+            self.needs_decision.discard(p.id)
+        return True
+
+    def _notified(self, e: Notified) -> bool:
+        p = self.promises.get(e.id)
+        if p is None:
+            return False
+        p.notices.append(e.kind)
+        return True
+
+    # --- index upkeep -----------------------------------------------------------
+
+    def _end(self, promise_id: int, status: str, reason: str, at: float) -> bool:
+        p = self.promises.get(promise_id)
+        if p is None or p.terminal:
+            return False
+        self._leave_flight(p)
+        self._dequeue(p)
+        p.status, p.error, p.finished_at = status, reason, at
+        self.needs_decision.discard(p.id)
+        if any(not self.promises[c].terminal for c in self.dependents.get(p.id, ()) if c in self.promises):
+            self.needs_decision.add(p.id)  # its dependents must be cancelled
+        for dep in p.spec.depends_on:
+            self._settle_cascade(dep)
+        return True
+
+    def _settle_cascade(self, parent_id: int) -> None:
+        """A failed parent stops needing a decision once all its dependents ended."""
+        if parent_id not in self.needs_decision:
+            return
+        parent = self.promises.get(parent_id)
+        if parent is None or parent.status not in (FAILED, CANCELLED):
+            return
+        if all(self.promises[c].terminal for c in self.dependents.get(parent_id, ()) if c in self.promises):
+            self.needs_decision.discard(parent_id)
+
+    def _enqueue(self, p: Promise) -> None:
+        if p.not_before is not None:
+            p.status = WAITING
+            self.timed.add((p.not_before, p.id))
+        else:
+            p.status = QUEUED
+            self.ready.setdefault(p.spec.queue, SortedList()).add((p.spec.priority, p.id))
+
+    def _dequeue(self, p: Promise) -> None:
+        ready = self.ready.get(p.spec.queue)
+        if ready is not None:
+            ready.discard((p.spec.priority, p.id))
+        if p.not_before is not None:
+            self.timed.discard((p.not_before, p.id))
+
+    def _leave_flight(self, p: Promise) -> None:
+        if p.status in IN_FLIGHT:
+            self.in_flight[p.spec.queue] -= 1
+            if p.spec.concurrency_key:
+                self.key_in_flight[p.spec.concurrency_key] -= 1
+        self._drop_deadline(p)
+
+    def _drop_deadline(self, p: Promise) -> None:
+        if p.spec.timeout and p.started_at is not None and p.status == RUNNING:
+            self.deadlines.discard((p.started_at + p.spec.timeout, p.id, p.attempt))
+
+    # --- queries ----------------------------------------------------------------
+
+    def counts(self) -> Counter[str]:
+        return Counter(p.state for p in self.promises.values())
+
+    def open_dependents(self, promise_id: int) -> list[int]:
+        return [c for c in self.dependents.get(promise_id, ()) if c in self.promises and not self.promises[c].terminal]
+
+
+_HANDLERS = {
+    Created: Projection._created,
+    Dispatched: Projection._dispatched,
+    Started: Projection._started,
+    Progress: Projection._progress,
+    Succeeded: Projection._succeeded,
+    AttemptFailed: Projection._attempt_failed,
+    RetryScheduled: Projection._retry_scheduled,
+    Failed: Projection._failed,
+    Cancelled: Projection._cancelled,
+    Spawned: Projection._spawned,
+    Notified: Projection._notified,
+}

@@ -1,0 +1,316 @@
+"""The scheduler process: a thin shell around the projection and decisions.
+
+It tails PROMISES into the projection (every instance, so a standby is hot),
+holds or waits for the lease, and while leader it turns CHAT messages and
+COMMANDS into events, calls ``decide`` and performs the effects.  It never
+decides on a projection that lags behind what it published itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from schemas import subjects
+from schemas.commands import (
+    Cancel,
+    CommandReply,
+    ExecutorHeartbeat,
+    Retry,
+    Submit,
+    command_decoder,
+    heartbeat_decoder,
+)
+from schemas.events import decode_message, decode_promise_event, encode
+from valor import bus
+
+from . import intake
+from .decide import decide, resend_dispatched
+from .effects import Dispatch, Effect, Publish
+from .lease import Lease
+from .projection import Projection
+from .tasktypes import BUILTIN, TaskType
+
+log = logging.getLogger("valor.scheduler")
+
+
+class Scheduler:
+    def __init__(
+        self,
+        nc: Client,
+        name: str | None = None,
+        types: Mapping[str, TaskType] = BUILTIN,
+        lease_ttl: float = 5.0,
+        heartbeat_ttl: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        ack_wait: float = 30.0,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.name = name or f"scheduler-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.types = dict(types)
+        self.lease_ttl = lease_ttl
+        self.heartbeat_ttl = heartbeat_ttl
+        self.clock = clock
+        self.ack_wait = ack_wait
+        self.state = Projection()
+        self.executors: dict[str, ExecutorHeartbeat] = {}
+        self.lease: Lease | None = None
+        self.published_seq = 0  # highest PROMISES sequence we stored ourselves
+        self.inbox: asyncio.Queue[tuple[str, Msg]] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._leader_tasks: list[asyncio.Task] = []
+        self._tail = None
+        self._stopping = False
+
+    # --- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        await bus.ensure_streams(self.js)
+        self._tail = await self.js.subscribe(
+            subjects.ALL_PROMISE_EVENTS, stream=subjects.PROMISES, cb=self._on_event,
+            ordered_consumer=True, deliver_policy=DeliverPolicy.ALL, idle_heartbeat=1.0,
+        )
+        self.lease = Lease(await self.js.key_value(subjects.LEASE_BUCKET), self.name)
+        self._tasks = [
+            asyncio.create_task(self._watch_executors(), name="executors"),
+            asyncio.create_task(self._hold_lease(), name="lease"),
+            asyncio.create_task(self._loop(), name="decide"),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await self._step_down()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.lease:
+            await self.lease.release()
+        if self._tail:
+            with contextlib.suppress(Exception):
+                await self._tail.unsubscribe()
+
+    @property
+    def leader(self) -> bool:
+        return bool(self.lease and self.lease.held)
+
+    def caught_up(self) -> bool:
+        return self.state.last_seq >= self.published_seq
+
+    # --- inputs -----------------------------------------------------------------
+
+    async def _on_event(self, msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        try:
+            event = decode_promise_event(msg.data)
+        except msgspec.DecodeError as exc:
+            # The log is never rewritten: keep a copy with the reason and move on.
+            self.state.last_seq = max(self.state.last_seq, seq)
+            self.state.ignored += 1
+            if self.leader:
+                with contextlib.suppress(Exception):
+                    await bus.dead_letter(self.js, msg, "promise", f"undecodable event: {exc}")
+        else:
+            self.state.apply(event, seq)
+        self._wake.set()
+
+    async def _watch_executors(self) -> None:
+        kv = await self.js.key_value(subjects.EXECUTORS_BUCKET)
+        while True:
+            try:
+                watcher = await kv.watchall()
+                async for entry in watcher:
+                    if entry is None:
+                        continue
+                    if entry.operation in ("DEL", "PURGE") or not entry.value:
+                        self.executors.pop(entry.key, None)
+                    else:
+                        with contextlib.suppress(msgspec.DecodeError):
+                            self.executors[entry.key] = heartbeat_decoder.decode(entry.value)
+                    self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("executor watch failed (%s); retrying", exc)
+                await asyncio.sleep(1)
+
+    def capacity(self, now: float) -> dict[str, int]:
+        slots: dict[str, int] = {}
+        for hb in self.executors.values():
+            if now - hb.at <= self.heartbeat_ttl:
+                for q in hb.queues:
+                    slots[q] = slots.get(q, 0) + hb.slots
+        return slots
+
+    # --- leadership ---------------------------------------------------------------
+
+    async def _hold_lease(self) -> None:
+        while True:
+            try:
+                if self.lease.held:
+                    if not await self.lease.renew():
+                        await self._step_down()
+                elif await self.lease.acquire():
+                    await self._take_over()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("lease check failed: %s", exc)
+                if self.lease.held and not await self._still_renewable():
+                    await self._step_down()
+            await asyncio.sleep(self.lease_ttl / 4 if self.lease.held else self.lease_ttl / 5)
+
+    async def _still_renewable(self) -> bool:
+        with contextlib.suppress(Exception):
+            return await self.lease.renew()
+        return False
+
+    async def _take_over(self) -> None:
+        info = await self.js.stream_info(subjects.PROMISES)
+        self.published_seq = max(self.published_seq, info.state.last_seq)
+        log.info("%s is the active scheduler (log at seq %d)", self.name, info.state.last_seq)
+        self._leader_tasks = [
+            asyncio.create_task(self._pull(subjects.COMMANDS, "cmd.*", "commands"), name="commands"),
+            asyncio.create_task(self._pull(subjects.CHAT, "chat.*.in", "chat"), name="chat"),
+        ]
+        self._resend_pending = True
+        self._wake.set()
+
+    async def _step_down(self) -> None:
+        for task in self._leader_tasks:
+            task.cancel()
+        self._leader_tasks = []
+        while not self.inbox.empty():
+            _, msg = self.inbox.get_nowait()
+            with contextlib.suppress(Exception):
+                await msg.nak()
+
+    async def _pull(self, stream: str, filter_subject: str, kind: str) -> None:
+        config = ConsumerConfig(durable_name="scheduler", ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait,
+                                max_ack_pending=1000, filter_subject=filter_subject)
+        sub = None
+        while True:
+            try:
+                if sub is None:
+                    sub = await self.js.pull_subscribe(filter_subject, durable="scheduler", stream=stream, config=config)
+                # Keep the inbox short: what is fetched must be handled before its ack_wait.
+                if self.inbox.qsize() > 200:
+                    await asyncio.sleep(0.05)
+                    continue
+                msgs = await sub.fetch(100, timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except TimeoutError:
+                continue
+            except Exception as exc:
+                log.warning("fetch from %s failed (%s); retrying", stream, exc)
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                self.inbox.put_nowait((kind, msg))
+            self._wake.set()
+
+    # --- the decision loop ------------------------------------------------------
+
+    async def _loop(self) -> None:
+        self._resend_pending = False
+        wake_at: float | None = None
+        while True:
+            timeout = None if wake_at is None else max(0.0, wake_at - self.clock())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout if timeout is None else min(timeout, 1.0))
+            self._wake.clear()
+            wake_at = None
+            if not self.leader or not self.caught_up():
+                continue
+            try:
+                wake_at = await self._round()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("decision round failed: %s", exc)
+                await asyncio.sleep(0.5)
+                self._wake.set()
+
+    async def _round(self) -> float | None:
+        """Handle one input or one batch of decisions; return when to look again."""
+        now = self.clock()
+        if self._resend_pending:
+            await self.perform(resend_dispatched(self.state))
+            self._resend_pending = False
+        if not self.inbox.empty():
+            kind, msg = self.inbox.get_nowait()
+            await self._handle_input(kind, msg, now)
+            self._wake.set()
+            return None
+        decision = decide(self.state, now, self.capacity(now), self.types)
+        if decision.effects:
+            await self.perform(decision.effects)
+            self._wake.set()
+            return None
+        return decision.wake_at
+
+    async def _handle_input(self, kind: str, msg: Msg, now: float) -> None:
+        if kind == "chat":
+            try:
+                message = decode_message(msg.data)
+            except msgspec.DecodeError as exc:
+                await bus.dead_letter(self.js, msg, "chat", f"undecodable message: {exc}")
+                await msg.ack()
+                return
+            await self.perform(intake.respond_for_message(self.state, message, now, self.types))
+            await msg.ack()
+            return
+        try:
+            command = command_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            await bus.dead_letter(self.js, msg, "command", f"undecodable command: {exc}")
+            await msg.ack()
+            return
+        match command:
+            case Submit():
+                effects, reply = intake.submit(self.state, command, now, self.types)
+            case Cancel():
+                effects, reply = intake.cancel(self.state, command.id, now, command.reason, command.by)
+            case Retry():
+                effects, reply = intake.retry(self.state, command.id, now, command.request_id)
+        try:
+            await self.perform(effects)
+        except Exception as exc:
+            reply = CommandReply(ok=False, error=f"not stored: {exc}")
+            await msg.nak(delay=0.5)
+            raise
+        finally:
+            if command.reply_to:
+                await self.nc.publish(command.reply_to, encode(reply))
+        await msg.ack()
+
+    async def perform(self, effects: list[Effect]) -> None:
+        """Store events (pipelined, in order), then hand out the work they announce."""
+        publishes = [e for e in effects if isinstance(e, Publish)]
+        futures = []
+        for p in publishes:
+            headers = {bus.MSG_ID: p.msg_id}
+            if p.new_subject:
+                headers[bus.EXPECTED_LAST_SUBJECT_SEQ] = "0"
+            futures.append(await self.js.publish_async(bus.event_subject(p.event), encode(p.event), headers=headers))
+        for ack in await asyncio.gather(*futures):
+            self.published_seq = max(self.published_seq, ack.seq)
+        dispatches = [e for e in effects if isinstance(e, Dispatch)]
+        work = [await self.js.publish_async(subjects.work(d.queue), encode(d.item), headers={bus.MSG_ID: d.msg_id})
+                for d in dispatches]
+        await asyncio.gather(*work)
