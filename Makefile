@@ -1,0 +1,85 @@
+# Valor: local cluster, tests and tools.  `make help` lists the targets.
+#
+# Override any of these on the command line, e.g. `make up NATS_PORT_BASE=5222`.
+# While the cluster runs, var/ports.mk remembers its ports so that make status,
+# make demo and make down find it without repeating them.
+
+-include var/ports.mk
+
+PYTHON                 ?= python3
+VENV                   ?= .venv
+NATS_PORT_BASE         ?= 4222
+NATS_CLUSTER_PORT_BASE ?= 6222
+NATS_MONITOR_PORT_BASE ?= 8222
+UP_TIMEOUT             ?= 60
+
+VAR       := $(CURDIR)/var
+VENV_DIR  := $(abspath $(VENV))
+PY        := $(VENV_DIR)/bin/python
+CTL       := $(VENV_DIR)/bin/supervisorctl -c $(VAR)/supervisord.conf
+port       = $(shell echo $$(( $(1) + $(2) )))
+CLIENT_PORTS  := $(NATS_PORT_BASE) $(call port,$(NATS_PORT_BASE),1) $(call port,$(NATS_PORT_BASE),2)
+MONITOR_PORTS := $(NATS_MONITOR_PORT_BASE),$(call port,$(NATS_MONITOR_PORT_BASE),1),$(call port,$(NATS_MONITOR_PORT_BASE),2)
+comma := ,
+empty :=
+space := $(empty) $(empty)
+
+export VALOR_NATS_URL := $(subst $(space),$(comma),$(foreach p,$(CLIENT_PORTS),nats://127.0.0.1:$(p)))
+export VALOR_REPLICAS := 3
+
+HEALTH = $(PY) deploy/health.py --var $(VAR) --venv $(VENV_DIR) --monitor-ports $(MONITOR_PORTS)
+
+.PHONY: help venv up down status logs test lint schemas demo
+
+help:
+	@echo "make up        start the 3-node JetStream cluster and the services (creates $(VENV) if missing)"
+	@echo "make down      stop everything; nothing is left running"
+	@echo "make status    supervisor status and the cluster's health"
+	@echo "make logs      follow var/log/*.log"
+	@echo "make test      run the test suite"
+	@echo "make lint      ruff check ."
+	@echo "make schemas   write JSON Schema of every event and command to schemas/json/"
+	@echo "make demo      run the example workflows against the running cluster"
+	@echo "variables: PYTHON=$(PYTHON) VENV=$(VENV) NATS_PORT_BASE=$(NATS_PORT_BASE)" \
+	      "NATS_CLUSTER_PORT_BASE=$(NATS_CLUSTER_PORT_BASE) NATS_MONITOR_PORT_BASE=$(NATS_MONITOR_PORT_BASE)" \
+	      "UP_TIMEOUT=$(UP_TIMEOUT)"
+
+# The venv counts as installed once the dev tools are in it.
+venv: $(VENV_DIR)/bin/pytest
+$(VENV_DIR)/bin/pytest:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV_DIR)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+
+up: venv
+	@$(PY) deploy/render.py --root $(CURDIR) --var $(VAR) --venv $(VENV_DIR) \
+	  --nats-port-base $(NATS_PORT_BASE) --cluster-port-base $(NATS_CLUSTER_PORT_BASE) \
+	  --monitor-port-base $(NATS_MONITOR_PORT_BASE)
+	@if $(CTL) pid >/dev/null 2>&1; then echo "supervisord already running"; \
+	  else $(VENV_DIR)/bin/supervisord -c $(VAR)/supervisord.conf && echo "supervisord started"; fi
+	@$(HEALTH) --timeout $(UP_TIMEOUT) wait || { $(MAKE) --no-print-directory status; exit 1; }
+	@$(MAKE) --no-print-directory status
+
+down:
+	@if [ -x $(PY) ]; then $(HEALTH) down; else $(PYTHON) deploy/health.py --var $(VAR) --venv $(VENV_DIR) down; fi
+
+# valor status is the health table once the CLI exists; until then, supervisor + /healthz.
+status:
+	@if [ ! -x $(PY) ]; then echo "no $(VENV) yet: run make up"; exit 0; fi; \
+	if out=$$(timeout 20 $(VENV_DIR)/bin/valor status 2>&1); then \
+	  $(CTL) status; echo; echo "$$out"; else $(HEALTH) table; fi
+
+logs:
+	tail -n 20 -F $(VAR)/log/*.log
+
+test: venv
+	$(VENV_DIR)/bin/pytest -q
+
+lint: venv
+	$(VENV_DIR)/bin/ruff check .
+
+schemas: venv
+	$(PY) -m schemas.export schemas/json
+
+demo: venv
+	$(PY) -m valor.demo

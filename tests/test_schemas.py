@@ -1,0 +1,203 @@
+"""The wire contract: committed JSON Schema, round trips and the evolution rules."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from schemas import commands, events, export
+from schemas.commands import (
+    AnyCommand,
+    Cancel,
+    CommandReply,
+    ExecutorHeartbeat,
+    NewPromise,
+    RespondCommand,
+    RespondResult,
+    Retry,
+    Submit,
+    WorkItem,
+)
+from schemas.events import (
+    AttemptFailed,
+    Cancelled,
+    Created,
+    Dispatched,
+    Failed,
+    MessageReceived,
+    Notified,
+    Progress,
+    PromiseEvent,
+    RetryScheduled,
+    Spawned,
+    Started,
+    Succeeded,
+)
+
+# One example of every promise event, with its optional fields set so they travel too.
+PROMISE_EVENTS = [
+    Created(
+        id=12,
+        title="review",
+        task="echo",
+        input={"x": 1},
+        depends_on=[10, 11],
+        priority=2,
+        queue="code",
+        concurrency_key="repo:valor",
+        concurrency_limit=1,
+        max_attempts=3,
+        timeout=30.0,
+        not_before=1700000000.5,
+        chat_id=42,
+        message_id=7,
+        parent_id=9,
+        name="review",
+        request_id="r-1",
+        request_index=1,
+        at=1700000000.0,
+    ),
+    Dispatched(id=12, attempt=1, queue="code", at=1.0),
+    Started(id=12, attempt=1, executor="executor-0", delivery=2, at=2.0),
+    Progress(id=12, attempt=1, text="half way", fraction=0.5, at=3.0),
+    Succeeded(id=12, attempt=1, result={"ok": [1, 2]}, duration=1.25, at=4.0),
+    AttemptFailed(id=12, attempt=1, error="boom", retryable=False, duration=0.5, at=5.0),
+    RetryScheduled(id=12, next_attempt=2, not_before=10.0, delay=5.0, at=5.0),
+    Failed(id=12, reason="gave up", attempt=3, at=6.0),
+    Cancelled(id=13, reason="#12 failed", by="scheduler", cause_id=12, at=7.0),
+    Spawned(id=9, children={"review": 12, "fix": 13}, at=8.0),
+    Notified(id=12, kind="terminal", chat_id=42, telegram_message_id=99, at=9.0),
+]
+
+COMMANDS = [
+    Submit(
+        request_id="r-1",
+        reply_to="_INBOX.x",
+        tasks=[
+            NewPromise(title="a", type="echo", input=[1], name="a"),
+            NewPromise(title="b", after=["a"], priority=1),
+        ],
+    ),
+    Cancel(request_id="r-2", id=12, reason="no longer needed", by="operator"),
+    Retry(request_id="r-3", id=12),
+]
+
+
+def test_committed_json_schemas_are_current(tmp_path):
+    export.write(tmp_path)
+    fresh = {p.name: p.read_text() for p in tmp_path.glob("*.json")}
+    committed = {p.name: p.read_text() for p in export.DEFAULT_DIR.glob("*.json")}
+    stale = sorted(n for n in fresh.keys() | committed.keys() if fresh.get(n) != committed.get(n))
+    assert not stale, f"schemas/json is stale: run make schemas (differs: {', '.join(stale)})"
+
+
+def test_export_is_deterministic():
+    assert export.schemas() == export.schemas()
+
+
+def test_every_promise_event_type_has_an_example():
+    assert {type(e) for e in PROMISE_EVENTS} == set(PromiseEvent.__args__)
+
+
+@pytest.mark.parametrize("event", PROMISE_EVENTS, ids=lambda e: type(e).__name__)
+def test_every_promise_event_round_trips(event):
+    data = events.encode(event)
+    assert msgspec.json.decode(data)["type"] == events.EVENT_NAMES[type(event)]
+    assert events.decode_promise_event(data) == event
+
+
+def test_message_received_round_trips():
+    msg = MessageReceived(
+        chat_id=-100123,
+        message_id=7,
+        sender_id=5,
+        sender_name="Ada",
+        text="review #12 please",
+        reply_to=6,
+        sent_at=1700000000.0,
+        chat_kind="group",
+        mentioned=True,
+        caught_up=True,
+        at=1.0,
+    )
+    data = events.encode(msg)
+    assert msgspec.json.decode(data)["type"] == "message.received"
+    assert events.decode_message(data) == msg
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: type(c).__name__)
+def test_every_command_round_trips(command):
+    assert commands.command_decoder.decode(msgspec.json.encode(command)) == command
+
+
+@pytest.mark.parametrize(
+    "record, decoder",
+    [
+        (CommandReply(ok=True, ids={"a": 1, "b": 2}), commands.reply_decoder),
+        (CommandReply(ok=False, error="cycle: a -> b -> a"), commands.reply_decoder),
+        (
+            WorkItem(
+                id=12,
+                attempt=2,
+                task="echo",
+                input={"x": 1},
+                deps={"10": "r"},
+                timeout=5.0,
+                chat_id=1,
+                message_id=2,
+            ),
+            commands.work_decoder,
+        ),
+        (
+            ExecutorHeartbeat(
+                executor="executor-0", queues=["default"], slots=4, busy=1, host="h", pid=9, at=1.0
+            ),
+            commands.heartbeat_decoder,
+        ),
+        (
+            RespondResult(
+                reply="on it",
+                promises=[NewPromise(title="x", name="x")],
+                commands=[RespondCommand(verb="cancel", id=12)],
+            ),
+            msgspec.json.Decoder(RespondResult),
+        ),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_every_record_round_trips(record, decoder):
+    assert decoder.decode(msgspec.json.encode(record)) == record
+
+
+def test_an_unknown_event_type_is_a_validation_error():
+    with pytest.raises(msgspec.ValidationError, match=r"Invalid value 'exploded' - at `\$.type`"):
+        events.decode_promise_event(b'{"type": "exploded", "id": 1}')
+
+
+def test_an_unknown_command_type_is_a_validation_error():
+    with pytest.raises(msgspec.ValidationError, match=r"Invalid value 'format_disk' - at `\$.type`"):
+        commands.command_decoder.decode(b'{"type": "format_disk", "request_id": "r"}')
+
+
+def test_readers_ignore_fields_they_do_not_know():
+    # A newer writer added a field: older readers decode the rest unchanged.
+    data = b'{"type": "succeeded", "id": 3, "attempt": 1, "result": 5, "cost_usd": 0.02, "at": 1.0}'
+    assert events.decode_promise_event(data) == Succeeded(id=3, attempt=1, result=5, at=1.0)
+    msg = b'{"type": "message.received", "chat_id": 1, "message_id": 2, "thread_id": 77}'
+    assert events.decode_message(msg) == MessageReceived(chat_id=1, message_id=2)
+
+
+def test_records_written_before_a_field_existed_get_its_default():
+    created = events.decode_promise_event(b'{"type": "created", "id": 1, "title": "old"}')
+    assert (created.task, created.priority, created.queue, created.max_attempts) == ("noop", 5, "default", 1)
+
+
+def test_a_field_of_the_wrong_type_is_rejected_with_its_path():
+    with pytest.raises(msgspec.ValidationError, match=r"Expected `int`, got `str` - at `\$.id`"):
+        events.decode_promise_event(b'{"type": "dispatched", "id": "12", "attempt": 1}')
+
+
+def test_the_command_union_is_exported_whole():
+    doc = msgspec.json.decode(export.schemas()["command.json"])
+    assert {"Submit", "Cancel", "Retry"} <= set(doc["$defs"])
+    assert AnyCommand.__args__ == (Submit, Cancel, Retry)
