@@ -51,7 +51,7 @@ class Scheduler:
         nc: Client,
         name: str | None = None,
         types: Mapping[str, TaskType] = BUILTIN,
-        lease_ttl: float = 5.0,
+        lease_ttl: float = 5.0,  # used only when the lease bucket has no TTL
         heartbeat_ttl: float = 10.0,
         clock: Callable[[], float] = time.time,
         ack_wait: float = 30.0,
@@ -83,7 +83,10 @@ class Scheduler:
             subjects.ALL_PROMISE_EVENTS, stream=subjects.PROMISES, cb=self._on_event,
             ordered_consumer=True, deliver_policy=DeliverPolicy.ALL, idle_heartbeat=1.0,
         )
-        self.lease = Lease(await self.js.key_value(subjects.LEASE_BUCKET), self.name)
+        kv = await self.js.key_value(subjects.LEASE_BUCKET)
+        # The bucket's TTL is the lease length: renew well within it.
+        self.lease_ttl = (await kv.status()).ttl or self.lease_ttl
+        self.lease = Lease(kv, self.name)
         self._tasks = [
             asyncio.create_task(self._watch_executors(), name="executors"),
             asyncio.create_task(self._hold_lease(), name="lease"),

@@ -1,0 +1,133 @@
+"""The scheduler process against a real nats-server; the test plays the executor."""
+
+import asyncio
+import time
+
+import pytest
+
+from schemas import subjects
+from schemas.commands import ExecutorHeartbeat, NewPromise, work_decoder
+from schemas.events import MessageReceived, Started, Succeeded, encode
+from schemas.streams import bucket_configs
+from services.scheduler.service import Scheduler
+from valor import bus
+from valor.client import CommandRefused, ValorClient
+
+
+async def announce(js, queues=("default", "respond"), slots=4, name="test-exec"):
+    kv = await js.key_value(subjects.EXECUTORS_BUCKET)
+    hb = ExecutorHeartbeat(executor=name, queues=list(queues), slots=slots, at=time.time())
+    await kv.put(name, encode(hb))
+
+
+async def take_work(js, queue="default", n=1, timeout=5.0):
+    sub = await js.pull_subscribe(subjects.work(queue), durable=f"exec-{queue}", stream=subjects.WORK)
+    items = []
+    deadline = time.monotonic() + timeout
+    while len(items) < n and time.monotonic() < deadline:
+        try:
+            msgs = await sub.fetch(n - len(items), timeout=1)
+        except TimeoutError:
+            continue
+        for m in msgs:
+            items.append(work_decoder.decode(m.data))
+            await m.ack()
+    await sub.unsubscribe()
+    return items
+
+
+async def finish(js, item, result=None):
+    await bus.publish_event(js, Started(at=time.time(), id=item.id, attempt=item.attempt), f"{item.id}:s:{item.attempt}")
+    await bus.publish_event(js, Succeeded(at=time.time(), id=item.id, attempt=item.attempt, result=result),
+                            f"{item.id}:ok:{item.attempt}")
+
+
+@pytest.fixture
+async def scheduler(nc):
+    s = Scheduler(nc, lease_ttl=1.0)
+    await s.start()
+    for _ in range(100):
+        if s.leader:
+            break
+        await asyncio.sleep(0.05)
+    yield s
+    await s.stop()
+
+
+async def test_submitted_promise_is_dispatched_to_its_queue(nc, js, scheduler):
+    await announce(js)
+    ids = await ValorClient(nc).submit(NewPromise(title="hello", type="echo", input={"x": 1}))
+    [item] = await take_work(js)
+    assert item.id == ids["0"] and item.input == {"x": 1} and item.task == "echo"
+
+
+async def test_join_receives_both_parent_results_through_the_log(nc, js, scheduler):
+    await announce(js)
+    client = ValorClient(nc)
+    ids = await client.submit(NewPromise(name="a"), NewPromise(name="b"), NewPromise(name="join", after=["a", "b"]))
+    parents = await take_work(js, n=2)
+    for item in parents:
+        await finish(js, item, f"result-{item.id}")
+    [join] = await take_work(js)
+    assert join.id == ids["join"]
+    assert join.deps == {str(ids["a"]): f"result-{ids['a']}", str(ids["b"]): f"result-{ids['b']}"}
+
+
+async def test_plan_with_a_cycle_is_refused_and_creates_nothing(nc, js, scheduler):
+    client = ValorClient(nc)
+    with pytest.raises(CommandRefused, match="cycle: a -> b -> a"):
+        await client.submit(NewPromise(name="a", after=["b"]), NewPromise(name="b", after=["a"]))
+    assert (await js.stream_info(subjects.PROMISES)).state.messages == 0
+
+
+async def test_each_message_becomes_exactly_one_respond_promise(nc, js, scheduler):
+    msg = MessageReceived(chat_id=42, message_id=7, sender_id=1, text="hi", at=time.time())
+    # The same message twice: once live, once re-read by catch-up under another id.
+    await js.publish(subjects.chat_in(42), encode(msg), headers={bus.MSG_ID: "tg:42:7"})
+    await js.publish(subjects.chat_in(42), encode(msg), headers={bus.MSG_ID: "tg:42:7:again"})
+    await asyncio.sleep(0.5)
+    state = await ValorClient(nc).projection()
+    responds = [p for p in state.promises.values() if p.spec.task == "respond"]
+    assert len(responds) == 1 and responds[0].spec.chat_id == 42 and responds[0].spec.message_id == 7
+
+
+async def test_respond_result_spawns_children_with_their_dependencies(nc, js, scheduler):
+    await announce(js)
+    msg = MessageReceived(chat_id=5, message_id=1, text="set up, write, run", at=time.time())
+    await js.publish(subjects.chat_in(5), encode(msg), headers={bus.MSG_ID: "tg:5:1"})
+    [respond] = await take_work(js, queue="respond")
+    plan = {"reply": "on it", "promises": [
+        {"name": "setup", "type": "echo"}, {"name": "write", "type": "echo", "after": ["setup"]}]}
+    await finish(js, respond, plan)
+    [setup] = await take_work(js)
+    state = await ValorClient(nc).projection()
+    parent = state.promises[respond.id]
+    assert parent.children == {"setup": setup.id, "write": setup.id + 1}
+    write = state.promises[setup.id + 1]
+    assert write.spec.depends_on == [setup.id] and write.spec.parent_id == respond.id and write.spec.chat_id == 5
+
+
+async def test_standby_takes_over_when_the_leader_vanishes(nc, js):
+    await js.delete_key_value(subjects.LEASE_BUCKET)
+    [lease] = [c for c in bucket_configs(lease_ttl=1.0) if c.bucket == subjects.LEASE_BUCKET]
+    await js.create_key_value(lease)
+    first, second = Scheduler(nc, lease_ttl=1.0, name="first"), Scheduler(nc, lease_ttl=1.0, name="second")
+    await first.start()
+    await asyncio.sleep(0.3)
+    await second.start()
+    await asyncio.sleep(0.3)
+    assert first.leader and not second.leader
+    # Simulate a crash: the first stops renewing without releasing its lease.
+    for task in first._tasks:
+        task.cancel()
+    await first._step_down()
+    first.lease.revision = None
+    t0 = time.monotonic()
+    while not second.leader and time.monotonic() - t0 < 5:
+        await asyncio.sleep(0.05)
+    assert second.leader
+    await announce(js)
+    ids = await ValorClient(nc).submit(NewPromise(title="after failover"))
+    [item] = await take_work(js)
+    assert item.id == ids["0"]
+    await second.stop()
