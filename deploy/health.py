@@ -126,51 +126,76 @@ def table(a: argparse.Namespace) -> None:
 
 
 def our_processes(a: argparse.Namespace) -> dict[int, str]:
-    """Processes started from this checkout: its supervisord, nats nodes and services."""
-    marks = (
-        f"{a.var}/supervisord.conf",
-        f"{a.var}/nats/",
-        f"{a.venv}/bin/python -m services.",
-    )
+    """Processes started from this checkout: its supervisord, nats nodes and services.
+
+    A service is recognised by its command line *and* by the supervisord socket
+    in its environment, so tests that run ``python -m services.x`` themselves
+    from the same venv are never touched.
+    """
+    server_url = f"SUPERVISOR_SERVER_URL=unix://{a.var}/supervisor.sock".encode()
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
     found = {}
     for line in out.splitlines():
-        pid, _, args = line.strip().partition(" ")
-        if int(pid) != os.getpid() and any(m in args for m in marks):
-            found[int(pid)] = args.strip()
+        pid_text, _, args = line.strip().partition(" ")
+        pid = int(pid_text)
+        if pid == os.getpid():
+            continue
+        ours = f"-c {a.var}/supervisord.conf" in args or f"-c {a.var}/nats/" in args
+        if not ours and "-m services." in args and args.startswith(str(a.venv)):
+            ours = server_url in environ(pid).split(b"\0")
+        if ours:
+            found[pid] = args.strip()
     return found
+
+
+def environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped does not count)."""
+    stat = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout
+    return bool(stat.strip()) and not stat.strip().startswith("Z")
 
 
 def supervisord_pid(var: Path) -> int | None:
     try:
         pid = int((var / "supervisord.pid").read_text().strip())
-        os.kill(pid, 0)
-        return pid
     except (OSError, ValueError):
         return None
+    return pid if alive(pid) else None
+
+
+def wait_gone(a: argparse.Namespace, timeout: float) -> dict[int, str]:
+    deadline = time.monotonic() + timeout
+    while (left := our_processes(a)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
 
 
 def down(a: argparse.Namespace) -> None:
     pid = supervisord_pid(a.var)
     if pid:
+        print(f"supervisord {pid}: shutting down")
         if supervisorctl(a, "shutdown").returncode != 0:
             os.kill(pid, signal.SIGTERM)  # supervisord stops its children on TERM too
-        print(f"supervisord {pid}: shutting down")
-    deadline = time.monotonic() + a.timeout
-    while our_processes(a) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    left = our_processes(a)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+        deadline = time.monotonic() + a.timeout
+        while alive(pid) and time.monotonic() < deadline:  # it stops its children first
+            time.sleep(0.2)
+    left = wait_gone(a, 2)
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        if not left:
+            break
         for p, args in left.items():
             print(f"down: {sig.name} leftover {p} {args}")
             try:
                 os.kill(p, sig)
             except ProcessLookupError:
                 pass
-        time.sleep(1)
-        left = our_processes(a)
-        if not left:
-            break
+        left = wait_gone(a, grace)
     (a.var / "ports.mk").unlink(missing_ok=True)
     if left:
         raise SystemExit(f"down: still running: {left}")
