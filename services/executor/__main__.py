@@ -1,0 +1,49 @@
+"""``python -m services.executor --queues default,respond --slots 4 [--id ID]``
+
+Connects with ``VALOR_NATS_URL``, declares the streams, runs until SIGTERM or
+SIGINT, then stops gracefully (running attempts get a grace period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import click
+
+from valor import bus
+
+from . import config
+from .worker import Executor
+
+
+async def serve(queues: list[str], slots: int, executor_id: str | None, grace: float) -> None:
+    nc = await bus.connect(name=f"executor-{executor_id or 'anon'}")
+    try:
+        await bus.ensure_streams(nc.jetstream())
+        executor = Executor(nc, queues, slots, executor_id=executor_id)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await executor.start()
+        await stop.wait()
+        await executor.stop(grace=grace)
+    finally:
+        await nc.close()
+
+
+@click.command()
+@click.option("--queues", default="default", show_default=True, help="comma-separated queues to serve")
+@click.option("--slots", default=4, show_default=True, type=click.IntRange(min=1), help="attempts run at once")
+@click.option("--id", "executor_id", default=None, help="executor id (letters, digits, '-', '_')")
+@click.option("--grace", default=config.STOP_GRACE, show_default=True, help="seconds running attempts get on stop")
+def main(queues: str, slots: int, executor_id: str | None, grace: float) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    asyncio.run(serve(names, slots, executor_id, grace))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""One work message from receipt to ack: skip if done, start, run, record, then ack.
+
+The work message is acked only after the result is stored in ``PROMISES``; if
+this process dies anywhere before that, the message is redelivered and the next
+executor either finds the result in the log or runs the attempt again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.errors import MsgAlreadyAckdError
+from nats.js import JetStreamContext
+
+from schemas.commands import WorkItem
+from schemas.events import AttemptFailed, Progress, Started, Succeeded
+from schemas.subjects import msg_id_for_event
+from valor import bus
+
+from . import logs, persist
+from .context import AttemptContext, Handler, TaskFailed
+
+PROGRESS_EVERY = 0.5  # seconds: at most ~2 progress events per attempt per second
+MAX_ERROR = 4000
+CANCELLED, SHUTDOWN = "cancelled", "shutdown"
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class AttemptRun:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        msg: Msg,
+        item: WorkItem,
+        handlers: Mapping[str, Handler],
+        executor: str,
+        ack_wait: float,
+        max_result_bytes: int,
+    ):
+        self.js = js
+        self.msg = msg
+        self.item = item
+        self.handlers = handlers
+        self.executor = executor
+        self.ack_wait = ack_wait
+        self.max_result_bytes = max_result_bytes
+        self.delivery = msg.metadata.num_delivered
+        self.stopped: str | None = None  # CANCELLED (promise cancelled) or SHUTDOWN (we are leaving)
+        self._handler_task: asyncio.Task | None = None
+        self._progress_n = 0
+        self._progress_at = float("-inf")
+
+    @property
+    def fields(self) -> dict[str, object]:
+        return {"promise": self.item.id, "attempt": self.item.attempt, "delivery": self.delivery}
+
+    def stop(self, reason: str) -> None:
+        if self.stopped is None:
+            self.stopped = reason
+            logs.info("attempt.stopping", reason=reason, **self.fields)
+        if self._handler_task is not None:
+            self._handler_task.cancel()
+
+    async def run(self) -> None:
+        done = asyncio.Event()
+        keepalive = asyncio.create_task(self._keep_alive(done))
+        try:
+            skip = await persist.until_ok("check", self._already_done, **self.fields)
+            if skip:
+                logs.info("attempt.skipped", reason=skip, **self.fields)
+                return await self._ack()
+            if self.stopped:
+                return await self._leave()
+            await persist.store(self.js, self._started(), msg_id_for_event(self.item.id, "started", self.item.attempt, self.delivery))
+            logs.info("attempt.started", task=self.item.task, executor=self.executor, **self.fields)
+            outcome = await self._execute()
+            if self.stopped or outcome is None:
+                return await self._leave()
+            name = "succeeded" if isinstance(outcome, Succeeded) else "attempt_failed"
+            await persist.store(self.js, outcome, msg_id_for_event(self.item.id, name, self.item.attempt))
+            logs.info(f"attempt.{name}", duration=round(outcome.duration, 3), **self.fields,
+                      **({"error": outcome.error[:200], "retryable": outcome.retryable} if name == "attempt_failed" else {}))
+            await self._ack()
+        finally:
+            done.set()  # an event, not only cancel: nats-py may swallow a CancelledError
+            keepalive.cancel()
+            if self._handler_task is not None and not self._handler_task.done():
+                self._handler_task.cancel()
+
+    async def _already_done(self) -> str | None:
+        """Why this work needs no run: the promise ended, or (on redelivery) this attempt did."""
+        item = self.item
+        for name in ("succeeded", "failed", "cancelled"):
+            if await persist.last_event(self.js, item.id, name) is not None:
+                return f"promise already {name}"
+        if self.delivery > 1:
+            failed = await persist.last_event(self.js, item.id, "attempt_failed")
+            if failed is not None and failed.attempt >= item.attempt:
+                return "attempt result already recorded"
+            dispatched = await persist.last_event(self.js, item.id, "dispatched")
+            if dispatched is not None and dispatched.attempt > item.attempt:
+                return "a newer attempt was dispatched"
+        return None
+
+    def _started(self) -> Started:
+        return Started(id=self.item.id, attempt=self.item.attempt, executor=self.executor,
+                       delivery=self.delivery, at=time.time())
+
+    async def _execute(self) -> Succeeded | AttemptFailed | None:
+        """The attempt's result event, or None if it was stopped before it had one."""
+        handler = self.handlers.get(self.item.task)
+        if handler is None:
+            known = ", ".join(sorted(self.handlers))
+            return self._failed(f"unknown task type '{self.item.task}'; known: {known}", False, 0.0)
+        ctx = AttemptContext.of(self.item, self.executor, self.delivery, self._progress)
+        self._handler_task = asyncio.create_task(self._call(handler, ctx))
+        if self.stopped:  # cancelled while we were recording Started
+            self._handler_task.cancel()
+        try:
+            return await self._handler_task
+        except asyncio.CancelledError:
+            if self.stopped and not asyncio.current_task().cancelling():
+                return None
+            raise
+
+    async def _call(self, handler: Handler, ctx: AttemptContext) -> Succeeded | AttemptFailed:
+        began = time.monotonic()
+        timeout = self.item.timeout
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                result = await handler(ctx)
+        except TimeoutError as exc:
+            if deadline.expired():
+                return self._failed(f"timed out after {timeout:g}s", True, time.monotonic() - began)
+            return self._failed(describe(exc), True, time.monotonic() - began)
+        except TaskFailed as exc:
+            return self._failed(exc.error, exc.retryable, time.monotonic() - began)
+        except Exception as exc:
+            return self._failed(describe(exc), True, time.monotonic() - began)
+        duration = time.monotonic() - began
+        try:
+            size = len(msgspec.json.encode(result))
+        except (TypeError, msgspec.EncodeError) as exc:
+            return self._failed(f"result is not JSON-encodable: {exc}", False, duration)
+        if size > self.max_result_bytes:
+            return self._failed(f"result too large: {size} bytes, limit {self.max_result_bytes}", False, duration)
+        return Succeeded(id=self.item.id, attempt=self.item.attempt, result=result, duration=duration, at=time.time())
+
+    def _failed(self, error: str, retryable: bool, duration: float) -> AttemptFailed:
+        return AttemptFailed(id=self.item.id, attempt=self.item.attempt, error=error[:MAX_ERROR],
+                             retryable=retryable, duration=duration, at=time.time())
+
+    async def _progress(self, text: str, fraction: float | None = None) -> None:
+        now = time.monotonic()
+        if self.stopped or now - self._progress_at < PROGRESS_EVERY:
+            return
+        self._progress_at = now
+        self._progress_n += 1
+        if not isinstance(fraction, int | float) or isinstance(fraction, bool):
+            fraction = None
+        else:
+            fraction = min(1.0, max(0.0, float(fraction)))
+        event = Progress(id=self.item.id, attempt=self.item.attempt, text=str(text)[:1000], fraction=fraction, at=time.time())
+        try:  # best effort: progress is never worth failing or stalling an attempt
+            await bus.publish_event(
+                self.js, event, msg_id_for_event(self.item.id, "progress", self.item.attempt, self._progress_n),
+                timeout=persist.PUBLISH_TIMEOUT,
+            )
+        except Exception as exc:
+            logs.warning("progress.lost", error=describe(exc), **self.fields)
+
+    async def _keep_alive(self, done: asyncio.Event) -> None:
+        # Tell JetStream we are still on it, well before ack_wait would redeliver.
+        while not done.is_set():
+            try:
+                await asyncio.wait_for(done.wait(), self.ack_wait / 3)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.msg.in_progress()
+            except Exception as exc:
+                logs.warning("in_progress.failed", error=describe(exc), **self.fields)
+
+    async def _leave(self) -> None:
+        if self.stopped == SHUTDOWN:
+            # Hand the attempt back now rather than after ack_wait; it is not a failure.
+            try:
+                await self.msg.nak()
+            except Exception:
+                pass
+            logs.info("attempt.returned", **self.fields)
+            return
+        logs.info("attempt.cancelled", **self.fields)
+        await self._ack()
+
+    async def _ack(self) -> None:
+        await ack(self.msg, **self.fields)
+
+
+async def ack(msg: Msg, **fields: object) -> None:
+    """Ack and wait for the server to confirm; a lost ack only costs a skipped redelivery."""
+    for delay in (0.1, 0.5, 1.0, None):
+        try:
+            await msg.ack_sync(timeout=persist.PUBLISH_TIMEOUT)
+            return
+        except MsgAlreadyAckdError:
+            return
+        except Exception as exc:
+            if delay is None:
+                # Redelivery will find the result in the log and ack then.
+                logs.warning("ack.failed", error=describe(exc), **fields)
+                return
+            await asyncio.sleep(delay)

@@ -1,0 +1,43 @@
+"""Executor settings read from the environment, and executor ids.
+
+Environment variables:
+- ``VALOR_ACK_WAIT``: seconds before unacknowledged work is redelivered (default 30).
+- ``VALOR_SHELL_ALLOW``: comma-separated programs the ``shell`` task may run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+
+DEFAULT_ACK_WAIT = 30.0
+DEFAULT_SHELL_ALLOW = "echo,true,false,ls,cat,python3,pytest,git,make,sleep,uname,date,wc"
+HEARTBEAT_INTERVAL = 2.0
+# A pull request lingers this long; short so slots shared by several queues rotate
+# quickly and so a stalled fetch costs at most this much latency.
+FETCH_TIMEOUT = 1.0
+STOP_GRACE = 10.0
+
+# Executor ids are KV keys and queue names are subject tokens and consumer names.
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def ack_wait() -> float:
+    return float(os.environ.get("VALOR_ACK_WAIT", DEFAULT_ACK_WAIT))
+
+
+def shell_allowlist() -> frozenset[str]:
+    raw = os.environ.get("VALOR_SHELL_ALLOW", DEFAULT_SHELL_ALLOW)
+    return frozenset(p.strip() for p in raw.split(",") if p.strip())
+
+
+def is_token(name: str) -> bool:
+    return bool(_TOKEN.match(name))
+
+
+def default_executor_id() -> str:
+    """Host and pid say where it runs; the suffix keeps pid 1 in two containers apart."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40] or "host"
+    return f"exec-{host}-{os.getpid()}-{secrets.token_hex(2)}"

@@ -1,0 +1,59 @@
+"""Announces this executor's queues, slots and load in the ``valor_executors`` KV bucket.
+
+The bucket has a TTL, so a crashed executor disappears on its own; a graceful stop
+deletes its key at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Callable
+
+import msgspec
+from nats.js import JetStreamContext
+
+from schemas.commands import ExecutorHeartbeat
+from schemas.subjects import EXECUTORS_BUCKET
+
+from . import logs
+
+
+def beat(executor: str, queues: list[str], slots: int, busy: int) -> ExecutorHeartbeat:
+    return ExecutorHeartbeat(executor=executor, queues=list(queues), slots=slots, busy=busy,
+                             host=socket.gethostname(), pid=os.getpid(), at=time.time())
+
+
+async def announce(
+    js: JetStreamContext, make: Callable[[], ExecutorHeartbeat], every: float, stop: asyncio.Event
+) -> None:
+    """Put a heartbeat every ``every`` seconds until ``stop`` is set; NATS errors are logged, not raised.
+
+    Stopped by an event rather than by cancellation: nats-py swallows a CancelledError
+    that lands inside its ``flush``, which would leave this loop running forever.
+    """
+    kv = None
+    while not stop.is_set():
+        hb = make()
+        try:
+            kv = kv or await js.key_value(EXECUTORS_BUCKET)
+            await kv.put(hb.executor, msgspec.json.encode(hb))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            kv = None
+            logs.warning("heartbeat.failed", executor=hb.executor, error=f"{type(exc).__name__}: {exc}")
+        try:
+            await asyncio.wait_for(stop.wait(), every)
+        except TimeoutError:
+            pass
+
+
+async def withdraw(js: JetStreamContext, executor: str) -> None:
+    try:
+        kv = await js.key_value(EXECUTORS_BUCKET)
+        await kv.delete(executor)
+    except Exception as exc:  # the TTL removes it anyway
+        logs.warning("heartbeat.withdraw_failed", executor=executor, error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,223 @@
+"""The executor: pulls work for its queues within its slots and runs each attempt.
+
+Composition root of the service; production (``__main__``) and tests differ only
+in the arguments passed: queues, slots, handlers, ids and timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from schemas import subjects
+from schemas.commands import work_decoder
+from schemas.events import Cancelled, decode_promise_event
+from valor import bus
+
+from . import config, heartbeat, logs, persist
+from .attempt import CANCELLED, SHUTDOWN, AttemptRun, ack, describe
+from .consumer import Puller, consumer_name, ensure_consumer
+from .context import Handler
+from .tasks import builtin_handlers
+
+# Room left in a message for the event's other fields and headers.
+PAYLOAD_MARGIN = 16 * 1024
+
+
+class Executor:
+    """Runs attempts from ``work.<queue>`` for each queue, at most ``slots`` at once.
+
+    ``handlers`` are added to (and may replace) the built-in task types.
+    """
+
+    def __init__(
+        self,
+        nc: Client,
+        queues: list[str],
+        slots: int,
+        handlers: Mapping[str, Handler] | None = None,
+        executor_id: str | None = None,
+        ack_wait: float | None = None,
+        heartbeat_interval: float = config.HEARTBEAT_INTERVAL,
+        fetch_timeout: float = config.FETCH_TIMEOUT,
+    ):
+        if not queues:
+            raise ValueError("an executor needs at least one queue")
+        for queue in queues:
+            if not config.is_token(queue):
+                raise ValueError(f"invalid queue name {queue!r}: use letters, digits, '-' and '_'")
+        if slots < 1:
+            raise ValueError("slots must be at least 1")
+        self.id = executor_id or config.default_executor_id()
+        if not config.is_token(self.id):
+            raise ValueError(f"invalid executor id {self.id!r}: use letters, digits, '-' and '_'")
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.queues = list(dict.fromkeys(queues))
+        self.slots = slots
+        self.handlers: dict[str, Handler] = {**builtin_handlers(), **(handlers or {})}
+        self.ack_wait = ack_wait if ack_wait is not None else config.ack_wait()
+        self.heartbeat_interval = heartbeat_interval
+        self.fetch_timeout = fetch_timeout
+        self._free = asyncio.Semaphore(slots)
+        self._running: set[AttemptRun] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._pullers: list[asyncio.Task] = []
+        self._heartbeat: asyncio.Task | None = None
+        self._heartbeat_stop = asyncio.Event()
+        self._cancel_sub = None
+        self._stopping = False
+        self._last_activity = time.monotonic()
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    async def start(self) -> None:
+        for queue in self.queues:
+            await ensure_consumer(self.js, queue, self.ack_wait)
+        # Cancelled events are stored in PROMISES; a core subscription sees them as they land.
+        self._cancel_sub = await self.nc.subscribe(subjects.PROMISE_CANCELLED, cb=self._on_cancelled)
+        self._heartbeat = asyncio.create_task(
+            heartbeat.announce(self.js, lambda: heartbeat.beat(self.id, self.queues, self.slots, self.busy),
+                               self.heartbeat_interval, self._heartbeat_stop)
+        )
+        self._pullers = [asyncio.create_task(self._pull(queue)) for queue in self.queues]
+        logs.info("executor.started", executor=self.id, queues=self.queues, slots=self.slots,
+                  ack_wait=self.ack_wait, tasks=sorted(self.handlers))
+
+    async def stop(self, grace: float = config.STOP_GRACE) -> None:
+        """Stop pulling, let running attempts finish for ``grace`` seconds, hand back the rest."""
+        if self._stopping:
+            return
+        self._stopping = True
+        await _finish(self._pullers, self.fetch_timeout + 0.5)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace)
+        for run in list(self._running):
+            run.stop(SHUTDOWN)
+        await _finish(self._tasks, 3.0)  # shell handlers need up to 2 s to kill their group
+        self._heartbeat_stop.set()
+        await _finish([self._heartbeat] if self._heartbeat else [], 3.0)
+        await heartbeat.withdraw(self.js, self.id)
+        if self._cancel_sub is not None:
+            try:
+                await self._cancel_sub.unsubscribe()
+            except Exception:
+                pass
+        logs.info("executor.stopped", executor=self.id)
+
+    async def run_until_idle(self, quiet: float = 0.5, timeout: float = 30.0) -> None:
+        """Return once nothing runs, nothing waits in our consumers and ``quiet`` s passed without work."""
+        deadline = time.monotonic() + timeout
+        while True:
+            calm = not self._tasks and time.monotonic() - self._last_activity >= quiet
+            if calm and await self._drained():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"executor {self.id} still busy after {timeout}s")
+            await asyncio.sleep(0.05)
+
+    async def _drained(self) -> bool:
+        try:
+            for queue in self.queues:
+                info = await self.js.consumer_info(subjects.WORK, consumer_name(queue))
+                if info.num_pending or info.num_ack_pending:
+                    return False
+        except Exception:
+            return False
+        return True
+
+    async def _pull(self, queue: str) -> None:
+        puller = Puller(self.js, queue, self.ack_wait)
+        try:
+            while not self._stopping:
+                # Ask for work only when a slot is free, so the stream hands it to an idle executor.
+                await self._free.acquire()
+                handed_off = False
+                try:
+                    if self._stopping:
+                        return
+                    msg = await puller.fetch_one(self.fetch_timeout)
+                    if msg is None:
+                        continue
+                    self._last_activity = time.monotonic()
+                    if self._stopping:
+                        await _nak(msg)
+                        continue
+                    task = asyncio.create_task(self._handle(msg))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                    handed_off = True
+                finally:
+                    if not handed_off:
+                        self._free.release()
+        finally:
+            await puller.close()
+
+    async def _handle(self, msg: Msg) -> None:
+        """Run one work message; owns one slot and releases it when done."""
+        run = None
+        try:
+            try:
+                item = work_decoder.decode(msg.data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                reason = f"undecodable work item: {exc}"
+                await persist.until_ok("dead_letter", lambda: bus.dead_letter(self.js, msg, "work", reason))
+                return await ack(msg, subject=msg.subject)
+            run = AttemptRun(self.js, msg, item, self.handlers, self.id, self.ack_wait,
+                             max(64 * 1024, self.nc.max_payload - PAYLOAD_MARGIN))
+            self._running.add(run)
+            await run.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must not take the loop down; JetStream redelivers
+            logs.warning("attempt.crashed", subject=msg.subject, error=describe(exc),
+                         **(run.fields if run else {}))
+        finally:
+            if run is not None:
+                self._running.discard(run)
+            self._free.release()
+            self._last_activity = time.monotonic()
+
+    async def _on_cancelled(self, msg: Msg) -> None:
+        try:
+            event = decode_promise_event(msg.data)
+        except msgspec.DecodeError:
+            return
+        if not isinstance(event, Cancelled):
+            return
+        for run in list(self._running):
+            if run.item.id == event.id:
+                run.stop(CANCELLED)
+
+
+async def _nak(msg: Msg) -> None:
+    try:
+        await msg.nak()
+    except Exception:
+        pass
+
+
+async def _finish(tasks, timeout: float) -> None:
+    """Wait up to ``timeout`` for tasks, then cancel what is left and wait for it to unwind.
+
+    Cancels again if a task is still running: nats-py can swallow a CancelledError
+    (inside ``flush``), and a stop must not hang on that.
+    """
+    pending = {t for t in tasks if not t.done()}
+    if pending and timeout > 0:
+        _, pending = await asyncio.wait(pending, timeout=timeout)
+    for _ in range(3):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=2.0)
+    for task in pending:
+        logs.warning("executor.task_stuck", task=task.get_name())
