@@ -12,6 +12,8 @@ import time
 import uuid
 
 import msgspec
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
 
@@ -43,12 +45,20 @@ class ValorClient:
         """
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox, max_msgs=1)
+        deadline = time.monotonic() + timeout
         try:
             command = msgspec.structs.replace(command, reply_to=inbox)
             verb = command.__struct_config__.tag
-            await self.js.publish(subjects.command(verb), encode(command),
-                                  headers={"Nats-Msg-Id": command.request_id})
-            msg = await sub.next_msg(timeout=timeout)
+            while True:  # the same Nats-Msg-Id makes a retried publish harmless
+                try:
+                    await self.js.publish(subjects.command(verb), encode(command), timeout=2.0,
+                                          headers={"Nats-Msg-Id": command.request_id})
+                    break
+                except (TimeoutError, nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
+                    if time.monotonic() >= deadline:
+                        raise
+                    await asyncio.sleep(0.2)
+            msg = await sub.next_msg(timeout=max(0.1, deadline - time.monotonic()))
         finally:
             await sub.unsubscribe()
         reply = reply_decoder.decode(msg.data)
@@ -120,7 +130,10 @@ class ValorClient:
         pending = set(ids)
         while pending:
             for pid in sorted(pending):
-                p, _ = await self.promise(pid)
+                try:
+                    p, _ = await self.promise(pid)
+                except (TimeoutError, nats.errors.Error):
+                    break  # a node is away or a stream leader is being elected: look again
                 if p is None:
                     raise CommandRefused(f"no promise #{pid}")
                 if p.state in TERMINAL_STATES:

@@ -135,9 +135,9 @@ class Projection:
 
     def _dispatched(self, e: Dispatched) -> bool:
         p = self.promises.get(e.id)
+        # Dependencies are not re-checked: the scheduler dispatched only after they
+        # succeeded, and a reader folding one promise's events alone has no parents.
         if p is None or p.status not in (QUEUED, RETRYING, WAITING) or e.attempt != p.attempt + 1:
-            return False
-        if p.pending_deps:
             return False
         self._dequeue(p)
         p.status, p.attempt = DISPATCHED, e.attempt
