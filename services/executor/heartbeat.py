@@ -26,6 +26,18 @@ def beat(executor: str, queues: list[str], slots: int, busy: int) -> ExecutorHea
                              host=socket.gethostname(), pid=os.getpid(), at=time.time())
 
 
+async def put(js: JetStreamContext, hb: ExecutorHeartbeat) -> bool:
+    try:
+        kv = await js.key_value(EXECUTORS_BUCKET)
+        await kv.put(hb.executor, msgspec.json.encode(hb))
+        return True
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        logs.warning("heartbeat.failed", executor=hb.executor, error=f"{type(exc).__name__}: {exc}")
+        return False
+
+
 async def announce(
     js: JetStreamContext, make: Callable[[], ExecutorHeartbeat], every: float, stop: asyncio.Event
 ) -> None:
@@ -34,21 +46,11 @@ async def announce(
     Stopped by an event rather than by cancellation: nats-py swallows a CancelledError
     that lands inside its ``flush``, which would leave this loop running forever.
     """
-    kv = None
     while not stop.is_set():
-        hb = make()
-        try:
-            kv = kv or await js.key_value(EXECUTORS_BUCKET)
-            await kv.put(hb.executor, msgspec.json.encode(hb))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            kv = None
-            logs.warning("heartbeat.failed", executor=hb.executor, error=f"{type(exc).__name__}: {exc}")
         try:
             await asyncio.wait_for(stop.wait(), every)
         except TimeoutError:
-            pass
+            await put(js, make())
 
 
 async def withdraw(js: JetStreamContext, executor: str) -> None:

@@ -78,14 +78,18 @@ class Executor:
     def busy(self) -> int:
         return len(self._running)
 
+    def _beat(self):
+        return heartbeat.beat(self.id, self.queues, self.slots, self.busy)
+
     async def start(self) -> None:
         for queue in self.queues:
             await ensure_consumer(self.js, queue, self.ack_wait)
         # Cancelled events are stored in PROMISES; a core subscription sees them as they land.
         self._cancel_sub = await self.nc.subscribe(subjects.PROMISE_CANCELLED, cb=self._on_cancelled)
+        # The first beat before start() returns: capacity is visible as soon as we are up.
+        await heartbeat.put(self.js, self._beat())
         self._heartbeat = asyncio.create_task(
-            heartbeat.announce(self.js, lambda: heartbeat.beat(self.id, self.queues, self.slots, self.busy),
-                               self.heartbeat_interval, self._heartbeat_stop)
+            heartbeat.announce(self.js, self._beat, self.heartbeat_interval, self._heartbeat_stop)
         )
         self._pullers = [asyncio.create_task(self._pull(queue)) for queue in self.queues]
         logs.info("executor.started", executor=self.id, queues=self.queues, slots=self.slots,
