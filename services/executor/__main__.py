@@ -42,6 +42,9 @@ async def serve(queues: list[str], slots: int, executor_id: str | None, grace: f
 def main(queues: str, slots: int, executor_id: str | None, grace: float) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     names = [q.strip() for q in queues.split(",") if q.strip()]
+    bad = [n for n in names + ([executor_id] if executor_id else []) if not config.is_token(n)]
+    if not names or bad:
+        raise click.BadParameter(f"queues and id must be letters, digits, '-' or '_': {', '.join(bad) or 'none given'}")
     asyncio.run(serve(names, slots, executor_id, grace))
 
 
