@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(180)
 def workload(n_groups: int, seconds: float = 0.3) -> list[list[T]]:
     """Groups of: a chain of 3, a fan-out of 3 joined by 1, a task that fails once."""
     plans = []
-    for g in range(n_groups):
+    for _ in range(n_groups):
         sleep = {"seconds": seconds}
         plans.append([
             T(name="setup", type="sleep", input=sleep), T(name="write", type="echo", after=["setup"]),

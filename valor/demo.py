@@ -1,0 +1,140 @@
+"""``make demo``: the original proposal's three workflows, visible as they run.
+
+1. A parallel review: three reviews at once, then a summary that receives all three.
+2. A chain: set up the test environment -> write tests -> run them.
+3. Restart recovery: the executor running a chain's middle step and the active
+   scheduler are killed (kill -9 through supervisord, which restarts them);
+   the chain still completes.
+
+Runs against the cluster that ``make up`` started (``VALOR_NATS_URL``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shlex
+import subprocess
+import time
+
+from nats.aio.msg import Msg
+
+from schemas.commands import NewPromise as T
+from schemas.events import Started, decode_promise_event
+from valor import bus
+from valor.client import ValorClient
+
+
+class Timeline:
+    """Prints every event of the demo's promises as it is stored."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.titles: dict[int, str] = {}
+        self.started: dict[int, Started] = {}
+        self.changed = asyncio.Event()
+
+    async def on_event(self, msg: Msg) -> None:
+        event = decode_promise_event(msg.data)
+        if event.id not in self.titles:
+            return
+        name = type(event).__struct_config__.tag
+        detail = {
+            "started": lambda e: f"attempt {e.attempt} on {e.executor}",
+            "succeeded": lambda e: f"in {e.duration:.1f}s",
+            "attempt_failed": lambda e: e.error,
+            "retry_scheduled": lambda e: f"attempt {e.next_attempt} in {e.delay:.1f}s",
+            "cancelled": lambda e: e.reason,
+            "failed": lambda e: e.reason,
+        }.get(name, lambda e: "")(event)
+        if isinstance(event, Started):
+            self.started[event.id] = event
+        if name in ("created", "dispatched", "progress"):
+            return
+        print(f"  {time.monotonic() - self.t0:6.1f}s  #{event.id:<4} {self.titles[event.id]:<36} {name:<15} {detail}")
+        self.changed.set()
+
+
+async def run_plan(client: ValorClient, timeline: Timeline, title: str, tasks: list[T]) -> dict[str, int]:
+    print(f"\n== {title}")
+    ids = await client.submit(*tasks)
+    for task in tasks:
+        timeline.titles[ids[task.name]] = task.title
+    print("  promised: " + ", ".join(f"#{ids[t.name]} {t.name}" for t in tasks))
+    return ids
+
+
+def review_plan() -> list[T]:
+    files = ["auth.py", "api.py", "database.py"]
+    reviews = [T(name=f"review_{f.split('.')[0]}", title=f"review {f} for security issues", type="sleep",
+                 input={"seconds": 2}) for f in files]
+    summary = T(name="summary", title="summarise the three reviews", type="echo",
+                input={"task": "summary"}, after=[r.name for r in reviews])
+    return reviews + [summary]
+
+
+def chain_plan(seconds: float) -> list[T]:
+    return [
+        T(name="setup", title="set up the test environment", type="sleep", input={"seconds": seconds}),
+        T(name="write", title="write unit tests", type="sleep", input={"seconds": seconds}, after=["setup"]),
+        T(name="run", title="run the test suite", type="echo", input={"task": "run"}, after=["write"]),
+    ]
+
+
+async def kill(ctl: str, program: str) -> None:
+    print(f"  ...... kill -9 {program} (supervisord restarts it)")
+    subprocess.run([*shlex.split(ctl), "signal", "KILL", program], check=False, capture_output=True)
+
+
+async def active_scheduler(nc) -> str:
+    kv = await nc.jetstream().key_value("valor_scheduler")
+    return (await kv.get("leader")).value.decode()
+
+
+async def main(ctl: str) -> int:
+    nc = await bus.connect(name="demo")
+    client = ValorClient(nc, by="demo")
+    timeline = Timeline()
+    await nc.subscribe("promise.*.*", cb=timeline.on_event)
+
+    ids = await run_plan(client, timeline, "1. parallel code review, then a summary that receives all three",
+                         review_plan())
+    await client.wait(list(ids.values()), timeout=60)
+    p, _ = await client.promise(ids["summary"])
+    print("  summary received: " + json.dumps(sorted(p.result["deps"])))
+
+    ids = await run_plan(client, timeline, "2. chain: set up -> write tests -> run them", chain_plan(1))
+    await client.wait(list(ids.values()), timeout=60)
+    p, _ = await client.promise(ids["run"])
+    print(f"  'run' received the result of #{', #'.join(sorted(p.result['deps']))}")
+
+    ids = await run_plan(client, timeline, "3. restart recovery: services killed mid-chain", chain_plan(4))
+    while ids["write"] not in timeline.started:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1)
+    executor = timeline.started[ids["write"]].executor
+    await kill(ctl, f"executor:{executor}")
+    leader = await active_scheduler(nc)
+    print(f"  ...... active scheduler is {leader}")
+    pid = leader.split("-")[-2]
+    for n in (1, 2):
+        status = subprocess.run([*shlex.split(ctl), "pid", f"scheduler:scheduler-{n}"], capture_output=True, text=True)
+        if status.stdout.strip() == pid:
+            await kill(ctl, f"scheduler:scheduler-{n}")
+    states = await client.wait(list(ids.values()), timeout=120)
+    ok = set(states.values()) == {"succeeded"}
+    print(f"\n  chain {'completed' if ok else 'did not complete'}: " + ", ".join(f"#{i} {s}" for i, s in states.items()))
+    await nc.close()
+    return 0 if ok else 1
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ctl", default=".venv/bin/supervisorctl -c var/supervisord.conf",
+                        help="how to reach supervisord (for the restart demo)")
+    raise SystemExit(asyncio.run(main(parser.parse_args().ctl)))
+
+
+if __name__ == "__main__":
+    cli()
