@@ -1,0 +1,102 @@
+"""A real Valor for the CLI to talk to: nats-server, scheduler and executor.
+
+The services run on their own event loop in a background thread, so the CLI
+can be invoked in-process with click's CliRunner (which calls ``asyncio.run``).
+One stack serves the whole module; every test creates its own promises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from services.executor.context import AttemptContext, TaskFailed
+from services.executor.worker import Executor
+from services.scheduler.service import Scheduler
+from services.scheduler.tasktypes import BUILTIN, TaskType
+from valor import bus
+from valor.cli import main
+from valor.natsserver import NatsCluster
+
+EXECUTOR_ID = "exec-cli-test"
+
+_failed_once: set[str] = set()
+
+
+async def flaky(ctx: AttemptContext) -> dict[str, Any]:
+    """Fails (for good) the first promise that runs with a given input, succeeds after that."""
+    token = str(ctx.input)
+    if token not in _failed_once:
+        _failed_once.add(token)
+        raise TaskFailed(f"flaky: first run of {token} fails", retryable=False)
+    return {"ok": token}
+
+
+class Stack:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="valor-stack", daemon=True)
+
+    def call(self, coro: Coroutine, timeout: float = 20.0):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def start(self) -> Stack:
+        self.thread.start()
+        self.call(self._start())
+        return self
+
+    async def _start(self) -> None:
+        self.nc = await bus.connect(self.url, name="cli-test-stack")
+        self.scheduler = Scheduler(self.nc, types={**BUILTIN, "flaky": TaskType()}, lease_ttl=2.0)
+        await self.scheduler.start()
+        self.executor = Executor(self.nc, ["default"], 4, handlers={"flaky": flaky}, executor_id=EXECUTOR_ID,
+                                 fetch_timeout=0.2, heartbeat_interval=0.3)
+        await self.executor.start()
+        # The scheduler dispatches only to capacity it has seen announced.
+        for _ in range(200):
+            if self.scheduler.leader and EXECUTOR_ID in self.scheduler.executors:
+                return
+            await asyncio.sleep(0.05)
+        raise RuntimeError("the scheduler never led or never saw the executor")
+
+    async def _stop(self) -> None:
+        await self.executor.stop(grace=1.0)
+        await self.scheduler.stop()
+        await self.nc.close()
+
+    def stop(self) -> None:
+        try:
+            self.call(self._stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def stack():
+    cluster = NatsCluster(size=1).start()
+    running = Stack(cluster.url).start()
+    yield running
+    try:
+        running.stop()
+    finally:
+        cluster.cleanup()
+
+
+@pytest.fixture
+def valor(stack):
+    """``valor("show", "3", "--json")`` -> click Result, against the test stack."""
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(main, list(args), input=input, env={"VALOR_NATS_URL": stack.url},
+                             catch_exceptions=False)
+
+    return invoke

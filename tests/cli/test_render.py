@@ -1,0 +1,66 @@
+"""The human forms of `show` and `list`, from a projection built without NATS."""
+
+from __future__ import annotations
+
+from schemas.events import AttemptFailed, Created, Dispatched, RetryScheduled, Started, Succeeded
+from services.scheduler.projection import Projection
+from valor import render
+
+T0 = 1_700_000_000.0
+
+
+def story() -> tuple[Projection, list]:
+    events = [
+        Created(at=T0, id=1, title="parent", task="echo"),
+        Created(at=T0, id=2, title="flaky child", task="fail", depends_on=[1], max_attempts=3),
+        Dispatched(at=T0 + 0.01, id=1, attempt=1),
+        Started(at=T0 + 0.02, id=1, attempt=1, executor="e1"),
+        Succeeded(at=T0 + 0.03, id=1, attempt=1, result={"ok": True}, duration=0.01),
+        Dispatched(at=T0 + 0.04, id=2, attempt=1),
+        Started(at=T0 + 0.05, id=2, attempt=1, executor="e1"),
+        AttemptFailed(at=T0 + 0.06, id=2, attempt=1, error="boom"),
+        RetryScheduled(at=T0 + 0.07, id=2, next_attempt=2, not_before=T0 + 0.27, delay=0.2),
+    ]
+    state = Projection()
+    for seq, event in enumerate(events, 1):
+        state.apply(event, seq)
+    return state, events
+
+
+def test_headline_says_type_title_state_and_attempts():
+    state, _ = story()
+    assert render.headline(state.promises[1]) == '#1 echo "parent" succeeded after 1 attempt'
+    assert render.headline(state.promises[2]) == '#2 fail "flaky child" retrying on attempt 1 of 3'
+
+
+def test_show_text_has_fields_a_relative_timeline_and_the_tree():
+    state, events = story()
+    text = render.show_text(state.promises[2], [e for e in events if e.id == 2], state)
+    assert "  error     boom" in text
+    assert text.split("timeline\n")[1].split("dependencies\n") == [
+        "  +0.000s created (fail, priority 5, queue default)\n"
+        "  +0.040s dispatched attempt 1\n"
+        "  +0.050s started attempt 1 on e1\n"
+        "  +0.060s attempt 1 failed: boom\n"
+        "  +0.070s retry scheduled: attempt 2 in 0.200s\n",
+        '  #1 succeeded echo "parent"\n'
+        '  └─ #2 retrying fail "flaky child"  ◀',
+    ]
+
+
+def test_list_text_is_a_table_with_ages():
+    state, _ = story()
+    lines = render.list_text(list(state.promises.values()), now=T0 + 125).splitlines()
+    assert lines == [
+        "ID  STATE      TYPE  ATT  TITLE        AGE",
+        "#1  succeeded  echo  1    parent       2m",
+        "#2  retrying   fail  1    flaky child  2m",
+    ]
+
+
+def test_json_form_keeps_the_contract_keys():
+    state, events = story()
+    shown = render.promise_json(state.promises[1], [2], [e for e in events if e.id == 1])
+    assert list(shown)[:6] == ["id", "type", "state", "attempts", "result", "depends_on"]
+    assert shown["result"] == {"ok": True} and shown["dependents"] == [2]
+    assert [e["type"] for e in shown["events"]] == ["created", "dispatched", "started", "succeeded"]

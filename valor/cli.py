@@ -1,0 +1,385 @@
+"""The ``valor`` command: submit and inspect promises, check the cluster.
+
+Each command is one ``asyncio.run`` around one NATS connection.  Exit codes:
+0 done, 1 refused / failed / not found, 2 bad usage or ``wait`` timed out,
+3 NATS or the scheduler could not be reached.  Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+import msgspec
+import nats.errors
+from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
+
+from schemas import subjects
+from schemas.commands import NewPromise, heartbeat_decoder
+from schemas.events import PromiseEvent
+from services.scheduler.projection import Projection
+from valor import bus, render
+from valor.client import TERMINAL_STATES, CommandRefused, ValorClient
+from valor.planfile import PlanFileError, read_plan
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT = 2.0
+REPLY_TIMEOUT = 10.0
+STATES = ("waiting", "queued", "running", "retrying", "succeeded", "failed", "cancelled")
+STREAMS = (subjects.CHAT, subjects.PROMISES, subjects.WORK, subjects.COMMANDS, subjects.DLQ)
+
+
+class Unreachable(Exception):
+    """NATS, a stream or the scheduler is not there: exit 3."""
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"valor: {message}", err=True)
+    sys.exit(code)
+
+
+# --- running a command against NATS ----------------------------------------------------
+
+
+async def _quiet(_exc: Exception) -> None:
+    """nats-py reports every failed attempt through this; the CLI reports once, itself."""
+
+
+async def _connect(url: str):
+    servers = [s for s in url.split(",") if s.strip()]
+    try:
+        return await asyncio.wait_for(
+            bus.connect(url, name="valor-cli", max_reconnect_attempts=1, reconnect_time_wait=0.1,
+                        connect_timeout=CONNECT_TIMEOUT, error_cb=_quiet),
+            timeout=CONNECT_TIMEOUT * len(servers) + 1,
+        )
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise Unreachable(f"cannot reach NATS at {url} ({reason}); start the local cluster with `make up` "
+                          "or point VALOR_NATS_URL at a running one") from None
+
+
+async def _session(body: Callable[[ValorClient], Awaitable[T]]) -> T:
+    url = bus.nats_url()
+    nc = await _connect(url)
+    try:
+        return await body(ValorClient(nc, by="cli"))
+    except NotFoundError as exc:
+        raise Unreachable(f"NATS at {url} has no Valor streams yet ({exc.description or exc}); "
+                          "start Valor with `make up`") from None
+    except nats.errors.NoRespondersError:
+        raise Unreachable(f"NATS at {url} has no Valor streams (or no JetStream); start Valor with `make up`") from None
+    except (nats.errors.ConnectionClosedError, nats.errors.UnexpectedEOF, nats.errors.StaleConnectionError):
+        raise Unreachable(f"lost the connection to NATS at {url}") from None
+    except TimeoutError:  # nats.errors.TimeoutError included
+        raise Unreachable(f"NATS at {url} did not answer in time (a stream may be electing a leader; "
+                          "try again, or see `valor status`)") from None
+    except nats.errors.Error as exc:
+        raise Unreachable(f"NATS at {url} refused: {exc}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), timeout=2)
+
+
+def run(body: Callable[[ValorClient], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(_session(body))
+    except Unreachable as exc:
+        fail(str(exc), 3)
+    except CommandRefused as exc:
+        fail(str(exc), 1)
+
+
+async def ask(request: Awaitable[T]) -> T:
+    """A command's answer, or exit 3 when no scheduler answered in time."""
+    try:
+        return await request
+    except (TimeoutError, nats.errors.TimeoutError):
+        raise Unreachable(f"no answer from the scheduler within {REPLY_TIMEOUT:g}s; the request is stored and "
+                          "runs when a scheduler is active (see `valor status`)") from None
+
+
+async def read_log(client: ValorClient) -> tuple[Projection, list[tuple[int, PromiseEvent]]]:
+    events = await client.events()
+    state = Projection()
+    for seq, event in events:
+        state.apply(event, seq)
+    return state, events
+
+
+def emit_json(obj: Any) -> None:
+    click.echo(render.to_json(obj))
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Valor: promises on NATS JetStream.  VALOR_NATS_URL picks the cluster."""
+
+
+def parse_input(_ctx, _param, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc}): {value}") from None
+
+
+@main.command()
+@click.option("--type", "type_", default="noop", show_default=True, help="task type: noop, echo, sleep, fail, shell, ...")
+@click.option("--input", "input_", callback=parse_input, help="the task's input, as JSON")
+@click.option("--after", type=int, multiple=True, help="an existing promise id to wait for (repeatable)")
+@click.option("--priority", type=click.IntRange(1, 9), default=5, show_default=True, help="1 (highest) to 9")
+@click.option("--queue", help="queue (default: the task type's)")
+@click.option("--key", help="concurrency key")
+@click.option("--key-limit", type=click.IntRange(min=1), default=1, show_default=True,
+              help="attempts allowed to run at once under --key")
+@click.option("--delay", type=click.FloatRange(min=0), help="seconds before it may start")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="seconds per attempt")
+@click.option("--retries", type=click.IntRange(min=0), help="retries after the first attempt")
+@click.option("--backoff", type=click.FloatRange(min=0), help="seconds before the first retry")
+@click.argument("title")
+def submit(type_, input_, after, priority, queue, key, key_limit, delay, timeout, retries, backoff, title):
+    """Create one promise; prints its id once it is stored."""
+    optional = dict(queue=queue, key=key, delay=delay, timeout=timeout, retries=retries, backoff=backoff)
+    task = NewPromise(title=title, type=type_, input=input_, depends_on=list(after), priority=priority,
+                      key_limit=key_limit, **{k: v for k, v in optional.items() if v is not None})
+    ids = run(lambda c: ask(c.submit(task, timeout=REPLY_TIMEOUT)))
+    click.echo(ids["0"])
+
+
+@main.command()
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+def plan(file):
+    """Create the promises of a plan file (JSON or TOML, `-` for stdin); prints NAME ID per task."""
+    try:
+        tasks = read_plan(file.read())
+    except PlanFileError as exc:
+        fail(str(exc), 2)
+    ids = run(lambda c: ask(c.submit(*tasks, timeout=REPLY_TIMEOUT)))
+    for task in tasks:
+        click.echo(f"{task.name} {ids[task.name]}")
+
+
+@main.command()
+@click.argument("ids", type=int, nargs=-1, required=True)
+@click.option("--timeout", type=click.FloatRange(min=0), help="give up after this many seconds (exit 2)")
+def wait(ids, timeout):
+    """Wait until the promises end: exit 0 all succeeded, 1 one failed or was cancelled, 2 timed out."""
+    ids = list(dict.fromkeys(ids))
+
+    async def body(client: ValorClient):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            states: dict[int, Any] = {}
+            for pid in ids:
+                p, _ = await client.promise(pid)
+                if p is None:
+                    raise CommandRefused(f"no promise #{pid}")
+                states[pid] = p
+            done = {pid: p for pid, p in states.items() if p.state in TERMINAL_STATES}
+            if len(done) == len(ids) or any(p.state != "succeeded" for p in done.values()):
+                return states, False
+            if deadline is not None and time.monotonic() >= deadline:
+                return states, True
+            await asyncio.sleep(0.2)
+
+    states, timed_out = run(body)
+    for pid, p in states.items():
+        if p.state in TERMINAL_STATES:
+            click.echo(f"#{pid} {p.state}" + (f": {p.error}" if p.state != "succeeded" and p.error else ""))
+    still_open = [f"#{pid} {p.state}" for pid, p in states.items() if p.state not in TERMINAL_STATES]
+    if any(p.state in ("failed", "cancelled") for p in states.values()):
+        if still_open:
+            click.echo("still open: " + ", ".join(still_open), err=True)
+        sys.exit(1)
+    if timed_out:
+        fail(f"timed out after {timeout:g}s; still open: " + ", ".join(still_open), 2)
+
+
+@main.command()
+@click.argument("promise_id", metavar="ID", type=int)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def show(promise_id, as_json):
+    """A promise's state, attempts, result, dependencies and event timeline."""
+    state, events = run(read_log)
+    p = state.promises.get(promise_id)
+    if p is None:
+        fail(f"no promise #{promise_id}")
+    own = [e for _, e in events if e.id == promise_id]
+    if as_json:
+        emit_json(render.promise_json(p, state.dependents.get(promise_id, []), own))
+    else:
+        click.echo(render.show_text(p, own, state))
+
+
+@main.command(name="list")
+@click.option("--state", "state_filter", type=click.Choice(STATES), help="only promises in this state")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (the `show --json` objects without events)")
+def list_(state_filter, as_json):
+    """Every promise, oldest first."""
+    state, _ = run(read_log)
+    promises = [p for _, p in sorted(state.promises.items()) if state_filter in (None, p.state)]
+    if as_json:
+        emit_json([render.promise_json(p, state.dependents.get(p.id, [])) for p in promises])
+    elif promises:
+        click.echo(render.list_text(promises, time.time()))
+
+
+@main.command()
+@click.argument("promise_id", metavar="ID", type=int)
+@click.option("--reason", default="", help="why (recorded in the event)")
+def cancel(promise_id, reason):
+    """Cancel a promise (a running attempt is stopped; dependents end cancelled)."""
+    run(lambda c: ask(c.cancel(promise_id, reason)))
+    click.echo(promise_id)
+
+
+@main.command()
+@click.argument("promise_id", metavar="ID", type=int)
+def retry(promise_id):
+    """Retry now; a failed or cancelled promise is re-run as a new promise, whose id is printed."""
+    click.echo(run(lambda c: ask(c.retry(promise_id))))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def status(as_json):
+    """Cluster, streams and consumers, executors, the active scheduler and promises by state.
+
+    Exits 1 when some part did not answer (e.g. a stream electing a leader), 3 when NATS is unreachable.
+    """
+    info = run(gather_status)
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(render.status_text(info))
+    if info["errors"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def replay(as_json):
+    """Rebuild the projection from the whole log and say how long it took."""
+
+    async def body(client: ValorClient):
+        start = time.perf_counter()
+        state, events = await read_log(client)
+        return {"events": len(events), "promises": len(state.promises), "ignored": state.ignored,
+                "seconds": round(time.perf_counter() - start, 6), "last_seq": state.last_seq}
+
+    out = run(body)
+    if as_json:
+        emit_json(out)
+    else:
+        click.echo(f"replayed {out['events']} events into {out['promises']} promises in {out['seconds']:.3f}s "
+                   f"({out['ignored']} ignored, log at seq {out['last_seq']})")
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+async def gather_status(client: ValorClient) -> dict[str, Any]:
+    """Each part on its own: a stream without a leader (an election) leaves the others readable."""
+    nc = client.nc
+    js = nc.jetstream(timeout=CONNECT_TIMEOUT)
+    info = nc._server_info or {}
+    server = {
+        "url": str(nc.connected_url.geturl()) if nc.connected_url else "",
+        "name": info.get("server_name", ""),
+        "version": info.get("version", ""),
+        "cluster": info.get("cluster"),
+        "jetstream": bool(info.get("jetstream")),
+    }
+    errors: list[str] = []
+
+    async def part(what: str, coro: Awaitable[T], default: T) -> T:
+        try:
+            return await coro
+        except (TimeoutError, nats.errors.Error) as exc:
+            errors.append(f"{what}: {str(exc) or type(exc).__name__}")
+            return default
+
+    streams = {name: await part(f"stream {name}", stream_status(js, name), {"error": "no answer"})
+               for name in STREAMS}
+    peers: list[str] = []
+    promises_cluster = (streams.get(subjects.PROMISES) or {}).get("cluster") or {}
+    if promises_cluster.get("leader"):
+        peers = [promises_cluster["leader"]] + [r["name"] for r in promises_cluster.get("replicas", [])]
+    promises: dict[str, int] = {}
+    if streams.get(subjects.PROMISES) and "error" not in streams[subjects.PROMISES]:
+        promises = dict((await part("promises", client.projection(), Projection())).counts())
+    return {
+        "server": server,
+        "cluster": {"name": server["cluster"], "peers": peers},
+        "scheduler": await part("scheduler lease", scheduler_leader(js), None),
+        "executors": await part("executors", executors(js), {}),
+        "streams": streams,
+        "promises": promises,
+        "errors": errors,
+    }
+
+
+async def stream_status(js, name: str) -> dict[str, Any] | None:
+    try:
+        si = await js.stream_info(name)
+    except NotFoundError:
+        return None
+    consumers: dict[str, Any] = {}
+    ephemeral = 0
+    for ci in await js.consumers_info(name):
+        if not ci.config.durable_name:
+            ephemeral += 1  # readers such as this command's own log replay
+            continue
+        consumers[ci.name] = {"num_pending": ci.num_pending or 0, "num_ack_pending": ci.num_ack_pending or 0,
+                              "num_redelivered": ci.num_redelivered or 0}
+    cluster = None
+    if si.cluster is not None:
+        cluster = {
+            "name": si.cluster.name,
+            "leader": si.cluster.leader,
+            "replicas": [{"name": r.name, "current": bool(r.current), "offline": bool(r.offline), "lag": r.lag or 0}
+                         for r in si.cluster.replicas or []],
+        }
+    return {"messages": si.state.messages, "bytes": si.state.bytes, "first_seq": si.state.first_seq,
+            "last_seq": si.state.last_seq, "replicas": si.config.num_replicas, "consumers": consumers,
+            "ephemeral_consumers": ephemeral, "cluster": cluster}
+
+
+async def scheduler_leader(js) -> str | None:
+    try:
+        kv = await js.key_value(subjects.LEASE_BUCKET)
+        entry = await kv.get(subjects.LEASE_KEY)
+    except (NotFoundError, KeyNotFoundError):
+        return None
+    return entry.value.decode() if entry.value else None
+
+
+async def executors(js) -> dict[str, Any]:
+    try:
+        kv = await js.key_value(subjects.EXECUTORS_BUCKET)
+        keys = await kv.keys()
+    except (NotFoundError, NoKeysError):
+        return {}
+    now = time.time()
+    out = {}
+    for key in keys:
+        try:
+            entry = await kv.get(key)
+            hb = heartbeat_decoder.decode(entry.value or b"")
+        except (KeyNotFoundError, msgspec.DecodeError):
+            continue  # expired between the listing and the read, or not a heartbeat
+        out[key] = {"queues": hb.queues, "slots": hb.slots, "busy": hb.busy, "host": hb.host, "pid": hb.pid,
+                    "age": round(now - hb.at, 3)}
+    return out
