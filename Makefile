@@ -82,4 +82,4 @@ schemas: venv
 	$(PY) -m schemas.export schemas/json
 
 demo: venv
-	$(PY) -m valor.demo
+	$(PY) -m valor.demo --ctl "$(CTL)"

@@ -7,7 +7,7 @@ what the scheduler hands to executors on ``WORK``.
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 
@@ -57,7 +57,7 @@ class Retry(Command, tag="retry"):
     id: int
 
 
-AnyCommand = Union[Submit, Cancel, Retry]
+AnyCommand = Submit | Cancel | Retry
 
 
 class CommandReply(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -8,7 +8,7 @@ clock to interpret them.
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 
@@ -136,19 +136,19 @@ class Notified(Event, tag="notified"):
     telegram_message_id: int | None = None
 
 
-PromiseEvent = Union[
-    Created,
-    Dispatched,
-    Started,
-    Progress,
-    Succeeded,
-    AttemptFailed,
-    RetryScheduled,
-    Failed,
-    Cancelled,
-    Spawned,
-    Notified,
-]
+PromiseEvent = (
+    Created
+    | Dispatched
+    | Started
+    | Progress
+    | Succeeded
+    | AttemptFailed
+    | RetryScheduled
+    | Failed
+    | Cancelled
+    | Spawned
+    | Notified
+)
 
 TERMINAL = (Succeeded, Failed, Cancelled)
 

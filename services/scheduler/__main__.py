@@ -26,7 +26,7 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await scheduler.stop()
-    await nc.drain()
+    await nc.close()  # not drain: it waits on pull inboxes nobody reads any more
 
 
 if __name__ == "__main__":

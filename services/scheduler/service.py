@@ -25,7 +25,6 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from schemas import subjects
 from schemas.commands import (
     Cancel,
-    CommandReply,
     ExecutorHeartbeat,
     Retry,
     Submit,
@@ -44,6 +43,9 @@ from .tasktypes import BUILTIN, TaskType
 
 log = logging.getLogger("valor.scheduler")
 
+# Bound on waiting for pipelined acks: a lost ack must not stall decisions forever.
+PUBLISH_TIMEOUT = 10.0
+
 
 class Scheduler:
     def __init__(
@@ -54,7 +56,7 @@ class Scheduler:
         lease_ttl: float = 5.0,  # used only when the lease bucket has no TTL
         heartbeat_ttl: float = 10.0,
         clock: Callable[[], float] = time.time,
-        ack_wait: float = 30.0,
+        ack_wait: float = 10.0,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
@@ -96,11 +98,12 @@ class Scheduler:
     async def stop(self) -> None:
         self._stopping = True
         await self._step_down()
-        for task in self._tasks:
+        tasks = self._tasks + self._leader_tasks
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            # nats-py can swallow a cancellation inside a flush; never wait forever.
+            await asyncio.wait(tasks, timeout=2.0)
         if self.lease:
             await self.lease.release()
         if self._tail:
@@ -293,27 +296,29 @@ class Scheduler:
                 effects, reply = intake.retry(self.state, command.id, now, command.request_id)
         try:
             await self.perform(effects)
-        except Exception as exc:
-            reply = CommandReply(ok=False, error=f"not stored: {exc}")
+        except Exception:
+            # Not stored (NATS away, or another scheduler took the id): the command
+            # comes back and the caller, still waiting, gets the answer from the retry.
             await msg.nak(delay=0.5)
             raise
-        finally:
-            if command.reply_to:
-                await self.nc.publish(command.reply_to, encode(reply))
+        if command.reply_to:
+            await self.nc.publish(command.reply_to, encode(reply))
         await msg.ack()
 
     async def perform(self, effects: list[Effect]) -> None:
-        """Store events (pipelined, in order), then hand out the work they announce."""
+        """Store events (in order), then hand out the work they announce."""
         publishes = [e for e in effects if isinstance(e, Publish)]
-        futures = []
-        for p in publishes:
-            headers = {bus.MSG_ID: p.msg_id}
-            if p.new_subject:
-                headers[bus.EXPECTED_LAST_SUBJECT_SEQ] = "0"
-            futures.append(await self.js.publish_async(bus.event_subject(p.event), encode(p.event), headers=headers))
-        for ack in await asyncio.gather(*futures):
-            self.published_seq = max(self.published_seq, ack.seq)
-        dispatches = [e for e in effects if isinstance(e, Dispatch)]
+        if any(p.new_subject for p in publishes):
+            # nats-py loses the future of a refused async publish, and a refused
+            # id guard is exactly what we must see: publish these one by one.
+            for p in publishes:
+                ack = await bus.publish_event(self.js, p.event, p.msg_id, expect_new_subject=p.new_subject)
+                self.published_seq = max(self.published_seq, ack.seq)
+        else:
+            futures = [await self.js.publish_async(bus.event_subject(p.event), encode(p.event),
+                                                   headers={bus.MSG_ID: p.msg_id}) for p in publishes]
+            for ack in await asyncio.wait_for(asyncio.gather(*futures), timeout=PUBLISH_TIMEOUT):
+                self.published_seq = max(self.published_seq, ack.seq)
         work = [await self.js.publish_async(subjects.work(d.queue), encode(d.item), headers={bus.MSG_ID: d.msg_id})
-                for d in dispatches]
-        await asyncio.gather(*work)
+                for d in effects if isinstance(d, Dispatch)]
+        await asyncio.wait_for(asyncio.gather(*work), timeout=PUBLISH_TIMEOUT)

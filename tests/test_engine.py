@@ -1,0 +1,118 @@
+"""The engine end to end in one process: real NATS, the real scheduler and executor."""
+
+import asyncio
+import time
+
+import pytest
+
+from schemas import subjects
+from schemas.commands import NewPromise as T
+from schemas.events import Created, MessageReceived, RetryScheduled, encode
+from services.executor.worker import Executor
+from services.scheduler.service import Scheduler
+from valor import bus
+from valor.client import ValorClient
+
+from .invariants import violations
+
+
+async def plan_from_message(ctx):
+    """A respond handler registered by the test: it promises a three-step chain."""
+    text = ctx.input["text"]
+    return {
+        "reply": f"I'll do that: {text}",
+        "promises": [
+            {"name": "setup", "type": "echo", "input": "env"},
+            {"name": "write", "type": "echo", "input": "tests", "after": ["setup"]},
+            {"name": "run", "type": "echo", "input": "run", "after": ["write"]},
+        ],
+    }
+
+
+@pytest.fixture
+async def engine(nc):
+    scheduler = Scheduler(nc)
+    executor = Executor(nc, ["default", "respond"], slots=4, handlers={"respond": plan_from_message},
+                        executor_id="test-exec", ack_wait=5)
+    await executor.start()
+    await scheduler.start()
+    yield ValorClient(nc)
+    await scheduler.stop()
+    await executor.stop(grace=1)
+
+
+async def test_echo_promise_succeeds_with_its_input(engine):
+    ids = await engine.submit(T(title="hello", type="echo", input={"x": 1}))
+    assert await engine.wait([ids["0"]], timeout=10) == {ids["0"]: "succeeded"}
+    p, events = await engine.promise(ids["0"])
+    assert p.result == {"input": {"x": 1}, "deps": {}}
+    assert [type(e).__name__ for e in events] == ["Created", "Dispatched", "Started", "Succeeded"]
+
+
+async def test_fail_task_succeeds_on_attempt_three_after_two_growing_retries(engine):
+    ids = await engine.submit(T(title="t", type="fail", input={"times": 2}, retries=3, backoff=0.2))
+    assert await engine.wait([ids["0"]], timeout=15) == {ids["0"]: "succeeded"}
+    p, events = await engine.promise(ids["0"])
+    retries = [e for e in events if isinstance(e, RetryScheduled)]
+    assert p.attempt == 3 and [r.next_attempt for r in retries] == [2, 3]
+    assert retries[0].delay < retries[1].delay
+
+
+async def test_message_becomes_one_respond_promise_whose_plan_runs_as_a_chain(nc, js, engine):
+    msg = MessageReceived(chat_id=9, message_id=100, sender_id=1, text="set up, write, run", at=time.time())
+    await js.publish(subjects.chat_in(9), encode(msg), headers={bus.MSG_ID: "tg:9:100"})
+    for _ in range(100):
+        state = await engine.projection()
+        respond = [p for p in state.promises.values() if p.spec.task == "respond"]
+        if respond and respond[0].children:
+            break
+        await asyncio.sleep(0.1)
+    [respond] = respond
+    children = respond.children
+    assert set(children) == {"setup", "write", "run"}
+    assert await engine.wait(list(children.values()), timeout=10) == {i: "succeeded" for i in children.values()}
+    state = await engine.projection()
+    run = state.promises[children["run"]]
+    assert run.result["deps"] == {str(children["write"]): state.promises[children["write"]].result}
+    assert run.spec.chat_id == 9 and run.spec.parent_id == respond.id
+    assert violations(await engine.events()) == []
+
+
+async def test_cancelling_a_running_promise_stops_it_and_cancels_dependents(engine):
+    ids = await engine.submit(T(name="long", type="sleep", input={"seconds": 30}),
+                              T(name="after", type="echo", after=["long"]))
+    for _ in range(100):
+        p, _ = await engine.promise(ids["long"])
+        if p.state == "running":
+            break
+        await asyncio.sleep(0.05)
+    t0 = time.monotonic()
+    await engine.cancel(ids["long"], "no longer needed")
+    assert await engine.wait(list(ids.values()), timeout=5) == {ids["long"]: "cancelled", ids["after"]: "cancelled"}
+    after, _ = await engine.promise(ids["after"])
+    assert after.error == f"dependency #{ids['long']} was cancelled: no longer needed"
+    assert time.monotonic() - t0 < 5
+
+
+async def test_two_schedulers_that_both_think_they_lead_never_share_an_id(nc, js):
+    """The lease can be wrong for a moment; the created-subject guard cannot."""
+    a, b = Scheduler(nc, name="a"), Scheduler(nc, name="b")
+    for s in (a, b):
+        await s.start()
+    try:
+        await asyncio.sleep(0.5)
+        # Force the split brain: both act as leader with the same view of the log.
+        follower = b if a.leader else a
+        [lease_task] = [t for t in follower._tasks if t.get_name() == "lease"]
+        lease_task.cancel()  # it will never learn that it is not the leader
+        follower.lease.revision = 1
+        await follower._take_over()
+        assert a.leader and b.leader
+        client = ValorClient(nc)
+        results = await asyncio.gather(*[client.submit(T(title=f"p{i}")) for i in range(20)], return_exceptions=True)
+        assert all(not isinstance(r, Exception) for r in results), results
+        created = [e for _, e in await client.events() if isinstance(e, Created)]
+        assert len({e.id for e in created}) == len(created) == 20
+    finally:
+        for s in (a, b):
+            await s.stop()
