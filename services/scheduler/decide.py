@@ -18,12 +18,12 @@ from typing import NamedTuple
 from schemas.commands import WorkItem
 from schemas.events import AttemptFailed, Cancelled, Dispatched, Failed, RetryScheduled
 from schemas.subjects import msg_id_for_event, msg_id_for_work
+from valor.config import DEFAULT, Config
 
 from .backoff import retry_delay
 from .effects import Dispatch, Effect, Publish
 from .intake import spawn_children
 from .projection import CANCELLED, DISPATCHED, FAILED, FAILING, RUNNING, SUCCEEDED, Projection, Promise
-from .tasktypes import BUILTIN, TaskType
 
 
 class Decision(NamedTuple):
@@ -40,19 +40,19 @@ def decide(
     state: Projection,
     now: float,
     capacity: Mapping[str, int],
-    types: Mapping[str, TaskType] = BUILTIN,
+    config: Config = DEFAULT,
     timeout_grace: float = TIMEOUT_GRACE,
 ) -> Decision:
     effects: list[Effect] = []
     ended: set[int] = set()
     for pid in sorted(state.needs_decision):
-        effects += _settle(state, state.promises[pid], now, ended, types, effects)
+        effects += _settle(state, state.promises[pid], now, ended, config, effects)
     effects += _expire(state, now, timeout_grace, ended)
     effects += _dispatch(state, now, capacity, ended)
     return Decision(effects, _wake_at(state, now, timeout_grace))
 
 
-def _settle(state, p: Promise, now, ended, types, so_far) -> list[Effect]:
+def _settle(state, p: Promise, now, ended, config, so_far) -> list[Effect]:
     if p.id in ended:
         return []
     if p.status == FAILING:
@@ -61,7 +61,7 @@ def _settle(state, p: Promise, now, ended, types, so_far) -> list[Effect]:
         return _cancel_dependents(state, p, now, ended)
     if p.status == SUCCEEDED and p.children is None and p.spawn_error is None:
         next_id = state.max_id + 1 + sum(1 for e in so_far if isinstance(e, Publish) and e.new_subject)
-        return spawn_children(state, p.id, now, types, next_id)
+        return spawn_children(state, p.id, now, config, next_id)
     if not p.terminal:  # created after one of its dependencies had already ended badly
         for dep in p.spec.depends_on:
             parent = state.promises.get(dep)

@@ -10,18 +10,16 @@ is guarded by ``Nats-Expected-Last-Subject-Sequence: 0``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import msgspec
 
 from schemas.commands import CommandReply, NewPromise, RespondResult, Submit
 from schemas.events import Cancelled, Created, MessageReceived, RetryScheduled, Spawned
 from schemas.subjects import msg_id_for_event, msg_id_for_message
+from valor.config import DEFAULT, Config, TaskType
 
 from .dag import PlanError, validate_plan
 from .effects import Publish
 from .projection import CANCELLED, FAILED, RETRYING, SUCCEEDED, Projection
-from .tasktypes import BUILTIN, TaskType
 
 
 def created_msg_id(request_id: str, index: int) -> str:
@@ -33,7 +31,7 @@ def build_created(
     promise_id: int,
     depends_on: list[int],
     now: float,
-    types: Mapping[str, TaskType],
+    config: Config,
     *,
     request_id: str,
     index: int,
@@ -42,7 +40,7 @@ def build_created(
     parent_id: int | None = None,
     retry_of: int | None = None,
 ) -> Created:
-    t = types.get(task.type, TaskType())
+    t = config.types.get(task.type, TaskType())
     not_before = task.not_before
     if not_before is None and task.delay:
         not_before = now + task.delay
@@ -56,8 +54,8 @@ def build_created(
         depends_on=sorted(set(depends_on)),
         priority=task.priority,
         queue=task.queue or t.queue,
-        concurrency_key=task.key,
-        concurrency_limit=task.key_limit,
+        concurrency_key=task.key or _key_from_template(t, task.type, chat_id, config),
+        concurrency_limit=task.key_limit if task.key else t.concurrency_limit,
         max_attempts=retries + 1,
         backoff=t.backoff if task.backoff is None else task.backoff,
         backoff_factor=t.backoff_factor,
@@ -75,11 +73,18 @@ def build_created(
     )
 
 
+def _key_from_template(t: TaskType, type_name: str, chat_id: int | None, config: Config) -> str | None:
+    """E.g. ``workspace:{workspace}``: one code task at a time per project directory."""
+    if not t.concurrency_key:
+        return None
+    return t.concurrency_key.format(workspace=config.workspace_for(chat_id), chat_id=chat_id, type=type_name)
+
+
 def create_plan(
     state: Projection,
     tasks: list[NewPromise],
     now: float,
-    types: Mapping[str, TaskType],
+    config: Config,
     request_id: str,
     next_id: int | None = None,
     **origin,
@@ -91,7 +96,7 @@ def create_plan(
         p = state.promises.get(pid)
         return p.state if p else None
 
-    order = validate_plan(tasks, state_of, lambda t: t in types)
+    order = validate_plan(tasks, state_of, lambda t: t in config.types)
     names = {t.name: i for i, t in enumerate(tasks) if t.name is not None}
     ids: dict[int, int] = {}
     next_id = next_id or state.max_id + 1
@@ -103,14 +108,14 @@ def create_plan(
         ids[i], next_id = next_id, next_id + 1
         task = tasks[i]
         deps = list(task.depends_on) + [ids[names[n]] for n in task.after]
-        event = build_created(task, ids[i], deps, now, types, request_id=request_id, index=i, **origin)
+        event = build_created(task, ids[i], deps, now, config, request_id=request_id, index=i, **origin)
         effects.append(Publish(event, created_msg_id(request_id, i), new_subject=True))
     return effects, {(tasks[i].name or str(i)): ids[i] for i in range(len(tasks))}
 
 
-def submit(state: Projection, cmd: Submit, now: float, types: Mapping[str, TaskType] = BUILTIN):
+def submit(state: Projection, cmd: Submit, now: float, config: Config = DEFAULT):
     try:
-        effects, ids = create_plan(state, cmd.tasks, now, types, cmd.request_id)
+        effects, ids = create_plan(state, cmd.tasks, now, config, cmd.request_id)
     except PlanError as exc:
         return [], CommandReply(ok=False, error=str(exc))
     return effects, CommandReply(ok=True, ids=ids)
@@ -155,19 +160,19 @@ def retry(state: Projection, promise_id: int, now: float, request_id: str, next_
     return [Publish(event, created_msg_id(request_id, 0), new_subject=True)], CommandReply(ok=True, ids={"0": new_id})
 
 
-def respond_for_message(state: Projection, msg: MessageReceived, now: float, types: Mapping[str, TaskType] = BUILTIN):
+def respond_for_message(state: Projection, msg: MessageReceived, now: float, config: Config = DEFAULT):
     """Exactly one respond promise per message: None when it already exists."""
     if (msg.chat_id, msg.message_id) in state.by_message:
         return []
     request_id = msg_id_for_message(msg.chat_id, msg.message_id)
     task = NewPromise(title=f"answer message {msg.message_id} in chat {msg.chat_id}", type="respond",
                       input=msgspec.to_builtins(msg))
-    event = build_created(task, state.max_id + 1, [], now, types, request_id=request_id, index=0,
+    event = build_created(task, state.max_id + 1, [], now, config, request_id=request_id, index=0,
                           chat_id=msg.chat_id, message_id=msg.message_id)
     return [Publish(event, created_msg_id(request_id, 0), new_subject=True)]
 
 
-def spawn_children(state: Projection, parent_id: int, now: float, types: Mapping[str, TaskType] = BUILTIN,
+def spawn_children(state: Projection, parent_id: int, now: float, config: Config = DEFAULT,
                    next_id: int | None = None):
     """Create the promises a respond result names, apply its commands, then record ``spawned``."""
     parent = state.promises[parent_id]
@@ -181,7 +186,7 @@ def spawn_children(state: Projection, parent_id: int, now: float, types: Mapping
     if result.promises:
         s = parent.spec
         try:
-            effects, children = create_plan(state, result.promises, now, types, f"spawn:{parent_id}", next_id,
+            effects, children = create_plan(state, result.promises, now, config, f"spawn:{parent_id}", next_id,
                                             chat_id=s.chat_id, message_id=s.message_id, parent_id=parent_id)
         except PlanError as exc:
             return [Publish(Spawned(at=now, id=parent_id, error=str(exc)), spawned_id)]

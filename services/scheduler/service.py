@@ -15,7 +15,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import msgspec
 from nats.aio.client import Client
@@ -33,13 +33,13 @@ from schemas.commands import (
 )
 from schemas.events import decode_message, decode_promise_event, encode
 from valor import bus
+from valor.config import Config, load
 
 from . import intake
 from .decide import decide, resend_dispatched
 from .effects import Dispatch, Effect, Publish
 from .lease import Lease
 from .projection import Projection
-from .tasktypes import BUILTIN, TaskType
 
 log = logging.getLogger("valor.scheduler")
 
@@ -52,7 +52,7 @@ class Scheduler:
         self,
         nc: Client,
         name: str | None = None,
-        types: Mapping[str, TaskType] = BUILTIN,
+        config: Config | None = None,
         lease_ttl: float = 5.0,  # used only when the lease bucket has no TTL
         heartbeat_ttl: float = 10.0,
         clock: Callable[[], float] = time.time,
@@ -61,7 +61,7 @@ class Scheduler:
         self.nc = nc
         self.js = nc.jetstream()
         self.name = name or f"scheduler-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.types = dict(types)
+        self.config = config or load()
         self.lease_ttl = lease_ttl
         self.heartbeat_ttl = heartbeat_ttl
         self.clock = clock
@@ -263,7 +263,7 @@ class Scheduler:
             await self._handle_input(kind, msg, now)
             self._wake.set()
             return None
-        decision = decide(self.state, now, self.capacity(now), self.types)
+        decision = decide(self.state, now, self.capacity(now), self.config)
         if decision.effects:
             await self.perform(decision.effects)
             self._wake.set()
@@ -278,7 +278,7 @@ class Scheduler:
                 await bus.dead_letter(self.js, msg, "chat", f"undecodable message: {exc}")
                 await msg.ack()
                 return
-            await self.perform(intake.respond_for_message(self.state, message, now, self.types))
+            await self.perform(intake.respond_for_message(self.state, message, now, self.config))
             await msg.ack()
             return
         try:
@@ -289,7 +289,7 @@ class Scheduler:
             return
         match command:
             case Submit():
-                effects, reply = intake.submit(self.state, command, now, self.types)
+                effects, reply = intake.submit(self.state, command, now, self.config)
             case Cancel():
                 effects, reply = intake.cancel(self.state, command.id, now, command.reason, command.by)
             case Retry():

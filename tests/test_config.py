@@ -1,0 +1,52 @@
+import pytest
+
+from valor.config import ConfigError, load, parse
+
+
+def test_without_a_file_every_builtin_type_is_configured():
+    config = parse("")
+    assert {"noop", "echo", "sleep", "fail", "shell", "respond", "code", "code_review"} <= set(config.types)
+    assert config.types["code"].handler == "claude" and config.types["noop"].handler == "noop"
+    assert config.types["code_review"].permission_mode == "plan"
+
+
+def test_a_named_type_extends_its_builtin_key_by_key():
+    config = parse("[types.code]\ntimeout = 60\n")
+    assert config.types["code"].timeout == 60 and config.types["code"].handler == "claude"
+
+
+def test_chats_map_to_workspaces_with_a_default():
+    config = parse('workspace = "/srv/default"\n[chats.12]\nworkspace = "/srv/app"\n')
+    assert config.workspace_for(12) == "/srv/app" and config.workspace_for(99) == "/srv/default"
+
+
+@pytest.mark.parametrize("text,error", [
+    ('[types.code]\ntimeout = "soon"', "valor.toml: types.code.timeout: Expected `float | null`, got `str`"),
+    ("[types.code]\ntimout = 3", "valor.toml: types.code.timout: unknown key"),
+    ('[types.x]\nhandler = "magic"', "valor.toml: types.x.handler: unknown handler 'magic'"),
+    ('[types.code]\npermission_mode = "yolo"', "valor.toml: types.code.permission_mode: 'yolo' is not one of"),
+    ("[chats.general]\nwork_group = true", "valor.toml: chats.general: chat ids are integers"),
+    ("bogus = 1", "valor.toml: bogus: unknown key"),
+    ('[shell]\nallow = ["rm -rf"]', "valor.toml: shell.allow: 'rm -rf' is not a program name"),
+    ("x =", "valor.toml: not valid TOML"),
+])
+def test_a_bad_file_is_refused_naming_the_key(text, error):
+    with pytest.raises(ConfigError) as exc:
+        parse(text)
+    assert str(exc.value).startswith(error)
+
+
+def test_missing_file_named_explicitly_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "nope.toml")
+
+
+def test_code_tasks_of_one_workspace_share_a_concurrency_key():
+    from schemas.commands import NewPromise
+    from services.scheduler.intake import build_created
+
+    config = parse('[chats.7]\nworkspace = "/srv/app"\n')
+    created = build_created(NewPromise(type="code", title="fix"), 1, [], 0.0, config, request_id="r", index=0,
+                            chat_id=7)
+    assert created.concurrency_key == "workspace:/srv/app" and created.concurrency_limit == 1
+    assert created.queue == "code" and created.timeout == 1800 and created.max_attempts == 2

@@ -1,0 +1,187 @@
+"""``valor.toml``: task types, chats and their workspaces, the shell allowlist, the agent.
+
+Loaded and validated once at start; an error names the bad key
+(``types.code.timeout: Expected `float`, got `str```).  Every section has
+defaults, so Valor runs without a file.  The path is ``$VALOR_CONFIG``, else
+``./valor.toml`` when it exists.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+HANDLERS = ("noop", "echo", "sleep", "fail", "shell", "respond", "claude")
+PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    pass
+
+
+class TaskType(Strict):
+    """How one task type runs; a submitted task may override queue, timeout and retries."""
+
+    handler: str = ""  # defaults to the type's own name
+    queue: str = "default"
+    timeout: float | None = None  # seconds per attempt
+    retries: int = 0
+    backoff: float = 1.0
+    backoff_factor: float = 2.0
+    backoff_max: float = 300.0
+    jitter: float = 0.1
+    prompt: str = "{title}\n\n{input}"  # Claude Code: {title} {input} {deps} {workspace}
+    permission_mode: str | None = None  # Claude Code's --permission-mode
+    allowed_tools: list[str] | None = None  # Claude Code's --allowedTools
+    concurrency_key: str | None = None  # template: {workspace} {chat_id} {type}
+    concurrency_limit: int = 1
+
+
+class Chat(Strict):
+    workspace: str | None = None  # the project directory its code tasks run in
+    work_group: bool = False  # a group where every message is for Valor, mention or not
+
+
+DEFAULT_SHELL_ALLOW = ("echo", "true", "false", "ls", "cat", "python3", "pytest", "git", "make", "sleep",
+                       "uname", "date", "wc")
+
+
+class Shell(Strict):
+    allow: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_SHELL_ALLOW))
+
+
+class Agent(Strict):
+    model: str = "claude-sonnet-4-5"
+    max_tokens: int = 2048
+    history: int = 20  # recent chat messages given to the agent as context
+
+
+class Config(Strict):
+    types: dict[str, TaskType] = {}
+    chats: dict[str, Chat] = {}  # chat id (as a string) -> settings
+    workspace: str = "var/workspace"  # for chats without their own
+    shell: Shell = Shell()
+    agent: Agent = Agent()
+
+    def task_type(self, name: str) -> TaskType | None:
+        return self.types.get(name)
+
+    def workspace_for(self, chat_id: int | None) -> str:
+        chat = self.chats.get(str(chat_id)) if chat_id is not None else None
+        return (chat.workspace if chat and chat.workspace else None) or self.workspace
+
+
+_READ_ONLY = "plan"
+BUILTIN_TYPES: dict[str, TaskType] = {
+    "noop": TaskType(),
+    "echo": TaskType(),
+    "sleep": TaskType(),
+    "fail": TaskType(),
+    "shell": TaskType(timeout=600),
+    # The agent answers on its own queue so background work never delays a reply.
+    "respond": TaskType(queue="respond", timeout=300, retries=2, backoff=2.0),
+    "code": TaskType(handler="claude", queue="code", timeout=1800, retries=1, backoff=30,
+                     permission_mode="acceptEdits", concurrency_key="workspace:{workspace}",
+                     prompt="{title}\n\n{input}\n\nResults of the steps before this one:\n{deps}"),
+    "search": TaskType(handler="claude", queue="code", timeout=600, retries=1, backoff=30,
+                       permission_mode=_READ_ONLY, prompt="Search and report: {title}\n\n{input}"),
+    "analysis": TaskType(handler="claude", queue="code", timeout=900, retries=1, backoff=30,
+                         permission_mode=_READ_ONLY, prompt="Analyse: {title}\n\n{input}\n\n{deps}"),
+    "code_review": TaskType(handler="claude", queue="code", timeout=900, retries=1, backoff=30,
+                            permission_mode=_READ_ONLY, allowed_tools=["Read", "Grep", "Glob"],
+                            prompt="Review, without changing anything: {title}\n\n{input}"),
+}
+
+
+def _validate(config: Config) -> Config:
+    for name, t in config.types.items():
+        where = f"types.{name}"
+        if t.handler not in HANDLERS:
+            raise ConfigError(f"{where}.handler: unknown handler '{t.handler}'; use one of {', '.join(HANDLERS)}")
+        if t.permission_mode is not None and t.permission_mode not in PERMISSION_MODES:
+            raise ConfigError(f"{where}.permission_mode: '{t.permission_mode}' is not one of {', '.join(PERMISSION_MODES)}")
+        if t.timeout is not None and t.timeout <= 0:
+            raise ConfigError(f"{where}.timeout: must be positive")
+        if t.retries < 0:
+            raise ConfigError(f"{where}.retries: must not be negative")
+        if t.concurrency_limit < 1:
+            raise ConfigError(f"{where}.concurrency_limit: must be at least 1")
+    for chat_id in config.chats:
+        if not chat_id.lstrip("-").isdigit():
+            raise ConfigError(f"chats.{chat_id}: chat ids are integers")
+    for program in config.shell.allow:
+        if not program or any(c.isspace() for c in program):
+            raise ConfigError(f"shell.allow: '{program}' is not a program name")
+    return config
+
+
+def parse(text: str, source: str = "valor.toml") -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    # Tables keyed by name are converted one by one so an error names the key.
+    types = dict(BUILTIN_TYPES)
+    for name, fields in _table(raw.pop("types", {}), "types", source).items():
+        base = msgspec.to_builtins(BUILTIN_TYPES.get(name, TaskType()))  # a named type extends its built-in
+        types[name] = _convert({**base, **_table(fields, f"types.{name}", source)}, TaskType, f"types.{name}", source)
+    chats = {str(k): _convert(v, Chat, f"chats.{k}", source)
+             for k, v in _table(raw.pop("chats", {}), "chats", source).items()}
+    config = _convert(raw, Config, "", source)
+    types = {name: t if t.handler else msgspec.structs.replace(t, handler=name) for name, t in types.items()}
+    try:
+        return _validate(msgspec.structs.replace(config, types=types, chats=chats))
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _table(value, where: str, source: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: {where}: expected a table")
+    return value
+
+
+def _convert(value, cls, where: str, source: str):
+    try:
+        return msgspec.convert(value, cls)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_keyed(str(exc), where)}") from None
+
+
+def _keyed(message: str, where: str) -> str:
+    """msgspec says ``... - at `$.timeout```; lead with the full key instead."""
+    text, _, path = message.partition(" - at `$")
+    key = ".".join(p for p in (where, path.rstrip("`").lstrip(".")) if p)
+    if "unknown field" in text:
+        field = text.split("`")[1]
+        key, text = ".".join(p for p in (key, field) if p), "unknown key"
+    return f"{key}: {text}" if key else text
+
+
+DEFAULT = parse("")
+
+
+def config_path() -> Path | None:
+    env = os.environ.get("VALOR_CONFIG")
+    if env:
+        return Path(env)
+    here = Path("valor.toml")
+    return here if here.exists() else None
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    path = Path(path) if path else config_path()
+    if path is None:
+        return parse("")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse(text, str(path))
