@@ -52,7 +52,7 @@ class Timeline:
             self.started[event.id] = event
         if name in ("created", "dispatched", "progress"):
             return
-        print(f"  {time.monotonic() - self.t0:6.1f}s  #{event.id:<4} {self.titles[event.id]:<36} {name:<15} {detail}")
+        print(f"  {time.monotonic() - self.t0:6.1f}s  #{event.id:<4} {self.titles[event.id]:<40} {name:<15} {detail}")
         self.changed.set()
 
 
@@ -117,11 +117,11 @@ async def main(ctl: str) -> int:
     await kill(ctl, f"executor:{executor}")
     leader = await active_scheduler(nc)
     print(f"  ...... active scheduler is {leader}")
-    pid = leader.split("-")[-2]
-    for n in (1, 2):
-        status = subprocess.run([*shlex.split(ctl), "pid", f"scheduler:scheduler-{n}"], capture_output=True, text=True)
-        if status.stdout.strip() == pid:
-            await kill(ctl, f"scheduler:scheduler-{n}")
+    pid = leader.split("-")[-2]  # scheduler-<host>-<pid>-<nonce>
+    status = subprocess.run([*shlex.split(ctl), "status", "scheduler:*"], capture_output=True, text=True)
+    for line in status.stdout.splitlines():
+        if f"pid {pid}," in line:
+            await kill(ctl, f"scheduler:{line.split()[0].split(':')[-1]}")
     states = await client.wait(list(ids.values()), timeout=120)
     ok = set(states.values()) == {"succeeded"}
     print(f"\n  chain {'completed' if ok else 'did not complete'}: " + ", ".join(f"#{i} {s}" for i, s in states.items()))

@@ -1,7 +1,7 @@
 """Executor settings read from the environment, and executor ids.
 
 Environment variables:
-- ``VALOR_ACK_WAIT``: seconds before unacknowledged work is redelivered (default 30).
+- ``VALOR_ACK_WAIT``: seconds before unacknowledged work is redelivered (default 10).
 - ``VALOR_SHELL_ALLOW``: comma-separated programs the ``shell`` task may run.
 """
 
@@ -12,7 +12,7 @@ import re
 import secrets
 import socket
 
-DEFAULT_ACK_WAIT = 30.0
+DEFAULT_ACK_WAIT = 10.0  # in_progress every third of it keeps long attempts; a crash costs this much
 DEFAULT_SHELL_ALLOW = "echo,true,false,ls,cat,python3,pytest,git,make,sleep,uname,date,wc"
 HEARTBEAT_INTERVAL = 2.0
 # A pull request lingers this long; short so slots shared by several queues rotate

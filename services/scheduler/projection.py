@@ -168,7 +168,7 @@ class Projection:
         if p is None or p.status not in IN_FLIGHT or e.attempt != p.attempt:
             return False
         self._leave_flight(p)
-        p.status, p.result, p.finished_at = SUCCEEDED, e.result, e.at
+        p.status, p.result, p.finished_at, p.error = SUCCEEDED, e.result, e.at, None
         for child_id in self.dependents.get(p.id, ()):
             child = self.promises.get(child_id)
             if child is not None and not child.terminal:
