@@ -136,6 +136,20 @@ class Notified(Event, tag="notified"):
     telegram_message_id: int | None = None
 
 
+class NoticeIntended(Event, tag="notice_intended"):
+    """The notifier is about to send a chat message (logged before sending).
+
+    ``parts`` are digests of the message texts, in order, so a notifier that
+    restarts between sending and ``notified`` can find what it already sent.
+    """
+
+    id: int
+    kind: str  # status | terminal
+    chat_id: int
+    reply_to: int | None = None
+    parts: list[str] = []
+
+
 PromiseEvent = (
     Created
     | Dispatched
@@ -148,6 +162,7 @@ PromiseEvent = (
     | Cancelled
     | Spawned
     | Notified
+    | NoticeIntended
 )
 
 TERMINAL = (Succeeded, Failed, Cancelled)

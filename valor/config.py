@@ -63,12 +63,33 @@ class Agent(Strict):
     history: int = 20  # recent chat messages given to the agent as context
 
 
+DAY = 24 * 3600.0
+
+
+class Telegram(Strict):
+    """Who may talk to Valor, and how fast Valor may talk back."""
+
+    allow_users: list[int | str] = []  # user ids or usernames (with or without @)
+    allow_chats: list[int] = []  # groups and channels Valor listens in (private chats: allow_users)
+    mention_names: list[str] = []  # words that count as mentioning Valor in a group, besides @username
+    catchup_horizon: float = 7 * DAY  # messages older than this are never caught up
+    catchup_limit: int = 200  # messages read per chat per backfill or reconcile
+    reconcile_interval: float = 180.0  # seconds between history reconciles
+    dialogs_limit: int = 200  # most recent dialogs scanned for allowed chats
+    edit_interval: float = 3.0  # seconds between edits of one message
+    chat_interval: float = 1.0  # seconds between messages to one chat
+    group_per_minute: int = 20  # messages per minute to one group
+    notice_horizon: float = DAY  # notices about events older than this are not sent any more
+    console_chat: int = 1  # the chat id of the local console
+
+
 class Config(Strict):
     types: dict[str, TaskType] = {}
     chats: dict[str, Chat] = {}  # chat id (as a string) -> settings
     workspace: str = "var/workspace"  # for chats without their own
     shell: Shell = Shell()
     agent: Agent = Agent()
+    telegram: Telegram = Telegram()
 
     def task_type(self, name: str) -> TaskType | None:
         return self.types.get(name)
@@ -116,6 +137,19 @@ def _validate(config: Config) -> Config:
     for chat_id in config.chats:
         if not chat_id.lstrip("-").isdigit():
             raise ConfigError(f"chats.{chat_id}: chat ids are integers")
+    tg = config.telegram
+    for key in ("catchup_horizon", "reconcile_interval", "notice_horizon"):
+        if getattr(tg, key) <= 0:
+            raise ConfigError(f"telegram.{key}: must be positive")
+    for key in ("edit_interval", "chat_interval"):
+        if getattr(tg, key) < 0:
+            raise ConfigError(f"telegram.{key}: must not be negative")
+    for key in ("catchup_limit", "dialogs_limit", "group_per_minute"):
+        if getattr(tg, key) < 1:
+            raise ConfigError(f"telegram.{key}: must be at least 1")
+    for user in tg.allow_users:
+        if isinstance(user, str) and not user.lstrip("@").replace("_", "").isalnum():
+            raise ConfigError(f"telegram.allow_users: '{user}' is neither a user id nor a username")
     for program in config.shell.allow:
         if not program or any(c.isspace() for c in program):
             raise ConfigError(f"shell.allow: '{program}' is not a program name")

@@ -1,0 +1,121 @@
+"""Which Telegram messages Valor acts on, and what it records about them.  Pure.
+
+``accept(message, me, rules)`` reads a Telethon ``Message`` (live or from
+history) and returns a ``MessageReceived`` or the reason it was refused:
+only allowlisted senders, only allowed chats; in a group only when Valor is
+mentioned or replied to, unless it is a work group; never our own or service
+messages.  A message with media is passed on with a placeholder and its caption.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from telethon import types, utils
+
+from schemas.events import MessageReceived
+from valor.config import Config
+
+MEDIA_NAMES = {
+    types.MessageMediaPhoto: "photo",
+    types.MessageMediaDocument: "file",
+    types.MessageMediaGeo: "location",
+    types.MessageMediaGeoLive: "live location",
+    types.MessageMediaContact: "contact",
+    types.MessageMediaPoll: "poll",
+    types.MessageMediaVenue: "venue",
+    types.MessageMediaDice: "dice",
+}
+
+
+@dataclass(frozen=True)
+class Rules:
+    user_ids: frozenset[int] = frozenset()
+    usernames: frozenset[str] = frozenset()  # lower case, without @
+    chats: frozenset[int] = frozenset()  # groups and channels
+    work_groups: frozenset[int] = frozenset()
+    mention_names: tuple[str, ...] = ()  # lower case
+
+    @classmethod
+    def from_config(cls, config: Config) -> Rules:
+        tg = config.telegram
+        ids = {u for u in tg.allow_users if isinstance(u, int)}
+        names = {u.lstrip("@").lower() for u in tg.allow_users if isinstance(u, str)}
+        work = {int(k) for k, chat in config.chats.items() if chat.work_group}
+        return cls(frozenset(ids), frozenset(names), frozenset(tg.allow_chats) | work, frozenset(work),
+                   tuple(n.lower() for n in tg.mention_names))
+
+    def user_allowed(self, user_id: int | None, username: str | None) -> bool:
+        return (user_id is not None and user_id in self.user_ids) or (
+            bool(username) and username.lower() in self.usernames)
+
+    def chat_allowed(self, chat_id: int, entity: Any) -> bool:
+        """For backfill: a dialog worth reading (an allowed group, or a private chat with an allowed user)."""
+        if isinstance(entity, types.User):
+            return self.user_allowed(entity.id, entity.username)
+        return chat_id in self.chats
+
+
+def chat_kind(message) -> str:
+    if message.is_private:
+        return "private"
+    return "group" if message.is_group or isinstance(message.peer_id, types.PeerChat) else "channel"
+
+
+def text_of(message) -> str:
+    """The text, or a placeholder for media plus its caption (a caption is the message text)."""
+    text = message.message or ""
+    media = message.media
+    if media is None or isinstance(media, types.MessageMediaWebPage):
+        return text
+    name = MEDIA_NAMES.get(type(media), "media")
+    if isinstance(media, types.MessageMediaDocument) and message.file is not None:
+        mime = message.file.mime_type or ""
+        name = "voice message" if message.voice else "video" if mime.startswith("video/") else \
+            "audio" if mime.startswith("audio/") else "sticker" if message.sticker else "file"
+    return f"[{name}] {text}".strip()
+
+
+def mentions(message, me, rules: Rules) -> bool:
+    """Telegram flags mentions of us and replies to our messages; names are a fallback."""
+    if message.mentioned:
+        return True
+    text = (message.message or "").lower()
+    if me is not None and me.username and f"@{me.username.lower()}" in text:
+        return True
+    return any(name in text for name in rules.mention_names)
+
+
+def accept(message, me, rules: Rules, caught_up: bool = False) -> MessageReceived | str:
+    """The ``message.received`` to publish, or why the message is not for Valor."""
+    if isinstance(message, types.MessageService) or getattr(message, "action", None) is not None:
+        return "service message"
+    if message.out or (me is not None and message.sender_id == me.id):
+        return "own message"
+    sender = message.sender
+    username = getattr(sender, "username", None)
+    if not rules.user_allowed(message.sender_id, username):
+        return f"sender {message.sender_id} not allowed"
+    kind = chat_kind(message)
+    chat_id = message.chat_id
+    if kind != "private" and chat_id not in rules.chats:
+        return f"chat {chat_id} not allowed"
+    mentioned = kind == "private" or mentions(message, me, rules)
+    if kind != "private" and chat_id not in rules.work_groups and not mentioned:
+        return "not mentioned"
+    text = text_of(message)
+    if not text:
+        return "empty message"
+    return MessageReceived(
+        chat_id=chat_id,
+        message_id=message.id,
+        sender_id=message.sender_id or 0,
+        sender_name=utils.get_display_name(sender) if sender is not None else (username or ""),
+        text=text,
+        reply_to=message.reply_to_msg_id,
+        sent_at=message.date.timestamp() if message.date else 0.0,
+        chat_kind=kind,
+        mentioned=mentioned,
+        caught_up=caught_up,
+    )

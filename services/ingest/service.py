@@ -1,0 +1,235 @@
+"""Ingest: Telegram messages into ``chat.<chat_id>.in``, none missed.
+
+Start: connect, note each allowed chat's cursor, listen (Telethon catches up
+first), then read each allowed chat's history after its cursor; then
+reconcile every ``reconcile_interval``.  Telethon drops gaps it finds "too
+long" silently, so the history reads are what make delivery complete.
+
+The cursor of a chat is the highest message id whose history was *read*
+(kept in the ``valor_ingest`` bucket), not the last message published: a live
+message after a gap must not hide the gap.  Without a stored cursor, the last
+message on ``chat.<id>.in`` is used.  Everything read is published with
+``Nats-Msg-Id: tg:<chat>:<msg>``, so a message seen live and again in history
+is stored once (CHAT's duplicate window covers the catch-up horizon).
+
+Bot accounts cannot read history: they get Telethon's catch-up only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import msgspec
+from nats.aio.client import Client
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from telethon.errors import FloodWaitError, RPCError
+
+from schemas import subjects
+from schemas.events import MessageReceived, decode_message, encode
+from valor import bus
+from valor.config import Config, load
+
+from . import logs
+from .accept import Rules, accept
+from .telegram import Inbound
+
+BUCKET = "valor_ingest"
+# A live message dated this long before start was waiting for us: it is caught up too.
+LIVE_SLACK = 5.0
+
+
+class Ingest:
+    def __init__(
+        self,
+        nc: Client,
+        source: Inbound,
+        config: Config | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.source = source
+        self.config = config or load()
+        self.tg = self.config.telegram
+        self.rules = Rules.from_config(self.config)
+        self.clock = clock
+        self.sleep = sleep
+        self.me = None
+        self.bot = False
+        self.cursors: dict[int, int | None] = {}
+        self.started_at = 0.0
+        self.published = 0  # new messages stored (duplicates not counted)
+        self._kv = None
+        self._loop: asyncio.Task | None = None
+
+    # --- lifecycle --------------------------------------------------------------
+
+    async def start(self, reconcile_forever: bool = True) -> None:
+        self.started_at = self.clock()
+        self._kv = await cursor_bucket(self.js)
+        await self._retrying("connect", self.source.connect)
+        self.me = await self._retrying("get_me", self.source.me)
+        self.bot = bool(getattr(self.me, "bot", False))
+        # Cursors before listening: a live message must not move one past a gap.
+        for chat_id in await self._retrying("dialogs", self.allowed_chats):
+            await self.cursor(chat_id, at_start=True)
+        await self._retrying("listen", lambda: self.source.listen(self.on_live))
+        logs.info("ingest.started", me=getattr(self.me, "id", None), bot=self.bot, chats=sorted(self.cursors))
+        if self.bot:
+            logs.info("ingest.no_backfill", reason="bot accounts cannot read history; Telethon catch-up only")
+            return
+        await self.reconcile()
+        if reconcile_forever:
+            self._loop = asyncio.create_task(self._reconcile_forever(), name="reconcile")
+
+    async def stop(self) -> None:
+        if self._loop:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._loop
+        with contextlib.suppress(Exception):
+            await self.source.stop()
+
+    # --- live -------------------------------------------------------------------
+
+    async def on_live(self, message) -> None:
+        caught_up = message.date is not None and message.date.timestamp() < self.started_at - LIVE_SLACK
+        await self.take(message, caught_up)
+
+    async def take(self, message, caught_up: bool) -> bool:
+        """Publish if it is for Valor; True when it was new to CHAT."""
+        verdict = accept(message, self.me, self.rules, caught_up)
+        if isinstance(verdict, str):
+            logs.debug("ingest.ignored", chat=message.chat_id, message=message.id, reason=verdict)
+            return False
+        return await self.publish(verdict)
+
+    async def publish(self, msg: MessageReceived) -> bool:
+        msg = msgspec.structs.replace(msg, at=self.clock())
+        headers = {bus.MSG_ID: subjects.msg_id_for_message(msg.chat_id, msg.message_id)}
+        delay = 0.2
+        while True:  # at-least-once into CHAT: NATS being away is waited out
+            try:
+                ack = await self.js.publish(subjects.chat_in(msg.chat_id), encode(msg), headers=headers, timeout=5)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logs.warning("ingest.publish_retry", chat=msg.chat_id, message=msg.message_id, error=str(exc))
+                await self.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        if not ack.duplicate:
+            self.published += 1
+            logs.info("ingest.received", chat=msg.chat_id, message=msg.message_id, caught_up=msg.caught_up)
+        return not ack.duplicate
+
+    # --- history ----------------------------------------------------------------
+
+    async def allowed_chats(self) -> list[int]:
+        return [chat_id for chat_id, entity in await self.source.dialogs(self.tg.dialogs_limit)
+                if self.rules.chat_allowed(chat_id, entity)]
+
+    async def cursor(self, chat_id: int, at_start: bool = False) -> int | None:
+        """The stored cursor; else, before listening, the last message stored for the chat.
+
+        A chat first seen later has no trustworthy last message (a live one may
+        have skipped a gap): it is read from the horizon, duplicates absorbed.
+        """
+        if chat_id not in self.cursors:
+            self.cursors[chat_id] = await read_cursor(self.js, self._kv, chat_id, fallback_to_last=at_start)
+        return self.cursors[chat_id]
+
+    async def reconcile(self) -> int:
+        """Read every allowed chat's history after its cursor; returns how many messages were new."""
+        if self.bot:
+            return 0
+        new = 0
+        for chat_id in await self._retrying("dialogs", self.allowed_chats):
+            try:
+                new += await self._retrying(f"history {chat_id}", lambda c=chat_id: self.fill(c))
+            except RPCError as exc:  # this chat is unreadable (left, banned...): the others go on
+                logs.warning("ingest.chat_unreadable", chat=chat_id, error=str(exc))
+        if new:
+            logs.info("ingest.backfilled", new=new)
+        return new
+
+    async def fill(self, chat_id: int) -> int:
+        """One chat: history after the cursor, oldest first, capped per read, within the horizon."""
+        since = self.clock() - self.tg.catchup_horizon
+        new = 0
+        for _ in range(100):  # a long backlog is read in capped pages; the bound keeps one chat from hogging
+            cursor = await self.cursor(chat_id) or 0
+            top, count = cursor, 0
+            history = self.source.history(chat_id, cursor, datetime.fromtimestamp(since, UTC),
+                                          self.tg.catchup_limit)
+            async for message in history:
+                count += 1
+                top = max(top, message.id)
+                if message.date is not None and message.date.timestamp() < since:
+                    continue
+                new += await self.take(message, caught_up=True)
+            if top > cursor:
+                self.cursors[chat_id] = top
+                await self._kv.put(str(chat_id), str(top).encode())
+            if count < self.tg.catchup_limit:
+                break
+        return new
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            await self.sleep(self.tg.reconcile_interval)
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logs.warning("ingest.reconcile_failed", error=str(exc))
+
+    async def _retrying(self, what: str, call):
+        """Flood waits and disconnects are waited out; other errors are the caller's."""
+        delay = 1.0
+        while True:
+            try:
+                return await call()
+            except FloodWaitError as exc:
+                logs.warning("ingest.flood_wait", call=what, seconds=exc.seconds)
+                await self.sleep(exc.seconds + 1)
+            except (ConnectionError, OSError, TimeoutError) as exc:
+                logs.warning("ingest.disconnected", call=what, error=str(exc) or type(exc).__name__,
+                             retry_in=delay)
+                await self.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+
+async def cursor_bucket(js):
+    try:
+        return await js.key_value(BUCKET)
+    except BucketNotFoundError:
+        return await js.create_key_value(KeyValueConfig(
+            bucket=BUCKET, description="ingest: per chat, the highest message id whose history was read",
+            history=1, storage=StorageType.FILE, replicas=bus.replicas()))
+
+
+async def last_stored_id(js, chat_id: int) -> int | None:
+    try:
+        raw = await js.get_last_msg(subjects.CHAT, subjects.chat_in(chat_id))
+    except NotFoundError:
+        return None
+    try:
+        return decode_message(raw.data).message_id
+    except msgspec.DecodeError:
+        return None
+
+
+async def read_cursor(js, kv, chat_id: int, fallback_to_last: bool) -> int | None:
+    try:
+        entry = await kv.get(str(chat_id))
+        return int(entry.value)
+    except (KeyNotFoundError, ValueError, TypeError):
+        return await last_stored_id(js, chat_id) if fallback_to_last else None

@@ -1,0 +1,154 @@
+"""The few Telegram calls Valor makes, behind one port, and where credentials come from.
+
+``Inbound`` is what ingest needs from a Telegram client: who we are, the
+dialogs, history after a message id, and live new messages.  Messages are
+real Telethon ``Message`` objects in every implementation (the Telethon one
+here, the fake in ``tests/chat``), so parsing is Telethon's own.
+
+Credentials: ``VALOR_TG_API_ID``, ``VALOR_TG_API_HASH`` and either
+``VALOR_TG_PHONE`` (a user account) or ``VALOR_TG_BOT_TOKEN`` (a bot), from the
+environment or ``.env``.  Each process has its own session file under
+``var/sessions/`` (0600), created by ``make login``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+SESSIONS = Path("var/sessions")
+
+OnMessage = Callable[[Any], Awaitable[None]]  # called with a telethon Message
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_id: int
+    api_hash: str
+    phone: str | None = None
+    bot_token: str | None = None
+
+    @property
+    def bot(self) -> bool:
+        return self.bot_token is not None
+
+
+def load_dotenv(path: str | os.PathLike = ".env") -> None:
+    """``KEY=value`` lines into the environment; what is already set wins."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return
+    for raw in lines:
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        os.environ.setdefault(key.strip(), value)
+
+
+def credentials(env: dict[str, str] | None = None) -> Credentials | None:
+    """None when no Telegram account is configured: Valor then talks over the console."""
+    if env is None:
+        load_dotenv()
+        env = dict(os.environ)
+    api_id, api_hash = env.get("VALOR_TG_API_ID", "").strip(), env.get("VALOR_TG_API_HASH", "").strip()
+    if not api_id or not api_hash:
+        return None
+    if not api_id.isdigit():
+        raise ValueError("VALOR_TG_API_ID: must be a number (from my.telegram.org)")
+    phone = env.get("VALOR_TG_PHONE", "").strip() or None
+    token = env.get("VALOR_TG_BOT_TOKEN", "").strip() or None
+    if not phone and not token:
+        raise ValueError("set VALOR_TG_PHONE (user account) or VALOR_TG_BOT_TOKEN (bot)")
+    return Credentials(int(api_id), api_hash, phone, None if phone else token)
+
+
+def session_file(name: str, directory: Path = SESSIONS) -> Path:
+    """``var/sessions/<name>.session``, created 0600 in a 0700 directory; one per process."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / f"{name}.session"
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
+    return path
+
+
+def telethon_client(creds: Credentials, name: str, receive_updates: bool = True):
+    from telethon import TelegramClient
+
+    session = session_file(name)
+    return TelegramClient(
+        str(session.with_suffix("")), creds.api_id, creds.api_hash,
+        catch_up=receive_updates, receive_updates=receive_updates,
+        flood_sleep_threshold=0,  # every flood wait comes to us, to be waited out where it happened
+        auto_reconnect=True, connection_retries=-1, retry_delay=2,
+    )
+
+
+async def login(creds: Credentials, name: str) -> str:
+    """Interactive: ask for the code (and 2FA password) on the terminal."""
+    client = telethon_client(creds, name, receive_updates=False)
+    if creds.bot:
+        await client.start(bot_token=creds.bot_token)
+    else:
+        await client.start(phone=creds.phone)
+    me = await client.get_me()
+    await client.disconnect()
+    return f"{name}: logged in as {me.username or me.first_name} (id {me.id}{', bot' if me.bot else ''})"
+
+
+class Inbound(Protocol):
+    async def connect(self) -> None: ...
+    async def listen(self, on_message: OnMessage) -> None: ...  # live messages, after a catch-up
+    async def me(self) -> Any: ...  # a telethon User
+    async def dialogs(self, limit: int) -> list[tuple[int, Any]]: ...  # (chat id, entity)
+    def history(self, chat_id: int, min_id: int, since: datetime | None, limit: int) -> AsyncIterator[Any]: ...
+    async def stop(self) -> None: ...
+
+
+class TelethonInbound:
+    """A user or bot account with updates on and ``catch_up=True``.
+
+    Telethon reconnects by itself (``connection_retries=-1``) and fetches the
+    difference after a reconnect; gaps it gives up on are filled by the backfill.
+    """
+
+    def __init__(self, creds: Credentials, name: str = "ingest") -> None:
+        self.creds = creds
+        self.client = telethon_client(creds, name)
+
+    async def connect(self) -> None:
+        await self.client.connect()
+        if not await self.client.is_user_authorized():
+            raise RuntimeError("the ingest session is not logged in: run `make login`")
+
+    async def listen(self, on_message: OnMessage) -> None:
+        from telethon import events
+
+        async def handler(event) -> None:
+            await on_message(event.message)
+
+        self.client.add_event_handler(handler, events.NewMessage())
+        await self.client.catch_up()
+
+    async def me(self):
+        return await self.client.get_me()
+
+    async def dialogs(self, limit: int) -> list[tuple[int, Any]]:
+        return [(d.id, d.entity) async for d in self.client.iter_dialogs(limit=limit)]
+
+    def history(self, chat_id: int, min_id: int, since: datetime | None, limit: int):
+        # reverse=True: oldest first, so a capped read still advances the cursor in order.
+        # Telegram ignores offset_date when an id offset is given; the caller filters by date.
+        return self.client.iter_messages(chat_id, min_id=min_id, offset_date=None if min_id else since,
+                                         reverse=True, limit=limit)
+
+    async def stop(self) -> None:
+        await self.client.disconnect()

@@ -1,0 +1,204 @@
+"""A fake Telegram: one world, the ingest port and the notifier transport onto it.
+
+Messages are real Telethon ``types.Message`` objects; live ones are delivered
+as ``events.NewMessage.Event(message)`` after ``_set_client``, exactly as
+Telethon builds them, so ingest parses what the real library parses.  The
+fake records what Valor did (``sent``, ``edits``, ``reactions``) and can inject
+flood waits, disconnects and skipped live updates.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from telethon import events, types
+from telethon.errors import FloodWaitError
+
+from services.notifier.transport import Sent
+
+VALOR_ID = 777
+
+
+class _EntityCache:
+    def get(self, _id):
+        return None
+
+
+class _ClientShim:
+    """What ``Message._finish_init`` reads from a client."""
+
+    def __init__(self, self_id: int) -> None:
+        self._self_id = self_id
+        self._mb_entity_cache = _EntityCache()
+
+
+@dataclass
+class Outgoing:
+    chat_id: int
+    id: int
+    text: str
+    reply_to: int | None
+
+
+@dataclass
+class FakeTelegram:
+    clock: object = None  # () -> float
+    me: types.User = field(default_factory=lambda: types.User(id=VALOR_ID, username="valor", first_name="Valor"))
+    bot: bool = False
+    users: dict[int, types.User] = field(default_factory=dict)
+    groups: dict[int, types.Chat] = field(default_factory=dict)  # marked (negative) id -> chat
+    history: dict[int, list] = field(default_factory=lambda: defaultdict(list))
+    online: bool = True  # False: live updates are lost and calls raise ConnectionError
+    skip_live: bool = False  # True: Telethon "missed" these (a gap it gave up on)
+    floods: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # call -> waits to raise
+    sent: list[Outgoing] = field(default_factory=list)
+    edits: list[tuple[int, int, str]] = field(default_factory=list)
+    reactions: list[tuple[int, int, str]] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    listeners: list = field(default_factory=list)
+    next_id: int = 100
+
+    def __post_init__(self) -> None:
+        self.shim = _ClientShim(self.me.id)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock() if self.clock else datetime.now(UTC).timestamp(), UTC)
+
+    # --- the world ----------------------------------------------------------------
+
+    def user(self, user_id: int, username: str | None = None, name: str = "") -> types.User:
+        self.users[user_id] = types.User(id=user_id, username=username, first_name=name or f"user{user_id}")
+        return self.users[user_id]
+
+    def group(self, chat_id: int, title: str = "group") -> int:
+        """A basic group; its marked id is negative."""
+        self.groups[-chat_id] = types.Chat(id=chat_id, title=title, photo=types.ChatPhotoEmpty(),
+                                           participants_count=3, date=self.now(), version=1)
+        return -chat_id
+
+    def _entities(self) -> dict:
+        ents = {u.id: u for u in self.users.values()}
+        ents[self.me.id] = self.me
+        ents.update(self.groups)
+        return ents
+
+    def _peer(self, chat_id: int):
+        return types.PeerUser(chat_id) if chat_id > 0 else types.PeerChat(-chat_id)
+
+    def say(self, chat_id: int, sender_id: int, text: str = "", *, mentioned: bool = False,
+            reply_to: int | None = None, media=None, when: datetime | None = None, service: bool = False):
+        """Someone writes in a chat; delivered live unless Valor is offline or the update is skipped."""
+        self.next_id += 1
+        common = dict(id=self.next_id, peer_id=self._peer(chat_id), from_id=types.PeerUser(sender_id),
+                      date=when or self.now(), mentioned=mentioned,
+                      reply_to=types.MessageReplyHeader(reply_to_msg_id=reply_to) if reply_to else None)
+        if service:
+            message = types.MessageService(action=types.MessageActionChatEditTitle(title="x"), **common)
+        else:
+            message = types.Message(message=text, media=media, **common)
+        message._finish_init(self.shim, self._entities(), None)
+        self.history[chat_id].append(message)
+        if self.online and not self.skip_live and not service:
+            return message, self._event(message)
+        return message, None
+
+    def _event(self, message):
+        event = events.NewMessage.Event(message)
+        event._entities = self._entities()
+        event._set_client(self.shim)
+        return event
+
+    async def deliver(self, event) -> None:
+        if event is not None:
+            for listener in list(self.listeners):
+                await listener(event.message)
+
+    async def says(self, *args, **kwargs):
+        message, event = self.say(*args, **kwargs)
+        await self.deliver(event)
+        return message
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if not self.online:
+            raise ConnectionError("fake Telegram is offline")
+        if self.floods[name]:
+            raise FloodWaitError(request=None, capture=self.floods[name].pop(0))
+
+    # --- ports ------------------------------------------------------------------------
+
+    def inbound(self) -> FakeInbound:
+        return FakeInbound(self)
+
+    def transport(self) -> FakeTransport:
+        return FakeTransport(self)
+
+    def messages_to(self, chat_id: int) -> list[Outgoing]:
+        return [s for s in self.sent if s.chat_id == chat_id]
+
+
+class FakeInbound:
+    def __init__(self, world: FakeTelegram) -> None:
+        self.world = world
+
+    async def connect(self) -> None:
+        self.world._call("connect")
+
+    async def listen(self, on_message) -> None:
+        self.world.listeners.append(on_message)
+
+    async def me(self):
+        self.world._call("get_me")
+        return types.User(id=self.world.me.id, username=self.world.me.username, first_name="Valor",
+                          bot=self.world.bot)
+
+    async def dialogs(self, limit: int):
+        self.world._call("dialogs")
+        chats = [c for c, msgs in self.world.history.items() if msgs][:limit]
+        return [(c, self.world.users.get(c) if c > 0 else self.world.groups[c]) for c in chats]
+
+    async def history(self, chat_id: int, min_id: int, since: datetime | None, limit: int):
+        self.world._call("history")
+        if self.world.bot:
+            raise RuntimeError("bots cannot read history")
+        found = [m for m in self.world.history.get(chat_id, [])
+                 if m.id > min_id and (min_id or since is None or m.date > since)]
+        for message in sorted(found, key=lambda m: m.id)[:limit]:
+            yield message
+
+    async def stop(self) -> None:
+        self.world.listeners.clear()
+
+
+class FakeTransport:
+    def __init__(self, world: FakeTelegram) -> None:
+        self.world = world
+        self.can_read_history = not world.bot
+
+    async def connect(self) -> None:
+        pass
+
+    async def send(self, chat_id: int, text: str, reply_to: int | None) -> int:
+        self.world._call("send")
+        self.world.next_id += 1
+        out = Outgoing(chat_id, self.world.next_id, text, reply_to)
+        self.world.sent.append(out)
+        return out.id
+
+    async def edit(self, chat_id: int, message_id: int, text: str) -> None:
+        self.world._call("edit")
+        self.world.edits.append((chat_id, message_id, text))
+
+    async def react(self, chat_id: int, message_id: int, emoji: str) -> None:
+        self.world._call("react")
+        self.world.reactions.append((chat_id, message_id, emoji))
+
+    async def recent_own(self, chat_id: int, limit: int) -> list[Sent]:
+        self.world._call("recent_own")
+        own = [s for s in self.world.sent if s.chat_id == chat_id][-limit:]
+        return [Sent(s.id, s.text.strip(), s.reply_to) for s in reversed(own)]
+
+    async def stop(self) -> None:
+        pass

@@ -1,0 +1,172 @@
+"""Ingest: who is heard, and that nothing sent to Valor is missed or doubled."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from telethon import types
+
+from services.ingest.accept import Rules, accept
+from services.ingest.service import Ingest
+
+from .conftest import ALICE, CAROL, CONFIG, GROUP, OTHER_GROUP, STRANGER, WORK_GROUP, stored_messages
+from .fake_telegram import FakeTelegram
+
+
+@pytest.fixture
+def people(world):
+    world.user(ALICE, "alice", "Alice")
+    world.user(CAROL, "Carol", "Carol")  # allowed by username, case-insensitively
+    world.user(STRANGER, "mallory", "Mallory")
+    for gid in (GROUP, WORK_GROUP, OTHER_GROUP):
+        world.group(-gid)
+    return world
+
+
+RULES = Rules.from_config(CONFIG)
+
+
+def verdict(world: FakeTelegram, chat, sender, text="", **kw):
+    message, _ = world.say(chat, sender, text, **kw)
+    result = accept(message, world.me, RULES)
+    return result if isinstance(result, str) else "accepted"
+
+
+@pytest.mark.parametrize("chat, sender, text, kw, expected", [
+    (ALICE, ALICE, "hi", {}, "accepted"),
+    (CAROL, CAROL, "hi", {}, "accepted"),
+    (STRANGER, STRANGER, "hi", {}, f"sender {STRANGER} not allowed"),
+    (GROUP, ALICE, "just chatting", {}, "not mentioned"),
+    (GROUP, ALICE, "hey @valor look", {}, "accepted"),
+    (GROUP, ALICE, "Valor, look", {}, "accepted"),  # a configured mention name
+    (GROUP, ALICE, "replying to you", {"mentioned": True}, "accepted"),  # Telegram flags replies to us
+    (GROUP, STRANGER, "@valor do it", {}, f"sender {STRANGER} not allowed"),
+    (WORK_GROUP, ALICE, "no mention needed", {}, "accepted"),
+    (OTHER_GROUP, ALICE, "@valor hello", {}, f"chat {OTHER_GROUP} not allowed"),
+    (ALICE, ALICE, "", {"service": True}, "service message"),
+])
+def test_group_mention_rule_and_allowlists(people, chat, sender, text, kw, expected):
+    assert verdict(people, chat, sender, text, **kw) == expected
+
+
+def test_own_messages_are_ignored(people):
+    message, _ = people.say(ALICE, people.me.id, "I said this")
+    assert accept(message, people.me, RULES) == "own message"
+
+
+def test_media_without_text_gets_a_placeholder_and_media_keeps_its_caption(people):
+    photo, _ = people.say(ALICE, ALICE, "", media=types.MessageMediaPhoto())
+    captioned, _ = people.say(ALICE, ALICE, "look at this", media=types.MessageMediaPhoto())
+    assert accept(photo, people.me, RULES).text == "[photo]"
+    assert accept(captioned, people.me, RULES).text == "[photo] look at this"
+
+
+def test_accepted_message_carries_the_facts(people):
+    message, _ = people.say(GROUP, ALICE, "@valor run the tests", reply_to=5)
+    got = accept(message, people.me, RULES, caught_up=True)
+    assert (got.chat_id, got.message_id, got.sender_id, got.sender_name) == (GROUP, message.id, ALICE, "Alice")
+    assert (got.chat_kind, got.mentioned, got.caught_up, got.reply_to) == ("group", True, True, 5)
+
+
+async def test_an_unauthorized_sender_is_never_acted_on(js, people, services):
+    start_ingest, _ = services
+    ingest = await start_ingest()
+    await people.says(STRANGER, STRANGER, "rm -rf /")
+    await people.says(GROUP, STRANGER, "@valor rm -rf /")
+    await people.says(OTHER_GROUP, ALICE, "@valor hi")
+    assert await ingest.reconcile() == 0  # history does not let them in either
+    assert await stored_messages(js) == []
+
+
+async def test_a_gap_telethon_skipped_is_filled_by_the_backfill(js, people, services):
+    start_ingest, _ = services
+    await people.says(ALICE, ALICE, "before start")
+    ingest = await start_ingest()
+    await people.says(ALICE, ALICE, "one")
+    people.skip_live = True  # Telethon gave up on these ("too long" a gap)
+    m2 = await people.says(ALICE, ALICE, "two")
+    m3 = await people.says(ALICE, ALICE, "three")
+    people.skip_live = False
+    await people.says(ALICE, ALICE, "four")
+    assert [m.text for m in await stored_messages(js, ALICE)] == ["before start", "one", "four"]
+    assert await ingest.reconcile() == 2
+    stored = await stored_messages(js, ALICE)
+    assert sorted(m.text for m in stored) == ["before start", "four", "one", "three", "two"]
+    assert {m.message_id for m in stored if m.caught_up} >= {m2.id, m3.id}
+    assert await ingest.reconcile() == 0  # nothing new, nothing doubled
+
+
+async def test_overlapping_catch_up_and_backfill_yield_one_message(js, people, services):
+    start_ingest, _ = services
+    people.online = False
+    missed, _ = people.say(ALICE, ALICE, "sent while Valor was down")
+    people.online = True
+    ingest = Ingest(js._nc, people.inbound(), CONFIG)
+    await ingest.start(reconcile_forever=False)  # the backfill reads it...
+    event = people._event(missed)
+    await asyncio.gather(people.deliver(event), ingest.reconcile(), people.deliver(event))  # ...and catch-up too
+    stored = await stored_messages(js, ALICE)
+    assert [m.message_id for m in stored] == [missed.id]
+    assert stored[0].caught_up
+    await ingest.stop()
+
+
+async def test_messages_older_than_the_horizon_are_not_caught_up(js, people, services):
+    start_ingest, _ = services
+    people.online = False
+    old = datetime.now(UTC) - timedelta(days=8)
+    people.say(ALICE, ALICE, "last week's news", when=old)
+    people.say(ALICE, ALICE, "fresh")
+    people.online = True
+    await start_ingest()
+    assert [m.text for m in await stored_messages(js, ALICE)] == ["fresh"]
+
+
+async def test_flood_waits_and_disconnects_in_catch_up_are_waited_out(js, people, services):
+    start_ingest, _ = services
+    people.online = False
+    for i in range(3):
+        people.say(ALICE, ALICE, f"missed {i}")
+    people.online = True
+    people.floods["history"] = [42]
+    slept = []
+
+    async def sleep(seconds):
+        slept.append(seconds)
+        people.online = True  # the connection comes back while we wait
+        await asyncio.sleep(0)
+
+    ingest = await start_ingest(sleep=sleep)
+    people.online = False  # a disconnect in the middle of a reconcile
+    task = asyncio.create_task(ingest.reconcile())
+    await asyncio.sleep(0.05)
+    await task
+    assert [m.text for m in await stored_messages(js, ALICE)] == ["missed 0", "missed 1", "missed 2"]
+    assert 43 in slept and len(slept) >= 2
+
+
+async def test_a_capped_read_continues_where_it_stopped(js, people, services):
+    start_ingest, _ = services
+    people.online = False
+    for i in range(7):
+        people.say(ALICE, ALICE, f"m{i}")
+    people.online = True
+    import msgspec
+
+    config = msgspec.structs.replace(CONFIG, telegram=msgspec.structs.replace(CONFIG.telegram, catchup_limit=3))
+    ingest = Ingest(js._nc, people.inbound(), config)
+    await ingest.start(reconcile_forever=False)
+    assert [m.text for m in await stored_messages(js, ALICE)] == [f"m{i}" for i in range(7)]
+    await ingest.stop()
+
+
+async def test_a_bot_account_gets_live_messages_and_no_backfill(js, people, services):
+    start_ingest, _ = services
+    people.bot = True
+    people.online = False
+    people.say(ALICE, ALICE, "missed while down")
+    people.online = True
+    ingest = await start_ingest()
+    await people.says(ALICE, ALICE, "live")
+    assert ingest.bot and "history" not in people.calls
+    assert [m.text for m in await stored_messages(js, ALICE)] == ["live"]
