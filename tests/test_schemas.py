@@ -25,6 +25,7 @@ from schemas.events import (
     Dispatched,
     Failed,
     MessageReceived,
+    NoticeIntended,
     Notified,
     Progress,
     PromiseEvent,
@@ -67,6 +68,7 @@ PROMISE_EVENTS = [
     Cancelled(id=13, reason="#12 failed", by="scheduler", cause_id=12, at=7.0),
     Spawned(id=9, children={"review": 12, "fix": 13}, at=8.0),
     Notified(id=12, kind="terminal", chat_id=42, telegram_message_id=99, at=9.0),
+    NoticeIntended(id=12, kind="terminal", chat_id=42, reply_to=7, parts=["0123456789abcdef"], at=9.0),
 ]
 
 COMMANDS = [
