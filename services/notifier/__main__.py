@@ -1,0 +1,44 @@
+"""``python -m services.notifier``: notices to Telegram (with credentials) or to the local console."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from services.ingest.telegram import credentials
+from valor import bus
+from valor.config import load
+
+from .service import Notifier
+from .transport import ConsoleTransport, TelethonTransport
+
+
+async def serve() -> None:
+    config = load()
+    creds = credentials()
+    nc = await bus.connect(name="notifier")
+    try:
+        await bus.ensure_streams(nc.jetstream())
+        transport = ConsoleTransport(nc) if creds is None else TelethonTransport(creds)
+        notifier = Notifier(nc, transport, config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await notifier.start()
+        await stop.wait()
+        await notifier.stop()
+    finally:
+        await nc.close()
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("VALOR_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""What the notifier knows: every promise born from a chat, folded from the log.  Pure.
+
+Only promises with a ``chat_id`` are kept.  Besides the promise's own facts
+(started, progress, its first terminal event, spawned children) it keeps the
+notifier's own records (``notice_intended``, ``notified``) so a restarted
+notifier knows what was already said.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from schemas.events import (
+    AttemptFailed,
+    Cancelled,
+    Created,
+    Failed,
+    NoticeIntended,
+    Notified,
+    Progress,
+    RetryScheduled,
+    Spawned,
+    Started,
+    Succeeded,
+)
+
+Terminal = Succeeded | Failed | Cancelled
+
+
+@dataclass
+class Item:
+    spec: Created
+    started_at: float | None = None
+    attempt: int = 0
+    progress: str | None = None
+    fraction: float | None = None
+    retrying: str | None = None  # the last attempt's error while a retry is pending
+    end: Terminal | None = None
+    spawned: Spawned | None = None
+    intents: dict[str, NoticeIntended] = field(default_factory=dict)
+    notified: dict[str, Notified] = field(default_factory=dict)
+    latest_at: float = 0.0  # time of the latest fact about the work (not about notices)
+
+    @property
+    def id(self) -> int:
+        return self.spec.id
+
+    @property
+    def respond(self) -> bool:
+        return self.spec.task == "respond"
+
+    @property
+    def chat_id(self) -> int:
+        return self.spec.chat_id  # type: ignore[return-value]
+
+
+class Board:
+    def __init__(self) -> None:
+        self.items: dict[int, Item] = {}
+        self.last_seq = 0
+
+    def apply(self, event, seq: int = 0) -> set[int]:
+        """Fold one event; return the ids whose notices may have changed (the promise and its parent)."""
+        if seq:
+            if seq <= self.last_seq:
+                return set()
+            self.last_seq = seq
+        if isinstance(event, Created):
+            if event.chat_id is None or event.id in self.items:
+                return set()
+            self.items[event.id] = Item(spec=event, latest_at=event.at)
+            return {event.id}
+        item = self.items.get(getattr(event, "id", None))
+        if item is None:
+            return set()
+        match event:
+            case NoticeIntended():
+                item.intents.setdefault(event.kind, event)
+                return {item.id}
+            case Notified():
+                item.notified.setdefault(event.kind, event)
+                return {item.id}
+        if item.end is not None and not isinstance(event, Spawned):
+            return set()  # the first terminal event wins
+        item.latest_at = max(item.latest_at, event.at)
+        match event:
+            case Started():
+                item.started_at = item.started_at or event.at
+                item.attempt, item.retrying = event.attempt, None
+            case Progress():
+                item.progress, item.fraction = event.text, event.fraction
+            case AttemptFailed():
+                item.retrying = event.error
+            case RetryScheduled():
+                pass
+            case Succeeded() | Failed() | Cancelled():
+                item.end = event
+            case Spawned():
+                if item.spawned is None:
+                    item.spawned = event
+            case _:
+                return set()
+        touched = {item.id}
+        if item.spec.parent_id is not None and item.end is not None:
+            touched.add(item.spec.parent_id)
+        return touched
+
+    def children(self, item: Item) -> list[Item | None]:
+        if item.spawned is None:
+            return []
+        return [self.items.get(i) for i in sorted(item.spawned.children.values())]

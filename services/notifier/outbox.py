@@ -1,0 +1,255 @@
+"""Per-chat queues that perform notices within Telegram's limits, exactly once.
+
+Each chat has its own worker task, so a flood wait or an error in one chat
+never delays another.  Within a chat, actions run in order, at least
+``chat_interval`` apart, at most ``group_per_minute`` messages a minute in a
+group, and a message is edited at most once per ``edit_interval`` (a newer
+edit replaces one still waiting).
+
+A message is sent in three steps: log ``notice_intended`` (with a digest of
+each part), send the parts, log ``notified``.  If the process dies between
+the last two, the next one sees the intent without ``notified`` and first
+looks through Valor's own recent messages in that chat for the parts (user
+accounts); only what it cannot find is sent.  A transport that cannot read
+history (bots, the console) sends it again: a duplicate is possible only in
+that crash window, a loss never.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from telethon.errors import FloodWaitError, RPCError
+
+from schemas.events import NoticeIntended, Notified
+from valor.config import Telegram
+
+from . import logs, texts
+from .plan import Action, Edit, React, Send
+from .transport import Transport
+
+Record = Callable[[object, str], Awaitable[None]]  # (event, Nats-Msg-Id) -> stored
+RECENT = 100  # own messages looked at when reconciling
+GIVE_UP_COSMETIC = 3  # failed tries before a reaction or an edit is dropped
+
+
+class Outbox:
+    def __init__(self, transport: Transport, record: Record, limits: Telegram,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.transport = transport
+        self.record = record
+        self.limits = limits
+        self.clock = clock
+        self.sleep = sleep
+        self.queues: dict[int, dict[tuple, Action]] = {}  # chat -> key -> action, in arrival order
+        self.workers: dict[int, asyncio.Task] = {}
+        self.wakeups: dict[int, asyncio.Event] = {}
+        self.done: set[tuple] = set()  # keys this process completed (the log may not show them yet)
+        self.busy: set[int] = set()
+        self.edited: dict[tuple[int, int], str] = {}  # (chat, message) -> text it shows
+        self.edited_at: dict[tuple[int, int], float] = {}
+        self.last_out: dict[int, float] = {}
+        self.group_sends: dict[int, deque[float]] = {}
+        self.stats = {"sent": 0, "edited": 0, "reacted": 0, "reconciled": 0, "flood_waits": 0}
+
+    # --- intake -----------------------------------------------------------------
+
+    def submit(self, action: Action) -> None:
+        if action.key in self.done:
+            return
+        if isinstance(action, Edit) and self.edited.get((action.chat_id, action.message_id)) == action.text:
+            return
+        queue = self.queues.setdefault(action.chat_id, {})
+        if action.key in queue and not isinstance(action, Edit):
+            return  # already waiting (or being performed)
+        queue.pop(action.key, None)
+        queue[action.key] = action
+        if action.chat_id not in self.workers or self.workers[action.chat_id].done():
+            self.wakeups[action.chat_id] = asyncio.Event()
+            self.workers[action.chat_id] = asyncio.create_task(self._work(action.chat_id),
+                                                               name=f"chat-{action.chat_id}")
+        self.wakeups[action.chat_id].set()
+
+    def idle(self) -> bool:
+        return not self.busy and not any(self.queues.values())
+
+    async def stop(self) -> None:
+        tasks = list(self.workers.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+
+    # --- the worker of one chat ---------------------------------------------------
+
+    async def _work(self, chat_id: int) -> None:
+        queue, wake = self.queues[chat_id], self.wakeups[chat_id]
+        while True:
+            if not queue:
+                wake.clear()
+                await wake.wait()
+                continue
+            key, action = self._next(queue)
+            wait = self._ready_at(action) - self.clock()
+            if wait > 0:
+                await self._nap(wake, wait)
+                continue
+            self.busy.add(chat_id)
+            try:
+                if await self._perform_with_retries(action):
+                    if not isinstance(action, Edit):
+                        self.done.add(key)
+                if queue.get(key) is action:
+                    del queue[key]
+            finally:
+                self.busy.discard(chat_id)
+
+    async def _nap(self, wake: asyncio.Event, seconds: float) -> None:
+        """Wait for an action's slot, or less if a new action arrives (real time only)."""
+        if self.sleep is not asyncio.sleep:  # injected time moves only when we sleep
+            await self.sleep(seconds)
+            return
+        wake.clear()
+        try:
+            await asyncio.wait_for(wake.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    def _next(self, queue: dict[tuple, Action]) -> tuple[tuple, Action]:
+        """The first action in order that may go now, else the one that may go soonest."""
+        now = self.clock()
+        first = None
+        for key, action in queue.items():
+            if self._ready_at(action) <= now:
+                return key, action
+            if first is None or self._ready_at(action) < self._ready_at(first[1]):
+                first = (key, action)
+        return first  # type: ignore[return-value]
+
+    def _ready_at(self, action: Action) -> float:
+        at = self.last_out.get(action.chat_id, 0.0) + self.limits.chat_interval
+        if isinstance(action, Edit):
+            at = max(at, self.edited_at.get((action.chat_id, action.message_id), 0.0) + self.limits.edit_interval)
+        if isinstance(action, Send) and action.chat_id < 0:  # groups and channels have negative ids
+            sends = self.group_sends.get(action.chat_id)
+            if sends and len(sends) >= self.limits.group_per_minute:
+                at = max(at, sends[0] + 60.0)
+        return at
+
+    async def _perform_with_retries(self, action: Action) -> bool:
+        delay, failures = 1.0, 0
+        while True:
+            try:
+                await self._perform(action)
+                return True
+            except asyncio.CancelledError:
+                raise
+            except FloodWaitError as exc:
+                self.stats["flood_waits"] += 1
+                logs.warning("notifier.flood_wait", chat=action.chat_id, promise=action.id, seconds=exc.seconds)
+                await self.sleep(exc.seconds + 1)
+            except (ConnectionError, OSError, TimeoutError, RPCError) as exc:
+                failures += 1
+                logs.warning("notifier.action_failed", chat=action.chat_id, promise=action.id,
+                             action=type(action).__name__, error=str(exc) or type(exc).__name__)
+                if not isinstance(action, Send) and isinstance(exc, RPCError) and failures >= GIVE_UP_COSMETIC:
+                    if isinstance(action, React):  # say so in the log; never retried again
+                        await self._record(Notified(id=action.id, kind=action.kind, chat_id=action.chat_id,
+                                                    at=self.clock()), f"{action.id}:notified:{action.kind}")
+                    return False
+                await self.sleep(delay)
+                delay = min(delay * 2, 300.0)  # a message is never dropped; other chats go on meanwhile
+
+    # --- performing ---------------------------------------------------------------
+
+    async def _perform(self, action: Action) -> None:
+        match action:
+            case React():
+                await self.transport.react(action.chat_id, action.message_id, action.emoji)
+                self._spent(action.chat_id)
+                self.stats["reacted"] += 1
+                await self._record(Notified(id=action.id, kind=action.kind, chat_id=action.chat_id,
+                                            telegram_message_id=action.message_id, at=self.clock()),
+                                   f"{action.id}:notified:{action.kind}")
+            case Edit():
+                where = (action.chat_id, action.message_id)
+                if self.edited.get(where) == action.text:
+                    return
+                await self.transport.edit(action.chat_id, action.message_id, action.text)
+                self._spent(action.chat_id)
+                self.edited[where], self.edited_at[where] = action.text, self.clock()
+                self.stats["edited"] += 1
+            case Send():
+                await self._send(action)
+
+    async def _send(self, action: Send) -> None:
+        parts = texts.split(action.text)
+        digests = [texts.digest(p) for p in parts]
+        found: dict[int, int] = {}
+        if action.intended:
+            found = await self._find(action, digests)
+        else:
+            await self._record(NoticeIntended(id=action.id, kind=action.kind, chat_id=action.chat_id,
+                                              reply_to=action.reply_to, parts=digests, at=self.clock()),
+                               f"{action.id}:notice_intended:{action.kind}")
+            # A retry of this action after an error must look before sending again.
+            action = Send(**{**action.__dict__, "intended": True})
+        reused, ids = len(found), []
+        for i, part in enumerate(parts):
+            if i in found:
+                ids.append(found[i])
+                continue
+            await self._pace(action)
+            ids.append(await self.transport.send(action.chat_id, part, action.reply_to))
+            found[i] = ids[-1]
+            self._spent(action.chat_id, counts_in_group=True)
+            self.stats["sent"] += 1
+        if action.kind == "status":
+            where = (action.chat_id, ids[0])
+            self.edited[where], self.edited_at[where] = parts[0], self.clock()
+        await self._record(Notified(id=action.id, kind=action.kind, chat_id=action.chat_id,
+                                    telegram_message_id=ids[0], at=self.clock()),
+                           f"{action.id}:notified:{action.kind}")
+        logs.info("notifier.sent", promise=action.id, kind=action.kind, chat=action.chat_id,
+                  message=ids[0], parts=len(parts), already_there=reused)
+
+    async def _find(self, action: Send, digests: list[str]) -> dict[int, int]:
+        """Parts of an intended message already in the chat (user accounts only)."""
+        if not self.transport.can_read_history:
+            return {}
+        recent = await self.transport.recent_own(action.chat_id, RECENT)
+        found: dict[int, int] = {}
+        for sent in sorted(recent, key=lambda s: s.id):
+            if sent.reply_to != action.reply_to:
+                continue
+            d = texts.digest(sent.text)
+            for i, want in enumerate(digests):
+                if i not in found and want == d and sent.id not in found.values():
+                    found[i] = sent.id
+                    break
+        if found:
+            self.stats["reconciled"] += len(found)
+            logs.info("notifier.reconciled", promise=action.id, kind=action.kind, chat=action.chat_id,
+                      found=len(found), parts=len(digests))
+        return found
+
+    async def _pace(self, action: Action) -> None:
+        wait = self._ready_at(action) - self.clock()
+        if wait > 0:
+            await self.sleep(wait)
+
+    def _spent(self, chat_id: int, counts_in_group: bool = False) -> None:
+        now = self.clock()
+        self.last_out[chat_id] = now
+        if counts_in_group and chat_id < 0:
+            sends = self.group_sends.setdefault(chat_id, deque())
+            sends.append(now)
+            while sends and sends[0] <= now - 60.0:
+                sends.popleft()
+
+    async def _record(self, event, msg_id: str) -> None:
+        await self.record(event, msg_id)

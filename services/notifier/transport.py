@@ -1,0 +1,123 @@
+"""The few calls the notifier makes to a chat, behind one port.
+
+Implementations: Telethon (its own session, updates off), the local console
+(JSON records on ``console.<chat>.out``), and the fake in ``tests/chat``.
+Flood waits surface as Telethon's ``FloodWaitError`` (``.seconds``) from every
+implementation that can hit one; the outbox waits them out.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from nats.aio.client import Client
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One of Valor's own recent messages in a chat, for reconciling after a crash."""
+
+    id: int
+    text: str
+    reply_to: int | None
+
+
+class Transport(Protocol):
+    can_read_history: bool  # False: an intent without `notified` is sent again
+
+    async def connect(self) -> None: ...
+    async def send(self, chat_id: int, text: str, reply_to: int | None) -> int: ...
+    async def edit(self, chat_id: int, message_id: int, text: str) -> None: ...
+    async def react(self, chat_id: int, message_id: int, emoji: str) -> None: ...
+    async def recent_own(self, chat_id: int, limit: int) -> list[Sent]: ...
+    async def stop(self) -> None: ...
+
+
+class TelethonTransport:
+    def __init__(self, creds, name: str = "notifier") -> None:
+        from services.ingest.telegram import telethon_client
+
+        self.client = telethon_client(creds, name, receive_updates=False)
+        self.can_read_history = not creds.bot
+
+    async def connect(self) -> None:
+        await self.client.connect()
+        if not await self.client.is_user_authorized():
+            raise RuntimeError("the notifier session is not logged in: run `make login`")
+        me = await self.client.get_me()
+        self.can_read_history = not me.bot
+
+    async def send(self, chat_id: int, text: str, reply_to: int | None) -> int:
+        # parse_mode=None: the text arrives exactly as recorded, so its digest matches on reconcile.
+        msg = await self.client.send_message(chat_id, text, reply_to=reply_to, parse_mode=None, link_preview=False)
+        return msg.id
+
+    async def edit(self, chat_id: int, message_id: int, text: str) -> None:
+        from telethon.errors import MessageNotModifiedError
+
+        try:
+            await self.client.edit_message(chat_id, message_id, text, parse_mode=None, link_preview=False)
+        except MessageNotModifiedError:
+            pass
+
+    async def react(self, chat_id: int, message_id: int, emoji: str) -> None:
+        from telethon import functions, types
+
+        await self.client(functions.messages.SendReactionRequest(
+            peer=chat_id, msg_id=message_id, reaction=[types.ReactionEmoji(emoticon=emoji)]))
+
+    async def recent_own(self, chat_id: int, limit: int) -> list[Sent]:
+        return [Sent(m.id, m.message or "", m.reply_to_msg_id)
+                async for m in self.client.iter_messages(chat_id, from_user="me", limit=limit)]
+
+    async def stop(self) -> None:
+        await self.client.disconnect()
+
+
+def console_out(chat_id: int) -> str:
+    return f"console.{chat_id}.out"
+
+
+class ConsoleTransport:
+    """The terminal chat: each action is a JSON record on ``console.<chat>.out``.
+
+    Ids are milliseconds since the epoch (strictly increasing), so they never
+    collide with the small ids ingest gives typed lines, even across restarts.
+    There is no history to look at: an unconfirmed notice is sent again.
+    """
+
+    can_read_history = False
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self._last_id = 0
+
+    async def connect(self) -> None:
+        pass
+
+    def _next_id(self) -> int:
+        self._last_id = max(self._last_id + 1, int(time.time() * 1000))
+        return self._last_id
+
+    async def _out(self, chat_id: int, record: dict) -> None:
+        await self.nc.publish(console_out(chat_id), json.dumps(record, ensure_ascii=False).encode())
+
+    async def send(self, chat_id: int, text: str, reply_to: int | None) -> int:
+        message_id = self._next_id()
+        await self._out(chat_id, {"op": "sent", "id": message_id, "reply_to": reply_to, "text": text})
+        return message_id
+
+    async def edit(self, chat_id: int, message_id: int, text: str) -> None:
+        await self._out(chat_id, {"op": "edited", "id": message_id, "text": text})
+
+    async def react(self, chat_id: int, message_id: int, emoji: str) -> None:
+        await self._out(chat_id, {"op": "reacted", "id": message_id, "emoji": emoji})
+
+    async def recent_own(self, chat_id: int, limit: int) -> list[Sent]:
+        return []
+
+    async def stop(self) -> None:
+        pass

@@ -1,0 +1,307 @@
+"""The notifier: every loop a chat opened is closed, once, within Telegram's limits."""
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from services.notifier import texts
+from services.notifier.outbox import Outbox
+from services.notifier.plan import Edit, Send
+
+from .conftest import ALICE, CONFIG, GROUP, intents, notices, settle, stored_messages
+
+
+@pytest.fixture
+def people(world):
+    world.user(ALICE, "alice", "Alice")
+    world.group(-GROUP)
+    return world
+
+
+def replies_to(world, chat_id, message_id):
+    return [s for s in world.sent if s.chat_id == chat_id and s.reply_to == message_id]
+
+
+async def test_every_promise_born_from_a_chat_gets_exactly_one_terminal_reply(js, engine, people, services):
+    start_ingest, start_notifier = services
+    await start_ingest()
+    notifier = await start_notifier()
+    asked = [await people.says(ALICE, ALICE, text) for text in
+             ("hello", "/do build it", "/chain", "/broken", "/sleep")]
+    state, events = await settle(engine, notifier, expect_respond=5)
+    chat_born = [p for p in state.promises.values() if p.spec.chat_id == ALICE]
+    assert len(chat_born) == 5 + 1 + 3 + 1
+    terminal = Counter(e.id for e in notices(events, "terminal"))
+    assert terminal == {p.id: 1 for p in chat_born}
+    by_message = {m.id: [p for p in chat_born if p.spec.message_id == m.id] for m in asked}
+    for message in asked:  # one reply per promise of that request, all replying to the request
+        assert len(replies_to(people, ALICE, message.id)) == len(by_message[message.id]) + sum(
+            1 for p in by_message[message.id] if "status" in {e.kind for e in notices(events) if e.id == p.id})
+    chain = state.promises[max(p.id for p in by_message[asked[2].id] if p.spec.task == "respond")]
+    assert set(chain.children) == {"one", "two", "three"}
+    texts_sent = "\n".join(s.text for s in people.sent)
+    assert f"#{chain.children['two']} two" in texts_sent  # the reply names the real ids
+    assert f"❌ #{chain.children['two']}" in texts_sent
+    assert f"🚫 #{chain.children['three']}" in texts_sent
+    assert "❌ I could not answer this" in texts_sent
+    reactions = {(m, e) for _, m, e in people.reactions}
+    assert (asked[0].id, "✅") in reactions and (asked[2].id, "❌") in reactions and (asked[3].id, "❌") in reactions
+    assert all((m.id, "👀") in reactions for m in asked)
+
+
+async def test_the_respond_reply_is_sent_after_spawned_and_names_the_real_ids(js, engine, people, services):
+    start_ingest, start_notifier = services
+    await start_ingest()
+    notifier = await start_notifier()
+    message = await people.says(ALICE, ALICE, "/do the thing")
+    state, _ = await settle(engine, notifier, expect_respond=1)
+    respond = next(p for p in state.promises.values() if p.spec.task == "respond")
+    reply = next(s for s in people.sent if s.text.startswith("On it."))
+    assert reply.reply_to == message.id
+    assert f"#{respond.children['job']} job" in reply.text
+
+
+async def test_a_background_promise_has_one_status_message_edited_in_place(js, engine, people, services):
+    start_ingest, start_notifier = services
+    await start_ingest()
+    notifier = await start_notifier()
+    await people.says(ALICE, ALICE, "/sleep")
+    state, events = await settle(engine, notifier, expect_respond=1)
+    nap = next(p for p in state.promises.values() if p.spec.name == "nap")
+    [status] = [e for e in notices(events, "status") if e.id == nap.id]
+    edits = [t for c, m, t in people.edits if m == status.telegram_message_id]
+    assert edits and edits[-1].startswith(f"✅ #{nap.id}")
+    assert len([s for s in people.sent if s.text.startswith(f"⏳ #{nap.id}")]) == 1
+
+
+async def test_ten_thousand_characters_arrive_as_three_messages(js, engine, people, services):
+    start_ingest, start_notifier = services
+    await start_ingest()
+    notifier = await start_notifier()
+    message = await people.says(ALICE, ALICE, "/long")
+    await settle(engine, notifier, expect_respond=1)
+    parts = replies_to(people, ALICE, message.id)
+    assert [len(p.text) for p in parts] == [4096, 4096, 1808]
+    assert "".join(p.text for p in parts) == "y" * 10_000
+
+
+def test_split_prefers_line_breaks_and_never_exceeds_the_limit():
+    text = ("a" * 3000 + "\n") * 4
+    parts = texts.split(text)
+    assert all(len(p) <= 4096 for p in parts) and "".join(parts) == text
+    assert all(p.endswith("\n") for p in parts)
+    assert texts.split("") == [""]
+
+
+async def test_a_notifier_killed_between_send_and_record_does_not_send_twice(js, engine, people, services):
+    start_ingest, start_notifier = services
+    await start_ingest()
+    killed = asyncio.Event()
+
+    async def die_before_recording(event):
+        if type(event).__name__ == "Notified" and event.kind == "terminal":
+            killed.set()
+            await asyncio.Event().wait()  # never records: the process "dies" here
+
+    first = await start_notifier(record_hook=die_before_recording)
+    message = await people.says(ALICE, ALICE, "/long")
+    await asyncio.wait_for(killed.wait(), 20)
+    await first.stop()
+    assert len(replies_to(people, ALICE, message.id)) == 3  # sent, not recorded
+    second = await start_notifier()
+    _, events = await settle(engine, second, expect_respond=1)
+    assert len(replies_to(people, ALICE, message.id)) == 3  # found, not sent again
+    assert second.outbox.stats["reconciled"] == 3 and second.outbox.stats["sent"] == 0
+    assert len(notices(events, "terminal")) == 1 and len(intents(events)) == 1
+
+
+async def test_a_notifier_killed_mid_way_through_a_long_message_sends_only_the_rest(js, engine, people, services):
+    start_ingest, start_notifier = services
+    await start_ingest()
+    people.floods["send"] = []
+    sends = 0
+    original = people.transport
+
+    def crashing_transport():
+        t = original()
+        real_send = t.send
+
+        async def send(chat_id, text, reply_to):
+            nonlocal sends
+            sends += 1
+            if sends == 2:
+                raise asyncio.CancelledError  # the process dies after the first part
+            return await real_send(chat_id, text, reply_to)
+
+        t.send = send
+        return t
+
+    people.transport = crashing_transport
+    first = await start_notifier()
+    message = await people.says(ALICE, ALICE, "/long")
+    for _ in range(200):
+        if sends >= 2:
+            break
+        await asyncio.sleep(0.05)
+    await first.stop()
+    people.transport = original
+    assert len(replies_to(people, ALICE, message.id)) == 1
+    second = await start_notifier()
+    await settle(engine, second, expect_respond=1)
+    parts = replies_to(people, ALICE, message.id)
+    assert "".join(p.text for p in parts) == "y" * 10_000 and len(parts) == 3
+
+
+async def test_a_flood_wait_delays_but_loses_nothing(js, engine, people, services):
+    start_ingest, start_notifier = services
+    await start_ingest()
+    slept = []
+
+    async def sleep(seconds):
+        slept.append(seconds)
+        await asyncio.sleep(0)
+
+    people.floods["send"] = [30, 12]
+    people.floods["react"] = [5]
+    notifier = await start_notifier(sleep=sleep)
+    asked = [await people.says(ALICE, ALICE, f"hello {i}") for i in range(3)]
+    _, events = await settle(engine, notifier, expect_respond=3)
+    assert 31 in slept and 13 in slept and 6 in slept
+    for message in asked:
+        assert [s.text for s in replies_to(people, ALICE, message.id)] == [f"echo: hello {asked.index(message)}"]
+    assert notifier.outbox.stats["flood_waits"] == 3
+
+
+async def test_an_error_in_one_chat_does_not_stall_the_others(js, engine, people, services):
+    start_ingest, start_notifier = services
+    await start_ingest()
+    slept = asyncio.Event()
+
+    async def sleep(seconds):
+        if seconds > 100:
+            await slept.wait()  # the flooded chat waits "an hour"
+        await asyncio.sleep(0)
+
+    people.floods["send"] = [3600]
+    notifier = await start_notifier(sleep=sleep)
+    await people.says(ALICE, ALICE, "first, flooded")
+    for _ in range(100):
+        if notifier.outbox.stats["flood_waits"]:
+            break
+        await asyncio.sleep(0.05)
+    group_msg = await people.says(GROUP, ALICE, "@valor and me?")
+    for _ in range(200):
+        if replies_to(people, GROUP, group_msg.id):
+            break
+        await asyncio.sleep(0.05)
+    assert replies_to(people, GROUP, group_msg.id) and not people.messages_to(ALICE)
+    slept.set()
+    await settle(engine, notifier, expect_respond=2)
+    assert len(people.messages_to(ALICE)) == 1
+
+
+async def test_a_respond_promise_of_an_unknown_type_still_gets_one_failure_notice(nc, js, people, services):
+    """The agent not wired yet: the executor has no respond handler."""
+    from services.executor.worker import Executor
+    from services.scheduler.service import Scheduler
+    from valor.client import ValorClient
+
+    scheduler = Scheduler(nc, config=CONFIG)
+    executor = Executor(nc, ["default", "respond"], slots=2, executor_id="bare", ack_wait=5,
+                        handlers={"respond": None})
+    executor.handlers.pop("respond")
+    await executor.start()
+    await scheduler.start()
+    try:
+        start_ingest, start_notifier = services
+        await start_ingest()
+        notifier = await start_notifier()
+        message = await people.says(ALICE, ALICE, "/help")
+        _, events = await settle(ValorClient(nc), notifier, expect_respond=1)
+        [reply] = replies_to(people, ALICE, message.id)
+        assert reply.text.startswith("❌ I could not answer this") and "unknown task type 'respond'" in reply.text
+        assert (ALICE, message.id, "❌") in people.reactions
+    finally:
+        await scheduler.stop()
+        await executor.stop(grace=1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+async def test_edits_of_one_message_are_at_least_three_seconds_apart_and_coalesce(people):
+    import msgspec
+
+    clock = Clock()
+    edited_at = []
+    transport = people.transport()
+    real_edit = transport.edit
+
+    async def edit(chat_id, message_id, text):
+        edited_at.append((clock.now, text))
+        await real_edit(chat_id, message_id, text)
+
+    transport.edit = edit
+
+    async def record(event, msg_id):
+        pass
+
+    limits = msgspec.structs.replace(CONFIG.telegram, edit_interval=3.0, chat_interval=1.0)
+    outbox = Outbox(transport, record, limits, clock, clock.sleep)
+    for i in range(10):
+        outbox.submit(Edit(7, ALICE, 55, f"progress {i}"))
+        await asyncio.sleep(0)
+    while not outbox.idle():
+        await asyncio.sleep(0.01)
+    outbox.submit(Edit(7, ALICE, 55, "progress 10"))
+    while not outbox.idle():
+        await asyncio.sleep(0.01)
+    times = [t for t, _ in edited_at]
+    assert all(b - a >= 3.0 for a, b in zip(times, times[1:], strict=False))
+    assert edited_at[-1][1] == "progress 10" and len(edited_at) < 11  # intermediate edits were coalesced
+    await outbox.stop()
+
+
+async def test_a_group_gets_at_most_twenty_messages_a_minute(people):
+    clock = Clock()
+    sent_at = []
+    transport = people.transport()
+    real_send = transport.send
+
+    async def send(chat_id, text, reply_to):
+        sent_at.append(clock.now)
+        return await real_send(chat_id, text, reply_to)
+
+    transport.send = send
+
+    async def record(event, msg_id):
+        pass
+
+    import msgspec
+
+    limits = msgspec.structs.replace(CONFIG.telegram, chat_interval=1.0, group_per_minute=20)
+    outbox = Outbox(transport, record, limits, clock, clock.sleep)
+    for i in range(45):
+        outbox.submit(Send(i, "terminal", GROUP, 1, f"done {i}"))
+    while not outbox.idle():
+        await asyncio.sleep(0.01)
+    assert len(sent_at) == 45
+    assert all(b - a >= 1.0 for a, b in zip(sent_at, sent_at[1:], strict=False))
+    assert all(sum(1 for t in sent_at if start <= t < start + 60) <= 20 for start in sent_at)
+    await outbox.stop()
+
+
+async def test_stored_messages_helper_reads_nothing_from_an_empty_stream(js):
+    assert await stored_messages(js) == []

@@ -1,0 +1,50 @@
+"""Downtime end to end: nothing said to Valor while it was away goes unanswered or is answered twice."""
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from .conftest import ALICE, CAROL, GROUP, notices, settle, stored_messages
+
+
+async def test_thirty_messages_across_three_chats_sent_during_a_ten_minute_outage_are_all_answered_exactly_once_after_restart(
+        js, engine, world, services):
+    start_ingest, start_notifier = services
+    world.user(ALICE, "alice", "Alice")
+    world.user(CAROL, "carol", "Carol")
+    world.group(-GROUP)
+    ingest = await start_ingest()
+    notifier = await start_notifier()
+    before = await world.says(ALICE, ALICE, "are you there?")
+    await settle(engine, notifier, expect_respond=1)
+    await ingest.stop()
+    await notifier.stop()
+
+    world.online = False  # ten minutes of outage, in message dates rather than wall time
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    chats = [(ALICE, ALICE, ""), (CAROL, CAROL, ""), (GROUP, ALICE, "@valor ")]
+    missed = []
+    for i in range(30):
+        chat, sender, prefix = chats[i % 3]
+        text = f"{prefix}/do task {i}" if i % 5 == 0 else f"{prefix}message {i}"
+        message, _ = world.say(chat, sender, text, when=start + timedelta(seconds=20 * i))
+        missed.append(message)
+    world.online = True
+
+    await start_ingest()
+    notifier = await start_notifier()
+    state, events = await settle(engine, notifier, expect_respond=31, timeout=60)
+
+    stored = await stored_messages(js)
+    assert Counter((m.chat_id, m.message_id) for m in stored) == Counter(
+        {(m.chat_id, m.id): 1 for m in [before, *missed]})
+    assert all(m.caught_up for m in stored if m.message_id != before.id)
+    responds = [p for p in state.promises.values() if p.spec.task == "respond"]
+    assert Counter((p.spec.chat_id, p.spec.message_id) for p in responds) == Counter(
+        {(m.chat_id, m.id): 1 for m in [before, *missed]})
+    for m in missed:
+        owed = [p for p in state.promises.values() if p.spec.message_id == m.id and p.spec.chat_id == m.chat_id]
+        terminal = [s for s in world.sent if s.chat_id == m.chat_id and s.reply_to == m.id
+                    and not s.text.startswith("⏳")]
+        assert len(terminal) == len(owed), (m.message, [s.text for s in terminal])
+    assert Counter(e.id for e in notices(events, "terminal")) == {
+        p.id: 1 for p in state.promises.values() if p.spec.chat_id is not None}
