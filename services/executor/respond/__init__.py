@@ -1,0 +1,94 @@
+"""The ``respond`` task: a chat message in, a reply plus promises and commands out.
+
+``respond_handler(config, nc)`` is the handler the executor registers for type
+``respond``.  Its input is the ``message.received`` event (as a dict); its
+result a ``RespondResult`` as a plain dict, from which the scheduler creates
+the promised tasks and applies the commands, then records ``spawned``.
+
+Which agent answers: messages starting with ``/`` always go to the command
+agent (``commands.py``, pure); other text goes to the LLM agent (``llm.py``)
+when ``ANTHROPIC_API_KEY`` is set, else to the command agent, which answers
+with a short help.  The chat's context is read by ``history.py``, only when the
+answer needs it.
+
+Errors: a message that is not a ``message.received`` fails for good; the log
+or the model being unreachable fails the attempt retryably.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import anthropic
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+
+from schemas.commands import RespondResult
+from schemas.events import MessageReceived
+from services.executor.context import AttemptContext, TaskFailed
+from valor.config import Config
+
+from . import commands
+from .history import read_chat
+from .llm import LlmAgent, make_client
+from .reply import honest_reply, reply_with_ids
+from .view import ChatView
+
+__all__ = ["Responder", "respond_handler", "reply_with_ids", "honest_reply", "message_of"]
+
+
+def message_of(value: Any) -> MessageReceived:
+    """The respond input as a message; a malformed one is a non-retryable failure."""
+    if isinstance(value, dict) and "type" not in value:
+        value = {**value, "type": "message.received"}
+    try:
+        return msgspec.convert(value, MessageReceived)
+    except msgspec.ValidationError as exc:
+        raise TaskFailed(f"respond input is not a message.received event: {exc}", retryable=False) from None
+
+
+class Responder:
+    """The respond handler: ``await responder(ctx)`` -> ``RespondResult`` as a dict."""
+
+    def __init__(self, config: Config, nc: Client, llm: LlmAgent | None = None):
+        self.config = config
+        self.nc = nc
+        self.llm = llm
+
+    async def __call__(self, ctx: AttemptContext) -> dict[str, Any]:
+        msg = message_of(ctx.input)
+        return msgspec.to_builtins(await self.answer(msg))
+
+    async def answer(self, msg: MessageReceived) -> RespondResult:
+        if not msg.text.strip():
+            return RespondResult(reply="I can only read text messages.")
+        use_llm = self.llm is not None and not commands.is_command(msg.text)
+        view: ChatView | None = None
+        if use_llm or commands.needs_log(msg.text):
+            view = await self._read(msg, self.config.agent.history if use_llm else 0)
+        if use_llm:
+            return await self.llm.respond(msg, view)
+        return commands.answer(msg, view, self.config)
+
+    async def _read(self, msg: MessageReceived, history: int) -> ChatView:
+        try:
+            return await read_chat(self.nc, msg.chat_id, history, before=msg.message_id)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise TaskFailed(f"cannot read chat {msg.chat_id}'s context: {type(exc).__name__}: {exc}") from None
+
+
+def respond_handler(config: Config, nc: Client, *, env: Mapping[str, str] | None = None,
+                    client: anthropic.AsyncAnthropic | None = None) -> Responder:
+    """The handler for type ``respond``.
+
+    The LLM agent is on when ``client`` is given or ``ANTHROPIC_API_KEY`` is set
+    in ``env`` (default: the process environment); ``ANTHROPIC_BASE_URL`` points
+    the SDK elsewhere, e.g. at a local fake.
+    """
+    env = os.environ if env is None else env
+    if client is None and env.get("ANTHROPIC_API_KEY"):
+        client = make_client(env["ANTHROPIC_API_KEY"], env.get("ANTHROPIC_BASE_URL") or None)
+    return Responder(config, nc, LlmAgent(config, client) if client is not None else None)

@@ -1,0 +1,338 @@
+"""The command agent: slash commands in, a reply plus promises and commands out.
+
+Pure: ``answer(msg, view, config)`` sees the message, what the chat's log
+holds (``ChatView``) and the configured task types.  It is the agent when no
+language model is configured, and always the one for messages starting with
+``/``.  Plans are validated with the scheduler's own ``validate_plan``, so a
+plan refused here would have been refused there, and a refused plan promises
+nothing.
+
+Task text: ``/do [type] text``: the first word is the type only when it names
+a configured type (``/do search flaky tests`` is a ``search``), otherwise the
+type is ``code``.  The text becomes the task's ``input`` (a JSON object text
+is passed as the object, e.g. ``{"seconds": 5}`` for ``sleep``) and its
+shortened first line the ``title``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from schemas.commands import NewPromise, RespondCommand, RespondResult
+from schemas.events import MessageReceived
+from services.scheduler.dag import PlanError, validate_plan
+from services.scheduler.projection import Promise
+from valor.config import Config
+
+from .view import ChatView
+from .why import explain, short, summary
+
+DEFAULT_TYPE = "code"
+AGENT_ONLY = frozenset({"respond"})  # types a chat cannot ask for directly
+NEEDS_LOG = frozenset({"status", "list", "cancel", "retry", "why"})
+LIST_LIMIT = 15
+PLAN_LINE = re.compile(
+    r"^(?P<name>[A-Za-z0-9_.-]+)\s*:\s*(?P<type>[A-Za-z0-9_-]+)\s*:\s*(?P<text>.*?)"
+    r"\s*(?:\[\s*after\b(?P<after>[^\]]*)\])?\s*$"
+)
+PLAN_FORMAT = "name: type: text [after a, b]"
+DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Parsed:
+    verb: str  # "" for plain text
+    rest: str  # everything after the verb, other lines included
+
+
+def parse(text: str) -> Parsed:
+    """``/Plan@valor_bot a: b: c`` -> ("plan", "a: b: c"); plain text -> ("", text)."""
+    text = text.strip()
+    if not text.startswith("/"):
+        return Parsed("", text)
+    head, _, rest = text.partition("\n")
+    word, _, first = head.partition(" ")
+    verb = word[1:].split("@", 1)[0].lower()
+    rest = "\n".join(part for part in (first.strip(), rest) if part)
+    return Parsed(verb, rest.strip())
+
+
+def is_command(text: str) -> bool:
+    return text.lstrip().startswith("/")
+
+
+def needs_log(text: str) -> bool:
+    return parse(text).verb in NEEDS_LOG
+
+
+def task_types(config: Config) -> list[str]:
+    return sorted(t for t in config.types if t not in AGENT_ONLY)
+
+
+def answer(msg: MessageReceived, view: ChatView | None, config: Config) -> RespondResult:
+    parsed = parse(msg.text)
+    if not parsed.verb:
+        return RespondResult(reply=plain_text_reply(config))
+    handler = _VERBS.get(parsed.verb)
+    if handler is None:
+        return RespondResult(reply=f"I don't know /{parsed.verb}. Send /help for the commands.")
+    if parsed.verb in NEEDS_LOG and view is None:
+        view = ChatView(msg.chat_id)
+    return handler(parsed.rest, msg, view, config)
+
+
+# --- replies without promises ---------------------------------------------------
+
+
+def plain_text_reply(config: Config) -> str:
+    return ("No language model is configured, so I follow commands only. "
+            "Send /do <what to do> to promise a task, /list to see this chat's promises, or /help for more.")
+
+
+def help_text(config: Config) -> str:
+    return "\n".join([
+        "/do [type] text: promise one task (type defaults to code)",
+        f"/plan, then one line per task: {PLAN_FORMAT}",
+        "/later 30m [type] text: a task that starts later (s, m, h, d)",
+        "/status [id]: one promise, or what is open in this chat",
+        "/list: this chat's promises",
+        "/cancel id [reason] · /retry id",
+        "/why id: what happened to a promise",
+        "Types: " + ", ".join(task_types(config)),
+    ])
+
+
+def _help(rest, msg, view, config) -> RespondResult:
+    return RespondResult(reply=help_text(config))
+
+
+# --- promising work ---------------------------------------------------------------
+
+
+def new_task(text: str, type_: str, name: str | None = None, after: list[str] | None = None,
+             delay: float | None = None) -> NewPromise:
+    """A task from chat text: a JSON object text is the input as is, any other text the input string."""
+    value: object = text
+    if text.startswith("{"):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            value = parsed
+    title = short(text.splitlines()[0], 80) if text and value is text else (name or type_)
+    return NewPromise(name=name, type=type_, title=title, input=value, after=after or [], delay=delay)
+
+
+def _word(text: str) -> tuple[str, str]:
+    """The first word and the rest, split on any whitespace (a newline too)."""
+    parts = text.split(None, 1)
+    return (parts[0], parts[1].strip()) if len(parts) == 2 else (text.strip(), "")
+
+
+def split_type(text: str, config: Config) -> tuple[str, str]:
+    """The first word is the type only when it names one."""
+    first, rest = _word(text)
+    if first in task_types(config):
+        return first, rest
+    return DEFAULT_TYPE, text
+
+
+def _do(rest, msg, view, config) -> RespondResult:
+    if not rest:
+        return RespondResult(reply="Usage: /do [type] text, e.g. /do fix the failing login test")
+    type_, text = split_type(rest, config)
+    if not text:
+        return RespondResult(reply=f"What should the {type_} task do? Usage: /do [type] text")
+    task = new_task(text, type_, name=type_)  # a name, so ``spawned`` reads "code": 12, not "0": 12
+    return _promise([task], config, f"Promised {article(type_)} {type_} task: {task.title}")
+
+
+def article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def parse_duration(text: str) -> float | None:
+    """``30s``, ``10m``, ``2h``, ``1d``, ``1h30m`` -> seconds; None when it is not one."""
+    text = text.strip().lower()
+    if not text or DURATION.sub("", text):
+        return None
+    return sum(float(n) * UNITS[u] for n, u in DURATION.findall(text))
+
+
+def _later(rest, msg, view, config) -> RespondResult:
+    usage = "Usage: /later <delay> [type] text, e.g. /later 30m run the nightly checks (s, m, h, d)"
+    when, text = _word(rest)
+    delay = parse_duration(when)
+    if delay is None:
+        return RespondResult(reply=f"'{when}' is not a delay. {usage}" if when else usage)
+    if delay <= 0:
+        return RespondResult(reply=f"The delay must be more than zero. {usage}")
+    type_, text = split_type(text.strip(), config)
+    if not text:
+        return RespondResult(reply=usage)
+    task = new_task(text, type_, name=type_, delay=delay)
+    return _promise([task], config, f"Promised {article(type_)} {type_} task to start in {when.lower()}: {task.title}")
+
+
+def parse_plan(text: str) -> list[NewPromise]:
+    """One task per line; raises PlanError naming the first line that does not read."""
+    tasks = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip().lstrip("-*•").strip()
+        if not line:
+            continue
+        m = PLAN_LINE.match(line)
+        if m is None:
+            raise PlanError(f"line {n} ('{short(line, 40)}') is not '{PLAN_FORMAT}'")
+        after = [a for a in re.split(r"[,\s]+", m["after"] or "") if a]
+        if m["after"] is not None and not after:
+            raise PlanError(f"line {n}: [after] names no task")
+        tasks.append(new_task(m["text"], m["type"], name=m["name"], after=after))
+    if not tasks:
+        raise PlanError(f"the plan has no tasks; write one per line after /plan: {PLAN_FORMAT}")
+    return tasks
+
+
+def _plan(rest, msg, view, config) -> RespondResult:
+    try:
+        tasks = parse_plan(rest)
+    except PlanError as exc:
+        return RespondResult(reply=refused(exc, config))
+    steps = "; ".join(t.name + (f" (after {', '.join(t.after)})" if t.after else "") for t in tasks)
+    return _promise(tasks, config, f"Planned {len(tasks)} task{'s' if len(tasks) != 1 else ''}: {steps}")
+
+
+def check_plan(tasks: list[NewPromise], config: Config, view: ChatView | None = None) -> None:
+    """The scheduler's own validation, with this config's types; raises PlanError."""
+    def state_of(pid: int) -> str | None:
+        p = view.get(pid) if view else None
+        return p.state if p else None
+
+    types = set(task_types(config))
+    validate_plan(tasks, state_of, lambda t: t in types)
+
+
+def refused(exc: PlanError, config: Config) -> str:
+    text = f"Plan not accepted, nothing was created: {exc}."
+    if "unknown type" in str(exc):
+        text += " Types: " + ", ".join(task_types(config)) + "."
+    return text
+
+
+def _promise(tasks: list[NewPromise], config: Config, reply: str) -> RespondResult:
+    try:
+        check_plan(tasks, config)
+    except PlanError as exc:
+        return RespondResult(reply=refused(exc, config))
+    return RespondResult(reply=reply, promises=tasks)
+
+
+# --- reading and steering the chat's promises ----------------------------------------
+
+
+def parse_id(text: str) -> int | None:
+    """``#12`` or ``12``."""
+    text = text.strip().removeprefix("#")
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def _target(rest: str, verb: str, view: ChatView, usage_tail: str = "") -> tuple[Promise | None, str, str]:
+    """(promise, rest of the text, error reply)."""
+    word, tail = _word(rest)
+    pid = parse_id(word)
+    if pid is None:
+        return None, "", f"Usage: /{verb} id{usage_tail}, e.g. /{verb} #12"
+    p = view.get(pid)
+    if p is None:
+        return None, "", f"There is no promise #{pid} in this chat."
+    return p, tail.strip(), ""
+
+
+def label(p: Promise) -> str:
+    return f"#{p.id} {p.spec.task} \"{short(p.spec.title, 50)}\""
+
+
+def status_line(p: Promise) -> str:
+    s, state = p.spec, p.state
+    if state == "succeeded":
+        return f"{label(p)}: succeeded, {summary(p.result, 120)}"
+    if state in ("failed", "cancelled"):
+        return f"{label(p)}: {state}: {short(p.error or '', 160)}"
+    if state == "running":
+        tail = f": {p.progress}" if p.progress else ""
+        return f"{label(p)}: running, attempt {p.attempt} of {s.max_attempts}{tail}"
+    if state == "waiting" and p.pending_deps:
+        return f"{label(p)}: waiting for {', '.join(f'#{d}' for d in s.depends_on)}"
+    if state == "waiting":
+        return f"{label(p)}: waiting for its start time"
+    if state == "retrying":
+        return f"{label(p)}: attempt {p.attempt} failed, retrying: {short(p.error or '', 120)}"
+    return f"{label(p)}: {state}"
+
+
+def _status(rest, msg, view, config) -> RespondResult:
+    if rest:
+        p, _, error = _target(rest, "status", view)
+        return RespondResult(reply=error or status_line(p))
+    work = view.work()
+    open_ = [p for p in work if not p.terminal]
+    if not open_:
+        done = len(work)
+        return RespondResult(reply="Nothing is open in this chat." + (f" {done} finished; /list shows them." if done else ""))
+    lines = [f"{len(open_)} open:"] + [status_line(p) for p in open_[-LIST_LIMIT:]]
+    return RespondResult(reply="\n".join(lines))
+
+
+def _list(rest, msg, view, config) -> RespondResult:
+    work = view.work()
+    if not work:
+        return RespondResult(reply="This chat has no promises yet. Send /do <what to do> to make one.")
+    shown = work[-LIST_LIMIT:]
+    lines = [f"#{p.id} {p.state} {p.spec.task} \"{short(p.spec.title, 50)}\"" for p in shown]
+    if len(work) > len(shown):
+        lines.insert(0, f"The last {len(shown)} of {len(work)}:")
+    return RespondResult(reply="\n".join(lines))
+
+
+def _cancel(rest, msg, view, config) -> RespondResult:
+    p, reason, error = _target(rest, "cancel", view, " [reason]")
+    if error:
+        return RespondResult(reply=error)
+    if p.terminal:
+        return RespondResult(reply=f"#{p.id} already {p.state}; there is nothing to cancel.")
+    reason = reason or f"cancelled in chat by {msg.sender_name or 'the user'}"
+    waiting = view.open_dependents(p.id)
+    also = f" {', '.join(f'#{d}' for d in waiting)} will be cancelled with it." if waiting else ""
+    return RespondResult(reply=f"Cancelling {label(p)}.{also}",
+                         commands=[RespondCommand(verb="cancel", id=p.id, reason=reason)])
+
+
+def _retry(rest, msg, view, config) -> RespondResult:
+    p, _, error = _target(rest, "retry", view)
+    if error:
+        return RespondResult(reply=error)
+    if p.state not in ("failed", "cancelled", "retrying"):
+        return RespondResult(reply=f"#{p.id} is {p.state}; only failed or cancelled promises can be retried.")
+    if p.state != "retrying":
+        for dep in p.spec.depends_on:
+            parent = view.get(dep)
+            if parent is not None and parent.state != "succeeded":
+                return RespondResult(reply=f"#{p.id} depends on #{dep}, which is {parent.state}; retry #{dep} first.")
+    how = "now" if p.state == "retrying" else "as a new promise"
+    return RespondResult(reply=f"Retrying {label(p)} {how}.", commands=[RespondCommand(verb="retry", id=p.id)])
+
+
+def _why(rest, msg, view, config) -> RespondResult:
+    p, _, error = _target(rest, "why", view)
+    return RespondResult(reply=error or explain(view.events.get(p.id, [])))
+
+
+_VERBS = {
+    "help": _help, "start": _help,
+    "do": _do, "later": _later, "plan": _plan,
+    "status": _status, "list": _list, "cancel": _cancel, "retry": _retry, "why": _why,
+}

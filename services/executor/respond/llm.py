@@ -1,0 +1,281 @@
+"""The LLM agent: Claude with tools that promise work and read the log.
+
+One respond attempt is one conversation: the model may call tools until it
+ends its turn (at most ``max_turns`` requests).  Tools act only on this turn's
+``Turn``: ``create_plan`` adds validated tasks, ``cancel_promise`` and
+``retry_promise`` add commands, ``list_promises`` and ``promise_history`` read
+the chat's ``ChatView``.  The respond result is exactly what the tools
+produced; the reply is checked by ``reply.honest_reply`` so it cannot announce
+work that no tool created.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+import msgspec
+
+from schemas.commands import NewPromise, RespondCommand, RespondResult
+from schemas.events import MessageReceived
+from services.executor.context import TaskFailed
+from services.scheduler.dag import PlanError
+from valor.config import Config
+
+from . import commands
+from .reply import honest_reply
+from .view import ChatView
+from .why import explain
+
+MAX_TURNS = 8
+HISTORY_JSON_LIMIT = 8000
+TYPE_NOTES = {
+    "code": "changes code in the chat's project with Claude Code",
+    "search": "searches the project and the web and reports (read-only)",
+    "analysis": "analyses and reports (read-only)",
+    "code_review": "reviews code without changing it",
+    "shell": "runs one allowlisted command; input {\"argv\": [...]}",
+    "echo": "test: returns its input and its dependencies' results",
+    "sleep": "test: waits; input {\"seconds\": n}",
+    "noop": "test: does nothing",
+    "fail": "test: fails; input {\"times\": n}",
+}
+
+SYSTEM = """You are Valor, an assistant in a chat. You do work by making promises: tasks that Valor runs \
+in the background and reports on in this chat.
+
+Rules:
+- Work starts only through create_plan. Never say you will do, are doing or have started something unless \
+create_plan accepted it in this turn. If you created nothing, do not announce work.
+- Never say work is done, finished or passing: Valor posts results to the chat when they are recorded. \
+You may quote results that list_promises or promise_history return.
+- Refer to the tasks you plan by their plan names; Valor adds their ids (#12) to your reply.
+- Questions about existing promises (status, what happened, why one failed) are answered from \
+list_promises and promise_history, never from memory.
+- Use `after` so a step starts only when the steps it needs succeeded; it receives their results. \
+Independent steps have no `after` and run in parallel.
+- Keep replies short and plain.
+
+Task types:
+{types}"""
+
+
+@dataclass
+class Turn:
+    """What the tools of one respond attempt produced, and what they can read."""
+
+    msg: MessageReceived
+    view: ChatView
+    config: Config
+    tasks: list[NewPromise] = field(default_factory=list)
+    commands: list[RespondCommand] = field(default_factory=list)
+
+    def result(self, reply: str) -> RespondResult:
+        return RespondResult(reply=honest_reply(reply, self.tasks, self.commands),
+                             promises=list(self.tasks), commands=list(self.commands))
+
+
+def tools(config: Config) -> list[dict[str, Any]]:
+    pid = {"type": "integer", "description": "the promise id, e.g. 12 for #12"}
+    task = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "description": "short name, unique in this turn, e.g. 'setup'"},
+            "type": {"type": "string", "enum": commands.task_types(config)},
+            "title": {"type": "string", "description": "one line for the user"},
+            "input": {"description": "what to do: full instructions for the task"},
+            "after": {"type": "array", "items": {"type": "string"},
+                      "description": "names of tasks (this turn) that must succeed first"},
+            "depends_on": {"type": "array", "items": {"type": "integer"},
+                           "description": "ids of existing promises that must succeed first"},
+            "delay_seconds": {"type": "number", "description": "start no earlier than this many seconds from now"},
+        },
+        "required": ["name", "type", "title", "input"],
+    }
+    return [
+        {"name": "create_plan",
+         "description": "Promise work: one or more tasks Valor runs in the background, as a dependency graph. "
+                        "Nothing is promised unless this succeeds.",
+         "input_schema": {"type": "object", "properties": {"tasks": {"type": "array", "items": task}},
+                          "required": ["tasks"]}},
+        {"name": "cancel_promise", "description": "Cancel an open promise of this chat (and what waits on it).",
+         "input_schema": {"type": "object", "properties": {"id": pid, "reason": {"type": "string"}},
+                          "required": ["id"]}},
+        {"name": "retry_promise", "description": "Run a failed or cancelled promise of this chat again.",
+         "input_schema": {"type": "object", "properties": {"id": pid}, "required": ["id"]}},
+        {"name": "list_promises", "description": "This chat's promises with their states.",
+         "input_schema": {"type": "object", "properties": {}}},
+        {"name": "promise_history",
+         "description": "What happened to a promise, from its recorded events: attempts, errors, retries, "
+                        "cancellation, result.",
+         "input_schema": {"type": "object", "properties": {"id": pid}, "required": ["id"]}},
+    ]
+
+
+# --- the tools (pure over the turn) ------------------------------------------------
+
+
+def run_tool(turn: Turn, name: str, args: Any) -> tuple[str, bool]:
+    """(text for the model, is_error)."""
+    if not isinstance(args, dict):
+        return "the tool input must be an object", True
+    tool = _TOOLS.get(name)
+    if tool is None:
+        return f"unknown tool '{name}'", True
+    return tool(turn, args)
+
+
+def _create_plan(turn: Turn, args: dict) -> tuple[str, bool]:
+    raw = args.get("tasks")
+    if not isinstance(raw, list) or not raw:
+        return "'tasks' must be a non-empty list", True
+    new: list[NewPromise] = []
+    for i, t in enumerate(raw):
+        if not isinstance(t, dict):
+            return f"task {i + 1} is not an object", True
+        fields = {k: t[k] for k in ("name", "type", "title", "input", "after", "depends_on") if k in t}
+        if t.get("delay_seconds") is not None:
+            fields["delay"] = t["delay_seconds"]
+        try:
+            new.append(msgspec.convert(fields, NewPromise))
+        except msgspec.ValidationError as exc:
+            return f"task {i + 1}: {exc}; nothing from this call was planned", True
+        if not new[-1].name:
+            return f"task {i + 1} needs a name; nothing from this call was planned", True
+    try:
+        commands.check_plan(turn.tasks + new, turn.config, turn.view)
+    except PlanError as exc:
+        text = f"plan refused: {exc}; nothing from this call was planned"
+        if "unknown type" in str(exc):
+            text += ". Types: " + ", ".join(commands.task_types(turn.config))
+        return text, True
+    turn.tasks += new
+    steps = ", ".join(t.name + (f" (after {', '.join(t.after)})" if t.after else "") for t in new)
+    return (f"planned: {steps}. These are promised once your reply is sent; Valor adds their ids. "
+            "Refer to them by name."), False
+
+
+def _steer(verb: str):
+    def tool(turn: Turn, args: dict) -> tuple[str, bool]:
+        pid = args.get("id")
+        if isinstance(pid, str):
+            pid = commands.parse_id(pid)
+        if not isinstance(pid, int) or isinstance(pid, bool):
+            return "'id' must be a promise id such as 12", True
+        reason = str(args.get("reason") or "") if verb == "cancel" else ""
+        msg = msgspec.structs.replace(turn.msg, text=f"/{verb} {pid} {reason}".strip())
+        result = commands.answer(msg, turn.view, turn.config)
+        if not result.commands:
+            return result.reply, True
+        if not any(c.verb == verb and c.id == pid for c in turn.commands):
+            turn.commands += result.commands
+        return result.reply, False
+    return tool
+
+
+def _list_promises(turn: Turn, args: dict) -> tuple[str, bool]:
+    work = turn.view.work()[-30:]
+    if not work:
+        return "this chat has no promises", False
+    return "\n".join(commands.status_line(p) for p in work), False
+
+
+def _promise_history(turn: Turn, args: dict) -> tuple[str, bool]:
+    pid = args.get("id")
+    if isinstance(pid, str):
+        pid = commands.parse_id(pid)
+    if not isinstance(pid, int) or turn.view.get(pid) is None:
+        return f"there is no promise #{pid} in this chat", True
+    events = turn.view.events.get(pid, [])
+    raw = json.dumps([msgspec.to_builtins(e) for e in events], ensure_ascii=False, separators=(",", ":"), default=str)
+    if len(raw) > HISTORY_JSON_LIMIT:
+        raw = raw[:HISTORY_JSON_LIMIT] + "…"
+    return f"{explain(events)}\n\nRecorded events:\n{raw}", False
+
+
+_TOOLS = {
+    "create_plan": _create_plan,
+    "cancel_promise": _steer("cancel"),
+    "retry_promise": _steer("retry"),
+    "list_promises": _list_promises,
+    "promise_history": _promise_history,
+}
+
+
+# --- the conversation ------------------------------------------------------------------
+
+
+def system_prompt(config: Config, view: ChatView) -> str:
+    types = "\n".join(f"- {t}: {TYPE_NOTES.get(t, 'configured task type')}" for t in commands.task_types(config))
+    out = [SYSTEM.format(types=types)]
+    if view.messages:
+        out.append("Recent messages in this chat, oldest first:\n" + "\n".join(
+            f"[{m.message_id}] {m.sender_name or m.sender_id}: {m.text}" for m in view.messages))
+    open_ = [p for p in view.work() if not p.terminal]
+    if open_:
+        out.append("Open promises in this chat:\n" + "\n".join(commands.status_line(p) for p in open_[-20:]))
+    return "\n\n".join(out)
+
+
+def user_content(msg: MessageReceived) -> str:
+    text = msg.text
+    if msg.reply_to:
+        text = f"(in reply to message {msg.reply_to}) {text}"
+    if msg.caught_up:
+        text = f"(sent while Valor was offline) {text}"
+    return text
+
+
+def _param(block: Any) -> dict[str, Any] | None:
+    """A response content block as a request content block."""
+    if block.type == "text":
+        return {"type": "text", "text": block.text}
+    if block.type == "tool_use":
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    return None
+
+
+class LlmAgent:
+    def __init__(self, config: Config, client: anthropic.AsyncAnthropic, max_turns: int = MAX_TURNS):
+        self.config = config
+        self.client = client
+        self.max_turns = max_turns
+
+    async def respond(self, msg: MessageReceived, view: ChatView) -> RespondResult:
+        turn = Turn(msg, view, self.config)
+        messages: list[dict[str, Any]] = [{"role": "user", "content": user_content(msg)}]
+        system, tool_defs = system_prompt(self.config, view), tools(self.config)
+        text = ""
+        for _ in range(self.max_turns):
+            response = await self._create(system=system, tools=tool_defs, messages=messages)
+            text = "".join(b.text for b in response.content if b.type == "text").strip()
+            uses = [b for b in response.content if b.type == "tool_use"]
+            if response.stop_reason != "tool_use" or not uses:
+                return turn.result(text or _fallback(turn))
+            messages.append({"role": "assistant", "content": [p for b in response.content if (p := _param(b))]})
+            results = []
+            for use in uses:
+                out, is_error = run_tool(turn, use.name, use.input)
+                results.append({"type": "tool_result", "tool_use_id": use.id, "content": out, "is_error": is_error})
+            messages.append({"role": "user", "content": results})
+        return turn.result(((text + "\n") if text else "") + f"(I stopped after {self.max_turns} steps.)")
+
+    async def _create(self, **request: Any):
+        try:
+            return await self.client.messages.create(
+                model=self.config.agent.model, max_tokens=self.config.agent.max_tokens, **request)
+        except anthropic.APIError as exc:
+            raise TaskFailed(f"language model error: {type(exc).__name__}: {exc}", retryable=True) from exc
+
+
+def _fallback(turn: Turn) -> str:
+    if turn.tasks:
+        return "Planned: " + ", ".join(t.name or t.title for t in turn.tasks)
+    return "I have nothing to add."
+
+
+def make_client(api_key: str, base_url: str | None = None, timeout: float = 120.0) -> anthropic.AsyncAnthropic:
+    """The SDK client; ``base_url`` None means the SDK's own choice (``ANTHROPIC_BASE_URL`` or the API)."""
+    return anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=2)

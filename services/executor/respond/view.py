@@ -1,0 +1,44 @@
+"""What the agents see of a chat: its recent messages and its promises.
+
+Built by a pure fold (``chat_view``) from the PROMISES log; ``history.py``
+does the reading.  A promise belongs to a chat when ``spec.chat_id`` is that
+chat: promises submitted from the CLI belong to no chat and are not shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from schemas.events import MessageReceived, PromiseEvent
+from services.scheduler.projection import Projection, Promise
+
+
+@dataclass
+class ChatView:
+    chat_id: int
+    promises: dict[int, Promise] = field(default_factory=dict)  # this chat's, by id
+    events: dict[int, list[PromiseEvent]] = field(default_factory=dict)  # per promise, log order
+    messages: list[MessageReceived] = field(default_factory=list)  # before the current one, oldest first
+
+    def get(self, promise_id: int) -> Promise | None:
+        return self.promises.get(promise_id)
+
+    def work(self) -> list[Promise]:
+        """The chat's promises other than the agent's own respond promises, oldest first."""
+        return [p for _, p in sorted(self.promises.items()) if p.spec.task != "respond"]
+
+    def open_dependents(self, promise_id: int) -> list[int]:
+        return [p.id for p in self.promises.values()
+                if promise_id in p.spec.depends_on and not p.terminal]
+
+
+def chat_view(events: Iterable[tuple[int, PromiseEvent]], chat_id: int,
+              messages: list[MessageReceived] | None = None) -> ChatView:
+    state = Projection()
+    by_id: dict[int, list[PromiseEvent]] = {}
+    for seq, event in events:
+        state.apply(event, seq)
+        by_id.setdefault(event.id, []).append(event)
+    mine = {pid: p for pid, p in state.promises.items() if p.spec.chat_id == chat_id}
+    return ChatView(chat_id, mine, {pid: by_id.get(pid, []) for pid in mine}, list(messages or []))

@@ -1,0 +1,133 @@
+"""``/why 12``: what happened to a promise, told from its events.
+
+Pure: a function of the promise's events in log order.  The events are folded
+with the scheduler's own projection, so an event the fold ignores (a late
+duplicate, a result after the promise was cancelled) is left out of the story
+too, and the headline is the state every other reader sees.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from schemas.events import (
+    AttemptFailed,
+    Cancelled,
+    Created,
+    Failed,
+    PromiseEvent,
+    RetryScheduled,
+    Spawned,
+    Started,
+    Succeeded,
+)
+from services.scheduler.projection import Projection, Promise
+
+
+def explain(events: Sequence[PromiseEvent]) -> str:
+    created = next((e for e in events if isinstance(e, Created)), None)
+    if created is None:
+        return "I have no record of that promise."
+    state = Projection()
+    story: list[str] = []
+    for e in events:
+        if getattr(e, "id", None) != created.id:
+            continue
+        if state.apply(e):
+            line = _line(e, created.at)
+            if line:
+                story.append(line)
+    p = state.promises[created.id]
+    out = [headline(p)]
+    if p.progress and not p.terminal:
+        out.append(f"Last progress: {p.progress}")
+    return "\n".join(out + story)
+
+
+def headline(p: Promise) -> str:
+    s = p.spec
+    what = f"#{p.id} {s.task} \"{short(s.title, 60)}\""
+    attempts = f"{p.attempt} attempt{'s' if p.attempt != 1 else ''}"
+    match p.state:
+        case "succeeded":
+            return f"{what} succeeded on attempt {p.attempt}."
+        case "failed":
+            return f"{what} failed after {attempts}: {p.error}"
+        case "cancelled":
+            tail = f" after {attempts}" if p.attempt else " before it started"
+            return f"{what} was cancelled{tail}: {p.error}"
+        case "running":
+            return f"{what} is running (attempt {p.attempt} of {s.max_attempts})."
+        case "retrying":
+            return f"{what} is waiting to retry (attempt {p.attempt} of {s.max_attempts} failed)."
+        case "waiting" if p.pending_deps:
+            return f"{what} is waiting for {', '.join(f'#{d}' for d in s.depends_on)}."
+        case "waiting":
+            return f"{what} is waiting for its start time."
+    return f"{what} is {p.state}."
+
+
+def _line(e: PromiseEvent, t0: float) -> str | None:
+    at = f"{elapsed(e.at - t0)} "
+    match e:
+        case Created():
+            origin = f" by #{e.parent_id}" if e.parent_id else ""
+            if e.name:
+                origin += f" as step '{e.name}'"
+            after = f", after {', '.join(f'#{d}' for d in e.depends_on)}" if e.depends_on else ""
+            later = f", not before {elapsed(e.not_before - e.at)}" if e.not_before else ""
+            retry = f", retrying #{e.retry_of}" if e.retry_of else ""
+            tries = f"; up to {e.max_attempts} attempts" if e.max_attempts > 1 else ""
+            return f"{at}created{origin}{after}{later}{retry}{tries}"
+        case Started():
+            again = f" (resumed, delivery {e.delivery})" if e.delivery > 1 else ""
+            return f"{at}attempt {e.attempt} started on {e.executor or 'an executor'}{again}"
+        case AttemptFailed():
+            kind = "" if e.retryable else " (not retryable)"
+            return f"{at}attempt {e.attempt} failed{kind}: {e.error}"
+        case RetryScheduled():
+            return f"{at}attempt {e.next_attempt} scheduled in {e.delay:.1f}s"
+        case Failed():
+            return f"{at}failed: {e.reason}"
+        case Cancelled():
+            by = "the scheduler" if e.by == "scheduler" else (e.by or "someone")
+            cause = f" (because #{e.cause_id} ended)" if e.cause_id else ""
+            return f"{at}cancelled by {by}{cause}: {e.reason}"
+        case Succeeded():
+            return f"{at}succeeded on attempt {e.attempt} in {e.duration:.1f}s: {summary(e.result)}"
+        case Spawned():
+            if e.error:
+                return f"{at}its plan was refused: {e.error}"
+            if e.children:
+                return f"{at}promised " + ", ".join(f"#{i} {n}" for n, i in e.children.items())
+    return None  # dispatched, progress, notified: not part of the story
+
+
+def summary(result: Any, width: int = 200) -> str:
+    """A result in one line; a respond result by its reply."""
+    if isinstance(result, dict) and isinstance(result.get("reply"), str) and set(result) <= {
+        "reply", "promises", "commands"
+    }:
+        return "replied " + json.dumps(short(result["reply"], width), ensure_ascii=False)
+    if result is None:
+        return "no result"
+    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
+    return short(text, width)
+
+
+def short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def elapsed(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"+{seconds:.1f}s"
+    if seconds < 3600:
+        return f"+{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    if seconds < 86400:
+        return f"+{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    return f"+{int(seconds // 86400)}d{int(seconds % 86400 // 3600):02d}h"

@@ -1,0 +1,175 @@
+"""The LLM agent through the real ``anthropic`` SDK against the scripted fake Messages API.
+
+The chat's log is real: events are published to PROMISES on a real nats-server
+and the handler reads them back, as it does in production.
+"""
+
+import msgspec
+import pytest
+
+from schemas import subjects
+from schemas.commands import NewPromise, RespondCommand, RespondResult
+from schemas.events import EVENT_NAMES, encode
+from services.executor.context import AttemptContext, TaskFailed
+from services.executor.respond import respond_handler
+from tests.fakes.anthropic_api import FakeAnthropic, error, text, tool_use
+from valor.config import DEFAULT, parse
+
+from .helpers import CHAT, failed_after_retries, message, running
+
+# The SDK warns (an error under pytest) about models it knows are deprecated, as the
+# config's default claude-sonnet-4-5 is in anthropic 2.14.
+CONFIG = parse('[agent]\nmodel = "claude-sonnet-4-6"\n')
+CHAIN = [
+    {"name": "setup", "type": "code", "title": "Set up the test environment", "input": "Create a venv, install deps"},
+    {"name": "write", "type": "code", "title": "Write unit tests", "input": "Write unit tests", "after": ["setup"]},
+    {"name": "run", "type": "code", "title": "Run the tests", "input": "Run pytest", "after": ["write"]},
+]
+
+
+@pytest.fixture
+def fake():
+    api = FakeAnthropic()
+    api.start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def responder(nc, fake):
+    return respond_handler(CONFIG, nc, env={"ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": fake.base_url})
+
+
+async def record(js, *events):
+    for e in events:
+        await js.publish(subjects.promise(e.id, EVENT_NAMES[type(e)]), encode(e))
+
+
+async def ask(responder, text, message_id=100) -> RespondResult:
+    msg = message(text, message_id=message_id)
+    ctx = AttemptContext(id=1, attempt=1, task="respond", input=msgspec.to_builtins(msg), chat_id=CHAT)
+    return msgspec.convert(await responder(ctx), RespondResult)
+
+
+async def test_a_three_step_request_becomes_a_chain_of_promises(responder, fake):
+    fake.script(tool_use("create_plan", {"tasks": CHAIN}, preface="Planning the three steps."),
+                text("Planned: setup, then write, then run."))
+    r = await ask(responder, "set up the test environment, write unit tests, then run them")
+    assert [(p.name, p.type, p.after) for p in r.promises] == [
+        ("setup", "code", []), ("write", "code", ["setup"]), ("run", "code", ["write"])]
+    assert r.promises[0] == NewPromise(name="setup", type="code", title="Set up the test environment",
+                                       input="Create a venv, install deps")
+    assert r.reply == "Planned: setup, then write, then run." and r.commands == []
+    first, second = fake.calls()
+    assert first.tool_names == ["create_plan", "cancel_promise", "retry_promise", "list_promises", "promise_history"]
+    assert first.model == "claude-sonnet-4-6" and first.body["max_tokens"] == CONFIG.agent.max_tokens
+    assert "Never say you will do" in first.system
+    assert first.messages == [{"role": "user", "content": "set up the test environment, write unit tests, then run them"}]
+    [result] = second.tool_results
+    assert result["is_error"] is False and result["content"].startswith("planned: setup, write (after setup), run")
+
+
+async def test_why_did_it_fail_is_answered_from_the_recorded_events(responder, fake, js):
+    await record(js, *failed_after_retries(12))
+    fake.script(tool_use("promise_history", {"id": 12}),
+                text("#12 failed three times: the database refused connections (db:5432)."))
+    r = await ask(responder, "why did #12 fail?")
+    assert r.reply == "#12 failed three times: the database refused connections (db:5432)."
+    assert (r.promises, r.commands) == ([], [])
+    [result] = fake.calls()[1].tool_results
+    assert result["is_error"] is False
+    assert "attempt 3 failed: connection refused: db:5432" in result["content"]
+    assert '"error":"connection refused: db:5432"' in result["content"]  # the raw recorded event too
+
+
+async def test_the_chats_messages_and_open_promises_are_context(responder, fake, js, nc):
+    await record(js, *running(14, "long job"))
+    for mid, words in ((90, "earlier question"), (101, "a later message")):
+        m = message(words, message_id=mid)
+        await js.publish(subjects.chat_in(CHAT), encode(m), headers={"Nats-Msg-Id": f"tg:{CHAT}:{mid}"})
+    fake.script(text("#14 is still running."))
+    await ask(responder, "how is it going?")
+    system = fake.calls()[0].system
+    assert "[90] Ana: earlier question" in system and "a later message" not in system
+    assert '#14 sleep "long job": running' in system
+
+
+async def test_a_reply_claiming_work_without_a_plan_is_corrected(responder, fake):
+    fake.script(text("I'll set up the test environment right away."))
+    r = await ask(responder, "set up the test environment")
+    assert r.reply == ("I haven't started anything yet (no task was created): "
+                       "I'll set up the test environment right away.")
+    assert r.promises == []
+
+
+async def test_an_invalid_plan_goes_back_to_the_model_as_a_tool_error(responder, fake):
+    cycle = [{"name": "a", "type": "echo", "title": "a", "input": "a", "after": ["b"]},
+             {"name": "b", "type": "echo", "title": "b", "input": "b", "after": ["a"]}]
+    fake.script(tool_use("create_plan", {"tasks": cycle}),
+                tool_use("create_plan", {"tasks": [{"name": "a", "type": "telepathy", "title": "a", "input": "a"}]}),
+                tool_use("create_plan", {"tasks": cycle[:1] + [{**cycle[1], "after": []}]}),
+                text("Planned a after b."))
+    r = await ask(responder, "do a and b")
+    assert [(p.name, p.after) for p in r.promises] == [("a", ["b"]), ("b", [])]
+    results = [c.tool_results[0] for c in fake.calls()[1:]]
+    assert results[0] == {**results[0], "is_error": True,
+                          "content": "plan refused: the plan has a cycle: a -> b -> a; nothing from this call was planned"}
+    assert results[1]["is_error"] is True and "unknown type 'telepathy'" in results[1]["content"]
+    assert results[2]["is_error"] is False
+
+
+async def test_names_are_unique_across_calls_and_later_calls_may_follow_earlier_tasks(responder, fake):
+    fake.script(tool_use("create_plan", {"tasks": CHAIN[:1]}),
+                tool_use("create_plan", {"tasks": CHAIN[:1]}),
+                tool_use("create_plan", {"tasks": CHAIN[1:]}),
+                text("Planned."))
+    r = await ask(responder, "set up, write, run")
+    assert [p.name for p in r.promises] == ["setup", "write", "run"]
+    assert fake.calls()[2].tool_results[0]["content"].startswith("plan refused: two tasks are named 'setup'")
+
+
+async def test_cancel_and_retry_tools_become_commands(responder, fake, js):
+    await record(js, *running(14), *failed_after_retries(12))
+    fake.script(tool_use("cancel_promise", {"id": 14, "reason": "user asked"}),
+                tool_use("retry_promise", {"id": 12}),
+                tool_use("cancel_promise", {"id": 404}),
+                text("Cancelling #14 and retrying #12."))
+    r = await ask(responder, "stop 14 and retry 12")
+    assert r.commands == [RespondCommand(verb="cancel", id=14, reason="user asked"),
+                          RespondCommand(verb="retry", id=12)]
+    assert r.reply == "Cancelling #14 and retrying #12."
+    assert fake.calls()[3].tool_results[0] == {**fake.calls()[3].tool_results[0], "is_error": True,
+                                               "content": "There is no promise #404 in this chat."}
+
+
+async def test_the_tool_loop_is_bounded(responder, fake):
+    responder.llm.max_turns = 3
+    fake.script(*[tool_use("list_promises", {}) for _ in range(5)])
+    r = await ask(responder, "keep looking")
+    assert r.reply == "(I stopped after 3 steps.)" and len(fake.calls()) == 3
+
+
+async def test_slash_commands_skip_the_model(responder, fake):
+    r = await ask(responder, "/do echo hi")
+    assert [(p.type, p.input) for p in r.promises] == [("echo", "hi")] and fake.calls() == []
+
+
+async def test_an_api_error_fails_the_attempt_retryably(responder, fake):
+    fake.script(error(400, "invalid_request_error", "bad request"))
+    with pytest.raises(TaskFailed) as caught:
+        await ask(responder, "hello")
+    assert caught.value.retryable and "language model error: BadRequestError" in caught.value.error
+
+
+async def test_a_malformed_message_fails_for_good(responder):
+    ctx = AttemptContext(id=1, attempt=1, task="respond", input={"text": "no chat id"})
+    with pytest.raises(TaskFailed) as caught:
+        await responder(ctx)
+    assert not caught.value.retryable
+    assert caught.value.error.startswith("respond input is not a message.received event: ")
+
+
+async def test_without_a_key_plain_text_gets_the_command_agents_help(nc, fake):
+    responder = respond_handler(DEFAULT, nc, env={})
+    r = await ask(responder, "can you fix the build?")
+    assert "/do" in r.reply and fake.calls() == [] and responder.llm is None
