@@ -7,12 +7,11 @@ SIGINT, then stops gracefully (running attempts get a grace period).
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 
 import click
 
-from valor import bus
+from valor import bus, logs
 
 from . import config
 from .worker import Executor
@@ -40,7 +39,7 @@ async def serve(queues: list[str], slots: int, executor_id: str | None, grace: f
 @click.option("--id", "executor_id", default=None, help="executor id (letters, digits, '-', '_')")
 @click.option("--grace", default=config.STOP_GRACE, show_default=True, help="seconds running attempts get on stop")
 def main(queues: str, slots: int, executor_id: str | None, grace: float) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup("executor")
     names = [q.strip() for q in queues.split(",") if q.strip()]
     bad = [n for n in names + ([executor_id] if executor_id else []) if not config.is_token(n)]
     if not names or bad:

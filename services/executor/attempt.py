@@ -60,7 +60,7 @@ class AttemptRun:
 
     @property
     def fields(self) -> dict[str, object]:
-        return {"promise": self.item.id, "attempt": self.item.attempt, "delivery": self.delivery}
+        return {"promise_id": self.item.id, "attempt": self.item.attempt, "delivery": self.delivery}
 
     def stop(self, reason: str) -> None:
         if self.stopped is None:

@@ -1,4 +1,4 @@
-"""One log line per fact, as compact JSON, so ``grep '"promise":12'`` finds a promise's story.
+"""One log line per fact, as compact JSON, so ``grep '"promise_id":12'`` finds a promise's story.
 
 Only ids, names and short error texts are logged: never inputs, results or environment.
 """

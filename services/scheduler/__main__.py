@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 
-from valor import bus
+from valor import bus, logs
 
 from .service import Scheduler
 
@@ -30,6 +29,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=os.environ.get("VALOR_LOG_LEVEL", "INFO"),
-                        format='{"ts":"%(asctime)s","service":"scheduler","level":"%(levelname)s","msg":"%(message)s"}')
+    logs.setup("scheduler")
     asyncio.run(main())

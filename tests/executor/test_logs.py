@@ -10,7 +10,7 @@ from .helpers import put_work
 
 
 def test_log_line_is_compact_json_with_the_event_first():
-    assert line("attempt.started", promise=12, attempt=1) == '{"event":"attempt.started","promise":12,"attempt":1}'
+    assert line("attempt.started", promise_id=12, attempt=1) == '{"event":"attempt.started","promise_id":12,"attempt":1}'
 
 
 async def test_an_attempt_logs_its_start_and_result_with_ids(js, executor, caplog):
@@ -22,5 +22,5 @@ async def test_an_attempt_logs_its_start_and_result_with_ids(js, executor, caplo
     started = next(r for r in records if r["event"] == "attempt.started")
     succeeded = next(r for r in records if r["event"] == "attempt.succeeded")
     assert started == {"event": "attempt.started", "task": "noop", "executor": "test-1",
-                       "promise": 5, "attempt": 2, "delivery": 1}
-    assert (succeeded["promise"], succeeded["attempt"]) == (5, 2)
+                       "promise_id": 5, "attempt": 2, "delivery": 1}
+    assert (succeeded["promise_id"], succeeded["attempt"]) == (5, 2)

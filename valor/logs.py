@@ -1,0 +1,67 @@
+"""JSON log lines for every service, with secrets scrubbed.
+
+One object per line: ``ts``, ``level``, ``service``, ``logger``, then either the
+fields a module logged as a JSON object (``promise_id``, ``attempt``,
+``chat_id`` ...) or ``msg``.  Values of secret-looking environment variables
+(API keys, tokens, hashes, passwords, phone numbers) are replaced by ``***``
+wherever they would appear, so a secret cannot leak through an error text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+
+SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|HASH|PHONE)", re.IGNORECASE)
+
+
+def secret_values(environ: dict[str, str] | None = None) -> list[str]:
+    env = os.environ if environ is None else environ
+    # Short values would scrub ordinary words; real secrets are long.
+    return sorted({v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 6}, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str, secrets: list[str] | None = None) -> None:
+        super().__init__()
+        self.service = service
+        self.secrets = secret_values() if secrets is None else secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+        }
+        message = record.getMessage()
+        fields = None
+        if message.startswith("{"):
+            try:
+                fields = json.loads(message)
+            except ValueError:
+                fields = None
+        if isinstance(fields, dict):
+            line.update(fields)
+        else:
+            line["msg"] = message
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return scrub(json.dumps(line, default=str, ensure_ascii=False), self.secrets)
+
+
+def setup(service: str, level: str | None = None) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level or os.environ.get("VALOR_LOG_LEVEL", "INFO"))
