@@ -83,3 +83,15 @@ schemas: venv
 
 demo: venv
 	$(PY) -m valor.demo --ctl "$(CTL)"
+
+# --- chat ---------------------------------------------------------------------
+
+.PHONY: chat login
+
+# A terminal chat with Valor (the console transport, when no Telegram credentials are set).
+chat: venv
+	@$(PY) -m valor.console
+
+# Create var/sessions/ingest.session and notifier.session (asks for the login code).
+login: venv
+	@$(PY) -m services.ingest login

@@ -1,0 +1,125 @@
+"""``python -m valor.console`` (``make chat``): talk to Valor from a terminal, as over Telegram.
+
+Each line you type goes to ingest (``console.<chat>.in``), which stores it as
+a message of an allowlisted user; the notifier's replies, edits and reactions
+arrive live on ``console.<chat>.out``.  Works without a terminal too: lines
+are read from stdin, and after the last one it waits until Valor has been
+quiet for ``--idle`` seconds (at most ``--wait``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+
+import nats.errors
+
+from valor import bus
+from valor.config import load
+
+HELP = "Type a message and press enter (try /help, /do sleep 3, /plan ...). Ctrl-D quits."
+
+
+class Screen:
+    """Renders the records the notifier's console transport publishes."""
+
+    def __init__(self, out=sys.stdout) -> None:
+        self.out = out
+        self.names: dict[int, str] = {}  # Valor's message ids -> v1, v2, ...
+        self.last_output = time.monotonic()
+
+    def name(self, message_id: int) -> str:
+        return self.names.setdefault(message_id, f"v{len(self.names) + 1}")
+
+    def show(self, record: dict) -> None:
+        self.last_output = time.monotonic()
+        op = record.get("op")
+        if op == "sent":
+            to = f" ↩ #{record['reply_to']}" if record.get("reply_to") else ""
+            self.print(f"valor [{self.name(record['id'])}]{to}: {record.get('text', '')}")
+        elif op == "edited":
+            self.print(f"valor [{self.name(record['id'])}] ✎ {record.get('text', '')}")
+        elif op == "reacted":
+            self.print(f"valor reacted {record.get('emoji')} to #{record.get('id')}")
+
+    def print(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+
+async def send_line(nc, chat_id: int, text: str, screen: Screen) -> None:
+    try:
+        reply = await nc.request(f"console.{chat_id}.in", json.dumps({"text": text}).encode(), timeout=10)
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        screen.print("(ingest is not answering: is Valor up? try `make up`)")
+        return
+    answer = json.loads(reply.data)
+    if "error" in answer:
+        screen.print(f"(not sent: {answer['error']})")
+    else:
+        screen.print(f"you [#{answer['id']}]: {text}")
+
+
+async def read_lines(interactive: bool):
+    loop = asyncio.get_running_loop()
+    while True:
+        if interactive:
+            try:
+                line = await loop.run_in_executor(None, input, "> ")
+            except EOFError:
+                return
+        else:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                return
+        yield line.strip()
+
+
+async def chat(chat_id: int, idle: float, wait: float, interactive: bool) -> None:
+    nc = await bus.connect(name="console", max_reconnect_attempts=5)
+    screen = Screen()
+
+    async def show(msg) -> None:
+        _show(screen, msg.data)
+
+    sub = await nc.subscribe(f"console.{chat_id}.out", cb=show)
+    try:
+        if interactive:
+            screen.print(f"Valor console, chat {chat_id}. {HELP}")
+        async for line in read_lines(interactive):
+            if line:
+                await send_line(nc, chat_id, line, screen)
+        deadline = time.monotonic() + wait
+        screen.last_output = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - screen.last_output < idle:
+            await asyncio.sleep(0.1)
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        await nc.close()
+
+
+def _show(screen: Screen, data: bytes) -> None:
+    try:
+        screen.show(json.loads(data))
+    except (ValueError, KeyError, TypeError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--chat", type=int, default=None, help="console chat id (default: telegram.console_chat)")
+    p.add_argument("--idle", type=float, default=5.0, help="after the last line: stop once quiet this long")
+    p.add_argument("--wait", type=float, default=120.0, help="after the last line: stop after this long anyway")
+    a = p.parse_args(argv)
+    chat_id = a.chat if a.chat is not None else load().telegram.console_chat
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(chat(chat_id, a.idle, a.wait, sys.stdin.isatty()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
