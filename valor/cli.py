@@ -158,7 +158,7 @@ def submit(type_, input_, after, priority, queue, key, key_limit, delay, timeout
     click.echo(ids["0"])
 
 
-@main.command()
+@main.command(short_help="Create a plan's promises (JSON or TOML, - for stdin).")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 def plan(file):
     """Create the promises of a plan file (JSON or TOML, `-` for stdin); prints NAME ID per task."""
@@ -171,11 +171,15 @@ def plan(file):
         click.echo(f"{task.name} {ids[task.name]}")
 
 
-@main.command()
+@main.command(short_help="Wait for promises: exit 0 succeeded, 1 failed, 2 timeout.")
 @click.argument("ids", type=int, nargs=-1, required=True)
 @click.option("--timeout", type=click.FloatRange(min=0), help="give up after this many seconds (exit 2)")
 def wait(ids, timeout):
-    """Wait until the promises end: exit 0 all succeeded, 1 one failed or was cancelled, 2 timed out."""
+    """Wait until the promises end.
+
+    Exit 0 when all succeeded; 1 as soon as one failed or was cancelled (or an id is unknown);
+    2 when --timeout passed first, naming the open ones on stderr.
+    """
     ids = list(dict.fromkeys(ids))
 
     async def body(client: ValorClient):
@@ -207,7 +211,7 @@ def wait(ids, timeout):
         fail(f"timed out after {timeout:g}s; still open: " + ", ".join(still_open), 2)
 
 
-@main.command()
+@main.command(short_help="One promise: state, result, timeline, dependencies.")
 @click.argument("promise_id", metavar="ID", type=int)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def show(promise_id, as_json):
@@ -236,7 +240,7 @@ def list_(state_filter, as_json):
         click.echo(render.list_text(promises, time.time()))
 
 
-@main.command()
+@main.command(short_help="Cancel a promise; its dependents end cancelled.")
 @click.argument("promise_id", metavar="ID", type=int)
 @click.option("--reason", default="", help="why (recorded in the event)")
 def cancel(promise_id, reason):
@@ -245,14 +249,14 @@ def cancel(promise_id, reason):
     click.echo(promise_id)
 
 
-@main.command()
+@main.command(short_help="Retry now, or re-run a failed promise as a new one.")
 @click.argument("promise_id", metavar="ID", type=int)
 def retry(promise_id):
     """Retry now; a failed or cancelled promise is re-run as a new promise, whose id is printed."""
     click.echo(run(lambda c: ask(c.retry(promise_id))))
 
 
-@main.command()
+@main.command(short_help="Cluster, streams, executors, scheduler, promise counts.")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def status(as_json):
     """Cluster, streams and consumers, executors, the active scheduler and promises by state.
@@ -268,7 +272,7 @@ def status(as_json):
         sys.exit(1)
 
 
-@main.command()
+@main.command(short_help="Rebuild the projection from the log, timed.")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def replay(as_json):
     """Rebuild the projection from the whole log and say how long it took."""

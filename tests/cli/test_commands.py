@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -222,6 +223,29 @@ def test_retry_of_a_failed_fail_task_creates_a_new_promise(valor):
     assert second != first
     shown = show_json(valor, second)
     assert shown["retry_of"] == first and shown["type"] == "fail"
+
+
+def test_retry_of_a_retrying_promise_runs_it_now_under_the_same_id(valor):
+    pid = submit(valor, "--type", "fail", "--input", '{"times": 1}', "--retries", "1", "--backoff", "60", "slow retry")
+    for _ in range(100):
+        if show_json(valor, pid)["state"] == "retrying":
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("never retrying")
+    result = valor("retry", str(pid))
+    assert result.exit_code == 0 and result.stdout == f"{pid}\n"
+    wait_ok(valor, pid)
+    assert show_json(valor, pid)["attempts"] == 2
+
+
+def test_failing_task_with_retries_succeeds_after_growing_backoffs(valor):
+    pid = submit(valor, "--type", "fail", "--input", '{"times": 2}', "--retries", "3", "--backoff", "0.2", "t")
+    wait_ok(valor, pid)
+    shown = show_json(valor, pid)
+    assert shown["state"] == "succeeded" and shown["attempts"] == 3
+    delays = [e["delay"] for e in shown["events"] if e["type"] == "retry_scheduled"]
+    assert len(delays) == 2 and delays[0] < delays[1]
 
 
 def test_retry_of_a_promise_that_did_not_fail_is_refused(valor):
