@@ -185,14 +185,9 @@ def wait(ids, timeout):
     async def body(client: ValorClient):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            states: dict[int, Any] = {}
-            for pid in ids:
-                p, _ = await client.promise(pid)
-                if p is None:
-                    raise CommandRefused(f"no promise #{pid}")
-                states[pid] = p
-            done = {pid: p for pid, p in states.items() if p.state in TERMINAL_STATES}
-            if len(done) == len(ids) or any(p.state != "succeeded" for p in done.values()):
+            states = await look(client, ids)
+            ended = [p.state for p in states.values() if p.state in TERMINAL_STATES]
+            if any(state != "succeeded" for state in ended) or len(ended) == len(ids):
                 return states, False
             if deadline is not None and time.monotonic() >= deadline:
                 return states, True
@@ -202,13 +197,30 @@ def wait(ids, timeout):
     for pid, p in states.items():
         if p.state in TERMINAL_STATES:
             click.echo(f"#{pid} {p.state}" + (f": {p.error}" if p.state != "succeeded" and p.error else ""))
-    still_open = [f"#{pid} {p.state}" for pid, p in states.items() if p.state not in TERMINAL_STATES]
+    still_open = [f"#{pid} {states[pid].state if pid in states else '(unread)'}" for pid in ids
+                  if pid not in states or states[pid].state not in TERMINAL_STATES]
     if any(p.state in ("failed", "cancelled") for p in states.values()):
         if still_open:
             click.echo("still open: " + ", ".join(still_open), err=True)
         sys.exit(1)
     if timed_out:
         fail(f"timed out after {timeout:g}s; still open: " + ", ".join(still_open), 2)
+
+
+async def look(client: ValorClient, ids: list[int]) -> dict[int, Any]:
+    """Each promise's state; fewer when a node is away or a stream is electing its leader."""
+    states = {}
+    for pid in ids:
+        try:
+            p, _ = await client.promise(pid)
+        except nats.errors.ConnectionClosedError:
+            raise
+        except (TimeoutError, nats.errors.Error):
+            break
+        if p is None:
+            raise CommandRefused(f"no promise #{pid}")
+        states[pid] = p
+    return states
 
 
 @main.command(short_help="One promise: state, result, timeline, dependencies.")

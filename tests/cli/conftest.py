@@ -12,15 +12,16 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
+import msgspec
 import pytest
 from click.testing import CliRunner, Result
 
 from services.executor.context import AttemptContext, TaskFailed
 from services.executor.worker import Executor
 from services.scheduler.service import Scheduler
-from services.scheduler.tasktypes import BUILTIN, TaskType
 from valor import bus
 from valor.cli import main
+from valor.config import DEFAULT, TaskType
 from valor.natsserver import NatsCluster
 
 EXECUTOR_ID = "exec-cli-test"
@@ -53,7 +54,9 @@ class Stack:
 
     async def _start(self) -> None:
         self.nc = await bus.connect(self.url, name="cli-test-stack")
-        self.scheduler = Scheduler(self.nc, types={**BUILTIN, "flaky": TaskType()}, lease_ttl=2.0)
+        # The built-in types plus flaky, whose handler only this test's executor has.
+        config = msgspec.structs.replace(DEFAULT, types={**DEFAULT.types, "flaky": TaskType(handler="flaky")})
+        self.scheduler = Scheduler(self.nc, config=config, lease_ttl=2.0)
         await self.scheduler.start()
         self.executor = Executor(self.nc, ["default"], 4, handlers={"flaky": flaky}, executor_id=EXECUTOR_ID,
                                  fetch_timeout=0.2, heartbeat_interval=0.3)
