@@ -11,7 +11,7 @@ import signal
 
 import click
 
-from valor import bus, logs
+from valor import bus, logs, metrics
 
 from . import config
 from .worker import Executor
@@ -27,6 +27,8 @@ async def serve(queues: list[str], slots: int, executor_id: str | None, grace: f
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await executor.start()
+        metrics.serve(lambda: {"ok": nc.is_connected, "executor": executor.id, "busy": executor.busy,
+                               "slots": executor.slots})
         await stop.wait()
         await executor.stop(grace=grace)
     finally:

@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from schemas.commands import WorkItem
 from schemas.events import AttemptFailed, Progress, Started, Succeeded
 from schemas.subjects import msg_id_for_event
-from valor import bus
+from valor import bus, metrics
 
 from . import logs, persist
 from .context import AttemptContext, Handler, TaskFailed
@@ -86,6 +86,8 @@ class AttemptRun:
                 return await self._leave()
             name = "succeeded" if isinstance(outcome, Succeeded) else "attempt_failed"
             await persist.store(self.js, outcome, msg_id_for_event(self.item.id, name, self.item.attempt))
+            metrics.ATTEMPTS.labels(self.item.task, "succeeded" if name == "succeeded" else "failed").inc()
+            metrics.ATTEMPT_SECONDS.labels(self.item.task).observe(outcome.duration)
             logs.info(f"attempt.{name}", duration=round(outcome.duration, 3), **self.fields,
                       **({"error": outcome.error[:200], "retryable": outcome.retryable} if name == "attempt_failed" else {}))
             await self._ack()

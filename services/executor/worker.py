@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from schemas import subjects
 from schemas.commands import work_decoder
 from schemas.events import Cancelled, decode_promise_event
-from valor import bus
+from valor import bus, metrics
 
 from . import config, heartbeat, logs, persist
 from .attempt import CANCELLED, SHUTDOWN, AttemptRun, ack, describe
@@ -79,9 +79,11 @@ class Executor:
         return len(self._running)
 
     def _beat(self):
+        metrics.BUSY_SLOTS.set(self.busy)
         return heartbeat.beat(self.id, self.queues, self.slots, self.busy)
 
     async def start(self) -> None:
+        metrics.SLOTS.set(self.slots)
         for queue in self.queues:
             await ensure_consumer(self.js, queue, self.ack_wait)
         # Cancelled events are stored in PROMISES; a core subscription sees them as they land.

@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 
-from valor import bus, logs
+from valor import bus, logs, metrics
 
 from .service import Scheduler
 
@@ -19,6 +19,7 @@ async def main() -> None:
         ack_wait=float(os.environ.get("VALOR_ACK_WAIT", "30")),
     )
     await scheduler.start()
+    metrics.serve(scheduler.health)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

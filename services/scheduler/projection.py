@@ -280,6 +280,12 @@ class Projection:
 
     # --- queries ----------------------------------------------------------------
 
+    def ready_since(self, p: Promise) -> float:
+        """When the promise could first have started: created, not_before, parents done."""
+        times = [p.spec.at, p.not_before or 0.0]
+        times += [self.promises[d].finished_at or 0.0 for d in p.spec.depends_on if d in self.promises]
+        return max(times)
+
     def counts(self) -> Counter[str]:
         return Counter(p.state for p in self.promises.values())
 

@@ -31,8 +31,8 @@ from schemas.commands import (
     command_decoder,
     heartbeat_decoder,
 )
-from schemas.events import decode_message, decode_promise_event, encode
-from valor import bus
+from schemas.events import RetryScheduled, decode_message, decode_promise_event, encode
+from valor import bus, metrics
 from valor.config import Config, load
 
 from . import intake
@@ -93,6 +93,7 @@ class Scheduler:
             asyncio.create_task(self._watch_executors(), name="executors"),
             asyncio.create_task(self._hold_lease(), name="lease"),
             asyncio.create_task(self._loop(), name="decide"),
+            asyncio.create_task(self._gauges(), name="gauges"),
         ]
 
     async def stop(self) -> None:
@@ -127,16 +128,18 @@ class Scheduler:
             # The log is never rewritten: keep a copy with the reason and move on.
             self.state.last_seq = max(self.state.last_seq, seq)
             self.state.ignored += 1
+            metrics.EVENTS_REJECTED.labels(subjects.PROMISES).inc()
             if self.leader:
                 with contextlib.suppress(Exception):
                     await bus.dead_letter(self.js, msg, "promise", f"undecodable event: {exc}")
         else:
-            self.state.apply(event, seq)
+            applied = self.state.apply(event, seq)
+            (metrics.EVENTS_APPLIED if applied else metrics.EVENTS_IGNORED).inc()
         self._wake.set()
 
     async def _watch_executors(self) -> None:
         kv = await self.js.key_value(subjects.EXECUTORS_BUCKET)
-        while True:
+        while not self._stopping:
             try:
                 watcher = await kv.watchall()
                 async for entry in watcher:
@@ -165,7 +168,7 @@ class Scheduler:
     # --- leadership ---------------------------------------------------------------
 
     async def _hold_lease(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 if self.lease.held:
                     if not await self.lease.renew():
@@ -209,7 +212,8 @@ class Scheduler:
         config = ConsumerConfig(durable_name="scheduler", ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait,
                                 max_ack_pending=1000, filter_subject=filter_subject)
         sub = None
-        while True:
+        # A flag as well as cancel(): nats-py can swallow a CancelledError mid-request.
+        while self.leader and not self._stopping:
             try:
                 if sub is None:
                     sub = await self.js.pull_subscribe(filter_subject, durable="scheduler", stream=stream, config=config)
@@ -235,7 +239,7 @@ class Scheduler:
     async def _loop(self) -> None:
         self._resend_pending = False
         wake_at: float | None = None
-        while True:
+        while not self._stopping:
             timeout = None if wake_at is None else max(0.0, wake_at - self.clock())
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout if timeout is None else min(timeout, 1.0))
@@ -275,6 +279,7 @@ class Scheduler:
             try:
                 message = decode_message(msg.data)
             except msgspec.DecodeError as exc:
+                metrics.EVENTS_REJECTED.labels(subjects.CHAT).inc()
                 await bus.dead_letter(self.js, msg, "chat", f"undecodable message: {exc}")
                 await msg.ack()
                 return
@@ -284,6 +289,7 @@ class Scheduler:
         try:
             command = command_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
+            metrics.EVENTS_REJECTED.labels(subjects.COMMANDS).inc()
             await bus.dead_letter(self.js, msg, "command", f"undecodable command: {exc}")
             await msg.ack()
             return
@@ -319,6 +325,43 @@ class Scheduler:
                                                    headers={bus.MSG_ID: p.msg_id}) for p in publishes]
             for ack in await asyncio.wait_for(asyncio.gather(*futures), timeout=PUBLISH_TIMEOUT):
                 self.published_seq = max(self.published_seq, ack.seq)
+        dispatches = [d for d in effects if isinstance(d, Dispatch)]
         work = [await self.js.publish_async(subjects.work(d.queue), encode(d.item), headers={bus.MSG_ID: d.msg_id})
-                for d in effects if isinstance(d, Dispatch)]
+                for d in dispatches]
         await asyncio.wait_for(asyncio.gather(*work), timeout=PUBLISH_TIMEOUT)
+        self._count(publishes, dispatches)
+
+    def _count(self, publishes: list[Publish], dispatches: list[Dispatch]) -> None:
+        now = self.clock()
+        for d in dispatches:
+            p = self.state.promises.get(d.item.id)
+            metrics.DISPATCHED.labels(d.queue, d.item.task).inc()
+            if p is not None:
+                metrics.DISPATCH_LATENCY.labels(d.queue).observe(max(0.0, now - self.state.ready_since(p)))
+        for pub in publishes:
+            if isinstance(pub.event, RetryScheduled) and pub.event.id in self.state.promises:
+                metrics.RETRIES.labels(self.state.promises[pub.event.id].spec.task).inc()
+
+    # --- health and gauges --------------------------------------------------------
+
+    def health(self) -> dict:
+        return {"ok": self.nc.is_connected, "scheduler": self.name, "leader": self.leader,
+                "last_seq": self.state.last_seq, "caught_up": self.caught_up(),
+                "promises": len(self.state.promises)}
+
+    async def _gauges(self, every: float = 5.0) -> None:
+        """Refresh the gauges a scrape reads: states, queues, consumer lag."""
+        while not self._stopping:
+            metrics.LEADER.set(1 if self.leader else 0)
+            for state, n in self.state.counts().items():
+                metrics.PROMISES.labels(state).set(n)
+            for queue in set(self.state.ready) | set(self.state.in_flight):
+                metrics.QUEUE_READY.labels(queue).set(len(self.state.ready.get(queue, ())))
+                metrics.QUEUE_IN_FLIGHT.labels(queue).set(self.state.in_flight[queue])
+            if self.leader:
+                for stream in (subjects.CHAT, subjects.COMMANDS, subjects.WORK):
+                    with contextlib.suppress(Exception):
+                        for info in await self.js.consumers_info(stream):
+                            metrics.CONSUMER_PENDING.labels(stream, info.name).set(info.num_pending or 0)
+                            metrics.CONSUMER_ACK_PENDING.labels(stream, info.name).set(info.num_ack_pending or 0)
+            await asyncio.sleep(every)
