@@ -1,0 +1,265 @@
+"""Task types run by the Claude Code CLI: ``code``, ``search``, ``analysis``, ``code_review``.
+
+``claude -p … --output-format stream-json --verbose`` runs in the chat's
+workspace with the type's prompt template, permission mode and allowed tools.
+Its tool calls become throttled progress ("Editing auth.py"); its final
+``result`` line becomes the promise's result.  The CLI runs in its own session:
+a timeout or a cancel (both arrive as ``CancelledError``) kills the whole
+process group, children included.
+
+The CLI is ``$VALOR_CLAUDE_BIN``, else ``claude`` on ``PATH``.  It reads
+``ANTHROPIC_API_KEY`` / ``ANTHROPIC_BASE_URL`` (or its own login) from the
+environment passed through; neither the prompt nor the environment is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from valor.config import Config, TaskType
+
+from . import logs, streamjson
+from .context import AttemptContext, Handler, TaskFailed
+from .shell import TAIL, kill_group
+
+BIN_ENV = "VALOR_CLAUDE_BIN"
+INSTALL_HINT = "install it with `npm install -g @anthropic-ai/claude-code` or set VALOR_CLAUDE_BIN"
+LINE_LIMIT = 64 * 1024 * 1024  # one stream-json line carries a whole tool result
+PROGRESS_EVERY = 1.0
+DEP_CHARS = 20_000  # per dependency in {deps}: the prompt travels as one argv entry (128 KiB max)
+QUIET_ENV = {
+    "DISABLE_TELEMETRY": "1",
+    "DISABLE_AUTOUPDATER": "1",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+}
+# Errors no retry can fix: a bad flag, no login, a rejected key, no credit, bypassPermissions as root.
+_PERMANENT = re.compile(
+    r"not logged in|/login|invalid api key|invalid x-api-key|authentication|unauthori[sz]ed|"
+    r"credit balance|error: (unknown )?option|error: unknown command|allowed choices|argument missing|"
+    r"cannot be used with root",
+    re.IGNORECASE,
+)
+_PLACEHOLDER = re.compile(r"\{(title|input|deps|workspace)\}")
+
+
+# -- the prompt --------------------------------------------------------------------------------------
+
+
+def render_prompt(template: str, title: str, input: Any, deps: dict[str, Any], workspace: str) -> str:
+    """Fill ``{title}``, ``{input}``, ``{deps}`` and ``{workspace}``; any other brace is left as written."""
+    values = {"title": title or "", "input": render_value(input), "deps": render_deps(deps), "workspace": workspace}
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def render_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def render_deps(deps: dict[str, Any]) -> str:
+    """One ``#<id>: <result>`` per dependency, by id; a Claude Code result shows as its text."""
+    if not deps:
+        return "(none)"
+    lines = []
+    for key in sorted(deps, key=_id_order):
+        result = deps[key]
+        if isinstance(result, dict) and isinstance(result.get("text"), str):
+            shown = result["text"]
+        elif result is None:
+            shown = "(no result)"
+        elif isinstance(result, str):
+            shown = result
+        else:
+            shown = json.dumps(result, ensure_ascii=False, default=str)
+        if len(shown) > DEP_CHARS:
+            shown = shown[:DEP_CHARS] + " … (truncated)"
+        lines.append(f"#{key}: {shown}")
+    return "\n".join(lines)
+
+
+def _id_order(key: str) -> tuple[int, int | str]:
+    return (0, int(key)) if key.lstrip("-").isdigit() else (1, key)
+
+
+# -- the command line --------------------------------------------------------------------------------
+
+
+def find_cli(environ: dict[str, str] | os._Environ = os.environ) -> str:
+    """The CLI's path, or a non-retryable TaskFailed saying where we looked and how to install it."""
+    configured = environ.get(BIN_ENV)
+    if configured:
+        path = shutil.which(configured) if os.sep not in configured else configured
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+        looked = f"${BIN_ENV}={configured}"
+    else:
+        path = shutil.which("claude", path=environ.get("PATH"))
+        if path:
+            return path
+        looked = "`claude` on PATH"
+    raise TaskFailed(f"Claude Code CLI not found (looked for {looked}): {INSTALL_HINT}", retryable=False)
+
+
+def command(cli: str, prompt: str, task_type: TaskType) -> list[str]:
+    argv = [cli, "-p", "--output-format", "stream-json", "--verbose"]
+    if task_type.permission_mode:
+        argv += ["--permission-mode", task_type.permission_mode]
+    if task_type.allowed_tools:
+        argv += ["--allowedTools", *task_type.allowed_tools]
+    # After "--", a prompt that starts with "-" is still the prompt (and ends the tool list).
+    return [*argv, "--", prompt]
+
+
+def environment(environ: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
+    """The process environment with the CLI's background traffic off.
+
+    An existing ``CLAUDE_CONFIG_DIR`` or home keeps the operator's login; only a
+    home the CLI cannot write to gets a private config directory instead.
+    """
+    env = {**environ, **QUIET_ENV}
+    home = env.get("HOME") or os.path.expanduser("~")
+    if not env.get("CLAUDE_CONFIG_DIR") and not (os.path.isdir(home) and os.access(home, os.W_OK)):
+        env["CLAUDE_CONFIG_DIR"] = os.path.join(tempfile.gettempdir(), f"valor-claude-{os.getuid()}")
+    return env
+
+
+def workspace(config: Config, chat_id: int | None) -> Path:
+    path = Path(config.workspace_for(chat_id)).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TaskFailed(f"workspace {path} cannot be created: {exc.strerror or exc}", retryable=False) from exc
+    return path
+
+
+def failure(text: str, retryable: bool | None = None) -> TaskFailed:
+    text = text.strip() or "Claude Code failed without saying why"
+    return TaskFailed(text, retryable=not _PERMANENT.search(text) if retryable is None else retryable)
+
+
+# -- running it -------------------------------------------------------------------------------------
+
+
+def claude_handler(type_name: str, task_type: TaskType, config: Config) -> Handler:
+    """The handler for one Claude Code task type of ``valor.toml``."""
+
+    async def run(ctx: AttemptContext) -> dict[str, Any]:
+        cli = find_cli()
+        cwd = workspace(config, ctx.chat_id)
+        prompt = render_prompt(task_type.prompt, ctx.title, ctx.input, ctx.deps, str(cwd))
+        return await run_claude(ctx, command(cli, prompt, task_type), cwd, type_name)
+
+    run.__name__ = run.__qualname__ = f"claude_{type_name}"
+    return run
+
+
+async def run_claude(ctx: AttemptContext, argv: list[str], cwd: Path, type_name: str) -> dict[str, Any]:
+    fields = {"promise": ctx.id, "attempt": ctx.attempt, "task": type_name}
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=environment(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            limit=LINE_LIMIT,
+        )
+    except OSError as exc:
+        raise TaskFailed(f"cannot start Claude Code ({argv[0]}): {exc.strerror or exc}", retryable=False) from exc
+    logs.info("claude.started", pid=proc.pid, workspace=str(cwd), **fields)
+    err = bytearray()
+    stderr_task = asyncio.create_task(_tail(proc.stderr, err))
+    try:
+        stream = await _follow(proc.stdout, ctx)
+        await stderr_task
+        code = await proc.wait()
+    except BaseException:
+        # Timed out or cancelled: leave no process behind, then let the executor record it.
+        stderr_task.cancel()
+        await asyncio.shield(kill_group(proc))
+        logs.info("claude.killed", pid=proc.pid, **fields)
+        raise
+    _reap_group(proc.pid)  # anything the CLI started and left running
+    result = stream.outcome
+    logs.info("claude.exited", pid=proc.pid, code=code, cost_usd=result.cost_usd if result else None,
+              is_error=result.is_error if result else None, **fields)
+    return finish(stream, code, err.decode(errors="replace"))
+
+
+def finish(stream: streamjson.Stream, code: int, stderr: str) -> dict[str, Any]:
+    """The promise's result, or the TaskFailed that says why there is none."""
+    result = stream.outcome
+    if result is not None and not result.is_error:
+        return result.as_result()
+    if result is not None:
+        raise failure(result.text or stderr or result.subtype)
+    detail = stderr.strip() or stream.last_text
+    if code != 0:
+        raise failure(f"Claude Code exited with code {code}: {detail}".rstrip(": "))
+    raise failure(f"Claude Code ended without a result: {detail}".rstrip(": "))
+
+
+async def _follow(stdout: asyncio.StreamReader | None, ctx: AttemptContext) -> streamjson.Stream:
+    """Read stream-json to the end, reporting tool calls as progress at most once per second."""
+    stream = streamjson.Stream()
+    if stdout is None:
+        return stream
+    throttle = streamjson.Throttle(PROGRESS_EVERY)
+    reading = asyncio.ensure_future(_readline(stdout))
+    try:
+        while True:
+            wait = throttle.wait(time.monotonic())
+            done, _ = await asyncio.wait({reading}, timeout=wait)
+            if not done:  # a held-back progress text is due while the CLI is quiet
+                if text := throttle.due(time.monotonic()):
+                    await ctx.progress(text)
+                continue
+            line = reading.result()
+            if line is None:
+                return stream
+            reading = asyncio.ensure_future(_readline(stdout))
+            stream, texts = streamjson.step(stream, line)
+            for text in texts:
+                if ready := throttle.offer(text, time.monotonic()):
+                    await ctx.progress(ready)
+    finally:
+        reading.cancel()
+
+
+async def _readline(stdout: asyncio.StreamReader) -> bytes | None:
+    """The next line, None at the end; a line over LINE_LIMIT is dropped, not fatal."""
+    while True:
+        try:
+            line = await stdout.readline()
+        except ValueError:
+            continue
+        return line if line else None
+
+
+async def _tail(stream: asyncio.StreamReader | None, keep: bytearray) -> None:
+    if stream is None:
+        return
+    while chunk := await stream.read(65536):
+        keep += chunk
+        del keep[:-TAIL]
+
+
+def _reap_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
