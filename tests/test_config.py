@@ -50,3 +50,19 @@ def test_code_tasks_of_one_workspace_share_a_concurrency_key():
                             chat_id=7)
     assert created.concurrency_key == "workspace:/srv/app" and created.concurrency_limit == 1
     assert created.queue == "code" and created.timeout == 1800 and created.max_attempts == 2
+
+
+def test_every_configured_type_has_a_handler_in_the_executor():
+    from services.executor.handlers import handlers_for
+
+    config = parse('[types.lint]\nhandler = "shell"\n[types.docs]\nhandler = "claude"\nqueue = "code"\n')
+    table = handlers_for(config, nc=None)
+    assert set(table) == set(config.types)
+    assert {"lint", "docs", "respond", "code_review"} <= set(table)
+
+
+def test_shell_programs_never_see_valors_secrets(monkeypatch):
+    from services.executor.shell import program_env
+
+    env = program_env({"ANTHROPIC_API_KEY": "sk", "VALOR_TG_BOT_TOKEN": "t", "PATH": "/bin", "HOME": "/root"})
+    assert env == {"PATH": "/bin", "HOME": "/root"}

@@ -43,8 +43,21 @@ def replicas() -> int:
 
 async def connect(url: str | None = None, name: str = "valor", **options) -> Client:
     servers = [s.strip() for s in (url or nats_url()).split(",") if s.strip()]
+    async def on_error(exc: Exception) -> None:
+        # One line, not nats-py's traceback per reconnect attempt.
+        log.warning("nats: %s: %s", type(exc).__name__, exc)
+
+    async def on_disconnected() -> None:
+        log.warning("nats: disconnected; reconnecting")
+
+    async def on_reconnected() -> None:
+        log.info("nats: reconnected")
+
     defaults = dict(
         name=name,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
         max_reconnect_attempts=-1,  # services outlive node restarts
         reconnect_time_wait=0.5,
         connect_timeout=2,

@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 
 HANDLERS = ("noop", "echo", "sleep", "fail", "shell", "respond", "claude")
-PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions")
+PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "auto", "manual", "dontAsk")
 
 
 class ConfigError(ValueError):
@@ -49,8 +49,8 @@ class Chat(Strict):
     work_group: bool = False  # a group where every message is for Valor, mention or not
 
 
-DEFAULT_SHELL_ALLOW = ("echo", "true", "false", "ls", "cat", "python3", "pytest", "git", "make", "sleep",
-                       "uname", "date", "wc")
+# No interpreters by default: "python3 -c ..." would make the allowlist meaningless.
+DEFAULT_SHELL_ALLOW = ("echo", "true", "false", "ls", "cat", "pytest", "git", "sleep", "uname", "date", "wc")
 
 
 class Shell(Strict):
@@ -58,7 +58,7 @@ class Shell(Strict):
 
 
 class Agent(Strict):
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-5-5"
     max_tokens: int = 2048
     history: int = 20  # recent chat messages given to the agent as context
 

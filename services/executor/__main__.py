@@ -12,16 +12,19 @@ import signal
 import click
 
 from valor import bus, logs, metrics
+from valor.config import ConfigError, load
 
 from . import config
+from .handlers import handlers_for
 from .worker import Executor
 
 
 async def serve(queues: list[str], slots: int, executor_id: str | None, grace: float) -> None:
+    settings = load()  # valor.toml: refuse to start on a bad file, naming the key
     nc = await bus.connect(name=f"executor-{executor_id or 'anon'}")
     try:
         await bus.ensure_streams(nc.jetstream())
-        executor = Executor(nc, queues, slots, executor_id=executor_id)
+        executor = Executor(nc, queues, slots, handlers=handlers_for(settings, nc), executor_id=executor_id)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -46,7 +49,10 @@ def main(queues: str, slots: int, executor_id: str | None, grace: float) -> None
     bad = [n for n in names + ([executor_id] if executor_id else []) if not config.is_token(n)]
     if not names or bad:
         raise click.BadParameter(f"queues and id must be letters, digits, '-' or '_': {', '.join(bad) or 'none given'}")
-    asyncio.run(serve(names, slots, executor_id, grace))
+    try:
+        asyncio.run(serve(names, slots, executor_id, grace))
+    except ConfigError as exc:
+        raise SystemExit(f"executor: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ import os
 import re
 import secrets
 import socket
+from collections.abc import Iterable
+
+from valor.config import DEFAULT_SHELL_ALLOW
 
 DEFAULT_ACK_WAIT = 10.0  # in_progress every third of it keeps long attempts; a crash costs this much
-DEFAULT_SHELL_ALLOW = "echo,true,false,ls,cat,python3,pytest,git,make,sleep,uname,date,wc"
 HEARTBEAT_INTERVAL = 2.0
 # A pull request lingers this long; short so slots shared by several queues rotate
 # quickly and so a stalled fetch costs at most this much latency.
@@ -28,8 +30,11 @@ def ack_wait() -> float:
     return float(os.environ.get("VALOR_ACK_WAIT", DEFAULT_ACK_WAIT))
 
 
-def shell_allowlist() -> frozenset[str]:
-    raw = os.environ.get("VALOR_SHELL_ALLOW", DEFAULT_SHELL_ALLOW)
+def shell_allowlist(configured: Iterable[str] = DEFAULT_SHELL_ALLOW) -> frozenset[str]:
+    """``VALOR_SHELL_ALLOW`` when set (an operator's override), else valor.toml's ``shell.allow``."""
+    raw = os.environ.get("VALOR_SHELL_ALLOW")
+    if raw is None:
+        return frozenset(configured)
     return frozenset(p.strip() for p in raw.split(",") if p.strip())
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from valor.logs import SECRET_NAME
+
 from . import config
-from .context import AttemptContext, TaskFailed
+from .context import AttemptContext, Handler, TaskFailed
 
 TAIL = 4096
 KILL_AFTER = 2.0
@@ -65,12 +68,29 @@ async def kill_group(proc: asyncio.subprocess.Process) -> None:
     await proc.wait()
 
 
-async def run_shell(ctx: AttemptContext) -> dict[str, Any]:
-    argv, cwd = check_argv(ctx.input, config.shell_allowlist())
+def shell_handler(allow: Iterable[str]) -> Handler:
+    """The ``shell`` task with valor.toml's allowlist (``VALOR_SHELL_ALLOW`` overrides it)."""
+    allowed = config.shell_allowlist(allow)
+
+    async def shell(ctx: AttemptContext) -> dict[str, Any]:
+        return await run_shell(ctx, allowed)
+
+    return shell
+
+
+def program_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a task's program sees: Valor's secrets stay out of it."""
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in env.items() if not SECRET_NAME.search(k)}
+
+
+async def run_shell(ctx: AttemptContext, allow: frozenset[str] | None = None) -> dict[str, Any]:
+    argv, cwd = check_argv(ctx.input, config.shell_allowlist() if allow is None else allow)
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
+            env=program_env(),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

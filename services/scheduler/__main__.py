@@ -7,14 +7,17 @@ import os
 import signal
 
 from valor import bus, logs, metrics
+from valor.config import ConfigError, load
 
 from .service import Scheduler
 
 
 async def main() -> None:
+    config = load()  # refuse to start on a bad valor.toml, naming the key
     nc = await bus.connect(name="scheduler")
     scheduler = Scheduler(
         nc,
+        config=config,
         lease_ttl=float(os.environ.get("VALOR_LEASE_TTL", "5")),
         ack_wait=float(os.environ.get("VALOR_ACK_WAIT", "30")),
     )
@@ -31,4 +34,7 @@ async def main() -> None:
 
 if __name__ == "__main__":
     logs.setup("scheduler")
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        raise SystemExit(f"scheduler: {exc}") from None

@@ -104,7 +104,8 @@ def _live_members(pgid: int) -> list[int]:
     return found
 
 
-async def test_cancel_stops_a_running_shell_and_leaves_no_process(js, executor):
+async def test_cancel_stops_a_running_shell_and_leaves_no_process(js, executor, monkeypatch):
+    monkeypatch.setenv("VALOR_SHELL_ALLOW", "python3")
     ex = await executor()
     script = "import subprocess, time; subprocess.Popen(['sleep', '30']); time.sleep(30)"
     await put_work(js, WorkItem(id=1, attempt=1, task="shell", input={"argv": ["python3", "-c", script]}))

@@ -34,14 +34,16 @@ async def test_shell_refuses_a_path_unless_that_exact_path_is_allowed(monkeypatc
     assert result["exit_code"] == 0
 
 
-async def test_shell_returns_exit_code_and_output_tails(tmp_path):
+async def test_shell_returns_exit_code_and_output_tails(tmp_path, monkeypatch):
+    monkeypatch.setenv("VALOR_SHELL_ALLOW", "python3")
     result = await run_shell(ctx("shell", {"argv": ["python3", "-c", "print('x' * 5000)"], "cwd": str(tmp_path)}))
     assert result["exit_code"] == 0
     assert result["stdout_tail"] == ("x" * 5000 + "\n")[-4096:]
     assert result["stderr_tail"] == ""
 
 
-async def test_shell_nonzero_exit_fails_without_retry_naming_code_and_stderr():
+async def test_shell_nonzero_exit_fails_without_retry_naming_code_and_stderr(monkeypatch):
+    monkeypatch.setenv("VALOR_SHELL_ALLOW", "python3")
     with pytest.raises(TaskFailed) as err:
         await run_shell(ctx("shell", {"argv": ["python3", "-c", "import sys; sys.exit('boom')"]}))
     assert err.value.error == "exit code 1: boom"
