@@ -39,6 +39,6 @@ def chat_view(events: Iterable[tuple[int, PromiseEvent]], chat_id: int,
     by_id: dict[int, list[PromiseEvent]] = {}
     for seq, event in events:
         state.apply(event, seq)
-        by_id.setdefault(event.id, []).append(event)
+        by_id.setdefault(getattr(event, "id", 0), []).append(event)
     mine = {pid: p for pid, p in state.promises.items() if p.spec.chat_id == chat_id}
     return ChatView(chat_id, mine, {pid: by_id.get(pid, []) for pid in mine}, list(messages or []))
