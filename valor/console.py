@@ -79,7 +79,10 @@ async def read_lines(interactive: bool):
 
 
 async def chat(chat_id: int, idle: float, wait: float, interactive: bool) -> None:
-    nc = await bus.connect(name="console", max_reconnect_attempts=5)
+    async def quiet() -> None:  # the terminal is for the chat, not for connection notices
+        pass
+
+    nc = await bus.connect(name="console", max_reconnect_attempts=5, disconnected_cb=quiet)
     screen = Screen()
 
     async def show(msg) -> None:

@@ -11,7 +11,11 @@ import hashlib
 import json
 from typing import Any
 
+import msgspec
+
+from schemas.commands import RespondResult
 from schemas.events import Cancelled, Failed, Succeeded
+from services.executor.respond.reply import reply_with_ids
 
 from .board import Board, Item
 
@@ -87,24 +91,18 @@ def respond_terminal(item: Item, board: Board) -> str:
             return f"❌ I could not answer this (#{item.id}): {end.reason}"
         case Cancelled():
             return f"🚫 Answering this was cancelled (#{item.id}): {end.reason}"
-    reply = ""
-    if isinstance(end.result, dict) and isinstance(end.result.get("reply"), str):
-        reply = end.result["reply"].strip()
-    lines = [reply] if reply else []
-    if item.spawned is not None and item.spawned.children:
-        promised = [f"#{i} {name}" + _title(board, i, name)
-                    for name, i in sorted(item.spawned.children.items(), key=lambda kv: kv[1])]
-        lines.append("Promised:\n" + "\n".join(promised))
+    result = _respond_result(end.result)
+    lines = [reply_with_ids(result.reply.strip(), item.spawned.children if item.spawned else {}, result.promises)]
     if item.spawned is not None and item.spawned.error:
         lines.append(f"⚠️ The promised work could not start: {item.spawned.error}")
-    return "\n\n".join(lines) or "✅ Done."
+    return "\n\n".join(line for line in lines if line) or "✅ Done."
 
 
-def _title(board: Board, promise_id: int, name: str) -> str:
-    child = board.items.get(promise_id)
-    if child is None or child.spec.title in ("", name):
-        return ""
-    return f" — {child.spec.title}"
+def _respond_result(result: Any) -> RespondResult:
+    try:
+        return msgspec.convert(result, RespondResult)
+    except msgspec.ValidationError:
+        return RespondResult(reply=summary(result))
 
 
 def status(item: Item) -> str:
