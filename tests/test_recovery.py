@@ -16,9 +16,9 @@ from schemas.commands import NewPromise as T
 from valor import bus
 from valor.client import ValorClient
 from valor.natsserver import NatsCluster
+from valor.stack import Stack
 
 from .invariants import violations
-from .stack import Stack
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -1,4 +1,4 @@
-"""A whole Valor as real processes, for recovery tests: we play the supervisor.
+"""A whole Valor as real processes, for recovery tests and benchmarks: we play the supervisor.
 
 NATS nodes come from ``valor.natsserver``; the scheduler and executors run as
 ``python -m services.<name>`` subprocesses that the tests kill -9 and restart.
@@ -15,6 +15,8 @@ from pathlib import Path
 
 from valor.natsserver import NatsCluster
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @dataclass
 class Service:
@@ -26,7 +28,7 @@ class Service:
 
     def start(self) -> None:
         out = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=out, start_new_session=True)
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=out, start_new_session=True, cwd=ROOT)
         out.close()
 
     def kill(self) -> None:
@@ -58,7 +60,8 @@ class Stack:
 
     def __post_init__(self) -> None:
         env = dict(os.environ, VALOR_NATS_URL=self.nats.url, VALOR_REPLICAS=str(len(self.nats.nodes)),
-                   VALOR_ACK_WAIT="3", VALOR_LOG_LEVEL="INFO", **self.env_extra)
+                   VALOR_ACK_WAIT="3", VALOR_LOG_LEVEL="INFO")
+        env.update(self.env_extra)
         py = sys.executable
         for i in range(self.schedulers):
             name = f"scheduler-{i + 1}"
