@@ -21,7 +21,8 @@ import nats.errors
 from valor import bus
 from valor.config import load
 
-HELP = "Type a message and press enter (try /help, /do sleep 3, /plan ...). Ctrl-D quits."
+HELP = ("Type a message and press enter (try /help). End a line with \\ to continue the message "
+        "on the next line (for /plan). Ctrl-D quits.")
 
 
 class Screen:
@@ -63,19 +64,32 @@ async def send_line(nc, chat_id: int, text: str, screen: Screen) -> None:
         screen.print(f"you [#{answer['id']}]: {text}")
 
 
+async def read_messages(interactive: bool):
+    """Lines, where a line ending in a backslash continues the message on the next one."""
+    pending: list[str] = []
+    async for line in read_lines(interactive):
+        if line.endswith("\\"):
+            pending.append(line[:-1].rstrip())
+            continue
+        yield "\n".join([*pending, line]).strip()
+        pending = []
+    if pending:
+        yield "\n".join(pending).strip()
+
+
 async def read_lines(interactive: bool):
     loop = asyncio.get_running_loop()
     while True:
         if interactive:
             try:
-                line = await loop.run_in_executor(None, input, "> ")
+                line = await loop.run_in_executor(None, input, "")
             except EOFError:
                 return
         else:
             line = await loop.run_in_executor(None, sys.stdin.readline)
             if not line:
                 return
-        yield line.strip()
+        yield line.rstrip("\n")
 
 
 async def chat(chat_id: int, idle: float, wait: float, interactive: bool) -> None:
@@ -92,7 +106,7 @@ async def chat(chat_id: int, idle: float, wait: float, interactive: bool) -> Non
     try:
         if interactive:
             screen.print(f"Valor console, chat {chat_id}. {HELP}")
-        async for line in read_lines(interactive):
+        async for line in read_messages(interactive):
             if line:
                 await send_line(nc, chat_id, line, screen)
         deadline = time.monotonic() + wait
