@@ -11,6 +11,7 @@ VENV                   ?= .venv
 NATS_PORT_BASE         ?= 4222
 NATS_CLUSTER_PORT_BASE ?= 6222
 NATS_MONITOR_PORT_BASE ?= 8222
+METRICS_PORT_BASE      ?= 9100
 UP_TIMEOUT             ?= 60
 
 VAR       := $(CURDIR)/var
@@ -54,7 +55,7 @@ $(VENV_DIR)/bin/pytest:
 up: venv
 	@$(PY) deploy/render.py --root $(CURDIR) --var $(VAR) --venv $(VENV_DIR) \
 	  --nats-port-base $(NATS_PORT_BASE) --cluster-port-base $(NATS_CLUSTER_PORT_BASE) \
-	  --monitor-port-base $(NATS_MONITOR_PORT_BASE)
+	  --monitor-port-base $(NATS_MONITOR_PORT_BASE) --metrics-port-base $(METRICS_PORT_BASE)
 	@if $(CTL) pid >/dev/null 2>&1; then echo "supervisord already running"; \
 	  else $(VENV_DIR)/bin/supervisord -c $(VAR)/supervisord.conf && echo "supervisord started"; fi
 	@$(HEALTH) --timeout $(UP_TIMEOUT) wait || { $(MAKE) --no-print-directory status; exit 1; }

@@ -71,10 +71,22 @@ def drop_programs(text: str, names: set[str]) -> str:
     return "".join(b for b in blocks if not any(b.startswith(f"[program:{n}]") for n in names))
 
 
-def render_supervisord(root: Path, var: Path, venv: Path, ports: Ports) -> Path:
+def metrics_ports(base: int) -> dict[str, str]:
+    """Prometheus ports: schedulers base+0.., executors base+10.., ingest base+20, notifier base+30.
+
+    supervisord cannot add, so a numbered program gets a prefix and appends its
+    process number (0-9): base 9100 gives schedulers 9100, 9101 and executors 9110, 9111.
+    """
+    if base % 10:
+        raise ValueError("the metrics port base must be a multiple of 10")
+    return {"metrics_scheduler": str(base // 10), "metrics_executor": str(base // 10 + 1),
+            "metrics_ingest": str(base + 20), "metrics_notifier": str(base + 30)}
+
+
+def render_supervisord(root: Path, var: Path, venv: Path, ports: Ports, metrics_base: int = 9100) -> Path:
     (var / "log").mkdir(parents=True, exist_ok=True)
     text = Template((HERE / "supervisord.conf").read_text()).substitute(
-        root=root, var=var, venv=venv, nats_url=ports.nats_url
+        root=root, var=var, venv=venv, nats_url=ports.nats_url, **metrics_ports(metrics_base)
     )
     text = drop_programs(text, set(SERVICES) - set(present_services(root)))
     path = var / "supervisord.conf"
@@ -106,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nats-port-base", type=int, default=4222)
     p.add_argument("--cluster-port-base", type=int, default=6222)
     p.add_argument("--monitor-port-base", type=int, default=8222)
+    p.add_argument("--metrics-port-base", type=int, default=9100)
     a = p.parse_args(argv)
     root = a.root.resolve()
     var = (a.var or root / "var").resolve()
@@ -114,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "NATS_PORT_BASE": a.nats_port_base,
         "NATS_CLUSTER_PORT_BASE": a.cluster_port_base,
         "NATS_MONITOR_PORT_BASE": a.monitor_port_base,
+        "METRICS_PORT_BASE": a.metrics_port_base,
     }
     old = var / "ports.mk"
     if supervisord_running(var) and old.exists() and old.read_text() != _ports_mk_text(bases):
@@ -124,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     var.mkdir(parents=True, exist_ok=True)
     ports = Ports.from_bases(a.nats_port_base, a.cluster_port_base, a.monitor_port_base)
     render_nats(var, ports)
-    render_supervisord(root, var, venv, ports)
+    render_supervisord(root, var, venv, ports, a.metrics_port_base)
     render_ports_mk(var, bases)
     services = present_services(root)
     print(

@@ -114,7 +114,7 @@ def test_supervisord_runs_only_the_services_that_exist(tmp_path):
     assert programs["scheduler"]["numprocs"] == "2"
     assert programs["executor"]["numprocs"] == "2"
     assert programs["executor"]["command"].endswith(
-        "--queues default,respond --slots 4 --id executor-%(process_num)s"
+        "--queues default,respond,code --slots 4 --id executor-%(process_num)s"
     )
     for name in ("scheduler", "executor"):
         env = programs[name]["environment"]

@@ -59,6 +59,28 @@ class JsonFormatter(logging.Formatter):
         return scrub(json.dumps(line, default=str, ensure_ascii=False), self.secrets)
 
 
+def line(event: str, **fields: object) -> str:
+    """One fact as compact JSON, the event name first: ``{"event":"attempt.started","promise_id":12,...}``."""
+    return json.dumps({"event": event, **fields}, default=str, separators=(",", ":"), ensure_ascii=False)
+
+
+class EventLog:
+    """What services log through: an event name and ids, never message texts or secrets."""
+
+    def __init__(self, name: str) -> None:
+        self.logger = logging.getLogger(name)
+
+    def debug(self, event: str, **fields: object) -> None:
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug(line(event, **fields))
+
+    def info(self, event: str, **fields: object) -> None:
+        self.logger.info(line(event, **fields))
+
+    def warning(self, event: str, **fields: object) -> None:
+        self.logger.warning(line(event, **fields))
+
+
 def setup(service: str, level: str | None = None) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter(service))

@@ -68,7 +68,7 @@ class Stack:
             self.services[name] = Service(name, [py, "-m", "services.scheduler"], env, self.nats.root / f"{name}.log")
         for i in range(self.executors):
             name = f"executor-{i + 1}"
-            argv = [py, "-m", "services.executor", "--queues", "default,respond", "--slots", str(self.slots), "--id", name]
+            argv = [py, "-m", "services.executor", "--queues", "default,respond,code", "--slots", str(self.slots), "--id", name]
             self.services[name] = Service(name, argv, env, self.nats.root / f"{name}.log")
 
     def start(self) -> Stack:

@@ -166,7 +166,7 @@ def claude_handler(type_name: str, task_type: TaskType, config: Config) -> Handl
 
 
 async def run_claude(ctx: AttemptContext, argv: list[str], cwd: Path, type_name: str) -> dict[str, Any]:
-    fields = {"promise": ctx.id, "attempt": ctx.attempt, "task": type_name}
+    fields = {"promise_id": ctx.id, "attempt": ctx.attempt, "task": type_name}
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,

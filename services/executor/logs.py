@@ -1,23 +1,8 @@
-"""One log line per fact, as compact JSON, so ``grep '"promise_id":12'`` finds a promise's story.
+"""The executor's log lines (see valor.logs): ``grep '"promise_id":12'`` finds one story."""
 
-Only ids, names and short error texts are logged: never inputs, results or environment.
-"""
+from valor.logs import EventLog, line
 
-from __future__ import annotations
+_log = EventLog("valor.executor")
+debug, info, warning = _log.debug, _log.info, _log.warning
 
-import json
-import logging
-
-log = logging.getLogger("valor.executor")
-
-
-def line(event: str, **fields: object) -> str:
-    return json.dumps({"event": event, **fields}, default=str, separators=(",", ":"))
-
-
-def info(event: str, **fields: object) -> None:
-    log.info(line(event, **fields))
-
-
-def warning(event: str, **fields: object) -> None:
-    log.warning(line(event, **fields))
+__all__ = ["debug", "info", "line", "warning"]

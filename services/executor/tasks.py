@@ -17,6 +17,17 @@ def _object(ctx: AttemptContext) -> dict[str, Any]:
     return ctx.input
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value.strip().removesuffix("s"))
+        except ValueError:
+            return None
+    return None
+
+
 async def noop(ctx: AttemptContext) -> None:
     return None
 
@@ -26,7 +37,9 @@ async def echo(ctx: AttemptContext) -> dict[str, Any]:
 
 
 async def sleep(ctx: AttemptContext) -> dict[str, Any]:
-    seconds = _object(ctx).get("seconds", 0)
+    # "/do sleep 3" gives the text "3": a bare number is the seconds too.
+    bare = _number(ctx.input)
+    seconds = bare if bare is not None else _object(ctx).get("seconds", 0)
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
         raise TaskFailed("sleep input 'seconds' must be a non-negative number", retryable=False)
     step = min(1.0, max(0.1, seconds / 10))

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 
-from valor import bus
+from valor import bus, logs, metrics
 from valor.config import load
 
 from .console import ConsoleIngest
@@ -36,6 +35,7 @@ async def serve() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await runner.start()
+        metrics.serve(lambda: {"ok": nc.is_connected, "service": "ingest"})
         await stop.wait()
         await runner.stop()
     finally:
@@ -52,8 +52,7 @@ async def login_all() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("VALOR_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup("ingest")
     if sys.argv[1:] == ["login"]:
         asyncio.run(login_all())
     else:

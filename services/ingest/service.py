@@ -106,7 +106,7 @@ class Ingest:
         """Publish if it is for Valor; True when it was new to CHAT."""
         verdict = accept(message, self.me, self.rules, caught_up)
         if isinstance(verdict, str):
-            logs.debug("ingest.ignored", chat=message.chat_id, message=message.id, reason=verdict)
+            logs.debug("ingest.ignored", chat_id=message.chat_id, message=message.id, reason=verdict)
             return False
         return await self.publish(verdict)
 
@@ -121,12 +121,12 @@ class Ingest:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logs.warning("ingest.publish_retry", chat=msg.chat_id, message=msg.message_id, error=str(exc))
+                logs.warning("ingest.publish_retry", chat_id=msg.chat_id, message=msg.message_id, error=str(exc))
                 await self.sleep(delay)
                 delay = min(delay * 2, 5.0)
         if not ack.duplicate:
             self.published += 1
-            logs.info("ingest.received", chat=msg.chat_id, message=msg.message_id, caught_up=msg.caught_up)
+            logs.info("ingest.received", chat_id=msg.chat_id, message=msg.message_id, caught_up=msg.caught_up)
         return not ack.duplicate
 
     # --- history ----------------------------------------------------------------
@@ -154,7 +154,7 @@ class Ingest:
             try:
                 new += await self._retrying(f"history {chat_id}", lambda c=chat_id: self.fill(c))
             except RPCError as exc:  # this chat is unreadable (left, banned...): the others go on
-                logs.warning("ingest.chat_unreadable", chat=chat_id, error=str(exc))
+                logs.warning("ingest.chat_unreadable", chat_id=chat_id, error=str(exc))
         if new:
             logs.info("ingest.backfilled", new=new)
         return new

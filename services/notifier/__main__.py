@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import signal
 
 from services.ingest.telegram import credentials
-from valor import bus
+from valor import bus, logs, metrics
 from valor.config import load
 
 from .service import Notifier
@@ -28,6 +26,7 @@ async def serve() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await notifier.start()
+        metrics.serve(lambda: {"ok": nc.is_connected, "service": "notifier"})
         await stop.wait()
         await notifier.stop()
     finally:
@@ -35,8 +34,7 @@ async def serve() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("VALOR_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup("notifier")
     asyncio.run(serve())
 
 

@@ -1,28 +1,8 @@
-"""One log line per fact, as compact JSON: ``grep '"promise":12'`` finds a promise's notices.
+"""The notifier's log lines (see valor.logs): ``grep '"promise_id":12'`` finds one story."""
 
-Never message texts or credentials: ids, counts and short error texts only.
-"""
+from valor.logs import EventLog, line
 
-from __future__ import annotations
+_log = EventLog("valor.notifier")
+debug, info, warning = _log.debug, _log.info, _log.warning
 
-import json
-import logging
-
-log = logging.getLogger("valor.notifier")
-
-
-def line(event: str, **fields: object) -> str:
-    return json.dumps({"event": event, **fields}, default=str, separators=(",", ":"), ensure_ascii=False)
-
-
-def debug(event: str, **fields: object) -> None:
-    if log.isEnabledFor(logging.DEBUG):
-        log.debug(line(event, **fields))
-
-
-def info(event: str, **fields: object) -> None:
-    log.info(line(event, **fields))
-
-
-def warning(event: str, **fields: object) -> None:
-    log.warning(line(event, **fields))
+__all__ = ["debug", "info", "line", "warning"]

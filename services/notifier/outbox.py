@@ -150,11 +150,11 @@ class Outbox:
                 raise
             except FloodWaitError as exc:
                 self.stats["flood_waits"] += 1
-                logs.warning("notifier.flood_wait", chat=action.chat_id, promise=action.id, seconds=exc.seconds)
+                logs.warning("notifier.flood_wait", chat_id=action.chat_id, promise_id=action.id, seconds=exc.seconds)
                 await self.sleep(exc.seconds + 1)
             except (ConnectionError, OSError, TimeoutError, RPCError) as exc:
                 failures += 1
-                logs.warning("notifier.action_failed", chat=action.chat_id, promise=action.id,
+                logs.warning("notifier.action_failed", chat_id=action.chat_id, promise_id=action.id,
                              action=type(action).__name__, error=str(exc) or type(exc).__name__)
                 if not isinstance(action, Send) and isinstance(exc, RPCError) and failures >= GIVE_UP_COSMETIC:
                     if isinstance(action, React):  # say so in the log; never retried again
@@ -214,7 +214,7 @@ class Outbox:
         await self._record(Notified(id=action.id, kind=action.kind, chat_id=action.chat_id,
                                     telegram_message_id=ids[0], at=self.clock()),
                            f"{action.id}:notified:{action.kind}")
-        logs.info("notifier.sent", promise=action.id, kind=action.kind, chat=action.chat_id,
+        logs.info("notifier.sent", promise_id=action.id, kind=action.kind, chat_id=action.chat_id,
                   message=ids[0], parts=len(parts), already_there=reused)
 
     async def _find(self, action: Send, digests: list[str]) -> dict[int, int]:
@@ -233,7 +233,7 @@ class Outbox:
                     break
         if found:
             self.stats["reconciled"] += len(found)
-            logs.info("notifier.reconciled", promise=action.id, kind=action.kind, chat=action.chat_id,
+            logs.info("notifier.reconciled", promise_id=action.id, kind=action.kind, chat_id=action.chat_id,
                       found=len(found), parts=len(digests))
         return found
 

@@ -119,7 +119,7 @@ class Notifier:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logs.warning("notifier.record_retry", promise=event.id, error=str(exc))
+                logs.warning("notifier.record_retry", promise_id=event.id, error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

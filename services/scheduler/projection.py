@@ -21,6 +21,7 @@ from schemas.events import (
     Created,
     Dispatched,
     Failed,
+    NoticeIntended,
     Notified,
     Progress,
     PromiseEvent,
@@ -219,6 +220,9 @@ class Projection:
             self.needs_decision.discard(p.id)
         return True
 
+    def _notice_intended(self, e: NoticeIntended) -> bool:
+        return e.id in self.promises  # the notifier's fact; nothing here depends on it
+
     def _notified(self, e: Notified) -> bool:
         p = self.promises.get(e.id)
         if p is None:
@@ -305,4 +309,5 @@ _HANDLERS = {
     Cancelled: Projection._cancelled,
     Spawned: Projection._spawned,
     Notified: Projection._notified,
+    NoticeIntended: Projection._notice_intended,
 }

@@ -82,3 +82,8 @@ async def test_sleep_reports_progress_and_returns_seconds():
 async def test_sleep_refuses_a_negative_duration():
     with pytest.raises(TaskFailed, match="non-negative number"):
         await tasks.sleep(ctx("sleep", {"seconds": -1}))
+
+
+async def test_sleep_takes_a_bare_number_as_seconds():
+    assert await tasks.sleep(ctx("sleep", "0.05")) == {"slept": 0.05}
+    assert await tasks.sleep(ctx("sleep", 0)) == {"slept": 0}
