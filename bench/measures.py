@@ -1,0 +1,237 @@
+"""Each figure of ``make bench``: a coroutine that sets something up, measures, tears down.
+
+Everything runs on the durable configs (file storage, ``sync_interval: always``),
+on real nats-server processes and real service processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+
+from nats.js.api import StorageType, StreamConfig
+
+from schemas.commands import NewPromise as T
+from schemas.events import Created, Started, decode_promise_event
+from valor import bus
+from valor.client import ValorClient
+from valor.natsserver import NatsCluster
+from valor.stack import Stack
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
+    return values[k]
+
+
+# --- 1. the client's own ceiling -------------------------------------------------------
+
+
+async def ceiling(cluster: NatsCluster, n: int) -> dict[str, float]:
+    nc = await bus.connect(cluster.url, name="bench-ceiling")
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="BENCH", subjects=["bench.>"], storage=StorageType.FILE,
+                                     num_replicas=len(cluster.nodes)))
+    payload = b'{"type":"started","id":1,"attempt":1,"executor":"x","at":1.0}'
+    t0 = time.perf_counter()
+    seq_n = max(200, n // 10)
+    for _ in range(seq_n):
+        await js.publish("bench.seq", payload)
+    sequential = seq_n / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    futures = [await js.publish_async("bench.async", payload) for _ in range(n)]
+    await asyncio.gather(*futures)
+    pipelined = n / (time.perf_counter() - t0)
+    sub = await js.pull_subscribe("bench.async", durable="bench", stream="BENCH")
+    t0 = time.perf_counter()
+    got = 0
+    while got < n:
+        msgs = await sub.fetch(min(256, n - got), timeout=5)
+        for m in msgs:
+            await m.ack()
+        got += len(msgs)
+    fetch_ack = n / (time.perf_counter() - t0)
+    await js.delete_stream("BENCH")
+    await nc.close()
+    return {"publish_sequential_per_s": sequential, "publish_pipelined_per_s": pipelined,
+            "fetch_ack_per_s": fetch_ack}
+
+
+# --- 2 and 3. end-to-end throughput ------------------------------------------------------
+
+
+async def _wait_for_executors(nc, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            kv = await nc.jetstream().key_value("valor_executors")
+            if len(await kv.keys()) >= count:
+                return
+        except Exception:
+            pass
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"{count} executors did not announce themselves")
+
+
+async def throughput(cluster: NatsCluster, executors: int, plans: list[list[T]], slots: int = 32) -> float:
+    """Promises per second from the first submission to the last ``succeeded``."""
+    stack = Stack(cluster, schedulers=1, executors=executors, slots=slots,
+                  env_extra={"VALOR_LOG_LEVEL": "WARNING", "VALOR_ACK_WAIT": "30"}).start()
+    nc = await bus.connect(cluster.url, name="bench-e2e")
+    try:
+        await _wait_for_executors(nc, executors)
+        client = ValorClient(nc, by="bench")
+        total = sum(len(p) for p in plans)
+        done: set[int] = set()
+        finished = asyncio.Event()
+
+        async def on_succeeded(msg):
+            done.add(int(msg.subject.split(".")[1]))
+            if len(done) >= total:
+                finished.set()
+
+        await nc.subscribe("promise.*.succeeded", cb=on_succeeded)
+        t0 = time.perf_counter()
+        await asyncio.gather(*[client.submit(*plan, timeout=120) for plan in plans])
+        await asyncio.wait_for(finished.wait(), timeout=600)
+        return total / (time.perf_counter() - t0)
+    finally:
+        await nc.close()
+        stack.kill()
+
+
+def noop_plans(n: int, per_command: int = 100) -> list[list[T]]:
+    return [[T(type="noop", title=f"n{i + j}") for j in range(min(per_command, n - i))]
+            for i in range(0, n, per_command)]
+
+
+def chain_plans(chains: int) -> list[list[T]]:
+    return [[T(name="a", type="noop"), T(name="b", type="noop", after=["a"]), T(name="c", type="noop", after=["b"])]
+            for _ in range(chains)]
+
+
+def fanout_plans(groups: int) -> list[list[T]]:
+    return [[T(name=f"f{i}", type="noop") for i in range(10)] + [T(name="join", type="noop",
+                                                                   after=[f"f{i}" for i in range(10)])]
+            for _ in range(groups)]
+
+
+# --- 4. latency at light load --------------------------------------------------------------
+
+
+async def submit_to_start(cluster: NatsCluster, samples: int) -> dict[str, float]:
+    """From the submit request leaving the client to ``started`` stored, one promise at a time."""
+    stack = Stack(cluster, schedulers=1, executors=1, slots=4,
+                  env_extra={"VALOR_LOG_LEVEL": "WARNING", "VALOR_ACK_WAIT": "30"}).start()
+    nc = await bus.connect(cluster.url, name="bench-latency")
+    try:
+        await _wait_for_executors(nc, 1)
+        client = ValorClient(nc, by="bench")
+        started: dict[int, float] = {}
+        arrived = asyncio.Event()
+
+        async def on_started(msg):
+            event = decode_promise_event(msg.data)
+            if isinstance(event, Started):
+                started[event.id] = time.time()
+                arrived.set()
+
+        await nc.subscribe("promise.*.started", cb=on_started)
+        latencies = []
+        for _ in range(samples):
+            arrived.clear()
+            t0 = time.time()
+            pid = (await client.submit(T(type="noop")))["0"]
+            while pid not in started:
+                await asyncio.wait_for(arrived.wait(), timeout=10)
+                arrived.clear()
+            latencies.append((started[pid] - t0) * 1000)
+            await asyncio.sleep(0.01)
+        return {"p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
+                "p99_ms": percentile(latencies, 99), "mean_ms": statistics.fmean(latencies)}
+    finally:
+        await nc.close()
+        stack.kill()
+
+
+# --- 5 and 6. rebuild and memory -----------------------------------------------------------
+
+
+async def fill_log(cluster: NatsCluster, promises: int) -> int:
+    """Write a realistic log directly (created, dispatched, started, succeeded per promise)."""
+    from schemas.events import Dispatched, Succeeded, encode
+
+    nc = await bus.connect(cluster.url, name="bench-fill")
+    js = nc.jetstream()
+    await bus.ensure_streams(js, len(cluster.nodes))
+    now = time.time()
+    pending = []
+    for pid in range(1, promises + 1):
+        for event in (Created(at=now, id=pid, title=f"p{pid}"), Dispatched(at=now, id=pid, attempt=1),
+                      Started(at=now, id=pid, attempt=1, executor="x"),
+                      Succeeded(at=now, id=pid, attempt=1, result={"ok": True})):
+            pending.append(await js.publish_async(bus.event_subject(event), encode(event)))
+        if len(pending) >= 4000:
+            await asyncio.gather(*pending)
+            pending = []
+    await asyncio.gather(*pending)
+    await nc.close()
+    return promises * 4
+
+
+async def rebuild(cluster: NatsCluster) -> dict[str, float]:
+    """Fold the whole log the way the CLI's replay does: events per second."""
+    nc = await bus.connect(cluster.url, name="bench-rebuild")
+    try:
+        t0 = time.perf_counter()
+        state = await ValorClient(nc).projection()
+        seconds = time.perf_counter() - t0
+        events = state.applied + state.ignored
+        return {"events": events, "seconds": seconds, "events_per_s": events / seconds}
+    finally:
+        await nc.close()
+
+
+async def restart_to_serving(cluster: NatsCluster, timeout: float = 300) -> float:
+    """Seconds from starting a scheduler process to it answering a command."""
+    stack = Stack(cluster, schedulers=1, executors=0, env_extra={"VALOR_LOG_LEVEL": "WARNING"})
+    nc = await bus.connect(cluster.url, name="bench-restart")
+    try:
+        t0 = time.perf_counter()
+        stack.start()
+        client = ValorClient(nc, by="bench")
+        await client.submit(T(type="noop"), timeout=timeout)
+        return time.perf_counter() - t0
+    finally:
+        await nc.close()
+        stack.kill()
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def scheduler_memory(cluster: NatsCluster, open_promises: int) -> dict[str, float]:
+    """Scheduler RSS holding ``open_promises`` queued promises (no executor takes them)."""
+    stack = Stack(cluster, schedulers=1, executors=0, env_extra={"VALOR_LOG_LEVEL": "WARNING"}).start()
+    nc = await bus.connect(cluster.url, name="bench-memory")
+    try:
+        client = ValorClient(nc, by="bench")
+        plans = noop_plans(open_promises, per_command=500)
+        for i in range(0, len(plans), 8):
+            await asyncio.gather(*[client.submit(*p, timeout=300) for p in plans[i:i + 8]])
+        await asyncio.sleep(1)
+        return {"open_promises": open_promises, "rss_mb": rss_mb(stack.services["scheduler-1"].proc.pid),
+                "baseline_pid": os.getpid()}
+    finally:
+        await nc.close()
+        stack.kill()

@@ -1,0 +1,129 @@
+"""``make bench``: measure Valor beside the client's own ceiling; print a table, write JSON.
+
+    python -m bench.run [--quick] [--only NAME ...]
+
+Every figure runs on fresh nats-server processes with the shipped durability
+(file storage, ``sync_interval: always``).  Ratios divide an engine figure by
+the ceiling measured in the same run (pipelined publish+ack on the same
+cluster size), so results read the same on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import time
+from pathlib import Path
+
+from valor.natsserver import NatsCluster
+
+from . import measures
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+TARGETS = {
+    "e2e_noop_r3_4exec": (">=", 2000, "promises/s"),
+    "dag_chain3_r3": (">=", 1500, "promises/s"),
+    "dag_fanout10_r3": (">=", 1500, "promises/s"),
+    "submit_to_start_p99_ms": ("<=", 25, "ms"),
+    "rebuild_events_per_s": (">=", 40000, "events/s"),
+    "restart_to_serving_s": ("<=", 2, "s"),
+    "scheduler_rss_mb": ("<=", 300, "MB"),
+}
+
+
+async def with_cluster(size: int, fn, *args):
+    cluster = NatsCluster(size=size).start()
+    try:
+        await asyncio.sleep(1.0 if size > 1 else 0.2)  # let the cluster elect its meta leader
+        return await fn(cluster, *args)
+    finally:
+        cluster.cleanup()
+
+
+async def main(quick: bool, only: set[str]) -> dict:
+    n = 2000 if quick else 20000
+    e2e_n = 1000 if quick else 6000
+    figures: dict[str, dict | float] = {}
+
+    def want(name: str) -> bool:
+        return not only or name in only
+
+    if want("ceiling"):
+        for size in (1, 3):
+            figures[f"ceiling_r{size}"] = await with_cluster(size, measures.ceiling, n)
+    if want("e2e"):
+        for executors in (1, 2, 4):
+            figures[f"e2e_noop_r3_{executors}exec"] = await with_cluster(
+                3, measures.throughput, executors, measures.noop_plans(e2e_n))
+        figures["e2e_noop_r1_2exec"] = await with_cluster(1, measures.throughput, 2, measures.noop_plans(e2e_n))
+    if want("dag"):
+        figures["dag_chain3_r3"] = await with_cluster(3, measures.throughput, 2, measures.chain_plans(e2e_n // 3))
+        figures["dag_fanout10_r3"] = await with_cluster(3, measures.throughput, 2, measures.fanout_plans(e2e_n // 11))
+    if want("latency"):
+        lat = await with_cluster(3, measures.submit_to_start, 100 if quick else 400)
+        figures["submit_to_start"] = lat
+        figures["submit_to_start_p99_ms"] = lat["p99_ms"]
+    if want("rebuild"):
+        promises = 20_000 if quick else 250_000  # x4 events each: 1,000,000 events in the full run
+
+        async def fill_and_measure(cluster):
+            events = await measures.fill_log(cluster, promises)
+            result = await measures.rebuild(cluster)
+            result["restart_to_serving_s"] = await measures.restart_to_serving(cluster)
+            return {"log_events": events, **result}
+
+        r = await with_cluster(1, fill_and_measure)
+        figures["rebuild"] = r
+        figures["rebuild_events_per_s"] = r["events_per_s"]
+        figures["restart_to_serving_s"] = r["restart_to_serving_s"]
+    if want("memory"):
+        mem = await with_cluster(1, measures.scheduler_memory, 10_000 if quick else 100_000)
+        figures["scheduler_memory"] = mem
+        figures["scheduler_rss_mb"] = mem["rss_mb"]
+    return figures
+
+
+def table(figures: dict) -> str:
+    rows = [("figure", "value", "target", "ratio to ceiling")]
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                rows.append((f"{key}.{sub}", f"{v:,.1f}" if isinstance(v, float) else str(v), "", ""))
+            continue
+        target = TARGETS.get(key)
+        ceiling = figures.get("ceiling_r3" if "_r3" in key else "ceiling_r1")
+        ratio = ""
+        if isinstance(ceiling, dict) and key.startswith(("e2e", "dag")):
+            ratio = f"{value / ceiling['publish_pipelined_per_s']:.3f} of pipelined publish"
+        mark = ""
+        if target:
+            op, goal, unit = target
+            ok = value >= goal if op == ">=" else value <= goal
+            mark = f"{op} {goal} {unit} {'met' if ok else 'NOT met'}"
+        rows.append((key, f"{value:,.1f}", mark, ratio))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run of the harness")
+    parser.add_argument("--only", nargs="*", default=[],
+                        help="ceiling e2e dag latency rebuild memory (default: all)")
+    args = parser.parse_args()
+    started = time.time()
+    figures = asyncio.run(main(args.quick, set(args.only)))
+    print(table(figures))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / time.strftime("bench-%Y%m%d-%H%M%S.json", time.gmtime(started))
+    out.write_text(json.dumps({"started": started, "seconds": time.time() - started, "quick": args.quick,
+                               "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+                               "figures": figures}, indent=2, sort_keys=True) + "\n")
+    print(f"\nwritten to {out}")
+
+
+if __name__ == "__main__":
+    cli()
