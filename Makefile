@@ -30,7 +30,7 @@ export VALOR_REPLICAS := 3
 
 HEALTH = $(PY) deploy/health.py --var $(VAR) --venv $(VENV_DIR) --monitor-ports $(MONITOR_PORTS)
 
-.PHONY: help venv up down status logs test lint schemas demo
+.PHONY: help venv up down status logs test lint schemas demo bench
 
 help:
 	@echo "make up        start the 3-node JetStream cluster and the services (creates $(VENV) if missing)"
@@ -41,6 +41,7 @@ help:
 	@echo "make lint      ruff check ."
 	@echo "make schemas   write JSON Schema of every event and command to schemas/json/"
 	@echo "make demo      run the example workflows against the running cluster"
+	@echo "make bench     measure throughput, latency, rebuild and memory (BENCH_ARGS=--quick for a smoke run)"
 	@echo "variables: PYTHON=$(PYTHON) VENV=$(VENV) NATS_PORT_BASE=$(NATS_PORT_BASE)" \
 	      "NATS_CLUSTER_PORT_BASE=$(NATS_CLUSTER_PORT_BASE) NATS_MONITOR_PORT_BASE=$(NATS_MONITOR_PORT_BASE)" \
 	      "UP_TIMEOUT=$(UP_TIMEOUT)"
@@ -96,3 +97,7 @@ chat: venv
 # Create var/sessions/ingest.session and notifier.session (asks for the login code).
 login: venv
 	@$(PY) -m services.ingest login
+
+# Figures, not a test: fresh nats-servers on random ports; writes bench/results/*.json.
+bench: venv
+	$(PY) -m bench.run $(BENCH_ARGS)
