@@ -303,6 +303,28 @@ def replay(as_json):
                    f"({out['ignored']} ignored, log at seq {out['last_seq']})")
 
 
+@main.command(short_help="Copy the streams into a DuckDB file for SQL.")
+@click.option("--db", default="var/analytics.duckdb", show_default=True, type=click.Path(dir_okay=False),
+              help="the DuckDB file (derived from the log: delete it to rebuild)")
+@click.option("--once", is_flag=True, help="sync once and exit (the default)")
+@click.option("--every", type=click.FloatRange(min=0.1), metavar="S", help="sync every S seconds until Ctrl-C")
+def analytics(db, once, every):
+    """Copy new PROMISES, CHAT and DLQ messages into DuckDB tables and views (docs/analytics.md).
+
+    The file is closed between syncs, so `duckdb -readonly FILE` reads it while this runs.
+    """
+    from valor import analytics as duck
+
+    if once and every:
+        fail("--once and --every exclude each other", 2)
+    try:
+        run(lambda c: duck.follow(c.nc, db, every, report=click.echo))
+    except duck.Locked as exc:
+        fail(str(exc), 1)
+    except KeyboardInterrupt:
+        pass
+
+
 # --- status ------------------------------------------------------------------------------
 
 
