@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -270,11 +271,16 @@ def retry(promise_id):
 
 @main.command(short_help="Cluster, streams, executors, scheduler, promise counts.")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def status(as_json):
+@click.option("--watch", is_flag=True, help="refresh until Ctrl-C (valor top)")
+@click.option("--iterations", type=click.IntRange(min=1), hidden=True)
+@click.pass_context
+def status(ctx, as_json, watch, iterations):
     """Cluster, streams and consumers, executors, the active scheduler and promises by state.
 
     Exits 1 when some part did not answer (e.g. a stream electing a leader), 3 when NATS is unreachable.
     """
+    if watch:
+        return ctx.invoke(top, iterations=iterations)
     info = run(gather_status)
     if as_json:
         emit_json(info)
@@ -282,6 +288,53 @@ def status(as_json):
         click.echo(render.status_text(info))
     if info["errors"]:
         sys.exit(1)
+
+
+@main.command(short_help="The status view, refreshed live until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True, help="seconds between refreshes")
+@click.option("--iterations", type=click.IntRange(min=1), help="stop after this many refreshes")
+def top(interval, iterations):
+    """`valor status` plus the promises that moved last, redrawn every --interval seconds."""
+    from valor import top as top_view
+
+    def clock():
+        now = time.time()
+        return now, time.strftime("%H:%M:%S", time.localtime(now))
+
+    tty = sys.stdout.isatty()
+    try:
+        run(lambda c: top_view.watch(c, click.echo, interval, iterations, tty, clock))
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command(short_help="Read-only web dashboard on localhost.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (the page is read-only)")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0 picks a free port")
+def web(host, port):
+    """Serve the dashboard: promises, timelines, dependency graphs, executors, stream lag, live."""
+    from valor.web.server import serve
+
+    async def body(client: ValorClient):
+        loop = asyncio.get_running_loop()
+        started, stop = loop.create_future(), asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        server = asyncio.ensure_future(serve(client.nc, host, port, started))
+        await asyncio.wait([server, started], return_when=asyncio.FIRST_COMPLETED)
+        if started.done():
+            click.echo(f"valor web: http://{host}:{started.result()}/  (Ctrl-C stops)")
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([server, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server
+
+    try:
+        run(body)
+    except OSError as exc:
+        fail(f"cannot serve on {host}:{port} ({exc.strerror or exc})", 1)
 
 
 @main.command(short_help="Rebuild the projection from the log, timed.")
@@ -328,8 +381,11 @@ def analytics(db, once, every):
 # --- status ------------------------------------------------------------------------------
 
 
-async def gather_status(client: ValorClient) -> dict[str, Any]:
-    """Each part on its own: a stream without a leader (an election) leaves the others readable."""
+async def gather_status(client: ValorClient, state: Projection | None = None) -> dict[str, Any]:
+    """Each part on its own: a stream without a leader (an election) leaves the others readable.
+
+    ``state``: an up-to-date projection (``valor top``, ``valor web``) instead of a replay of the log.
+    """
     nc = client.nc
     js = nc.jetstream(timeout=CONNECT_TIMEOUT)
     info = nc._server_info or {}
@@ -357,7 +413,8 @@ async def gather_status(client: ValorClient) -> dict[str, Any]:
         peers = [promises_cluster["leader"]] + [r["name"] for r in promises_cluster.get("replicas", [])]
     promises: dict[str, int] = {}
     if streams.get(subjects.PROMISES) and "error" not in streams[subjects.PROMISES]:
-        promises = dict((await part("promises", client.projection(), Projection())).counts())
+        folded = state if state is not None else await part("promises", client.projection(), Projection())
+        promises = dict(folded.counts())
     return {
         "server": server,
         "cluster": {"name": server["cluster"], "peers": peers},

@@ -1,0 +1,205 @@
+"""A GET-only HTTP server for the dashboard: the page, JSON endpoints, Server-Sent Events.
+
+Routes:
+  /                      the page (index.html, everything inline, nothing from elsewhere)
+  /api/promises          newest first; ?state=&type=&chat= filter, ?limit= (default 500)
+  /api/promises/<id>     one promise: show --json object, timeline, dependency graph laid out
+  /api/status            what `valor status --json` prints (promise counts from the live fold)
+  /api/events?since=SEQ  SSE: `promises` events with the rows that changed after SEQ
+
+Read-only by construction: any method but GET/HEAD is answered 405 and nothing
+here publishes to NATS.  One request per connection (Connection: close) keeps
+the server a screenful; the page makes few requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from nats.aio.client import Client
+
+from valor.client import ValorClient
+from valor.web import views
+from valor.web.live import LiveLog
+
+log = logging.getLogger("valor.web")
+
+PAGE = resources.files("valor.web").joinpath("index.html")
+STATUS_TTL = 1.0  # seconds a status answer is reused: many tabs, one set of NATS requests
+PING_EVERY = 15.0  # an SSE comment keeps proxies open and finds closed tabs
+BATCH = 0.1  # SSE waits this long after a change to send one message for a burst
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                               "style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+    "Referrer-Policy": "no-referrer",
+}
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Dashboard:
+    def __init__(self, nc: Client, live: LiveLog) -> None:
+        self.client = ValorClient(nc, by="web")
+        self.live = live
+        self._status: tuple[float, dict[str, Any]] | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 8765) -> Dashboard:
+        self._server = await asyncio.start_server(self._connection, host, port)
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):  # SSE streams never end by themselves
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # --- HTTP -------------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        try:
+            await self._request(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            pass  # stop(): the connection ends here (re-raising makes asyncio log it on 3.11)
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode("latin-1")
+        request_line, *header_lines = head.split("\r\n")
+        parts = request_line.split(" ")
+        if len(parts) != 3:
+            return await self._send(writer, 400, {"error": "bad request line"})
+        method, target, _ = parts
+        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
+        url = urlsplit(target)
+        query = dict(parse_qsl(url.query))
+        if method not in ("GET", "HEAD"):
+            return await self._send(writer, 405, {"error": "read-only: only GET"}, {"Allow": "GET, HEAD"})
+        try:
+            if url.path == "/api/events":
+                return await self._events(writer, query, headers)
+            status, body, ctype = await self._route(url.path, query)
+        except HttpError as exc:
+            status, body, ctype = exc.status, {"error": str(exc)}, None
+        except Exception:
+            log.exception("web: %s failed", url.path)
+            status, body, ctype = 500, {"error": "internal error (see the server log)"}, None
+        await self._send(writer, status, body, content_type=ctype, head_only=method == "HEAD")
+
+    async def _route(self, path: str, query: dict[str, str]) -> tuple[int, Any, str | None]:
+        if path in ("/", "/index.html"):
+            return 200, PAGE.read_bytes(), "text/html; charset=utf-8"
+        if path == "/api/promises":
+            limit = _int(query.get("limit", "500"), "limit")
+            return 200, views.promise_list(self.live.state, query, max(1, limit), self.live.seq), None
+        if path.startswith("/api/promises/"):
+            pid = _int(path.rsplit("/", 1)[1], "promise id")
+            found = views.detail(self.live.state, pid, self.live.events.get(pid, []))
+            if found is None:
+                raise HttpError(404, f"no promise #{pid}")
+            return 200, found, None
+        if path == "/api/status":
+            return 200, await self.status(), None
+        raise HttpError(404, f"nothing at {path}")
+
+    async def status(self) -> dict[str, Any]:
+        from valor.cli import gather_status  # the CLI's own view; imported late, cli imports much
+
+        now = time.monotonic()
+        if self._status is None or now - self._status[0] > STATUS_TTL:
+            info = await gather_status(self.client, self.live.state)
+            info["log_seq"] = self.live.seq
+            self._status = (now, info)
+        return self._status[1]
+
+    async def _send(self, writer, status: int, body: Any, extra: dict[str, str] | None = None, *,
+                    content_type: str | None = None, head_only: bool = False) -> None:
+        if not isinstance(body, bytes):
+            body = json.dumps(body, ensure_ascii=False, default=str).encode()
+            content_type = "application/json; charset=utf-8"
+        headers = {"Content-Type": content_type or "application/json", "Content-Length": str(len(body)),
+                   "Cache-Control": "no-store", "Connection": "close", **SECURITY_HEADERS, **(extra or {})}
+        writer.write(_head(status, headers) + (b"" if head_only else body))
+        await writer.drain()
+
+    async def _events(self, writer, query: dict[str, str], headers: dict[str, str]) -> None:
+        """Server-Sent Events: one ``promises`` message per burst of changes, ids = stream seqs."""
+        # A reconnecting EventSource repeats the URL but sends the last id it saw: that wins.
+        since = _int(headers.get("last-event-id") or query.get("since") or str(self.live.seq), "since")
+        writer.write(_head(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                 "Connection": "close", **SECURITY_HEADERS}) + b"retry: 1000\n\n")
+        await writer.drain()
+        while True:
+            ids = self.live.changed_since(since)
+            if ids:
+                seq = self.live.seq
+                state = self.live.state
+                rows = [views.row(state.promises[i], state) for i in ids if i in state.promises]
+                data = json.dumps({"seq": seq, "counts": dict(state.counts()), "total": len(state.promises),
+                                   "promises": rows}, ensure_ascii=False, default=str)
+                writer.write(f"id: {seq}\nevent: promises\ndata: {data}\n\n".encode())
+                await writer.drain()
+                since = seq
+            if await self.live.changed(PING_EVERY):
+                await asyncio.sleep(BATCH)
+            else:
+                writer.write(b": ping\n\n")
+                await writer.drain()
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise HttpError(400, f"{what} must be an integer, not {text!r}") from None
+
+
+def _head(status: int, headers: dict[str, str]) -> bytes:
+    lines = [f"HTTP/1.1 {status} {REASONS.get(status, '')}"] + [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def serve(nc: Client, host: str = "127.0.0.1", port: int = 8765,
+                started: asyncio.Future | None = None) -> None:
+    """Run the dashboard until cancelled; ``started`` gets the bound port."""
+    live = await LiveLog(nc.jetstream()).start()
+    dashboard = await Dashboard(nc, live).start(host, port)
+    if started is not None:
+        started.set_result(dashboard.port)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await dashboard.stop()
+        await live.stop()
