@@ -315,21 +315,30 @@ def web(host, port):
     """Serve the dashboard: promises, timelines, dependency graphs, executors, stream lag, live."""
     from valor.web.server import serve
 
-    async def body(client: ValorClient):
+    async def body(_client: ValorClient):
+        # run() checked that NATS answers; the dashboard's own connection reconnects for as long as it runs.
+        async def lost() -> None:
+            if not nc.is_closed:
+                click.echo("valor web: lost NATS; reconnecting", err=True)
+
+        nc = await bus.connect(bus.nats_url(), name="valor-web", disconnected_cb=lost)
         loop = asyncio.get_running_loop()
         started, stop = loop.create_future(), asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        server = asyncio.ensure_future(serve(client.nc, host, port, started))
-        await asyncio.wait([server, started], return_when=asyncio.FIRST_COMPLETED)
-        if started.done():
-            click.echo(f"valor web: http://{host}:{started.result()}/  (Ctrl-C stops)")
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([server, stopping], return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        server.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await server
+        server = asyncio.ensure_future(serve(nc, host, port, started))
+        try:
+            await asyncio.wait([server, started], return_when=asyncio.FIRST_COMPLETED)
+            if started.done():
+                click.echo(f"valor web: http://{host}:{started.result()}/  (Ctrl-C stops)")
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([server, stopping], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            server.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await server
+        finally:
+            await nc.close()
 
     try:
         run(body)

@@ -66,6 +66,17 @@ def test_unknown_promise_bad_id_and_unknown_path_answer_json_errors(web, history
     assert error_of(web, "/api/nothing") == (404, {"error": "nothing at /api/nothing"})
 
 
+def test_a_request_naming_another_host_is_refused(web, history):
+    """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 reads nothing."""
+    request = urllib.request.Request(web.url + "/api/promises", headers={"Host": "evil.example:8765"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=5)
+    assert caught.value.code == 403
+    request = urllib.request.Request(web.url + "/api/promises", headers={"Host": "localhost:8765"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert answer.status == 200
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
 def test_the_dashboard_accepts_no_writes(web, method):
     assert error_of(web, "/api/promises", method) == (405, {"error": "read-only: only GET"})
@@ -110,7 +121,7 @@ def test_events_stream_pushes_a_promise_as_it_moves(web, stack, client, history)
     seq = web.get("/api/promises?limit=1")["seq"]
     host, port = web.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=15) as sock:
-        sock.sendall(f"GET /api/events?since={seq} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.sendall(f"GET /api/events?since={seq} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         stream = sock.makefile("rb")
         head = [stream.readline() for _ in range(2)]
         assert head == [b"HTTP/1.1 200 OK\r\n", b"Content-Type: text/event-stream\r\n"]
@@ -159,6 +170,20 @@ def test_valor_web_serves_on_the_port_it_is_given_and_stops_on_interrupt(stack, 
         proc.send_signal(2)
         assert proc.wait(10) == 0
         assert "Traceback" not in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_top_stops_cleanly_on_ctrl_c(stack, history):
+    valor = Path(sys.executable).parent / "valor"
+    proc = subprocess.Popen([str(valor), "top", "--interval", "0.2"], env={"VALOR_NATS_URL": stack.url},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("valor top  ")
+        proc.send_signal(2)
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
     finally:
         proc.kill()
         proc.wait()

@@ -41,7 +41,10 @@ SECURITY_HEADERS = {
                                "style-src 'self' 'unsafe-inline'; img-src 'self' data:",
     "Referrer-Policy": "no-referrer",
 }
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
+REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           500: "Internal Server Error"}
+LOCAL_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
+ANY_ADDRESS = {"0.0.0.0", "::", ""}
 
 
 class HttpError(Exception):
@@ -57,11 +60,15 @@ class Dashboard:
         self._status: tuple[float, dict[str, Any]] | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._hosts: set[str] | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 8765) -> Dashboard:
         self._server = await asyncio.start_server(self._connection, host, port)
+        # A page elsewhere could rebind its own name to 127.0.0.1 and read the chats' promises:
+        # only requests naming this server (or localhost) are answered, unless bound to every address.
+        self._hosts = None if host in ANY_ADDRESS else LOCAL_NAMES | {host}
         return self
 
     @property
@@ -105,6 +112,8 @@ class Dashboard:
         headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
         url = urlsplit(target)
         query = dict(parse_qsl(url.query))
+        if self._hosts is not None and _hostname(headers.get("host", "")) not in self._hosts:
+            return await self._send(writer, 403, {"error": "unexpected Host header; open the dashboard by its address"})
         if method not in ("GET", "HEAD"):
             return await self._send(writer, 405, {"error": "read-only: only GET"}, {"Allow": "GET, HEAD"})
         try:
@@ -184,6 +193,13 @@ def _int(text: str, what: str) -> int:
         return int(text)
     except ValueError:
         raise HttpError(400, f"{what} must be an integer, not {text!r}") from None
+
+
+def _hostname(header: str) -> str:
+    """``Host`` without its port: ``127.0.0.1:8765`` -> ``127.0.0.1``, ``[::1]:80`` -> ``[::1]``."""
+    if header.startswith("["):
+        return header.partition("]")[0] + "]"
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
 
 
 def _head(status: int, headers: dict[str, str]) -> bytes:
