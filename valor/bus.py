@@ -48,7 +48,7 @@ async def connect(url: str | None = None, name: str = "valor", **options) -> Cli
         log.warning("nats: %s: %s", type(exc).__name__, exc)
 
     async def on_disconnected() -> None:
-        log.warning("nats: disconnected; reconnecting")
+        log.info("nats: disconnected")
 
     async def on_reconnected() -> None:
         log.info("nats: reconnected")
