@@ -102,7 +102,7 @@ def test_slowest_types_puts_sleep_first_then_the_retried_fail(known):
     rows = known.rows("slowest_types")
     assert [(r["type"], r["succeeded"]) for r in rows[:2]] == [("sleep", 1), ("fail", 1)]
     assert {r["type"]: r["succeeded"] for r in rows} == {"sleep": 1, "fail": 1, "echo": 8, "respond": 2}
-    assert rows[0]["avg_seconds"] >= 0.5 and rows[1]["avg_seconds"] >= 0.1  # flaky waited out its backoff
+    assert rows[0]["avg_seconds"] >= 0.5 and rows[1]["avg_seconds"] >= 0.08  # flaky waited out its backoff (0.1 s ± 10%)
 
 
 def test_failure_rate_per_type_per_day(known):

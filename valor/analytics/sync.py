@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
@@ -151,10 +152,10 @@ async def follow(nc: Client, db: str | Path, every: float | None = None,
             if every is None:
                 raise
             report(f"skipped a sync: {exc}")
-        except (TimeoutError, NotFoundError) as exc:
-            if every is None:
+        except (TimeoutError, NotFoundError, nats.errors.Error) as exc:
+            if every is None or isinstance(exc, nats.errors.ConnectionClosedError):
                 raise
-            report(f"skipped a sync: NATS did not answer ({exc or type(exc).__name__})")
+            report(f"skipped a sync: NATS did not answer ({str(exc) or type(exc).__name__})")
         if every is None:
             return result
         await asyncio.sleep(every)
