@@ -66,3 +66,13 @@ def test_shell_programs_never_see_valors_secrets(monkeypatch):
 
     env = program_env({"ANTHROPIC_API_KEY": "sk", "VALOR_TG_BOT_TOKEN": "t", "PATH": "/bin", "HOME": "/root"})
     assert env == {"PATH": "/bin", "HOME": "/root"}
+
+
+def test_the_readme_example_is_a_valid_configuration():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", readme, re.S).group(1)
+    config = parse(example)
+    assert config.workspace_for(123456789) == "/srv/my-project" and config.types["code"].timeout == 3600
