@@ -25,8 +25,10 @@ comma := ,
 empty :=
 space := $(empty) $(empty)
 
-export VALOR_NATS_URL := $(subst $(space),$(comma),$(foreach p,$(CLIENT_PORTS),nats://127.0.0.1:$(p)))
-export VALOR_REPLICAS := 3
+# Only the targets that talk to the local cluster see it: tests start their own servers.
+CLUSTER_URL := $(subst $(space),$(comma),$(foreach p,$(CLIENT_PORTS),nats://127.0.0.1:$(p)))
+up down status demo chat login: export VALOR_NATS_URL := $(CLUSTER_URL)
+up down status demo chat login: export VALOR_REPLICAS := 3
 
 HEALTH = $(PY) deploy/health.py --var $(VAR) --venv $(VENV_DIR) --monitor-ports $(MONITOR_PORTS)
 
@@ -75,7 +77,7 @@ logs:
 	tail -n 20 -F $(VAR)/log/*.log
 
 test: venv
-	$(VENV_DIR)/bin/pytest -q
+	env -u VALOR_NATS_URL -u VALOR_REPLICAS -u VALOR_CONFIG $(VENV_DIR)/bin/pytest -q
 
 lint: venv
 	$(VENV_DIR)/bin/ruff check .

@@ -1,9 +1,18 @@
 
+import os
+
 import pytest
 import pytest_asyncio
 
 from valor import bus
 from valor.natsserver import NatsCluster
+
+# Tests start their own servers and fakes: nothing from the developer's shell may
+# point them at a real cluster, a real API or a real Telegram account.
+for _name in ("VALOR_NATS_URL", "VALOR_CONFIG", "VALOR_SHELL_ALLOW", "VALOR_METRICS_PORT", "ANTHROPIC_API_KEY",
+              "ANTHROPIC_BASE_URL", "VALOR_TG_API_ID", "VALOR_TG_API_HASH", "VALOR_TG_PHONE", "VALOR_TG_BOT_TOKEN"):
+    os.environ.pop(_name, None)
+os.environ["VALOR_REPLICAS"] = "1"
 
 
 @pytest.fixture
