@@ -100,8 +100,11 @@ class AttemptRun:
     async def _already_done(self) -> str | None:
         """Why this work needs no run: the promise ended, or (on redelivery) this attempt did."""
         item = self.item
-        for name in ("succeeded", "failed", "cancelled"):
-            if await persist.last_event(self.js, item.id, name) is not None:
+        # One round trip, not three: the reads go out together.
+        names = ("succeeded", "failed", "cancelled")
+        ended = await asyncio.gather(*(persist.last_event(self.js, item.id, name) for name in names))
+        for name, event in zip(names, ended, strict=True):
+            if event is not None:
                 return f"promise already {name}"
         if self.delivery > 1:
             failed = await persist.last_event(self.js, item.id, "attempt_failed")
