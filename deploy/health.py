@@ -57,13 +57,21 @@ def wait_nodes(ports: list[int], timeout: float) -> None:
         time.sleep(0.5)
 
 
-def ensure_streams(url: str, replicas: int, timeout: float) -> None:
+def admin_credentials(var: Path) -> dict[str, str]:
+    """Streams are created as the NATS `admin` user (deploy/nats/permissions.toml), when users exist."""
+    path = var / "secrets" / "nats-admin.password"
+    return {"user": "admin", "password": path.read_text().strip()} if path.is_file() else {}
+
+
+def ensure_streams(url: str, replicas: int, timeout: float, var: Path | None = None) -> None:
     import asyncio
 
     from valor import bus
 
+    creds = admin_credentials(var) if var is not None else {}
+
     async def run() -> None:
-        nc = await bus.connect(url, name="make-up")
+        nc = await bus.connect(url, name="make-up", **creds)
         try:
             await bus.ensure_streams(nc.jetstream(timeout=10), replicas)
         finally:
@@ -216,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.action == "wait":
         wait_nodes(a.monitor_ports, a.timeout)
-        ensure_streams(a.nats_url, a.replicas, a.timeout)
+        ensure_streams(a.nats_url, a.replicas, a.timeout, a.var)
         wait_programs(a, a.timeout)
     elif a.action == "table":
         table(a)

@@ -6,15 +6,21 @@
 
 Node i (1..3) listens on base+i-1 for each kind of port.  A service program
 is kept in supervisord.conf only when services/<name>/__main__.py exists.
+NATS users (deploy/nats/permissions.toml) get a password each, generated once
+into var/secrets/nats-<user>.password (0600); var/nats/auth.conf (0600) holds
+them with their permissions and every node includes it.
 Standard library only: `make up` runs it before anything else exists.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import secrets
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -39,9 +45,70 @@ class Ports:
         return ",".join(f"nats://127.0.0.1:{p}" for p in self.client)
 
 
-def render_nats(var: Path, ports: Ports) -> list[Path]:
-    """Write var/nats/<node>.conf for each node and create its store dir."""
+def load_permissions(path: Path = HERE / "nats" / "permissions.toml") -> dict[str, dict[str, list[str]]]:
+    """user -> {"publish": [...], "subscribe": [...]}"""
+    users = tomllib.loads(path.read_text())["users"]
+    return {name: {"publish": list(u["publish"]), "subscribe": list(u["subscribe"])} for name, u in users.items()}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create (or rewrite) a file only its owner can read, never briefly readable by others."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def password_file(secrets_dir: Path, user: str) -> Path:
+    return secrets_dir / f"nats-{user}.password"
+
+
+def ensure_passwords(secrets_dir: Path, users: list[str]) -> dict[str, str]:
+    """One random password per user, generated once and kept across make up/down."""
+    secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(secrets_dir, 0o700)
+    passwords = {}
+    for user in users:
+        path = password_file(secrets_dir, user)
+        if not path.exists() or not path.read_text().strip():
+            _write_private(path, secrets.token_urlsafe(32) + "\n")
+        os.chmod(path, 0o600)
+        passwords[user] = path.read_text().strip()
+    return passwords
+
+
+def authorization_block(permissions: dict[str, dict[str, list[str]]], passwords: dict[str, str]) -> str:
+    """NATS config text: one user per service with its publish and subscribe allow lists."""
+    q = json.dumps  # a JSON string is a valid quoted NATS config string
+    lines = ["authorization {", "  users = ["]
+    for user, perms in permissions.items():
+        lines += [
+            f"    {{ user: {q(user)}, password: {q(passwords[user])}, permissions: {{",
+            f"        publish: {{ allow: [{', '.join(map(q, perms['publish']))}] }}",
+            f"        subscribe: {{ allow: [{', '.join(map(q, perms['subscribe']))}] }}",
+            "    } }",
+        ]
+    return "\n".join(lines + ["  ]", "}"]) + "\n"
+
+
+def render_auth(var: Path, secrets_dir: Path | None = None) -> Path:
+    """var/nats/auth.conf (0600) from permissions.toml and var/secrets/."""
+    permissions = load_permissions()
+    passwords = ensure_passwords(secrets_dir or var / "secrets", list(permissions))
+    (var / "nats").mkdir(parents=True, exist_ok=True)
+    path = var / "nats" / "auth.conf"
+    _write_private(path, "# rendered by deploy/render.py from deploy/nats/permissions.toml; secret\n"
+                   + authorization_block(permissions, passwords))
+    return path
+
+
+def render_nats(var: Path, ports: Ports, auth: bool = False) -> list[Path]:
+    """Write var/nats/<node>.conf for each node and create its store dir.
+
+    With ``auth``, each node includes var/nats/auth.conf (written by ``render_auth``).
+    """
     template = Template((HERE / "nats" / "node.conf.tmpl").read_text())
+    authorization = 'include "auth.conf"' if auth else "# (rendered without users: no authorization)"
     written = []
     for i, name in enumerate(NODES):
         store = var / "nats" / name
@@ -54,6 +121,7 @@ def render_nats(var: Path, ports: Ports) -> list[Path]:
             cluster_port=ports.cluster[i],
             store_dir=store,
             routes=routes,
+            authorization=authorization,
         )
         path = var / "nats" / f"{name}.conf"
         path.write_text(text)
@@ -84,9 +152,11 @@ def metrics_ports(base: int) -> dict[str, str]:
 
 
 def render_supervisord(root: Path, var: Path, venv: Path, ports: Ports, metrics_base: int = 9100) -> Path:
+    """Each service's environment names its NATS user and its password *file*, never the password."""
     (var / "log").mkdir(parents=True, exist_ok=True)
     text = Template((HERE / "supervisord.conf").read_text()).substitute(
-        root=root, var=var, venv=venv, nats_url=ports.nats_url, **metrics_ports(metrics_base)
+        root=root, var=var, venv=venv, nats_url=ports.nats_url, secrets=var / "secrets",
+        **metrics_ports(metrics_base)
     )
     text = drop_programs(text, set(SERVICES) - set(present_services(root)))
     path = var / "supervisord.conf"
@@ -137,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     var.mkdir(parents=True, exist_ok=True)
     ports = Ports.from_bases(a.nats_port_base, a.cluster_port_base, a.monitor_port_base)
-    render_nats(var, ports)
+    render_auth(var)
+    render_nats(var, ports, auth=True)
     render_supervisord(root, var, venv, ports, a.metrics_port_base)
     render_ports_mk(var, bases)
     services = present_services(root)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import msgspec
 import nats
@@ -31,6 +32,7 @@ REASON = "Valor-Reason"
 ORIGIN_SUBJECT = "Valor-Origin-Subject"
 ORIGIN_STREAM = "Valor-Origin-Stream"
 ORIGIN_SEQ = "Valor-Origin-Seq"
+TRUNCATED = "Valor-Truncated"  # the original size, when the DLQ copy had to be cut to fit
 
 
 def nats_url() -> str:
@@ -39,6 +41,32 @@ def nats_url() -> str:
 
 def replicas() -> int:
     return int(os.environ.get("VALOR_REPLICAS", "1"))
+
+
+CLI_USER = "cli"
+
+
+def credentials(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The NATS user and password to connect with, or {} for a server without users.
+
+    ``VALOR_NATS_USER`` with ``VALOR_NATS_PASSWORD`` or ``VALOR_NATS_PASSWORD_FILE``
+    (supervisord gives each service its own).  Without them, the ``cli`` user's
+    password that ``make up`` generated (``$VALOR_SECRETS``, default
+    ``var/secrets``, file ``nats-cli.password``) when it exists, so the ``valor``
+    command works from the checkout after ``make up``.  A server without users
+    ignores credentials, so tests need nothing.
+    """
+    env = os.environ if environ is None else environ
+    user = env.get("VALOR_NATS_USER", "").strip()
+    password, password_file = env.get("VALOR_NATS_PASSWORD"), env.get("VALOR_NATS_PASSWORD_FILE")
+    if not user:
+        cli = Path(env.get("VALOR_SECRETS", "var/secrets")) / f"nats-{CLI_USER}.password"
+        if not cli.is_file():
+            return {}
+        user, password, password_file = CLI_USER, None, str(cli)
+    if password is None and password_file:
+        password = Path(password_file).read_text().strip()
+    return {"user": user, "password": password or ""}
 
 
 async def connect(url: str | None = None, name: str = "valor", **options) -> Client:
@@ -63,6 +91,8 @@ async def connect(url: str | None = None, name: str = "valor", **options) -> Cli
         connect_timeout=2,
         allow_reconnect=True,
     )
+    if "user" not in options and "user_credentials" not in options and "nkeys_seed" not in options:
+        defaults.update(credentials())
     defaults.update(options)
     return await nats.connect(servers=servers, **defaults)
 
@@ -104,7 +134,11 @@ async def publish_event(
 
 
 async def dead_letter(js: JetStreamContext, msg: Msg, origin: str, reason: str) -> None:
-    """Park an unusable message with why and where it came from; the caller then acks it."""
+    """Park an unusable message with why and where it came from; the caller then acks it.
+
+    A message near the size limit cannot be copied whole beside the headers: the
+    copy is cut to fit and says so, rather than failing and coming back forever.
+    """
     headers = {REASON: reason[:1000], ORIGIN_SUBJECT: msg.subject}
     try:
         meta = msg.metadata
@@ -113,5 +147,11 @@ async def dead_letter(js: JetStreamContext, msg: Msg, origin: str, reason: str) 
         headers[MSG_ID] = f"dlq:{meta.stream}:{meta.sequence.stream}"
     except Exception:  # a core NATS message has no JetStream metadata
         pass
+    data = msg.data or b""
+    limit = getattr(getattr(js, "_nc", None), "max_payload", 0) or 1024 * 1024
+    room = limit - sum(len(k) + len(v.encode()) + 4 for k, v in headers.items()) - 1024
+    if len(data) > room:
+        headers[TRUNCATED] = str(len(data))
+        data = data[:max(0, room)]
     log.warning("dead-lettered %s: %s", msg.subject, reason)
-    await js.publish(subjects.dead_letter(origin), msg.data or b"", headers=headers)
+    await js.publish(subjects.dead_letter(origin), data, headers=headers)

@@ -9,6 +9,7 @@ defaults, so Valor runs without a file.  The path is ``$VALOR_CONFIG``, else
 from __future__ import annotations
 
 import os
+import string
 import tomllib
 from pathlib import Path
 
@@ -134,6 +135,8 @@ def _validate(config: Config) -> Config:
             raise ConfigError(f"{where}.retries: must not be negative")
         if t.concurrency_limit < 1:
             raise ConfigError(f"{where}.concurrency_limit: must be at least 1")
+        if t.concurrency_key is not None:
+            _check_key_template(t.concurrency_key, f"{where}.concurrency_key")
     for chat_id in config.chats:
         if not chat_id.lstrip("-").isdigit():
             raise ConfigError(f"chats.{chat_id}: chat ids are integers")
@@ -154,6 +157,20 @@ def _validate(config: Config) -> Config:
         if not program or any(c.isspace() for c in program):
             raise ConfigError(f"shell.allow: '{program}' is not a program name")
     return config
+
+
+KEY_PLACEHOLDERS = ("workspace", "chat_id", "type")
+
+
+def _check_key_template(template: str, where: str) -> None:
+    """Fail at start, not when the first task of that type is created (the scheduler would choke on it)."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not a valid template: {exc}") from None
+    for field in fields:
+        if field not in KEY_PLACEHOLDERS:
+            raise ConfigError(f"{where}: unknown placeholder {{{field}}}; use {{workspace}}, {{chat_id}} or {{type}}")
 
 
 def parse(text: str, source: str = "valor.toml") -> Config:

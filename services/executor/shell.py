@@ -33,6 +33,11 @@ def check_argv(spec: Any, allow: frozenset[str]) -> tuple[list[str], str | None]
     cwd = spec.get("cwd")
     if cwd is not None and not isinstance(cwd, str):
         raise TaskFailed("shell cwd must be a string", retryable=False)
+    # The OS cannot take them (exec raises ValueError, which would count as a retryable crash).
+    if any("\x00" in a for a in argv):
+        raise TaskFailed("shell argv must not contain NUL bytes", retryable=False)
+    if cwd is not None and "\x00" in cwd:
+        raise TaskFailed("shell cwd must not contain NUL bytes", retryable=False)
     program = argv[0]
     # Exact match only: a path such as '/tmp/echo' is refused unless that very path is listed.
     if program not in allow:

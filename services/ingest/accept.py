@@ -12,10 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from telethon import types, utils
 
-from schemas.events import MessageReceived
+from schemas.events import MessageReceived, encode
 from valor.config import Config
+
+# A message.received travels again inside its respond promise and work item, each
+# one NATS message (1 MiB by default): keep it well under, whatever the escaping costs.
+MAX_EVENT_BYTES = 256 * 1024
 
 MEDIA_NAMES = {
     types.MessageMediaPhoto: "photo",
@@ -107,7 +112,7 @@ def accept(message, me, rules: Rules, caught_up: bool = False) -> MessageReceive
     text = text_of(message)
     if not text:
         return "empty message"
-    return MessageReceived(
+    return fit(MessageReceived(
         chat_id=chat_id,
         message_id=message.id,
         sender_id=message.sender_id or 0,
@@ -118,4 +123,21 @@ def accept(message, me, rules: Rules, caught_up: bool = False) -> MessageReceive
         chat_kind=kind,
         mentioned=mentioned,
         caught_up=caught_up,
-    )
+    ))
+
+
+def fit(msg: MessageReceived, limit: int = MAX_EVENT_BYTES) -> MessageReceived:
+    """Cut a text too big for one NATS message once JSON-encoded, and say so in the text.
+
+    Unbounded, ingest would retry a publish NATS refuses forever and stall.
+    """
+    size = len(encode(msg))
+    if size <= limit:
+        return msg
+    text = msg.text
+    while True:
+        text = text[:int(len(text) * limit / size * 0.9)]
+        cut = msgspec.structs.replace(msg, text=f"{text}\n[cut: the message had {len(msg.text)} characters]")
+        size = len(encode(cut))
+        if size <= limit or not text:
+            return cut

@@ -68,22 +68,33 @@ def state_word(state: str) -> str:
 
 
 def topological_order(tasks: Sequence[NewPromise], names: dict[str, int]) -> list[int]:
-    """Depth-first order; a back edge is a cycle, reported along its path."""
+    """Depth-first order; a back edge is a cycle, reported along its path.
+
+    An explicit stack, not recursion: a chain of a few thousand tasks must get
+    an answer, not a RecursionError that would bring the command back forever.
+    """
     order: list[int] = []
     state: dict[int, str] = {}  # index -> "visiting" | "done"
-
-    def visit(i: int, path: list[int]) -> None:
-        if state.get(i) == "done":
-            return
-        if state.get(i) == "visiting":
-            cycle = path[path.index(i):] + [i]
-            raise PlanError("the plan has a cycle: " + " -> ".join(task_label(tasks[j], j) for j in cycle))
-        state[i] = "visiting"
-        for name in tasks[i].after:
-            visit(names[name], path + [i])
-        state[i] = "done"
-        order.append(i)
-
-    for i in range(len(tasks)):
-        visit(i, [])
+    for root in range(len(tasks)):
+        if state.get(root) == "done":
+            continue
+        state[root] = "visiting"
+        stack = [(root, iter(tasks[root].after))]
+        while stack:
+            i, parents = stack[-1]
+            name = next(parents, None)
+            if name is None:
+                stack.pop()
+                state[i] = "done"
+                order.append(i)
+                continue
+            j = names[name]
+            if state.get(j) == "done":
+                continue
+            if state.get(j) == "visiting":
+                path = [k for k, _ in stack]
+                cycle = path[path.index(j):] + [j]
+                raise PlanError("the plan has a cycle: " + " -> ".join(task_label(tasks[k], k) for k in cycle))
+            state[j] = "visiting"
+            stack.append((j, iter(tasks[j].after)))
     return order

@@ -25,6 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from schemas import subjects
 from schemas.commands import (
     Cancel,
+    CommandReply,
     ExecutorHeartbeat,
     Retry,
     Submit,
@@ -283,7 +284,11 @@ class Scheduler:
                 await bus.dead_letter(self.js, msg, "chat", f"undecodable message: {exc}")
                 await msg.ack()
                 return
-            await self.perform(intake.respond_for_message(self.state, message, now, self.config))
+            effects = intake.respond_for_message(self.state, message, now, self.config)
+            if too_big := self._too_big(effects):  # would be refused by NATS on every redelivery
+                await bus.dead_letter(self.js, msg, "chat", too_big)
+            else:
+                await self.perform(effects)
             await msg.ack()
             return
         try:
@@ -300,6 +305,8 @@ class Scheduler:
                 effects, reply = intake.cancel(self.state, command.id, now, command.reason, command.by)
             case Retry():
                 effects, reply = intake.retry(self.state, command.id, now, command.request_id)
+        if too_big := self._too_big(effects):  # refuse now rather than fail on every redelivery
+            effects, reply = [], CommandReply(ok=False, error=too_big)
         try:
             await self.perform(effects)
         except Exception:
@@ -310,6 +317,15 @@ class Scheduler:
         if command.reply_to:
             await self.nc.publish(command.reply_to, encode(reply))
         await msg.ack()
+
+    def _too_big(self, effects: list[Effect]) -> str | None:
+        """Why an event of these effects cannot be stored (over NATS's max payload), or None."""
+        limit = self.nc.max_payload - 1024  # room for the headers
+        for e in effects:
+            if isinstance(e, Publish) and (size := len(encode(e.event))) > limit:
+                return (f"the request is too big: promise #{e.event.id} would be {size} bytes, "
+                        f"over the limit of {limit}; keep task input smaller")
+        return None
 
     async def perform(self, effects: list[Effect]) -> None:
         """Store events (in order), then hand out the work they announce."""

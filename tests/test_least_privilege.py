@@ -1,0 +1,285 @@
+"""Per-service NATS users: each is refused outside its subjects, and each service works under its own.
+
+A real nats-server runs with the authorization rendered by deploy/render.py from
+deploy/nats/permissions.toml; every connection below logs in as the user the
+service gets under ``make up``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import stat
+import sys
+from pathlib import Path
+
+import nats
+import nats.errors
+import pytest
+
+from schemas import subjects
+from schemas.commands import NewPromise
+from services.executor.worker import Executor
+from services.ingest.service import Ingest
+from services.notifier.service import Notifier
+from services.scheduler.service import Scheduler
+from tests.chat.conftest import ALICE, CONFIG, answer, settle
+from tests.chat.fake_telegram import FakeTelegram
+from valor import bus
+from valor.client import ValorClient
+from valor.natsserver import Node, free_port, node_config
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICE_USERS = ("scheduler", "executor", "ingest", "notifier", "cli", "admin")
+
+
+def _load_render():
+    spec = importlib.util.spec_from_file_location("deploy_render_lp", ROOT / "deploy" / "render.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+render = _load_render()
+
+
+class Secured:
+    """One JetStream node with the shipped users; connections record what the server refused."""
+
+    def __init__(self, var: Path) -> None:
+        self.var = var
+        self.auth = render.render_auth(var)
+        conf = var / "nats" / "node.conf"
+        (var / "nats" / "n1").mkdir(parents=True, exist_ok=True)
+        conf.write_text(node_config("n1", free_port(), var / "nats" / "n1") + 'include "auth.conf"\n')
+        self.node = Node("n1", int(conf.read_text().split("port: ")[1].split()[0]), conf, var / "nats" / "n1.log")
+        self.errors: dict[str, list[str]] = {}
+        self.conns: list = []
+
+    def password(self, user: str) -> str:
+        return render.password_file(self.var / "secrets", user).read_text().strip()
+
+    async def connect(self, user: str, password: str | None = None):
+        errors = self.errors.setdefault(user, [])
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(str(exc))
+
+        nc = await bus.connect(self.node.url, name=f"lp-{user}", user=user,
+                               password=self.password(user) if password is None else password,
+                               error_cb=on_error, max_reconnect_attempts=0, allow_reconnect=False)
+        self.conns.append(nc)
+        return nc
+
+    def violations(self) -> list[str]:
+        return [e for errs in self.errors.values() for e in errs if "permissions violation" in e.lower()]
+
+    async def close(self) -> None:
+        for nc in self.conns:
+            if not nc.is_closed:
+                await nc.close()
+        self.node.stop()
+
+
+@pytest.fixture
+async def secured(tmp_path):
+    s = Secured(tmp_path / "var")
+    s.node.start()
+    admin = await s.connect("admin")
+    await bus.ensure_streams(admin.jetstream(), 1)
+    yield s
+    await s.close()
+
+
+async def stored(nc, stream: str) -> int:
+    return (await nc.jetstream().stream_info(stream)).state.messages
+
+
+# --- the rendered files ----------------------------------------------------------
+
+
+def test_passwords_and_auth_conf_are_private_and_stable(tmp_path):
+    var = tmp_path / "var"
+    first = render.render_auth(var)
+    secrets_dir = var / "secrets"
+    assert stat.S_IMODE(secrets_dir.stat().st_mode) == 0o700
+    for user in SERVICE_USERS:
+        path = render.password_file(secrets_dir, user)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert len(path.read_text().strip()) >= 32
+    assert stat.S_IMODE(first.stat().st_mode) == 0o600
+    before = {u: render.password_file(secrets_dir, u).read_text() for u in SERVICE_USERS}
+    render.render_auth(var)  # a second make up keeps the passwords
+    assert before == {u: render.password_file(secrets_dir, u).read_text() for u in SERVICE_USERS}
+
+
+def test_every_service_has_a_user_and_no_service_may_write_what_another_owns():
+    perms = render.load_permissions()
+    assert set(perms) == set(SERVICE_USERS)
+    owners = {
+        "promise.*.created": {"scheduler"}, "promise.*.dispatched": {"scheduler"},
+        "promise.*.started": {"executor"}, "promise.*.succeeded": {"executor"},
+        "promise.*.notified": {"notifier"}, "chat.*.in": {"ingest"}, "work.*": {"scheduler"},
+    }
+    for subject, who in owners.items():
+        assert {u for u, p in perms.items() if subject in p["publish"] and u != "admin"} == who, subject
+    for user, p in perms.items():
+        if user != "admin":
+            assert ">" not in p["publish"] and "$JS.API.>" not in p["publish"], user
+            assert not any(s.startswith(("$JS.API.STREAM.DELETE", "$JS.API.STREAM.PURGE")) for s in p["publish"])
+
+
+def test_the_supervisor_gives_each_service_its_user_and_password_file_not_the_password(tmp_path):
+    root, var = tmp_path / "checkout", tmp_path / "checkout" / "var"
+    for name in ("scheduler", "executor", "ingest", "notifier"):
+        (root / "services" / name).mkdir(parents=True)
+        (root / "services" / name / "__main__.py").write_text("")
+    render.render_auth(var)
+    text = render.render_supervisord(root, var, root / ".venv", render.Ports.from_bases(4222, 6222, 8222)).read_text()
+    for name in ("scheduler", "executor", "ingest", "notifier"):
+        assert f'VALOR_NATS_USER="{name}",VALOR_NATS_PASSWORD_FILE="{var}/secrets/nats-{name}.password"' in text
+        assert render.password_file(var / "secrets", name).read_text().strip() not in text
+
+
+def test_credentials_come_from_env_a_password_file_or_the_cli_secret(tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret-value\n")
+    assert bus.credentials({"VALOR_NATS_USER": "executor", "VALOR_NATS_PASSWORD": "p"}) == {
+        "user": "executor", "password": "p"}
+    assert bus.credentials({"VALOR_NATS_USER": "executor", "VALOR_NATS_PASSWORD_FILE": str(secret)}) == {
+        "user": "executor", "password": "s3cret-value"}
+    assert bus.credentials({"VALOR_SECRETS": str(tmp_path / "none")}) == {}
+    (tmp_path / "nats-cli.password").write_text("cli-pw\n")
+    assert bus.credentials({"VALOR_SECRETS": str(tmp_path)}) == {"user": "cli", "password": "cli-pw"}
+
+
+# --- refused outside its subjects ----------------------------------------------------
+
+DENIED_PUBLISH = [
+    ("executor", "promise.1.created"),
+    ("executor", "promise.1.cancelled"),
+    ("executor", "promise.1.notified"),
+    ("executor", "cmd.submit"),
+    ("executor", "chat.1.in"),
+    ("executor", "work.default"),
+    ("executor", "$KV.valor_scheduler.leader"),
+    ("ingest", "cmd.submit"),
+    ("ingest", "promise.1.created"),
+    ("ingest", "work.default"),
+    ("notifier", "promise.1.succeeded"),
+    ("notifier", "chat.1.in"),
+    ("notifier", "cmd.cancel"),
+    ("scheduler", "promise.1.succeeded"),
+    ("scheduler", "promise.1.started"),
+    ("scheduler", "chat.1.in"),
+    ("cli", "promise.1.created"),
+    ("cli", "promise.1.cancelled"),
+    ("cli", "chat.1.in"),
+    ("cli", "work.default"),
+]
+
+
+@pytest.mark.parametrize("user, subject", DENIED_PUBLISH, ids=[f"{u}->{s}" for u, s in DENIED_PUBLISH])
+async def test_a_service_is_refused_when_it_publishes_outside_its_subjects(secured, user, subject):
+    nc = await secured.connect(user)
+    with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+        await nc.jetstream().publish(subject, b'{"type":"created","id":1,"title":"forged"}', timeout=1.0)
+    assert f'nats: permissions violation for publish to "{subject.lower()}"' in secured.errors[user]
+    admin = await secured.connect("admin")
+    for stream in (subjects.PROMISES, subjects.CHAT, subjects.COMMANDS, subjects.WORK):
+        assert await stored(admin, stream) == 0
+
+
+@pytest.mark.parametrize("user, api", [
+    ("executor", "$JS.API.STREAM.DELETE.PROMISES"),
+    ("scheduler", "$JS.API.STREAM.PURGE.PROMISES"),
+    ("cli", "$JS.API.STREAM.DELETE.PROMISES"),
+    ("ingest", "$JS.API.STREAM.CREATE.PROMISES2"),
+    ("notifier", "$JS.API.CONSUMER.DELETE.WORK.exec-default"),
+])
+async def test_no_service_may_delete_or_rewrite_the_log(secured, user, api):
+    nc = await secured.connect(user)
+    with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+        await nc.request(api, b"{}", timeout=1.0)
+    assert f'nats: permissions violation for publish to "{api.lower()}"' in secured.errors[user]
+
+
+@pytest.mark.parametrize("user, subject", [("ingest", "promise.>"), ("notifier", "chat.*.in"), ("executor", "cmd.*")])
+async def test_a_service_may_not_listen_outside_its_subjects(secured, user, subject):
+    nc = await secured.connect(user)
+    await nc.subscribe(subject)
+    await nc.flush()
+    await asyncio.sleep(0.2)
+    assert f'nats: permissions violation for subscription to "{subject}"' in secured.errors[user]
+
+
+async def test_a_wrong_password_or_no_user_is_refused(secured):
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(secured.node.url, user="executor", password="guess",
+                           max_reconnect_attempts=0, allow_reconnect=False, connect_timeout=2)
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(secured.node.url, max_reconnect_attempts=0, allow_reconnect=False, connect_timeout=2)
+
+
+async def test_what_a_service_may_publish_is_stored(secured):
+    executor = await secured.connect("executor")
+    ack = await bus.publish_event(executor.jetstream(), _started(7), "7:started:1:1")
+    assert ack.stream == subjects.PROMISES
+    ingest = await secured.connect("ingest")
+    ack = await ingest.jetstream().publish(subjects.chat_in(5), b'{"type":"message.received","chat_id":5,"message_id":1}')
+    assert ack.stream == subjects.CHAT
+    assert secured.violations() == []
+
+
+def _started(promise_id: int):
+    from schemas.events import Started
+    return Started(id=promise_id, attempt=1, executor="e")
+
+
+# --- the normal path under least privilege -----------------------------------------------
+
+
+async def test_every_service_works_under_its_own_user(secured):
+    """Scheduler, executor, ingest and notifier as their users; a CLI submit and a chat message go through."""
+    world = FakeTelegram()
+    world.user(ALICE, "alice", "Alice")
+    scheduler = Scheduler(await secured.connect("scheduler"), config=CONFIG)
+    executor = Executor(await secured.connect("executor"), ["default", "respond"], slots=4,
+                        handlers={"respond": answer}, executor_id="lp-exec", ack_wait=5)
+    ingest = Ingest(await secured.connect("ingest"), world.inbound(), CONFIG)
+    notifier = Notifier(await secured.connect("notifier"), world.transport(), CONFIG)
+    client = ValorClient(await secured.connect("cli"))
+    await executor.start()
+    await scheduler.start()
+    await ingest.start(reconcile_forever=False)
+    await notifier.start()
+    try:
+        ids = await client.submit(NewPromise(title="under least privilege", type="echo", input="hi"))
+        await _until(lambda: _terminal(client, ids["0"]), "the CLI's promise")
+        state, _ = await client.promise(ids["0"])
+        assert state.state == "succeeded"
+        await world.says(ALICE, ALICE, "/do it under least privilege")
+        await settle(client, notifier, expect_respond=1)
+        assert any(s.text.startswith("On it.") for s in world.sent)
+        with pytest.raises(Exception):  # noqa: B017 - the CLI may read and request, never record a fact
+            await client.js.publish("promise.99.succeeded", b"{}", timeout=1.0)
+        assert [v for v in secured.violations() if "promise.99.succeeded" not in v] == []
+    finally:
+        await notifier.stop()
+        await ingest.stop()
+        await scheduler.stop()
+        await executor.stop(grace=1)
+
+
+async def _terminal(client: ValorClient, promise_id: int) -> bool:
+    state, _ = await client.promise(promise_id)
+    return state is not None and state.terminal
+
+
+async def _until(check, what: str, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
