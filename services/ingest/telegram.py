@@ -38,8 +38,13 @@ class Credentials:
 
 
 def load_dotenv(path: str | os.PathLike = ".env") -> None:
-    """``KEY=value`` lines into the environment; what is already set wins."""
+    """``KEY=value`` lines into the environment; what is already set wins.
+
+    The file holds secrets: one readable by others is made 0600 first.
+    """
     try:
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
         lines = Path(path).read_text().splitlines()
     except OSError:
         return
