@@ -169,25 +169,27 @@ class Scheduler:
     # --- leadership ---------------------------------------------------------------
 
     async def _hold_lease(self) -> None:
+        renewed = 0.0  # monotonic time of the last successful create or renew
         while not self._stopping:
             try:
                 if self.lease.held:
-                    if not await self.lease.renew():
+                    if await self.lease.renew():
+                        renewed = time.monotonic()
+                    else:  # someone else holds it: stop acting at once
                         await self._step_down()
                 elif await self.lease.acquire():
+                    renewed = time.monotonic()
                     await self._take_over()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                # NATS away or a KV leader election: the lease is still ours until
+                # its TTL could have run out, so keep trying until then, not longer.
                 log.warning("lease check failed: %s", exc)
-                if self.lease.held and not await self._still_renewable():
+                if self.lease.held and time.monotonic() - renewed > self.lease_ttl * 0.75:
+                    self.lease.revision = None
                     await self._step_down()
             await asyncio.sleep(self.lease_ttl / 4 if self.lease.held else self.lease_ttl / 5)
-
-    async def _still_renewable(self) -> bool:
-        with contextlib.suppress(Exception):
-            return await self.lease.renew()
-        return False
 
     async def _take_over(self) -> None:
         info = await self.js.stream_info(subjects.PROMISES)
@@ -213,6 +215,7 @@ class Scheduler:
         config = ConsumerConfig(durable_name="scheduler", ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait,
                                 max_ack_pending=1000, filter_subject=filter_subject)
         sub = None
+        idle = 0  # fetches in a row that timed out
         # A flag as well as cancel(): nats-py can swallow a CancelledError mid-request.
         while self.leader and not self._stopping:
             try:
@@ -223,17 +226,37 @@ class Scheduler:
                     await asyncio.sleep(0.05)
                     continue
                 msgs = await sub.fetch(100, timeout=1.0)
+                idle = 0
             except asyncio.CancelledError:
                 raise
             except TimeoutError:
+                idle += 1
+                if idle % 10 == 0 and await self._stalled(stream):
+                    sub = await self._drop(sub)
                 continue
             except Exception as exc:
                 log.warning("fetch from %s failed (%s); retrying", stream, exc)
+                sub = await self._drop(sub)
                 await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
                 self.inbox.put_nowait((kind, msg))
             self._wake.set()
+
+    async def _stalled(self, stream: str) -> bool:
+        """Fetches keep timing out while messages wait: the pull subscription went stale
+        (seen after a reconnect to another node), so it is made anew."""
+        with contextlib.suppress(Exception):
+            info = await self.js.consumer_info(stream, "scheduler")
+            return bool(info.num_pending) and not info.num_ack_pending
+        return False
+
+    @staticmethod
+    async def _drop(sub):
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return None
 
     # --- the decision loop ------------------------------------------------------
 
