@@ -131,3 +131,22 @@ async def test_standby_takes_over_when_the_leader_vanishes(nc, js):
     [item] = await take_work(js)
     assert item.id == ids["0"]
     await second.stop()
+
+
+async def test_a_lease_renewal_that_fails_for_a_moment_keeps_the_leader_serving(nc, js, scheduler):
+    await announce(js)
+    real, calls = scheduler.lease.renew, []
+
+    async def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise TimeoutError("nats: timeout")  # a node went away for a moment
+        return await real()
+
+    scheduler.lease.renew = flaky
+    while len(calls) < 2:
+        await asyncio.sleep(0.1)
+    assert scheduler.leader
+    ids = await ValorClient(nc).submit(NewPromise(title="still served"))
+    [item] = await take_work(js)
+    assert item.id == ids["0"]
