@@ -50,8 +50,9 @@ class Chat(Strict):
     work_group: bool = False  # a group where every message is for Valor, mention or not
 
 
-# No interpreters by default: "python3 -c ..." would make the allowlist meaningless.
-DEFAULT_SHELL_ALLOW = ("echo", "true", "false", "ls", "cat", "pytest", "git", "sleep", "uname", "date", "wc")
+# No interpreters by default ("python3 -c ..." would make the allowlist meaningless), and no
+# file readers: a shell task must not read var/secrets.
+DEFAULT_SHELL_ALLOW = ("echo", "true", "false", "ls", "pytest", "git", "sleep", "uname", "date", "wc")
 
 
 class Shell(Strict):
