@@ -109,7 +109,7 @@ def test_supervisord_runs_only_the_services_that_exist(tmp_path):
     text = render.render_supervisord(root, var, venv, render.Ports.from_bases(4222, 6222, 8222)).read_text()
     assert "${" not in text
     programs = supervisor_programs(text)
-    assert sorted(programs) == ["executor", "nats-1", "nats-2", "nats-3", "scheduler"]
+    assert sorted(programs) == ["analytics", "executor", "nats-1", "nats-2", "nats-3", "scheduler"]
     assert programs["nats-2"]["command"] == f"{venv}/bin/nats-server -c {var}/nats/n2.conf"
     assert programs["scheduler"]["numprocs"] == "2"
     assert programs["executor"]["numprocs"] == "2"
