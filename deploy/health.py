@@ -89,6 +89,31 @@ def ensure_streams(url: str, replicas: int, timeout: float, var: Path | None = N
             time.sleep(1)
 
 
+def wait_executors(url: str, timeout: float, var: Path) -> None:
+    """Services are RUNNING before they are ready: wait until executors announce their slots."""
+    import asyncio
+
+    from valor import bus
+
+    async def count() -> int:
+        nc = await bus.connect(url, name="make-up", **admin_credentials(var))
+        try:
+            kv = await nc.jetstream(timeout=5).key_value("valor_executors")
+            return len(await kv.keys())
+        except Exception:
+            return 0
+        finally:
+            await nc.close()
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (n := asyncio.run(count())) > 0:
+            print(f"executors: {n} announced")
+            return
+        time.sleep(1)
+    print("executors: none announced yet (see var/log/executor-*.log)")
+
+
 def supervisorctl(a: argparse.Namespace, *args: str) -> subprocess.CompletedProcess:
     cmd = [str(a.venv / "bin" / "supervisorctl"), "-c", str(a.var / "supervisord.conf"), *args]
     return subprocess.run(cmd, capture_output=True, text=True)
@@ -226,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
         wait_nodes(a.monitor_ports, a.timeout)
         ensure_streams(a.nats_url, a.replicas, a.timeout, a.var)
         wait_programs(a, a.timeout)
+        if "executor" in " ".join(program_states(a)):
+            wait_executors(a.nats_url, min(a.timeout, 30), a.var)
     elif a.action == "table":
         table(a)
     else:
