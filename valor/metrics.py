@@ -40,6 +40,14 @@ BUSY_SLOTS = Gauge("valor_executor_busy_slots", "Attempts running in this execut
 SLOTS = Gauge("valor_executor_slots", "Attempts this executor may run at once")
 
 
+# --- chat (ingest and notifier) ---------------------------------------------------------
+INGESTED = Counter("valor_ingest_messages_total", "Messages stored on CHAT", ["source"])  # live | caught_up
+INGEST_FLOOD_WAITS = Counter("valor_ingest_flood_waits_total", "Telegram flood waits waited out by ingest")
+NOTICES_SENT = Counter("valor_notifier_sends_total", "Chat messages sent by the notifier", ["kind"])
+NOTICES_RECONCILED = Counter("valor_notifier_reconciled_total", "Intended notices found already sent after a restart")
+NOTIFIER_FLOOD_WAITS = Counter("valor_notifier_flood_waits_total", "Telegram flood waits waited out by the notifier")
+
+
 def serve(health: Callable[[], dict], port: int | None = None) -> ThreadingHTTPServer | None:
     """Start the metrics/health server in a daemon thread; None when no port is configured."""
     port = int(os.environ.get("VALOR_METRICS_PORT", "0")) if port is None else port

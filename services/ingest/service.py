@@ -31,7 +31,7 @@ from telethon.errors import FloodWaitError, RPCError
 
 from schemas import subjects
 from schemas.events import MessageReceived, decode_message, encode
-from valor import bus
+from valor import bus, metrics
 from valor.config import Config, load
 
 from . import logs
@@ -126,6 +126,7 @@ class Ingest:
                 delay = min(delay * 2, 5.0)
         if not ack.duplicate:
             self.published += 1
+            metrics.INGESTED.labels("caught_up" if msg.caught_up else "live").inc()
             logs.info("ingest.received", chat_id=msg.chat_id, message=msg.message_id, caught_up=msg.caught_up)
         return not ack.duplicate
 
@@ -198,6 +199,7 @@ class Ingest:
             try:
                 return await call()
             except FloodWaitError as exc:
+                metrics.INGEST_FLOOD_WAITS.inc()
                 logs.warning("ingest.flood_wait", call=what, seconds=exc.seconds)
                 await self.sleep(exc.seconds + 1)
             except (ConnectionError, OSError, TimeoutError) as exc:

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from telethon.errors import FloodWaitError, RPCError
 
 from schemas.events import NoticeIntended, Notified
+from valor import metrics
 from valor.config import Telegram
 
 from . import logs, texts
@@ -150,6 +151,7 @@ class Outbox:
                 raise
             except FloodWaitError as exc:
                 self.stats["flood_waits"] += 1
+                metrics.NOTIFIER_FLOOD_WAITS.inc()
                 logs.warning("notifier.flood_wait", chat_id=action.chat_id, promise_id=action.id, seconds=exc.seconds)
                 await self.sleep(exc.seconds + 1)
             except (ConnectionError, OSError, TimeoutError, RPCError) as exc:
@@ -214,6 +216,7 @@ class Outbox:
         await self._record(Notified(id=action.id, kind=action.kind, chat_id=action.chat_id,
                                     telegram_message_id=ids[0], at=self.clock()),
                            f"{action.id}:notified:{action.kind}")
+        metrics.NOTICES_SENT.labels(action.kind).inc()
         logs.info("notifier.sent", promise_id=action.id, kind=action.kind, chat_id=action.chat_id,
                   message=ids[0], parts=len(parts), already_there=reused)
 
@@ -233,6 +236,7 @@ class Outbox:
                     break
         if found:
             self.stats["reconciled"] += len(found)
+            metrics.NOTICES_RECONCILED.inc(len(found))
             logs.info("notifier.reconciled", promise_id=action.id, kind=action.kind, chat_id=action.chat_id,
                       found=len(found), parts=len(digests))
         return found

@@ -4,6 +4,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from telethon import types
 
 from services.ingest.accept import Rules, accept
@@ -88,11 +89,13 @@ async def test_a_gap_telethon_skipped_is_filled_by_the_backfill(js, people, serv
     m3 = await people.says(ALICE, ALICE, "three")
     people.skip_live = False
     await people.says(ALICE, ALICE, "four")
+    caught_up_before = REGISTRY.get_sample_value("valor_ingest_messages_total", {"source": "caught_up"}) or 0
     assert [m.text for m in await stored_messages(js, ALICE)] == ["before start", "one", "four"]
     assert await ingest.reconcile() == 2
     stored = await stored_messages(js, ALICE)
     assert sorted(m.text for m in stored) == ["before start", "four", "one", "three", "two"]
     assert {m.message_id for m in stored if m.caught_up} >= {m2.id, m3.id}
+    assert REGISTRY.get_sample_value("valor_ingest_messages_total", {"source": "caught_up"}) - caught_up_before == 2
     assert await ingest.reconcile() == 0  # nothing new, nothing doubled
 
 

@@ -4,6 +4,7 @@ import asyncio
 from collections import Counter
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.notifier import texts
 from services.notifier.outbox import Outbox
@@ -164,6 +165,7 @@ async def test_a_flood_wait_delays_but_loses_nothing(js, engine, people, service
 
     people.floods["send"] = [30, 12]
     people.floods["react"] = [5]
+    waits_before = REGISTRY.get_sample_value("valor_notifier_flood_waits_total") or 0
     notifier = await start_notifier(sleep=sleep)
     asked = [await people.says(ALICE, ALICE, f"hello {i}") for i in range(3)]
     _, events = await settle(engine, notifier, expect_respond=3)
@@ -171,6 +173,7 @@ async def test_a_flood_wait_delays_but_loses_nothing(js, engine, people, service
     for message in asked:
         assert [s.text for s in replies_to(people, ALICE, message.id)] == [f"echo: hello {asked.index(message)}"]
     assert notifier.outbox.stats["flood_waits"] == 3
+    assert REGISTRY.get_sample_value("valor_notifier_flood_waits_total") - waits_before == 3
 
 
 async def test_an_error_in_one_chat_does_not_stall_the_others(js, engine, people, services):
