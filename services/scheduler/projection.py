@@ -174,7 +174,8 @@ class Projection:
             child = self.promises.get(child_id)
             if child is not None and not child.terminal:
                 child.pending_deps -= 1
-                if child.pending_deps == 0 and child.id not in self.needs_decision:
+                # Only a child still waiting: one already dispatched (decision 16) stays in flight.
+                if child.pending_deps == 0 and child.id not in self.needs_decision and child.status == WAITING:
                     self._enqueue(child)
         if p.spec.task == "respond" and isinstance(e.result, dict) and (
             e.result.get("promises") or e.result.get("commands")
