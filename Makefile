@@ -32,7 +32,7 @@ up down status demo chat login: export VALOR_REPLICAS := 3
 
 HEALTH = $(PY) deploy/health.py --var $(VAR) --venv $(VENV_DIR) --monitor-ports $(MONITOR_PORTS)
 
-.PHONY: help venv up down status logs test lint schemas demo bench
+.PHONY: help venv up down status logs test lint schemas demo bench chaos
 
 help:
 	@echo "make up        start the 3-node JetStream cluster and the services (creates $(VENV) if missing)"
@@ -43,6 +43,7 @@ help:
 	@echo "make lint      ruff check ."
 	@echo "make schemas   write JSON Schema of every event and command to schemas/json/"
 	@echo "make demo      run the example workflows against the running cluster"
+	@echo "make chaos     100 rounds of kill -9 under a 2,000-promise workload; prints the invariants' table"
 	@echo "make bench     measure throughput, latency, rebuild and memory (BENCH_ARGS=--quick for a smoke run)"
 	@echo "variables: PYTHON=$(PYTHON) VENV=$(VENV) NATS_PORT_BASE=$(NATS_PORT_BASE)" \
 	      "NATS_CLUSTER_PORT_BASE=$(NATS_CLUSTER_PORT_BASE) NATS_MONITOR_PORT_BASE=$(NATS_MONITOR_PORT_BASE)" \
@@ -103,3 +104,11 @@ login: venv
 # Figures, not a test: fresh nats-servers on random ports; writes bench/results/*.json.
 bench: venv
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# --- chaos ---------------------------------------------------------------------
+
+.PHONY: chaos
+
+# kill -9 of every service and NATS node at random moments; the log must show 0 violations (CHAOS_ARGS=--seed N).
+chaos: venv
+	$(PY) -m tests.chaos.run --rounds 100 $(CHAOS_ARGS)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
-from schemas.events import Created, Started, Succeeded
+from schemas.events import Cancelled, Created, Dispatched, Failed, Notified, Started, Succeeded
 from services.scheduler.projection import Projection
 
 
@@ -29,3 +30,93 @@ def violations(events: list[tuple[int, object]], expect_all_succeeded: bool = Tr
                 if succeeded_at.get(dep, float("inf")) > seq:
                     found.append(f"#{e.id} started before its dependency #{dep} succeeded")
     return found
+
+
+# --- the chaos suite's checks: every rule by name, so a table can count them ----------
+
+CHECKS = (
+    "promise not terminal",
+    "terminal result recorded twice",
+    "created twice",
+    "started before its parents succeeded",
+    "attempt dispatched, never owned",
+    "message without exactly one respond promise",
+    "respond promise without a message",
+    "two terminal notices",
+    "terminal notice missing",
+    "unexpected end",
+)
+
+
+def check_log(events: list[tuple[int, object]], messages: list[object] = (),
+              expected: Callable[[Created], str | None] | None = None) -> dict[str, list[str]]:
+    """What the log alone says went wrong, per rule (empty lists when nothing did).
+
+    ``events`` are PROMISES in stream order, ``messages`` the ``message.received``
+    stored on CHAT; ``expected(created)`` names the terminal state a promise must
+    reach (None: any).  A chat-born promise must have exactly one terminal notice.
+    """
+    found: dict[str, list[str]] = {name: [] for name in CHECKS}
+    state = Projection()
+    for seq, e in events:
+        state.apply(e, seq)
+    only = [e for _, e in events]
+    created = Counter(e.id for e in only if isinstance(e, Created))
+    found["created twice"] = [f"#{pid} created {n} times" for pid, n in created.items() if n > 1]
+    ends = Counter(e.id for e in only if isinstance(e, Succeeded | Failed | Cancelled))
+    found["terminal result recorded twice"] = [f"#{pid} has {n} terminal events" for pid, n in ends.items() if n > 1]
+    for p in state.promises.values():
+        if not p.terminal:
+            found["promise not terminal"].append(f"#{p.id} ended {p.state} (attempt {p.attempt})")
+        want = expected(p.spec) if expected else None
+        if p.terminal and want is not None and p.state != want:
+            found["unexpected end"].append(f"#{p.id} {p.spec.name}: {p.state}, expected {want} ({p.error})")
+    found["started before its parents succeeded"] = _early_starts(events, state)
+    found["attempt dispatched, never owned"] = _unowned(only, state)
+    found.update(_chat(only, messages, state))
+    return found
+
+
+def _early_starts(events, state: Projection) -> list[str]:
+    succeeded_at = {}
+    for seq, e in events:
+        if isinstance(e, Succeeded):
+            succeeded_at.setdefault(e.id, seq)
+    out = []
+    for seq, e in events:
+        if isinstance(e, Started) and e.id in state.promises:
+            out += [f"#{e.id} attempt {e.attempt} started before #{dep} succeeded"
+                    for dep in state.promises[e.id].spec.depends_on if succeeded_at.get(dep, float("inf")) > seq]
+    return out
+
+
+def _unowned(events, state: Projection) -> list[str]:
+    """A dispatched attempt must be started by an executor, unless its promise was cancelled first."""
+    started = {(e.id, e.attempt) for e in events if isinstance(e, Started)}
+    out = []
+    for e in events:
+        if isinstance(e, Dispatched) and (e.id, e.attempt) not in started:
+            p = state.promises.get(e.id)
+            if p is None or p.status != "cancelled":
+                out.append(f"#{e.id} attempt {e.attempt} dispatched, never started ({p.state if p else 'unknown'})")
+    return out
+
+
+def _chat(events, messages, state: Projection) -> dict[str, list[str]]:
+    responds: dict[tuple[int, int], list[int]] = {}
+    for e in events:
+        if isinstance(e, Created) and e.task == "respond" and e.chat_id is not None:
+            responds.setdefault((e.chat_id, e.message_id), []).append(e.id)
+    keys = {(m.chat_id, m.message_id) for m in messages}
+    terminal_notices = Counter(e.id for e in events if isinstance(e, Notified) and e.kind == "terminal")
+    chat_born = [p for p in state.promises.values() if p.spec.chat_id is not None and p.spec.message_id is not None]
+    return {
+        "message without exactly one respond promise": [
+            f"message {c}/{m} has {len(responds.get((c, m), []))} respond promises" for c, m in sorted(keys)
+            if len(responds.get((c, m), [])) != 1],
+        "respond promise without a message": [
+            f"#{ids[0]} answers {c}/{m}, which is not on CHAT" for (c, m), ids in responds.items() if (c, m) not in keys],
+        "two terminal notices": [f"#{pid} has {n} terminal notices" for pid, n in terminal_notices.items() if n > 1],
+        "terminal notice missing": [f"#{p.id} ({p.state}) has no terminal notice" for p in chat_born
+                                    if p.terminal and not terminal_notices.get(p.id)],
+    }

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,11 +58,13 @@ class Stack:
     slots: int = 4
     env_extra: dict[str, str] = field(default_factory=dict)
     services: dict[str, Service] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         env = dict(os.environ, VALOR_NATS_URL=self.nats.url, VALOR_REPLICAS=str(len(self.nats.nodes)),
                    VALOR_ACK_WAIT="3", VALOR_LOG_LEVEL="INFO")
         env.update(self.env_extra)
+        self.env = env
         py = sys.executable
         for i in range(self.schedulers):
             name = f"scheduler-{i + 1}"
@@ -71,10 +74,32 @@ class Stack:
             argv = [py, "-m", "services.executor", "--queues", "default,respond,code", "--slots", str(self.slots), "--id", name]
             self.services[name] = Service(name, argv, env, self.nats.root / f"{name}.log")
 
+    def add(self, name: str, argv: list[str]) -> Service:
+        """Another process under the same supervision (e.g. ingest and notifier on a fake Telegram)."""
+        self.services[name] = Service(name, argv, self.env, self.nats.root / f"{name}.log")
+        return self.services[name]
+
     def start(self) -> Stack:
         for s in self.services.values():
             s.start()
         return self
+
+    def restart(self, name: str) -> None:
+        """What a supervisor does after a crash: start it again (its state is in NATS)."""
+        self.services[name].kill()
+        self.services[name].start()
+
+    def supervise(self, hold: Collection[str] = ()) -> list[str]:
+        """Like supervisord's ``autorestart``: start again every service that exited on its own.
+
+        ``hold`` names services that are down on purpose.  Returns what was restarted.
+        """
+        restarted = []
+        for name, s in self.services.items():
+            if name not in hold and s.proc is not None and not s.alive:
+                s.start()
+                restarted.append(name)
+        return restarted
 
     def stop(self) -> None:
         for s in self.services.values():
