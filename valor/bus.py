@@ -6,12 +6,16 @@ message-id headers and dead-lettering behave the same everywhere.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 
 import msgspec
 import nats
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -97,9 +101,30 @@ async def connect(url: str | None = None, name: str = "valor", **options) -> Cli
     return await nats.connect(servers=servers, **defaults)
 
 
-async def ensure_streams(js: JetStreamContext, n_replicas: int | None = None) -> None:
-    """Create missing streams and buckets; never shrink or rewrite existing ones."""
+# The JetStream API answers these while a node restarts or a stream elects a leader.
+TRANSIENT = (TimeoutError, nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError,
+             nats.js.errors.NoStreamResponseError)
+
+
+async def ensure_streams(js: JetStreamContext, n_replicas: int | None = None, patience: float = 60.0) -> None:
+    """Create missing streams and buckets; never shrink or rewrite existing ones.
+
+    A service starting while a node restarts keeps trying for ``patience``
+    seconds instead of exiting (a supervisor gives up after a few quick exits).
+    """
     n = n_replicas or replicas()
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return await _ensure(js, n)
+        except TRANSIENT as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("streams not ready yet (%s: %s); trying again", type(exc).__name__, exc)
+            await asyncio.sleep(1.0)
+
+
+async def _ensure(js: JetStreamContext, n: int) -> None:
     for config in stream_configs(replicas=n):
         try:
             await js.stream_info(config.name)
@@ -112,7 +137,7 @@ async def ensure_streams(js: JetStreamContext, n_replicas: int | None = None) ->
     for kv in bucket_configs(replicas=n):
         try:
             await js.key_value(kv.bucket)
-        except (NotFoundError, Exception):
+        except NotFoundError:
             await js.create_key_value(kv)
 
 
