@@ -44,6 +44,8 @@ def stream_configs(
             retention=RetentionPolicy.LIMITS,
             duplicate_window=dedup_window,
             allow_direct=True,
+            # A plan's `created` events are stored all or none (atomic batch publish).
+            allow_atomic=True,
             **common,
         ),
         StreamConfig(

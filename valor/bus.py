@@ -7,6 +7,8 @@ message-id headers and dead-lettering behave the same everywhere.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import os
 import time
@@ -127,7 +129,9 @@ async def ensure_streams(js: JetStreamContext, n_replicas: int | None = None, pa
 async def _ensure(js: JetStreamContext, n: int) -> None:
     for config in stream_configs(replicas=n):
         try:
-            await js.stream_info(config.name)
+            info = await js.stream_info(config.name)
+            if config.allow_atomic and not info.config.allow_atomic:  # a stream from before atomic batches
+                await js.update_stream(dataclasses.replace(info.config, allow_atomic=True))
         except NotFoundError:
             try:
                 await js.add_stream(config)
@@ -139,6 +143,39 @@ async def _ensure(js: JetStreamContext, n: int) -> None:
             await js.key_value(kv.bucket)
         except NotFoundError:
             await js.create_key_value(kv)
+
+
+BATCH_LIMIT = 1000  # the server's cap on messages in one atomic batch
+
+
+class DuplicateInBatch(Exception):
+    """An atomic batch carried a message id the stream has already stored."""
+
+
+async def publish_atomic(nc: Client, items: list[tuple[str, bytes, dict[str, str]]], timeout: float = 10.0) -> PubAck:
+    """Store ``items`` on one stream all or none (JetStream atomic batch publish).
+
+    Every message but the last goes without a reply; the last carries the
+    commit and gets the batch's ack, or the error that refused all of it.
+    """
+    batch_id = nc.new_inbox().rsplit(".", 1)[-1]
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, max_msgs=1)
+    try:
+        for i, (subject, payload, headers) in enumerate(items, 1):
+            h = {**headers, "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(i)}
+            if i == len(items):
+                h["Nats-Batch-Commit"] = "1"
+            await nc.publish(subject, payload, reply=inbox if i == len(items) else "", headers=h)
+        msg = await sub.next_msg(timeout=timeout)
+    finally:
+        await sub.unsubscribe()
+    resp = json.loads(msg.data)
+    if "error" in resp:
+        if resp["error"].get("err_code") == 10201:
+            raise DuplicateInBatch(resp["error"].get("description", ""))
+        raise nats.js.errors.APIError.from_error(resp["error"])
+    return PubAck(stream=resp["stream"], seq=resp["seq"])
 
 
 def event_subject(event: msgspec.Struct) -> str:

@@ -354,11 +354,9 @@ class Scheduler:
         """Store events (in order), then hand out the work they announce."""
         publishes = [e for e in effects if isinstance(e, Publish)]
         if any(p.new_subject for p in publishes):
-            # nats-py loses the future of a refused async publish, and a refused
-            # id guard is exactly what we must see: publish these one by one.
-            for p in publishes:
-                ack = await bus.publish_event(self.js, p.event, p.msg_id, expect_new_subject=p.new_subject)
-                self.published_seq = max(self.published_seq, ack.seq)
+            # New ids: the batch is stored all or none, so a refused id guard (another
+            # scheduler took an id) leaves no half-created plan behind.
+            await self._publish_atomically(publishes)
         else:
             futures = [await self.js.publish_async(bus.event_subject(p.event), encode(p.event),
                                                    headers={bus.MSG_ID: p.msg_id}) for p in publishes]
@@ -369,6 +367,22 @@ class Scheduler:
                 for d in dispatches]
         await asyncio.wait_for(asyncio.gather(*work), timeout=PUBLISH_TIMEOUT)
         self._count(publishes, dispatches)
+
+    async def _publish_atomically(self, publishes: list[Publish]) -> None:
+        for start in range(0, len(publishes), bus.BATCH_LIMIT):  # a plan past the cap goes in parts
+            chunk = publishes[start:start + bus.BATCH_LIMIT]
+            items = [(bus.event_subject(p.event), encode(p.event),
+                      {bus.MSG_ID: p.msg_id, **({bus.EXPECTED_LAST_SUBJECT_SEQ: "0"} if p.new_subject else {})})
+                     for p in chunk]
+            try:
+                ack = await bus.publish_atomic(self.nc, items, timeout=PUBLISH_TIMEOUT)
+            except bus.DuplicateInBatch:
+                # Part of it was stored before a crash: one by one, the duplicates are absorbed.
+                for p in chunk:
+                    ack = await bus.publish_event(self.js, p.event, p.msg_id, expect_new_subject=p.new_subject)
+                    self.published_seq = max(self.published_seq, ack.seq)
+                continue
+            self.published_seq = max(self.published_seq, ack.seq)
 
     def _count(self, publishes: list[Publish], dispatches: list[Dispatch]) -> None:
         now = self.clock()
