@@ -22,6 +22,7 @@ from schemas.subjects import msg_id_for_event
 from valor import bus, metrics
 
 from . import logs, persist
+from .cancellations import Cancellations
 from .context import AttemptContext, Handler, TaskFailed
 
 PROGRESS_EVERY = 0.5  # seconds: at most ~2 progress events per attempt per second
@@ -44,6 +45,7 @@ class AttemptRun:
         executor: str,
         ack_wait: float,
         max_result_bytes: int,
+        cancellations: Cancellations | None = None,
     ):
         self.js = js
         self.msg = msg
@@ -53,6 +55,7 @@ class AttemptRun:
         self.ack_wait = ack_wait
         self.max_result_bytes = max_result_bytes
         self.delivery = msg.metadata.num_delivered
+        self.cancellations = cancellations
         self.stopped: str | None = None  # CANCELLED (promise cancelled) or SHUTDOWN (we are leaving)
         self._handler_task: asyncio.Task | None = None
         self._progress_n = 0
@@ -100,6 +103,11 @@ class AttemptRun:
     async def _already_done(self) -> str | None:
         """Why this work needs no run: the promise ended, or (on redelivery) this attempt did."""
         item = self.item
+        if self.cancellations is not None:
+            if item.id in self.cancellations:
+                return "promise already cancelled"
+            if self.delivery == 1 and self.cancellations.cover(self.msg.metadata.timestamp.timestamp()):
+                return None  # queued while we listened: no cancellation could pass us by
         # One round trip, not three: the reads go out together.
         names = ("succeeded", "failed", "cancelled")
         ended = await asyncio.gather(*(persist.last_event(self.js, item.id, name) for name in names))

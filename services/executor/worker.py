@@ -21,6 +21,7 @@ from valor import bus, metrics
 
 from . import config, heartbeat, logs, persist
 from .attempt import CANCELLED, SHUTDOWN, AttemptRun, ack, describe
+from .cancellations import Cancellations
 from .consumer import Puller, consumer_name, ensure_consumer
 from .context import Handler
 from .tasks import builtin_handlers
@@ -71,6 +72,7 @@ class Executor:
         self._heartbeat: asyncio.Task | None = None
         self._heartbeat_stop = asyncio.Event()
         self._cancel_sub = None
+        self.cancellations: Cancellations | None = None
         self._stopping = False
         self._last_activity = time.monotonic()
 
@@ -88,6 +90,8 @@ class Executor:
             await ensure_consumer(self.js, queue, self.ack_wait)
         # Cancelled events are stored in PROMISES; a core subscription sees them as they land.
         self._cancel_sub = await self.nc.subscribe(subjects.PROMISE_CANCELLED, cb=self._on_cancelled)
+        await self.nc.flush()  # the server has our subscription from here on
+        self.cancellations = Cancellations(time.time())
         # The first beat before start() returns: capacity is visible as soon as we are up.
         await heartbeat.put(self.js, self._beat())
         self._heartbeat = asyncio.create_task(
@@ -177,7 +181,7 @@ class Executor:
                 await persist.until_ok("dead_letter", lambda: bus.dead_letter(self.js, msg, "work", reason))
                 return await ack(msg, subject=msg.subject)
             run = AttemptRun(self.js, msg, item, self.handlers, self.id, self.ack_wait,
-                             max(64 * 1024, self.nc.max_payload - PAYLOAD_MARGIN))
+                             max(64 * 1024, self.nc.max_payload - PAYLOAD_MARGIN), self.cancellations)
             self._running.add(run)
             await run.run()
         except asyncio.CancelledError:
@@ -198,6 +202,8 @@ class Executor:
             return
         if not isinstance(event, Cancelled):
             return
+        if self.cancellations is not None:
+            self.cancellations.heard(event.id)
         for run in list(self._running):
             if run.item.id == event.id:
                 run.stop(CANCELLED)
