@@ -71,15 +71,20 @@ class Puller:
 
     async def fetch_one(self, timeout: float) -> Msg | None:
         """The next message, or None if none came in time or NATS could not be asked."""
+        msgs = await self.fetch(1, timeout)
+        return msgs[0] if msgs else None
+
+    async def fetch(self, n: int, timeout: float) -> list[Msg]:
+        """Up to ``n`` messages; with a backlog they come at once (nats-py asks with no_wait first)."""
         try:
             if self._sub is None:
                 await ensure_consumer(self.js, self.queue, self.ack_wait)
                 self._sub = await self.js.pull_subscribe_bind(durable=consumer_name(self.queue), stream=subjects.WORK)
-            msgs = await self._sub.fetch(1, timeout=timeout)
+            msgs = await self._sub.fetch(n, timeout=timeout)
             self._failures = 0
-            return msgs[0] if msgs else None
+            return msgs
         except TimeoutError:  # nats.errors.TimeoutError and FetchTimeoutError included
-            return None  # no work now: normal
+            return []  # no work now: normal
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # reconnecting, consumer deleted, server restarting...
@@ -87,7 +92,7 @@ class Puller:
             logs.warning("fetch.error", queue=self.queue, error=f"{type(exc).__name__}: {exc}", failures=self._failures)
             await self.close()  # rebuilt (and the consumer re-ensured) on the next call
             await asyncio.sleep(min(5.0, 0.1 * 2**self._failures))
-            return None
+            return []
 
     async def close(self) -> None:
         sub, self._sub = self._sub, None

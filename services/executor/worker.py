@@ -26,6 +26,9 @@ from .consumer import Puller, consumer_name, ensure_consumer
 from .context import Handler
 from .tasks import builtin_handlers
 
+# Under a backlog, up to this many messages per fetch, waiting at most this long for them.
+BACKLOG_BATCH = 32
+BACKLOG_WAIT = 0.05
 # Room left in a message for the event's other fields and headers.
 PAYLOAD_MARGIN = 16 * 1024
 
@@ -156,19 +159,44 @@ class Executor:
                     msg = await puller.fetch_one(self.fetch_timeout)
                     if msg is None:
                         continue
-                    self._last_activity = time.monotonic()
-                    if self._stopping:
-                        await _nak(msg)
-                        continue
-                    task = asyncio.create_task(self._handle(msg))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                    handed_off = True
+                    handed_off = await self._hand_off(msg)
                 finally:
                     if not handed_off:
                         self._free.release()
+                await self._take_backlog(puller)
         finally:
             await puller.close()
+
+    async def _hand_off(self, msg: Msg) -> bool:
+        """Start an attempt for ``msg`` in a slot already taken; False if we are leaving."""
+        self._last_activity = time.monotonic()
+        if self._stopping:
+            await _nak(msg)
+            return False
+        task = asyncio.create_task(self._handle(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _take_backlog(self, puller: Puller) -> None:
+        """After a message came, take what else waits for the slots still free, in one fetch.
+
+        One message per request keeps light load fast and spreads work across
+        executors; under a backlog, asking per message would cap throughput at one
+        round trip per attempt.
+        """
+        taken = 0
+        while taken < BACKLOG_BATCH and not self._free.locked():
+            await self._free.acquire()  # does not block: a slot is free
+            taken += 1
+        if not taken:
+            return
+        msgs = await puller.fetch(taken, BACKLOG_WAIT) if not self._stopping else []
+        started = 0
+        for msg in msgs:
+            started += await self._hand_off(msg)
+        for _ in range(taken - started):
+            self._free.release()
 
     async def _handle(self, msg: Msg) -> None:
         """Run one work message; owns one slot and releases it when done."""

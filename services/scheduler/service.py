@@ -46,6 +46,8 @@ log = logging.getLogger("valor.scheduler")
 
 # Bound on waiting for pipelined acks: a lost ack must not stall decisions forever.
 PUBLISH_TIMEOUT = 10.0
+# How often attempts dispatched but not started get their work item sent again.
+RESEND_EVERY = 30.0
 
 
 class Scheduler:
@@ -77,6 +79,8 @@ class Scheduler:
         self._leader_tasks: list[asyncio.Task] = []
         self._tail = None
         self._stopping = False
+        self._resend_pending = False  # set on taking over and after a failed round
+        self._resend_due = time.monotonic() + RESEND_EVERY
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -261,7 +265,6 @@ class Scheduler:
     # --- the decision loop ------------------------------------------------------
 
     async def _loop(self) -> None:
-        self._resend_pending = False
         wake_at: float | None = None
         while not self._stopping:
             timeout = None if wake_at is None else max(0.0, wake_at - self.clock())
@@ -277,12 +280,18 @@ class Scheduler:
                 raise
             except Exception as exc:
                 log.exception("decision round failed: %s", exc)
+                # Events may be stored while their work items were not: hand them out again.
+                self._resend_pending = True
                 await asyncio.sleep(0.5)
                 self._wake.set()
 
     async def _round(self) -> float | None:
         """Handle one input or one batch of decisions; return when to look again."""
         now = self.clock()
+        if time.monotonic() >= self._resend_due:
+            # A work item can be lost between `dispatched` and WORK (NATS away at that
+            # moment); re-sending now and then is harmless: WORK drops duplicate ids.
+            self._resend_pending, self._resend_due = True, time.monotonic() + RESEND_EVERY
         if self._resend_pending:
             await self.perform(resend_dispatched(self.state))
             self._resend_pending = False

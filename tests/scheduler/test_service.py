@@ -150,3 +150,20 @@ async def test_a_lease_renewal_that_fails_for_a_moment_keeps_the_leader_serving(
     ids = await ValorClient(nc).submit(NewPromise(title="still served"))
     [item] = await take_work(js)
     assert item.id == ids["0"]
+
+
+async def test_work_lost_after_dispatched_was_stored_is_sent_again(nc, js, scheduler):
+    """NATS refused the work item after `dispatched` was stored: the attempt is not stuck."""
+    await announce(js)
+    real_publish_async, refused = scheduler.js.publish_async, []
+
+    async def refuse_work_once(subject, *args, **kwargs):
+        if subject.startswith("work.") and not refused:
+            refused.append(subject)
+            raise TimeoutError("nats: timeout")
+        return await real_publish_async(subject, *args, **kwargs)
+
+    scheduler.js.publish_async = refuse_work_once
+    ids = await ValorClient(nc).submit(NewPromise(title="not lost"))
+    [item] = await take_work(js, timeout=10)
+    assert refused and item.id == ids["0"]
