@@ -116,3 +116,16 @@ async def test_two_schedulers_that_both_think_they_lead_never_share_an_id(nc, js
     finally:
         for s in (a, b):
             await s.stop()
+
+
+async def test_a_join_whose_inputs_are_too_big_to_carry_fails_saying_why(engine):
+    half = "x" * 600_000  # each parent's result fits a message; both together do not
+    a = (await engine.submit(T(type="echo", input=half)))["0"]
+    b = (await engine.submit(T(type="echo", input=half)))["0"]
+    ids = await engine.submit(T(name="join", type="echo", depends_on=[a, b]), T(name="other", type="echo"))
+    states = await engine.wait([a, b, *ids.values()], timeout=20)
+    assert states == {a: "succeeded", b: "succeeded", ids["join"]: "failed", ids["other"]: "succeeded"}
+    join, _ = await engine.promise(ids["join"])
+    assert "the work item is" in join.error and "NATS carries at most" in join.error
+    after = await engine.submit(T(title="still served", type="echo"))  # nothing is stuck behind it
+    assert await engine.wait([after["0"]], timeout=10) == {after["0"]: "succeeded"}

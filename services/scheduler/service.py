@@ -32,7 +32,8 @@ from schemas.commands import (
     command_decoder,
     heartbeat_decoder,
 )
-from schemas.events import RetryScheduled, decode_message, decode_promise_event, encode
+from schemas.events import AttemptFailed, RetryScheduled, decode_message, decode_promise_event, encode
+from schemas.subjects import msg_id_for_event
 from valor import bus, metrics
 from valor.config import Config, load
 
@@ -46,6 +47,8 @@ log = logging.getLogger("valor.scheduler")
 
 # Bound on waiting for pipelined acks: a lost ack must not stall decisions forever.
 PUBLISH_TIMEOUT = 10.0
+# Room left in a work message for headers.
+WORK_HEADROOM = 4096
 # How often attempts dispatched but not started get their work item sent again.
 RESEND_EVERY = 30.0
 
@@ -372,10 +375,25 @@ class Scheduler:
             for ack in await asyncio.wait_for(asyncio.gather(*futures), timeout=PUBLISH_TIMEOUT):
                 self.published_seq = max(self.published_seq, ack.seq)
         dispatches = [d for d in effects if isinstance(d, Dispatch)]
-        work = [await self.js.publish_async(subjects.work(d.queue), encode(d.item), headers={bus.MSG_ID: d.msg_id})
-                for d in dispatches]
+        work, too_big = [], []
+        for d in dispatches:
+            payload = encode(d.item)
+            if len(payload) > self.nc.max_payload - WORK_HEADROOM:
+                too_big.append(self._uncarriable(d, len(payload)))
+                continue
+            work.append(await self.js.publish_async(subjects.work(d.queue), payload, headers={bus.MSG_ID: d.msg_id}))
         await asyncio.wait_for(asyncio.gather(*work), timeout=PUBLISH_TIMEOUT)
+        if too_big:
+            await self.perform(too_big)
         self._count(publishes, dispatches)
+
+    def _uncarriable(self, d: Dispatch, size: int) -> Publish:
+        """A work item NATS cannot carry (huge input or dependency results) fails for good,
+        with a reason, instead of being retried forever or blocking the others."""
+        error = (f"the work item is {size:,} bytes (input plus the results of its dependencies); "
+                 f"NATS carries at most {self.nc.max_payload:,}")
+        event = AttemptFailed(at=self.clock(), id=d.item.id, attempt=d.item.attempt, error=error, retryable=False)
+        return Publish(event, msg_id_for_event(d.item.id, "attempt_failed", d.item.attempt))
 
     async def _publish_atomically(self, publishes: list[Publish]) -> None:
         for start in range(0, len(publishes), bus.BATCH_LIMIT):  # a plan past the cap goes in parts
