@@ -82,9 +82,15 @@ class AttemptRun:
                 return await self._ack()
             if self.stopped:
                 return await self._leave()
-            await persist.store(self.js, self._started(), msg_id_for_event(self.item.id, "started", self.item.attempt, self.delivery))
+            # The handler need not wait for `started` to be stored, only its result does:
+            # both go out on one connection, so the log keeps them in order.
+            started = asyncio.create_task(persist.store(
+                self.js, self._started(), msg_id_for_event(self.item.id, "started", self.item.attempt, self.delivery)))
             logs.info("attempt.started", task=self.item.task, executor=self.executor, **self.fields)
-            outcome = await self._execute()
+            try:
+                outcome = await self._execute()
+            finally:
+                await started
             if self.stopped or outcome is None:
                 return await self._leave()
             name = "succeeded" if isinstance(outcome, Succeeded) else "attempt_failed"

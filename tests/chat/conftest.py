@@ -49,6 +49,9 @@ async def answer(ctx):
         ]}
     if text.startswith("/sleep"):
         return {"reply": "Sleeping.", "promises": [{"name": "nap", "type": "sleep", "input": {"seconds": 1.0}}]}
+    if text.startswith("/think"):  # an answer that takes a while to make
+        await asyncio.sleep(1.5)
+        return {"reply": "Thought about it."}
     if text.startswith("/long"):
         return {"reply": "y" * 10_000}
     if text.startswith("/broken"):

@@ -21,14 +21,14 @@ async def test_console_lines_are_answered_with_replies_edits_and_reactions(nc, j
             sys.executable, "-m", "valor.console", "--chat", "5", "--idle", "3", "--wait", "30",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={"VALOR_NATS_URL": nats_server.url, "PATH": "/usr/bin:/bin"})
-        out, err = await asyncio.wait_for(proc.communicate(b"hello there\n/sleep\n"), 60)
+        out, err = await asyncio.wait_for(proc.communicate(b"/think\n/sleep\n"), 60)
         await settle(engine, notifier, expect_respond=2)
     finally:
         await notifier.stop()
         await intake.stop()
     lines = out.decode().splitlines()
-    assert lines[:2] == ["you [#1]: hello there", "you [#2]: /sleep"], (lines, err.decode())
-    assert "valor [v1] ↩ #1: echo: hello there" in lines
+    assert lines[:2] == ["you [#1]: /think", "you [#2]: /sleep"], (lines, err.decode())
+    assert any(line.endswith("↩ #1: Thought about it.") for line in lines)
     assert "valor reacted 👀 to #1" in lines and "valor reacted ✅ to #1" in lines
     assert any("✎ ✅ #" in line for line in lines)  # the status message, edited to its end
     assert any("✅ #" in line and "done in" in line and "↩ #2" in line for line in lines)

@@ -48,7 +48,18 @@ async def test_every_promise_born_from_a_chat_gets_exactly_one_terminal_reply(js
     assert "❌ I could not answer this" in texts_sent
     reactions = {(m, e) for _, m, e in people.reactions}
     assert (asked[0].id, "✅") in reactions and (asked[2].id, "❌") in reactions and (asked[3].id, "❌") in reactions
-    assert all((m.id, "👀") in reactions for m in asked)
+    # 👀 shows while a respond promise runs; one the notifier only saw ended goes straight to ✅/❌.
+    assert {m for m, e in reactions if e in ("✅", "❌")} == {m.id for m in asked}
+    assert {m for m, e in reactions if e == "👀"} <= {m.id for m in asked}
+
+
+async def test_a_request_shows_eyes_while_its_answer_is_made_then_a_check(js, engine, people, services):
+    start_ingest, start_notifier = services
+    await start_ingest()
+    notifier = await start_notifier()
+    asked = await people.says(ALICE, ALICE, "/think")
+    await settle(engine, notifier, expect_respond=1)
+    assert [e for _, m, e in people.reactions if m == asked.id] == ["👀", "✅"]
 
 
 async def test_the_respond_reply_is_sent_after_spawned_and_names_the_real_ids(js, engine, people, services):
