@@ -330,7 +330,10 @@ class Scheduler:
             command = command_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
             metrics.EVENTS_REJECTED.labels(subjects.COMMANDS).inc()
-            await bus.dead_letter(self.js, msg, "command", f"undecodable command: {exc}")
+            reason = f"undecodable command: {exc}"
+            await bus.dead_letter(self.js, msg, "command", reason)
+            if reply_to := _reply_to(msg.data):  # the caller is waiting: tell it why, now
+                await self.nc.publish(reply_to, encode(CommandReply(ok=False, error=reason)))
             await msg.ack()
             return
         match command:
@@ -445,3 +448,13 @@ class Scheduler:
                             metrics.CONSUMER_PENDING.labels(stream, info.name).set(info.num_pending or 0)
                             metrics.CONSUMER_ACK_PENDING.labels(stream, info.name).set(info.num_ack_pending or 0)
             await asyncio.sleep(every)
+
+
+def _reply_to(data: bytes) -> str | None:
+    """The reply subject of a command that does not decode, if it names one at all."""
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    reply_to = raw.get("reply_to") if isinstance(raw, dict) else None
+    return reply_to if isinstance(reply_to, str) and reply_to.startswith("_INBOX.") else None

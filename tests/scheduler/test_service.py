@@ -3,10 +3,11 @@
 import asyncio
 import time
 
+import msgspec
 import pytest
 
 from schemas import subjects
-from schemas.commands import ExecutorHeartbeat, NewPromise, work_decoder
+from schemas.commands import ExecutorHeartbeat, NewPromise, reply_decoder, work_decoder
 from schemas.events import MessageReceived, Started, Succeeded, encode
 from schemas.streams import bucket_configs
 from services.scheduler.service import Scheduler
@@ -167,3 +168,14 @@ async def test_work_lost_after_dispatched_was_stored_is_sent_again(nc, js, sched
     ids = await ValorClient(nc).submit(NewPromise(title="not lost"))
     [item] = await take_work(js, timeout=10)
     assert refused and item.id == ids["0"]
+
+
+async def test_a_command_that_does_not_decode_is_answered_with_the_reason(nc, js, scheduler):
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, max_msgs=1)
+    bad = {"type": "submit", "request_id": "r-bad", "reply_to": inbox, "tasks": "not a list"}
+    await js.publish(subjects.command("submit"), msgspec.json.encode(bad), headers={bus.MSG_ID: "r-bad"})
+    reply = reply_decoder.decode((await sub.next_msg(timeout=5)).data)
+    assert not reply.ok and reply.error.startswith("undecodable command: Expected `array`, got `str`")
+    dead = await js.get_last_msg(subjects.DLQ, "dlq.command")
+    assert dead.headers[bus.REASON] == reply.error
