@@ -19,7 +19,7 @@ from pathlib import Path
 
 from valor.natsserver import NatsCluster
 
-from . import measures
+from . import chat, measures
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -31,6 +31,7 @@ TARGETS = {
     "rebuild_events_per_s": (">=", 40000, "events/s"),
     "restart_to_serving_s": ("<=", 2, "s"),
     "scheduler_rss_mb": ("<=", 300, "MB"),
+    "catchup_s": ("<=", 5, "s"),
 }
 
 
@@ -83,6 +84,15 @@ async def main(quick: bool, only: set[str]) -> dict:
         mem = await with_cluster(1, measures.scheduler_memory, 10_000 if quick else 100_000)
         figures["scheduler_memory"] = mem
         figures["scheduler_rss_mb"] = mem["rss_mb"]
+    if want("chat"):
+        reply = await with_cluster(3, chat.chat_reply, 100 if quick else 300)
+        figures["chat_reply_help"] = reply
+        figures["chat_reply_p99_ms"] = reply["p99_ms"]  # no target in the issue
+        figures["chat_reply_help_paced"] = await with_cluster(3, chat.chat_reply, 10 if quick else 30, 1.0)
+        runs = [await with_cluster(3, chat.catchup) for _ in range(1 if quick else 3)]
+        figures["catchup"] = {**max(runs, key=lambda r: r["seconds"]),  # the slowest run, and each
+                              "runs_s": [round(r["seconds"], 2) for r in runs]}
+        figures["catchup_s"] = figures["catchup"]["seconds"]
     return figures
 
 
@@ -112,7 +122,7 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run of the harness")
     parser.add_argument("--only", nargs="*", default=[],
-                        help="ceiling e2e dag latency rebuild memory (default: all)")
+                        help="ceiling e2e dag latency rebuild memory chat (default: all)")
     args = parser.parse_args()
     started = time.time()
     figures = asyncio.run(main(args.quick, set(args.only)))

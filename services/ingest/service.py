@@ -12,6 +12,12 @@ message on ``chat.<id>.in`` is used.  Everything read is published with
 ``Nats-Msg-Id: tg:<chat>:<msg>``, so a message seen live and again in history
 is stored once (CHAT's duplicate window covers the catch-up horizon).
 
+Catch-up after downtime is pipelined: up to ``HISTORY_READERS`` chats are
+read at once (a flood wait pauses all of them: Telegram counts per account),
+and each page of history is published without waiting for each ack in turn,
+then the acks are awaited before the cursor moves past the page.  A publish
+that fails is retried one by one, its duplicates absorbed.
+
 Bot accounts cannot read history: they get Telethon's catch-up only.
 """
 
@@ -25,7 +31,7 @@ from datetime import UTC, datetime
 
 import msgspec
 from nats.aio.client import Client
-from nats.js.api import KeyValueConfig, StorageType
+from nats.js.api import KeyValueConfig, PubAck, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from telethon.errors import FloodWaitError, RPCError
 
@@ -39,6 +45,8 @@ from .accept import Rules, accept
 from .telegram import Inbound
 
 BUCKET = "valor_ingest"
+HISTORY_READERS = 4  # chats whose history is read at once (Telegram's limits are per account)
+PUBLISH_TIMEOUT = 5.0  # seconds for one publish, or for the acks of one page
 # A live message dated this long before start was waiting for us: it is caught up too.
 LIVE_SLACK = 5.0
 
@@ -67,6 +75,8 @@ class Ingest:
         self.published = 0  # new messages stored (duplicates not counted)
         self._kv = None
         self._loop: asyncio.Task | None = None
+        self._readers = asyncio.Semaphore(HISTORY_READERS)
+        self._flood_until = 0.0  # a flood wait pauses every call until then
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -77,8 +87,8 @@ class Ingest:
         self.me = await self._retrying("get_me", self.source.me)
         self.bot = bool(getattr(self.me, "bot", False))
         # Cursors before listening: a live message must not move one past a gap.
-        for chat_id in await self._retrying("dialogs", self.allowed_chats):
-            await self.cursor(chat_id, at_start=True)
+        chats = await self._retrying("dialogs", self.allowed_chats)
+        await asyncio.gather(*(self.cursor(chat_id, at_start=True) for chat_id in chats))
         await self._retrying("listen", lambda: self.source.listen(self.on_live))
         logs.info("ingest.started", me=getattr(self.me, "id", None), bot=self.bot, chats=sorted(self.cursors))
         if self.bot:
@@ -104,19 +114,27 @@ class Ingest:
 
     async def take(self, message, caught_up: bool) -> bool:
         """Publish if it is for Valor; True when it was new to CHAT."""
+        verdict = self._accepted(message, caught_up)
+        return verdict is not None and await self.publish(verdict)
+
+    def _accepted(self, message, caught_up: bool) -> MessageReceived | None:
         verdict = accept(message, self.me, self.rules, caught_up)
         if isinstance(verdict, str):
             logs.debug("ingest.ignored", chat_id=message.chat_id, message=message.id, reason=verdict)
-            return False
-        return await self.publish(verdict)
+            return None
+        return verdict
+
+    def _stamped(self, msg: MessageReceived) -> tuple[str, bytes, dict[str, str]]:
+        msg = msgspec.structs.replace(msg, at=self.clock())
+        return subjects.chat_in(msg.chat_id), encode(msg), {
+            bus.MSG_ID: subjects.msg_id_for_message(msg.chat_id, msg.message_id)}
 
     async def publish(self, msg: MessageReceived) -> bool:
-        msg = msgspec.structs.replace(msg, at=self.clock())
-        headers = {bus.MSG_ID: subjects.msg_id_for_message(msg.chat_id, msg.message_id)}
         delay = 0.2
         while True:  # at-least-once into CHAT: NATS being away is waited out
+            subject, payload, headers = self._stamped(msg)
             try:
-                ack = await self.js.publish(subjects.chat_in(msg.chat_id), encode(msg), headers=headers, timeout=5)
+                ack = await self.js.publish(subject, payload, headers=headers, timeout=PUBLISH_TIMEOUT)
                 break
             except asyncio.CancelledError:
                 raise
@@ -124,6 +142,34 @@ class Ingest:
                 logs.warning("ingest.publish_retry", chat_id=msg.chat_id, message=msg.message_id, error=str(exc))
                 await self.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        return self._stored(msg, ack)
+
+    async def publish_many(self, msgs: list[MessageReceived]) -> int:
+        """Publish all, then await the acks; returns how many were new to CHAT.
+
+        What did not get an ack goes again one by one through ``publish`` (which
+        waits NATS out); a copy that was stored after all is absorbed as a duplicate.
+        """
+        futures: list[asyncio.Future] = []
+        acks: list = []
+        try:
+            for msg in msgs:
+                subject, payload, headers = self._stamped(msg)
+                futures.append(await self.js.publish_async(subject, payload, headers=headers))
+            acks = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), PUBLISH_TIMEOUT)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            for future in futures:  # frees their slots in the client's window of pending acks
+                future.cancel()
+            logs.warning("ingest.publish_retry", chat_id=msgs[0].chat_id, messages=len(msgs), error=str(exc))
+        new = 0
+        for i, msg in enumerate(msgs):
+            ack = acks[i] if i < len(acks) else None
+            new += self._stored(msg, ack) if isinstance(ack, PubAck) else await self.publish(msg)
+        return new
+
+    def _stored(self, msg: MessageReceived, ack: PubAck) -> bool:
         if not ack.duplicate:
             self.published += 1
             metrics.INGESTED.labels("caught_up" if msg.caught_up else "live").inc()
@@ -150,12 +196,23 @@ class Ingest:
         """Read every allowed chat's history after its cursor; returns how many messages were new."""
         if self.bot:
             return 0
-        new = 0
-        for chat_id in await self._retrying("dialogs", self.allowed_chats):
-            try:
-                new += await self._retrying(f"history {chat_id}", lambda c=chat_id: self.fill(c))
-            except RPCError as exc:  # this chat is unreadable (left, banned...): the others go on
-                logs.warning("ingest.chat_unreadable", chat_id=chat_id, error=str(exc))
+        counts: list[int] = []
+
+        async def one(chat_id: int) -> None:
+            async with self._readers:
+                try:
+                    counts.append(await self._retrying(f"history {chat_id}", lambda: self.fill(chat_id)))
+                except RPCError as exc:  # this chat is unreadable (left, banned...): the others go on
+                    logs.warning("ingest.chat_unreadable", chat_id=chat_id, error=str(exc))
+
+        chats = await self._retrying("dialogs", self.allowed_chats)
+        try:
+            async with asyncio.TaskGroup() as group:  # an error in one chat stops the others, as before
+                for chat_id in chats:
+                    group.create_task(one(chat_id))
+        except ExceptionGroup as errors:  # the caller sees the error itself, as before
+            raise errors.exceptions[0] from None
+        new = sum(counts)
         if new:
             logs.info("ingest.backfilled", new=new)
         return new
@@ -166,7 +223,7 @@ class Ingest:
         new = 0
         for _ in range(100):  # a long backlog is read in capped pages; the bound keeps one chat from hogging
             cursor = await self.cursor(chat_id) or 0
-            top, count = cursor, 0
+            top, count, page = cursor, 0, []
             history = self.source.history(chat_id, cursor, datetime.fromtimestamp(since, UTC),
                                           self.tg.catchup_limit)
             async for message in history:
@@ -174,7 +231,10 @@ class Ingest:
                 top = max(top, message.id)
                 if message.date is not None and message.date.timestamp() < since:
                     continue
-                new += await self.take(message, caught_up=True)
+                if (msg := self._accepted(message, caught_up=True)) is not None:
+                    page.append(msg)
+            if page:  # stored before the cursor moves past it
+                new += await self.publish_many(page)
             if top > cursor:
                 self.cursors[chat_id] = top
                 await self._kv.put(str(chat_id), str(top).encode())
@@ -196,11 +256,14 @@ class Ingest:
         """Flood waits and disconnects are waited out; other errors are the caller's."""
         delay = 1.0
         while True:
+            if (pause := self._flood_until - self.clock()) > 0:  # another call's flood wait holds us too
+                await self.sleep(pause)
             try:
                 return await call()
             except FloodWaitError as exc:
                 metrics.INGEST_FLOOD_WAITS.inc()
                 logs.warning("ingest.flood_wait", call=what, seconds=exc.seconds)
+                self._flood_until = max(self._flood_until, self.clock() + exc.seconds + 1)
                 await self.sleep(exc.seconds + 1)
             except (ConnectionError, OSError, TimeoutError) as exc:
                 logs.warning("ingest.disconnected", call=what, error=str(exc) or type(exc).__name__,

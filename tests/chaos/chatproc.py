@@ -11,8 +11,6 @@ import argparse
 import asyncio
 import signal
 
-from services.ingest.service import Ingest
-from services.notifier.service import Notifier
 from valor import bus, logs
 from valor.config import load
 
@@ -24,9 +22,15 @@ async def serve(kind: str, url: str) -> None:
     nc = await bus.connect(name=kind)
     try:
         await bus.ensure_streams(nc.jetstream())
+        # Each imports only its own service, as ``python -m services.<kind>`` does: the notifier's
+        # imports (the agent's texts, the Anthropic SDK) would add seconds to ingest's start.
         if kind == "ingest":
+            from services.ingest.service import Ingest
+
             runner = Ingest(nc, RemoteInbound(url), config)
         else:
+            from services.notifier.service import Notifier
+
             runner = Notifier(nc, RemoteTransport(url), config)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -173,3 +173,33 @@ async def test_a_bot_account_gets_live_messages_and_no_backfill(js, people, serv
     await people.says(ALICE, ALICE, "live")
     assert ingest.bot and "history" not in people.calls
     assert [m.text for m in await stored_messages(js, ALICE)] == ["live"]
+
+
+async def test_many_chats_are_caught_up_at_once_in_order_and_a_flood_wait_holds_every_reader(js, world, services):
+    import msgspec
+
+    users = list(range(7001, 7013))
+    for user in users:
+        world.user(user, f"u{user}", f"U{user}")
+    world.online = False
+    for i in range(5):
+        for user in users:
+            world.say(user, user, f"{user} #{i}")
+    world.online = True
+    world.floods["history"] = [30]
+    slept = []
+
+    async def sleep(seconds):
+        slept.append(seconds)
+        await asyncio.sleep(0)
+
+    telegram = msgspec.structs.replace(CONFIG.telegram, allow_users=users)
+    ingest = Ingest(js._nc, world.inbound(), msgspec.structs.replace(CONFIG, telegram=telegram), sleep=sleep)
+    await ingest.start(reconcile_forever=False)
+    for user in users:  # each chat stored whole, once, in its order
+        assert [m.text for m in await stored_messages(js, user)] == [f"{user} #{i}" for i in range(5)]
+    assert ingest.published == 60 and await ingest.reconcile() == 0
+    # The reader that met the flood wait waited it out, and it held every other read (one account):
+    # time stands still here, so each chat's read waited for it before calling Telegram.
+    assert 31 in slept and sum(1 for s in slept if 25 < s < 31) >= len(users)
+    await ingest.stop()
