@@ -66,11 +66,12 @@ async def chat_reply(cluster: NatsCluster, samples: int, chat_interval: float = 
                      gap: float = 0.05) -> dict[str, float]:
     """From the console's request entering ingest to the notifier sending the reply to ``/help``.
 
-    ``chat_interval`` is the notifier's pacing between two notices in one chat
-    (1 s by default, for Telegram's limits): the 👀 reaction, when the notifier
-    sees the attempt start before it ends, is such a notice, and the reply then
-    waits out the pacing.  0 measures the engine rather than that policy;
-    ``reacted_first`` counts the samples whose 👀 went out before the reply.
+    ``chat_interval`` is the notifier's pacing between two messages in one chat,
+    and between two reactions or edits (1 s by default, for Telegram's limits;
+    architecture decision 29).  The 👀 reaction, sent when the notifier sees the
+    attempt start before it ends, does not hold the reply back: the paced figure
+    should match the unpaced one.  ``reacted_first`` counts the samples whose 👀
+    went out before the reply.
     """
     stack = _stack(cluster, CONSOLE_CONFIG.format(chat_interval=chat_interval))
     py = sys.executable
@@ -111,7 +112,7 @@ async def chat_reply(cluster: NatsCluster, samples: int, chat_interval: float = 
             if i >= warmup:
                 latencies.append((replies[message_id] - t0) * 1000)
                 reacted_first += reacted.get(message_id, float("inf")) < replies[message_id]
-            # A pause, and no pacing left over: the ✅ on the message goes one interval after the reply.
+            # A pause, and no pacing left over: the ✅ on the message goes one interval after the 👀.
             await asyncio.sleep(gap + 2 * chat_interval)
         return {"samples": len(latencies), "p50_ms": percentile(latencies, 50),
                 "p95_ms": percentile(latencies, 95), "p99_ms": percentile(latencies, 99),

@@ -1,10 +1,18 @@
 """Per-chat queues that perform notices within Telegram's limits, exactly once.
 
-Each chat has its own worker task, so a flood wait or an error in one chat
-never delays another.  Within a chat, actions run in order, at least
-``chat_interval`` apart, at most ``group_per_minute`` messages a minute in a
-group, and a message is edited at most once per ``edit_interval`` (a newer
-edit replaces one still waiting).
+Each chat has two lanes, each with its own worker task: *messages* (sends)
+and *cosmetic* actions (reactions and edits).  Telegram limits messages per
+chat (about one a second, 20 a minute in a group); reactions and edits have
+flood limits of their own.  So a flood wait or an error in one chat never
+delays another, and within a chat a reaction or an edit never holds back a
+message (nor the other way round): the reply to ``/help`` goes out at once, not
+a ``chat_interval`` behind its own 👀.  Within a lane, actions run in order, at
+least ``chat_interval`` apart; a group gets at most ``group_per_minute``
+messages a minute; a message is edited at most once per ``edit_interval`` (a
+newer edit replaces one still waiting).  A flood wait holds back the lane whose
+call it answered.  One order across lanes is kept: a reaction on a message
+waits until the replies to that message already queued are sent, so ✅ never
+shows before the answer it marks.
 
 A message is sent in three steps: log ``notice_intended`` (with a digest of
 each part), send the parts, log ``notified``.  If the process dies between
@@ -35,6 +43,13 @@ from .transport import Transport
 Record = Callable[[object, str], Awaitable[None]]  # (event, Nats-Msg-Id) -> stored
 RECENT = 100  # own messages looked at when reconciling
 GIVE_UP_COSMETIC = 3  # failed tries before a reaction or an edit is dropped
+MESSAGES, COSMETIC = "messages", "cosmetic"  # the two lanes of a chat
+
+Lane = tuple[int, str]  # (chat, lane)
+
+
+def lane_of(action: Action) -> str:
+    return MESSAGES if isinstance(action, Send) else COSMETIC
 
 
 class Outbox:
@@ -46,14 +61,14 @@ class Outbox:
         self.limits = limits
         self.clock = clock
         self.sleep = sleep
-        self.queues: dict[int, dict[tuple, Action]] = {}  # chat -> key -> action, in arrival order
-        self.workers: dict[int, asyncio.Task] = {}
-        self.wakeups: dict[int, asyncio.Event] = {}
+        self.queues: dict[Lane, dict[tuple, Action]] = {}  # lane -> key -> action, in arrival order
+        self.workers: dict[Lane, asyncio.Task] = {}
+        self.wakeups: dict[Lane, asyncio.Event] = {}
         self.done: set[tuple] = set()  # keys this process completed (the log may not show them yet)
-        self.busy: set[int] = set()
+        self.busy: set[Lane] = set()
         self.edited: dict[tuple[int, int], str] = {}  # (chat, message) -> text it shows
         self.edited_at: dict[tuple[int, int], float] = {}
-        self.last_out: dict[int, float] = {}
+        self.last_out: dict[Lane, float] = {}
         self.group_sends: dict[int, deque[float]] = {}
         self.stats = {"sent": 0, "edited": 0, "reacted": 0, "reconciled": 0, "flood_waits": 0}
 
@@ -64,16 +79,16 @@ class Outbox:
             return
         if isinstance(action, Edit) and self.edited.get((action.chat_id, action.message_id)) == action.text:
             return
-        queue = self.queues.setdefault(action.chat_id, {})
+        lane = (action.chat_id, lane_of(action))
+        queue = self.queues.setdefault(lane, {})
         if action.key in queue and not isinstance(action, Edit):
             return  # already waiting (or being performed)
         queue.pop(action.key, None)
         queue[action.key] = action
-        if action.chat_id not in self.workers or self.workers[action.chat_id].done():
-            self.wakeups[action.chat_id] = asyncio.Event()
-            self.workers[action.chat_id] = asyncio.create_task(self._work(action.chat_id),
-                                                               name=f"chat-{action.chat_id}")
-        self.wakeups[action.chat_id].set()
+        if lane not in self.workers or self.workers[lane].done():
+            self.wakeups[lane] = asyncio.Event()
+            self.workers[lane] = asyncio.create_task(self._work(lane), name=f"chat-{lane[0]}-{lane[1]}")
+        self.wakeups[lane].set()
 
     def idle(self) -> bool:
         return not self.busy and not any(self.queues.values())
@@ -85,21 +100,22 @@ class Outbox:
         if tasks:
             await asyncio.wait(tasks, timeout=2.0)
 
-    # --- the worker of one chat ---------------------------------------------------
+    # --- the worker of one lane of one chat --------------------------------------
 
-    async def _work(self, chat_id: int) -> None:
-        queue, wake = self.queues[chat_id], self.wakeups[chat_id]
+    async def _work(self, lane: Lane) -> None:
+        queue, wake = self.queues[lane], self.wakeups[lane]
         while True:
-            if not queue:
+            chosen = self._next(queue)
+            if chosen is None:  # nothing queued, or only reactions waiting for replies
                 wake.clear()
                 await wake.wait()
                 continue
-            key, action = self._next(queue)
+            key, action = chosen
             wait = self._ready_at(action) - self.clock()
             if wait > 0:
                 await self._nap(wake, wait)
                 continue
-            self.busy.add(chat_id)
+            self.busy.add(lane)
             try:
                 if await self._perform_with_retries(action):
                     if not isinstance(action, Edit):
@@ -107,7 +123,9 @@ class Outbox:
                 if queue.get(key) is action:
                     del queue[key]
             finally:
-                self.busy.discard(chat_id)
+                self.busy.discard(lane)
+            if lane[1] == MESSAGES and (other := self.wakeups.get((lane[0], COSMETIC))):
+                other.set()  # a reaction may have been waiting for this reply
 
     async def _nap(self, wake: asyncio.Event, seconds: float) -> None:
         """Wait for an action's slot, or less if a new action arrives (real time only)."""
@@ -120,19 +138,28 @@ class Outbox:
         except TimeoutError:
             pass
 
-    def _next(self, queue: dict[tuple, Action]) -> tuple[tuple, Action]:
+    def _next(self, queue: dict[tuple, Action]) -> tuple[tuple, Action] | None:
         """The first action in order that may go now, else the one that may go soonest."""
         now = self.clock()
         first = None
         for key, action in queue.items():
+            if self._held(action):
+                continue
             if self._ready_at(action) <= now:
                 return key, action
             if first is None or self._ready_at(action) < self._ready_at(first[1]):
                 first = (key, action)
-        return first  # type: ignore[return-value]
+        return first
+
+    def _held(self, action: Action) -> bool:
+        """A reaction waits for the replies to its message still queued (✅ after the answer)."""
+        if not isinstance(action, React):
+            return False
+        sends = self.queues.get((action.chat_id, MESSAGES), {})
+        return any(s.reply_to == action.message_id for s in sends.values())  # type: ignore[union-attr]
 
     def _ready_at(self, action: Action) -> float:
-        at = self.last_out.get(action.chat_id, 0.0) + self.limits.chat_interval
+        at = self.last_out.get((action.chat_id, lane_of(action)), 0.0) + self.limits.chat_interval
         if isinstance(action, Edit):
             at = max(at, self.edited_at.get((action.chat_id, action.message_id), 0.0) + self.limits.edit_interval)
         if isinstance(action, Send) and action.chat_id < 0:  # groups and channels have negative ids
@@ -172,7 +199,7 @@ class Outbox:
         match action:
             case React():
                 await self.transport.react(action.chat_id, action.message_id, action.emoji)
-                self._spent(action.chat_id)
+                self._spent((action.chat_id, COSMETIC))
                 self.stats["reacted"] += 1
                 await self._record(Notified(id=action.id, kind=action.kind, chat_id=action.chat_id,
                                             telegram_message_id=action.message_id, at=self.clock()),
@@ -182,7 +209,7 @@ class Outbox:
                 if self.edited.get(where) == action.text:
                     return
                 await self.transport.edit(action.chat_id, action.message_id, action.text)
-                self._spent(action.chat_id)
+                self._spent((action.chat_id, COSMETIC))
                 self.edited[where], self.edited_at[where] = action.text, self.clock()
                 self.stats["edited"] += 1
             case Send():
@@ -208,7 +235,7 @@ class Outbox:
             await self._pace(action)
             ids.append(await self.transport.send(action.chat_id, part, action.reply_to))
             found[i] = ids[-1]
-            self._spent(action.chat_id, counts_in_group=True)
+            self._spent((action.chat_id, MESSAGES), counts_in_group=True)
             self.stats["sent"] += 1
         if action.kind == "status":
             where = (action.chat_id, ids[0])
@@ -246,9 +273,10 @@ class Outbox:
         if wait > 0:
             await self.sleep(wait)
 
-    def _spent(self, chat_id: int, counts_in_group: bool = False) -> None:
+    def _spent(self, lane: Lane, counts_in_group: bool = False) -> None:
         now = self.clock()
-        self.last_out[chat_id] = now
+        self.last_out[lane] = now
+        chat_id = lane[0]
         if counts_in_group and chat_id < 0:
             sends = self.group_sends.setdefault(chat_id, deque())
             sends.append(now)

@@ -8,9 +8,9 @@ from prometheus_client import REGISTRY
 
 from services.notifier import texts
 from services.notifier.outbox import Outbox
-from services.notifier.plan import Edit, Send
+from services.notifier.plan import Edit, React, Send
 
-from .conftest import ALICE, CONFIG, GROUP, intents, notices, settle, stored_messages
+from .conftest import ALICE, CAROL, CONFIG, GROUP, intents, notices, settle, stored_messages
 
 
 @pytest.fixture
@@ -319,3 +319,148 @@ async def test_a_group_gets_at_most_twenty_messages_a_minute(people):
 
 async def test_stored_messages_helper_reads_nothing_from_an_empty_stream(js):
     assert await stored_messages(js) == []
+
+
+# --- pacing: messages and cosmetic actions (reactions, edits) in lanes of their own ------------
+
+
+class VirtualTime:
+    """Time that moves only when every task waits: to the earliest sleeper, which it wakes."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleepers: list[tuple[float, int, asyncio.Future]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self.sleepers.append((self.now + max(seconds, 0.0), len(self.sleepers), future))
+        await future
+
+    async def run(self, outbox: Outbox, limit: float = 600.0) -> None:
+        """Until the outbox is idle; fails if it waits for something that never comes."""
+        while True:
+            for _ in range(50):
+                await asyncio.sleep(0)
+            if outbox.idle():
+                return
+            assert self.sleepers, "the outbox waits, but on no timer"
+            self.sleepers.sort(key=lambda s: (s[0], s[1]))
+            at, _, future = self.sleepers.pop(0)
+            assert at - 1000.0 <= limit, "virtual time ran away"
+            self.now = max(self.now, at)
+            future.set_result(None)
+
+
+def paced_outbox(world, **limits):
+    """An outbox on the fake with virtual time; ``log`` lists (time, call, chat, detail) in call order.
+
+    The detail of a send is the message it replies to; of an edit or a reaction, the message it changes.
+    """
+    import msgspec
+
+    time_ = VirtualTime()
+    transport = world.transport()
+    log = []
+    for name in ("send", "edit", "react"):
+        real = getattr(transport, name)
+
+        async def call(chat_id, message_id_or_text, arg, real=real, name=name):
+            log.append((time_.now, name, chat_id, arg if name == "send" else message_id_or_text))
+            return await real(chat_id, message_id_or_text, arg)
+
+        setattr(transport, name, call)
+
+    async def record(event, msg_id):
+        pass
+
+    outbox = Outbox(transport, record, msgspec.structs.replace(CONFIG.telegram, **limits), time_, time_.sleep)
+    return outbox, time_, log
+
+
+async def test_reply_is_not_held_back_by_its_reaction(people):
+    outbox, time_, log = paced_outbox(people, chat_interval=1.0)
+    outbox.submit(React(1, "reaction_start", ALICE, 10, "👀"))
+    await asyncio.sleep(0)
+    outbox.submit(Send(1, "terminal", ALICE, 10, "the help text"))
+    await time_.run(outbox)
+    assert [(t, call) for t, call, _, _ in log] == [(1000.0, "react"), (1000.0, "send")]
+    await outbox.stop()
+
+
+async def test_two_messages_in_a_row_are_still_paced(people):
+    outbox, time_, log = paced_outbox(people, chat_interval=1.0)
+    outbox.submit(React(1, "reaction_start", ALICE, 10, "👀"))
+    for i, message in enumerate((10, 11, 12)):
+        outbox.submit(Send(i + 1, "terminal", ALICE, message, f"reply {i}"))
+        outbox.submit(Send(i + 10, "terminal", CAROL, message, f"elsewhere {i}"))
+    await time_.run(outbox)
+    for chat in (ALICE, CAROL):  # one message a second in a chat, as before; chats apart
+        assert [(t, m) for t, call, c, m in log if call == "send" and c == chat] == [
+            (1000.0, 10), (1001.0, 11), (1002.0, 12)]
+    await outbox.stop()
+
+
+async def test_reactions_in_a_chat_are_paced_among_themselves(people):
+    outbox, time_, log = paced_outbox(people, chat_interval=1.0)
+    for message in (10, 11, 12):
+        outbox.submit(React(message, "reaction_start", ALICE, message, "👀"))
+    await time_.run(outbox)
+    assert [t for t, call, _, _ in log] == [1000.0, 1001.0, 1002.0]
+    await outbox.stop()
+
+
+async def test_a_check_mark_waits_for_the_reply_it_marks(people):
+    outbox, time_, log = paced_outbox(people, chat_interval=1.0)
+    outbox.submit(Send(1, "terminal", ALICE, 9, "an earlier answer"))
+    await asyncio.sleep(0)
+    outbox.submit(Send(2, "terminal", ALICE, 10, "the answer"))  # paced: one second after the first
+    outbox.submit(React(2, "reaction_end", ALICE, 10, "✅"))  # free to go at once, but marks the answer
+    await time_.run(outbox)
+    assert [(t, call, m) for t, call, _, m in log] == [
+        (1000.0, "send", 9), (1001.0, "send", 10), (1001.0, "react", 10)]
+    await outbox.stop()
+
+
+async def test_status_edits_do_not_hold_back_messages(people):
+    outbox, time_, log = paced_outbox(people, chat_interval=1.0, edit_interval=3.0)
+    for i in range(3):
+        outbox.submit(Edit(7, ALICE, 55, f"progress {i}"))
+        await asyncio.sleep(0)
+        outbox.submit(Send(20 + i, "terminal", ALICE, 30 + i, f"done {i}"))
+    await time_.run(outbox)
+    sends = [t for t, call, _, _ in log if call == "send"]
+    edits = [t for t, call, _, _ in log if call == "edit"]
+    assert sends == [1000.0, 1001.0, 1002.0]
+    assert edits[0] == 1000.0 and all(b - a >= 3.0 for a, b in zip(edits, edits[1:], strict=False))
+    assert people.edits[-1][2] == "progress 2"
+    await outbox.stop()
+
+
+async def test_a_flood_wait_on_a_reaction_holds_back_reactions_only(people):
+    people.floods["react"] = [30]
+    outbox, time_, log = paced_outbox(people, chat_interval=1.0)
+    outbox.submit(React(1, "reaction_start", ALICE, 10, "👀"))
+    await asyncio.sleep(0)
+    outbox.submit(Send(1, "terminal", ALICE, 10, "the answer"))
+    outbox.submit(Send(2, "terminal", ALICE, 11, "another"))
+    await time_.run(outbox)
+    assert [(t, call) for t, call, _, _ in log] == [
+        (1000.0, "react"), (1000.0, "send"), (1001.0, "send"), (1031.0, "react")]  # the wait, plus a second
+    assert people.reactions == [(ALICE, 10, "👀")] and outbox.stats["flood_waits"] == 1
+    await outbox.stop()
+
+
+async def test_a_flood_wait_on_a_message_is_honoured_in_its_chat(people):
+    people.floods["send"] = [12]
+    outbox, time_, log = paced_outbox(people, chat_interval=1.0)
+    outbox.submit(Send(1, "terminal", ALICE, 10, "first"))
+    outbox.submit(Send(2, "terminal", ALICE, 11, "second"))
+    outbox.submit(React(3, "reaction_start", ALICE, 12, "👀"))
+    await time_.run(outbox)
+    assert [(t, call) for t, call, _, _ in log] == [
+        (1000.0, "send"), (1000.0, "react"), (1013.0, "send"), (1014.0, "send")]
+    assert [s.text for s in people.sent] == ["first", "second"]
+    await outbox.stop()
