@@ -70,6 +70,8 @@ class Outbox:
         self.edited_at: dict[tuple[int, int], float] = {}
         self.last_out: dict[Lane, float] = {}
         self.group_sends: dict[int, deque[float]] = {}
+        self.progress: dict[tuple, dict[int, int]] = {}  # send key -> part -> message id, until notified
+        self.unsure: set[tuple] = set()  # sends whose last call failed in a way that may have delivered it
         self.stats = {"sent": 0, "edited": 0, "reacted": 0, "reconciled": 0, "flood_waits": 0}
 
     # --- intake -----------------------------------------------------------------
@@ -183,6 +185,8 @@ class Outbox:
                 await self.sleep(exc.seconds + 1)
             except (ConnectionError, OSError, TimeoutError, RPCError) as exc:
                 failures += 1
+                if isinstance(action, Send):
+                    self.unsure.add(action.key)
                 logs.warning("notifier.action_failed", chat_id=action.chat_id, promise_id=action.id,
                              action=type(action).__name__, error=str(exc) or type(exc).__name__)
                 if not isinstance(action, Send) and isinstance(exc, RPCError) and failures >= GIVE_UP_COSMETIC:
@@ -218,15 +222,19 @@ class Outbox:
     async def _send(self, action: Send) -> None:
         parts = texts.split(action.text)
         digests = [texts.digest(p) for p in parts]
-        found: dict[int, int] = {}
-        if action.intended:
-            found = await self._find(action, digests)
-        else:
-            await self._record(NoticeIntended(id=action.id, kind=action.kind, chat_id=action.chat_id,
-                                              reply_to=action.reply_to, parts=digests, at=self.clock()),
-                               f"{action.id}:notice_intended:{action.kind}")
-            # A retry of this action after an error must look before sending again.
-            action = Send(**{**action.__dict__, "intended": True})
+        found = self.progress.get(action.key)
+        if found is None:  # the first try in this process
+            if action.intended:
+                found = await self._find(action, digests)
+            else:
+                await self._record(NoticeIntended(id=action.id, kind=action.kind, chat_id=action.chat_id,
+                                                  reply_to=action.reply_to, parts=digests, at=self.clock()),
+                                   f"{action.id}:notice_intended:{action.kind}")
+                found = {}
+            self.progress[action.key] = found
+        elif action.key in self.unsure:  # a retry: the part whose call failed may have arrived
+            found.update(await self._find(action, digests, known=found))
+        self.unsure.discard(action.key)
         reused, ids = len(found), []
         for i, part in enumerate(parts):
             if i in found:
@@ -243,22 +251,24 @@ class Outbox:
         await self._record(Notified(id=action.id, kind=action.kind, chat_id=action.chat_id,
                                     telegram_message_id=ids[0], at=self.clock()),
                            f"{action.id}:notified:{action.kind}")
+        self.progress.pop(action.key, None)
         metrics.NOTICES_SENT.labels(action.kind).inc()
         logs.info("notifier.sent", promise_id=action.id, kind=action.kind, chat_id=action.chat_id,
                   message=ids[0], parts=len(parts), already_there=reused)
 
-    async def _find(self, action: Send, digests: list[str]) -> dict[int, int]:
-        """Parts of an intended message already in the chat (user accounts only)."""
+    async def _find(self, action: Send, digests: list[str], known: dict[int, int] | None = None) -> dict[int, int]:
+        """Parts of an intended message already in the chat, besides those ``known`` (user accounts only)."""
         if not self.transport.can_read_history:
             return {}
         recent = await self.transport.recent_own(action.chat_id, RECENT)
+        known = known or {}
         found: dict[int, int] = {}
         for sent in sorted(recent, key=lambda s: s.id):
-            if sent.reply_to != action.reply_to:
+            if sent.reply_to != action.reply_to or sent.id in known.values():
                 continue
             d = texts.digest(sent.text)
             for i, want in enumerate(digests):
-                if i not in found and want == d and sent.id not in found.values():
+                if i not in known and i not in found and want == d and sent.id not in found.values():
                     found[i] = sent.id
                     break
         if found:

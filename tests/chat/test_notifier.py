@@ -464,3 +464,43 @@ async def test_a_flood_wait_on_a_message_is_honoured_in_its_chat(people):
         (1000.0, "send"), (1000.0, "react"), (1013.0, "send"), (1014.0, "send")]
     assert [s.text for s in people.sent] == ["first", "second"]
     await outbox.stop()
+
+
+def second_send_fails(outbox, error: Exception, after_sending: bool) -> None:
+    """The outbox's second send raises ``error``, before the message is sent or after it arrived."""
+    calls = 0
+    send = outbox.transport.send
+
+    async def failing(chat_id, text, reply_to):
+        nonlocal calls
+        calls += 1
+        if calls == 2 and not after_sending:
+            raise error
+        message_id = await send(chat_id, text, reply_to)
+        if calls == 2:
+            raise error
+        return message_id
+
+    outbox.transport.send = failing
+
+
+async def test_a_flood_wait_in_the_middle_of_a_long_message_sends_each_part_once(people):
+    from telethon.errors import FloodWaitError
+
+    outbox, time_, log = paced_outbox(people, chat_interval=1.0)
+    second_send_fails(outbox, FloodWaitError(request=None, capture=5), after_sending=False)
+    outbox.submit(Send(1, "terminal", ALICE, 10, "y" * 10_000))
+    await time_.run(outbox)
+    assert [len(s.text) for s in people.sent] == [4096, 4096, 1808]
+    assert [t for t, call, _, _ in log] == [1000.0, 1007.0, 1008.0]  # part 2 paced to 1001, flooded 5+1 s
+    await outbox.stop()
+
+
+async def test_a_part_that_arrived_before_its_call_failed_is_not_sent_again(people):
+    outbox, time_, log = paced_outbox(people, chat_interval=1.0)
+    second_send_fails(outbox, ConnectionError("the answer was lost on the way back"), after_sending=True)
+    outbox.submit(Send(1, "terminal", ALICE, 10, "y" * 10_000))
+    await time_.run(outbox)
+    assert [len(s.text) for s in people.sent] == [4096, 4096, 1808]
+    assert outbox.stats["reconciled"] == 1
+    await outbox.stop()
