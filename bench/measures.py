@@ -56,10 +56,30 @@ async def ceiling(cluster: NatsCluster, n: int) -> dict[str, float]:
             await m.ack()
         got += len(msgs)
     fetch_ack = n / (time.perf_counter() - t0)
+    # What a write costs the servers, by how many are in flight together: the floor under
+    # every engine figure (each promise is five writes and an ack).
+    depth_cost = {}
+    for depth in (1, 16, 256):
+        count = max(depth * 8, min(n, 3000))
+        before = cluster_cpu(cluster)
+        for _ in range(0, count, depth):
+            await asyncio.gather(*[await js.publish_async("bench.depth", payload) for _ in range(depth)])
+        depth_cost[f"server_cpu_us_per_write_depth{depth}"] = 1e6 * (cluster_cpu(cluster) - before) / count
     await js.delete_stream("BENCH")
     await nc.close()
     return {"publish_sequential_per_s": sequential, "publish_pipelined_per_s": pipelined,
-            "fetch_ack_per_s": fetch_ack}
+            "fetch_ack_per_s": fetch_ack, **depth_cost}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a live process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cluster_cpu(cluster: NatsCluster) -> float:
+    return sum(cpu_seconds(node.proc.pid) for node in cluster.nodes)
 
 
 # --- 2 and 3. end-to-end throughput ------------------------------------------------------
@@ -78,10 +98,20 @@ async def _wait_for_executors(nc, count: int, timeout: float = 30) -> None:
     raise TimeoutError(f"{count} executors did not announce themselves")
 
 
-async def throughput(cluster: NatsCluster, executors: int, plans: list[list[T]], slots: int = 32) -> float:
-    """Promises per second from the first submission to the last ``succeeded``."""
+# The throughput runs hand each executor slot its next item ahead (valor.toml
+# ``queues.<name>.dispatch_ahead``); ``exact`` keeps the shipped strict priority order.
+AHEAD = "[queues.default]\ndispatch_ahead = 1.0\n"
+
+
+async def throughput(cluster: NatsCluster, executors: int, plans: list[list[T]], slots: int = 32,
+                     config: str = AHEAD) -> dict[str, float]:
+    """Promises per second from the first submission to the last ``succeeded``, and the CPU
+    each promise cost the servers, the scheduler, the executors and this client."""
+    config_file = cluster.root / "bench-valor.toml"
+    config_file.write_text(config)
     stack = Stack(cluster, schedulers=1, executors=executors, slots=slots,
-                  env_extra={"VALOR_LOG_LEVEL": "WARNING", "VALOR_ACK_WAIT": "30"}).start()
+                  env_extra={"VALOR_LOG_LEVEL": "WARNING", "VALOR_ACK_WAIT": "30",
+                             "VALOR_CONFIG": str(config_file)}).start()
     nc = await bus.connect(cluster.url, name="bench-e2e")
     try:
         await _wait_for_executors(nc, executors)
@@ -96,10 +126,24 @@ async def throughput(cluster: NatsCluster, executors: int, plans: list[list[T]],
                 finished.set()
 
         await nc.subscribe("promise.*.succeeded", cb=on_succeeded)
+        processes = {name: svc.proc.pid for name, svc in stack.services.items()}
+        before = {name: cpu_seconds(pid) for name, pid in processes.items()}
+        servers, me = cluster_cpu(cluster), time.process_time()
         t0 = time.perf_counter()
         await asyncio.gather(*[client.submit(*plan, timeout=120) for plan in plans])
         await asyncio.wait_for(finished.wait(), timeout=600)
-        return total / (time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        used = {name: cpu_seconds(pid) - before[name] for name, pid in processes.items()}
+        per = 1e6 / total
+        return {
+            "per_s": total / seconds,
+            "server_cpu_us_per_promise": (cluster_cpu(cluster) - servers) * per,
+            "scheduler_cpu_us_per_promise": sum(v for k, v in used.items() if k.startswith("scheduler")) * per,
+            "executors_cpu_us_per_promise": sum(v for k, v in used.items() if k.startswith("executor")) * per,
+            "client_cpu_us_per_promise": (time.process_time() - me) * per,
+            "cpu_busy_of_all_cores": (cluster_cpu(cluster) - servers + sum(used.values())
+                                      + time.process_time() - me) / seconds / (os.cpu_count() or 1),
+        }
     finally:
         await nc.close()
         stack.kill()

@@ -17,6 +17,7 @@ import platform
 import time
 from pathlib import Path
 
+from valor import eventloop
 from valor.natsserver import NatsCluster
 
 from . import chat, measures
@@ -55,14 +56,19 @@ async def main(quick: bool, only: set[str]) -> dict:
     if want("ceiling"):
         for size in (1, 3):
             figures[f"ceiling_r{size}"] = await with_cluster(size, measures.ceiling, n)
+    async def throughput(name: str, size: int, *args, **kwargs) -> None:
+        result = await with_cluster(size, measures.throughput, *args, **kwargs)
+        figures[name] = result.pop("per_s")
+        figures[f"{name}_cpu"] = result  # where the time went: the floor under the figure
+
     if want("e2e"):
         for executors in (1, 2, 4):
-            figures[f"e2e_noop_r3_{executors}exec"] = await with_cluster(
-                3, measures.throughput, executors, measures.noop_plans(e2e_n))
-        figures["e2e_noop_r1_2exec"] = await with_cluster(1, measures.throughput, 2, measures.noop_plans(e2e_n))
+            await throughput(f"e2e_noop_r3_{executors}exec", 3, executors, measures.noop_plans(e2e_n))
+        await throughput("e2e_noop_r3_4exec_exact_priority", 3, 4, measures.noop_plans(e2e_n), config="")
+        await throughput("e2e_noop_r1_2exec", 1, 2, measures.noop_plans(e2e_n))
     if want("dag"):
-        figures["dag_chain3_r3"] = await with_cluster(3, measures.throughput, 2, measures.chain_plans(e2e_n // 3))
-        figures["dag_fanout10_r3"] = await with_cluster(3, measures.throughput, 2, measures.fanout_plans(e2e_n // 11))
+        await throughput("dag_chain3_r3", 3, 4, measures.chain_plans(e2e_n // 3))
+        await throughput("dag_fanout10_r3", 3, 4, measures.fanout_plans(e2e_n // 11))
     if want("latency"):
         lat = await with_cluster(3, measures.submit_to_start, 100 if quick else 400)
         figures["submit_to_start"] = lat
@@ -125,7 +131,7 @@ def cli() -> None:
                         help="ceiling e2e dag latency rebuild memory chat (default: all)")
     args = parser.parse_args()
     started = time.time()
-    figures = asyncio.run(main(args.quick, set(args.only)))
+    figures = eventloop.run(main(args.quick, set(args.only)))
     print(table(figures))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / time.strftime("bench-%Y%m%d-%H%M%S.json", time.gmtime(started))

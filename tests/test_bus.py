@@ -37,3 +37,28 @@ async def test_declaring_streams_waits_out_a_node_that_is_not_up_yet(nats_server
         assert {s.config.name for s in await nc.jetstream().streams_info()} >= {"PROMISES", "CHAT"}
     finally:
         await nc.close()
+
+
+def test_stream_sequence_reads_both_reply_formats_like_nats_py():
+    from nats.aio.msg import Msg
+
+    v1 = "$JS.ACK.PROMISES.tail.1.4021.17.1700000000000000000.3"
+    v2 = "$JS.ACK.hub.ACCHASH.PROMISES.tail.1.4021.17.1700000000000000000.3.rand"
+    for reply in (v1, v2):
+        msg = Msg(_client=None, subject="promise.1.created", reply=reply)
+        assert bus.stream_sequence(msg) == 4021 == msg.metadata.sequence.stream
+
+
+def test_stream_sequence_of_a_core_message_is_an_error():
+    from nats.aio.msg import Msg
+    from nats.errors import NotJSMessageError
+
+    with pytest.raises(NotJSMessageError):
+        bus.stream_sequence(Msg(_client=None, subject="x", reply="_INBOX.abc"))
+
+
+async def test_stream_sequence_of_a_real_delivery_matches_the_stored_sequence(js):
+    acks = [await bus.publish_event(js, Created(id=i, title="t"), f"seq:{i}") for i in (1, 2, 3)]
+    sub = await js.pull_subscribe(subjects.ALL_PROMISE_EVENTS, stream=subjects.PROMISES)
+    msgs = await sub.fetch(3, timeout=2)
+    assert [bus.stream_sequence(m) for m in msgs] == [a.seq for a in acks]

@@ -29,11 +29,18 @@ def test_chats_map_to_workspaces_with_a_default():
     ("bogus = 1", "valor.toml: bogus: unknown key"),
     ('[shell]\nallow = ["rm -rf"]', "valor.toml: shell.allow: 'rm -rf' is not a program name"),
     ("x =", "valor.toml: not valid TOML"),
+    ("[queues.default]\ndispatch_ahead = -1", "valor.toml: queues.default.dispatch_ahead: must be between 0 and 100"),
+    ("[queues.default]\nahead = 1", "valor.toml: queues.default.ahead: unknown key"),
 ])
 def test_a_bad_file_is_refused_naming_the_key(text, error):
     with pytest.raises(ConfigError) as exc:
         parse(text)
     assert str(exc.value).startswith(error)
+
+
+def test_queues_keep_exact_priority_order_unless_told_to_dispatch_ahead():
+    config = parse("[queues.default]\ndispatch_ahead = 1.5\n")
+    assert config.queue("default").dispatch_ahead == 1.5 and config.queue("code").dispatch_ahead == 0
 
 
 def test_missing_file_named_explicitly_is_an_error(tmp_path):

@@ -178,6 +178,22 @@ async def publish_atomic(nc: Client, items: list[tuple[str, bytes, dict[str, str
     return PubAck(stream=resp["stream"], seq=resp["seq"])
 
 
+def stream_sequence(msg: Msg) -> int:
+    """The stream sequence of a JetStream delivery, read straight off its reply subject.
+
+    ``msg.metadata`` parses every field of the subject into objects; tailing the
+    log needs only this one, four times per promise.  Both reply formats keep the
+    stream sequence at a fixed place: ``$JS.ACK.<stream>.<consumer>.<delivered>.
+    <sseq>...`` (9 tokens), or with domain and account hash in front (12 tokens).
+    """
+    tokens = (msg.reply or "").split(".")
+    if tokens[0] == "$JS" and len(tokens) == 9:
+        return int(tokens[5])
+    if tokens[0] == "$JS" and len(tokens) >= 11:
+        return int(tokens[7])
+    return msg.metadata.sequence.stream  # raises the usual error for a non-JetStream message
+
+
 def event_subject(event: msgspec.Struct) -> str:
     return subjects.promise(event.id, EVENT_NAMES[type(event)])  # type: ignore[attr-defined]
 

@@ -45,6 +45,18 @@ class TaskType(Strict):
     concurrency_limit: int = 1
 
 
+class Queue(Strict):
+    """How the scheduler feeds one queue."""
+
+    # Work items handed to WORK beyond the free slots, as a multiple of the queue's
+    # slots.  0 keeps priority order exact: nothing waits in WORK, so the scheduler
+    # hands out the best ready promise each time a slot frees.  1.0 lets every slot
+    # have its next item waiting: executors never idle for a scheduler round (more
+    # than half again the throughput of short tasks), but the items already waiting
+    # run in arrival order, not priority order.
+    dispatch_ahead: float = 0.0
+
+
 class Chat(Strict):
     workspace: str | None = None  # the project directory its code tasks run in
     work_group: bool = False  # a group where every message is for Valor, mention or not
@@ -87,6 +99,7 @@ class Telegram(Strict):
 
 class Config(Strict):
     types: dict[str, TaskType] = {}
+    queues: dict[str, Queue] = {}
     chats: dict[str, Chat] = {}  # chat id (as a string) -> settings
     workspace: str = "var/workspace"  # for chats without their own
     shell: Shell = Shell()
@@ -96,11 +109,15 @@ class Config(Strict):
     def task_type(self, name: str) -> TaskType | None:
         return self.types.get(name)
 
+    def queue(self, name: str) -> Queue:
+        return self.queues.get(name) or _DEFAULT_QUEUE
+
     def workspace_for(self, chat_id: int | None) -> str:
         chat = self.chats.get(str(chat_id)) if chat_id is not None else None
         return (chat.workspace if chat and chat.workspace else None) or self.workspace
 
 
+_DEFAULT_QUEUE = Queue()
 _READ_ONLY = "plan"
 BUILTIN_TYPES: dict[str, TaskType] = {
     "noop": TaskType(),
@@ -138,6 +155,9 @@ def _validate(config: Config) -> Config:
             raise ConfigError(f"{where}.concurrency_limit: must be at least 1")
         if t.concurrency_key is not None:
             _check_key_template(t.concurrency_key, f"{where}.concurrency_key")
+    for name, q in config.queues.items():
+        if not 0 <= q.dispatch_ahead <= 100:
+            raise ConfigError(f"queues.{name}.dispatch_ahead: must be between 0 and 100")
     for chat_id in config.chats:
         if not chat_id.lstrip("-").isdigit():
             raise ConfigError(f"chats.{chat_id}: chat ids are integers")
@@ -186,10 +206,12 @@ def parse(text: str, source: str = "valor.toml") -> Config:
         types[name] = _convert({**base, **_table(fields, f"types.{name}", source)}, TaskType, f"types.{name}", source)
     chats = {str(k): _convert(v, Chat, f"chats.{k}", source)
              for k, v in _table(raw.pop("chats", {}), "chats", source).items()}
+    queues = {str(k): _convert(v, Queue, f"queues.{k}", source)
+              for k, v in _table(raw.pop("queues", {}), "queues", source).items()}
     config = _convert(raw, Config, "", source)
     types = {name: t if t.handler else msgspec.structs.replace(t, handler=name) for name, t in types.items()}
     try:
-        return _validate(msgspec.structs.replace(config, types=types, chats=chats))
+        return _validate(msgspec.structs.replace(config, types=types, chats=chats, queues=queues))
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

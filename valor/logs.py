@@ -75,7 +75,8 @@ class EventLog:
             self.logger.debug(line(event, **fields))
 
     def info(self, event: str, **fields: object) -> None:
-        self.logger.info(line(event, **fields))
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info(line(event, **fields))
 
     def warning(self, event: str, **fields: object) -> None:
         self.logger.warning(line(event, **fields))

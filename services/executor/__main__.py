@@ -11,7 +11,7 @@ import signal
 
 import click
 
-from valor import bus, logs, metrics
+from valor import bus, eventloop, logs, metrics
 from valor.config import ConfigError, load
 
 from . import config
@@ -50,7 +50,7 @@ def main(queues: str, slots: int, executor_id: str | None, grace: float) -> None
     if not names or bad:
         raise click.BadParameter(f"queues and id must be letters, digits, '-' or '_': {', '.join(bad) or 'none given'}")
     try:
-        asyncio.run(serve(names, slots, executor_id, grace))
+        eventloop.run(serve(names, slots, executor_id, grace))
     except ConfigError as exc:
         raise SystemExit(f"executor: {exc}") from None
 

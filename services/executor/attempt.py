@@ -23,6 +23,7 @@ from valor import bus, metrics
 
 from . import logs, persist
 from .cancellations import Cancellations
+from .coalesce import Window
 from .context import AttemptContext, Handler, TaskFailed
 
 PROGRESS_EVERY = 0.5  # seconds: at most ~2 progress events per attempt per second
@@ -46,6 +47,7 @@ class AttemptRun:
         ack_wait: float,
         max_result_bytes: int,
         cancellations: Cancellations | None = None,
+        window: Window | None = None,
     ):
         self.js = js
         self.msg = msg
@@ -56,6 +58,7 @@ class AttemptRun:
         self.max_result_bytes = max_result_bytes
         self.delivery = msg.metadata.num_delivered
         self.cancellations = cancellations
+        self.window = window
         self.stopped: str | None = None  # CANCELLED (promise cancelled) or SHUTDOWN (we are leaving)
         self._handler_task: asyncio.Task | None = None
         self._progress_n = 0
@@ -74,7 +77,10 @@ class AttemptRun:
 
     async def run(self) -> None:
         done = asyncio.Event()
-        keepalive = asyncio.create_task(self._keep_alive(done))
+        # Most attempts end well before a keep-alive is due: a timer is cheaper than a task each.
+        keepalive: list[asyncio.Task] = []
+        due = asyncio.get_running_loop().call_later(
+            self.ack_wait / 3, lambda: keepalive.append(asyncio.create_task(self._keep_alive(done, first=True))))
         try:
             skip = await persist.until_ok("check", self._already_done, **self.fields)
             if skip:
@@ -84,8 +90,8 @@ class AttemptRun:
                 return await self._leave()
             # The handler need not wait for `started` to be stored, only its result does:
             # both go out on one connection, so the log keeps them in order.
-            started = asyncio.create_task(persist.store(
-                self.js, self._started(), msg_id_for_event(self.item.id, "started", self.item.attempt, self.delivery)))
+            started = asyncio.create_task(self._store(
+                self._started(), msg_id_for_event(self.item.id, "started", self.item.attempt, self.delivery)))
             logs.info("attempt.started", task=self.item.task, executor=self.executor, **self.fields)
             try:
                 outcome = await self._execute()
@@ -94,15 +100,17 @@ class AttemptRun:
             if self.stopped or outcome is None:
                 return await self._leave()
             name = "succeeded" if isinstance(outcome, Succeeded) else "attempt_failed"
-            await persist.store(self.js, outcome, msg_id_for_event(self.item.id, name, self.item.attempt))
+            await self._store(outcome, msg_id_for_event(self.item.id, name, self.item.attempt))
             metrics.ATTEMPTS.labels(self.item.task, "succeeded" if name == "succeeded" else "failed").inc()
             metrics.ATTEMPT_SECONDS.labels(self.item.task).observe(outcome.duration)
             logs.info(f"attempt.{name}", duration=round(outcome.duration, 3), **self.fields,
                       **({"error": outcome.error[:200], "retryable": outcome.retryable} if name == "attempt_failed" else {}))
             await self._ack()
         finally:
+            due.cancel()
             done.set()  # an event, not only cancel: nats-py may swallow a CancelledError
-            keepalive.cancel()
+            for task in keepalive:
+                task.cancel()
             if self._handler_task is not None and not self._handler_task.done():
                 self._handler_task.cancel()
 
@@ -189,6 +197,8 @@ class AttemptRun:
             fraction = min(1.0, max(0.0, float(fraction)))
         event = Progress(id=self.item.id, attempt=self.item.attempt, text=str(text)[:1000], fraction=fraction, at=time.time())
         try:  # best effort: progress is never worth failing or stalling an attempt
+            if self.window is not None:  # behind `started`, which may still wait in the window
+                await self.window.join()
             await bus.publish_event(
                 self.js, event, msg_id_for_event(self.item.id, "progress", self.item.attempt, self._progress_n),
                 timeout=persist.PUBLISH_TIMEOUT,
@@ -196,14 +206,16 @@ class AttemptRun:
         except Exception as exc:
             logs.warning("progress.lost", error=describe(exc), **self.fields)
 
-    async def _keep_alive(self, done: asyncio.Event) -> None:
+    async def _keep_alive(self, done: asyncio.Event, first: bool = False) -> None:
         # Tell JetStream we are still on it, well before ack_wait would redeliver.
         while not done.is_set():
-            try:
-                await asyncio.wait_for(done.wait(), self.ack_wait / 3)
-                return
-            except TimeoutError:
-                pass
+            if not first:
+                try:
+                    await asyncio.wait_for(done.wait(), self.ack_wait / 3)
+                    return
+                except TimeoutError:
+                    pass
+            first = False
             try:
                 await self.msg.in_progress()
             except Exception as exc:
@@ -221,7 +233,14 @@ class AttemptRun:
         logs.info("attempt.cancelled", **self.fields)
         await self._ack()
 
+    async def _store(self, event: Started | Succeeded | AttemptFailed, msg_id: str) -> None:
+        if self.window is not None:
+            await self.window.join()
+        await persist.store(self.js, event, msg_id)
+
     async def _ack(self) -> None:
+        if self.window is not None:
+            await self.window.join()
         await ack(self.msg, **self.fields)
 
 
@@ -229,7 +248,7 @@ async def ack(msg: Msg, **fields: object) -> None:
     """Ack and wait for the server to confirm; a lost ack only costs a skipped redelivery."""
     for delay in (0.1, 0.5, 1.0, None):
         try:
-            await msg.ack_sync(timeout=persist.PUBLISH_TIMEOUT)
+            await msg.ack()
             return
         except MsgAlreadyAckdError:
             return

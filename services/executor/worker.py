@@ -22,6 +22,7 @@ from valor import bus, metrics
 from . import config, heartbeat, logs, persist
 from .attempt import CANCELLED, SHUTDOWN, AttemptRun, ack, describe
 from .cancellations import Cancellations
+from .coalesce import Window
 from .consumer import Puller, consumer_name, ensure_consumer
 from .context import Handler
 from .tasks import builtin_handlers
@@ -49,6 +50,7 @@ class Executor:
         ack_wait: float | None = None,
         heartbeat_interval: float = config.HEARTBEAT_INTERVAL,
         fetch_timeout: float = config.FETCH_TIMEOUT,
+        write_window: float | None = None,
     ):
         if not queues:
             raise ValueError("an executor needs at least one queue")
@@ -68,6 +70,7 @@ class Executor:
         self.ack_wait = ack_wait if ack_wait is not None else config.ack_wait()
         self.heartbeat_interval = heartbeat_interval
         self.fetch_timeout = fetch_timeout
+        self.window = Window(write_window if write_window is not None else config.write_window())
         self._free = asyncio.Semaphore(slots)
         self._running: set[AttemptRun] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -209,7 +212,7 @@ class Executor:
                 await persist.until_ok("dead_letter", lambda: bus.dead_letter(self.js, msg, "work", reason))
                 return await ack(msg, subject=msg.subject)
             run = AttemptRun(self.js, msg, item, self.handlers, self.id, self.ack_wait,
-                             max(64 * 1024, self.nc.max_payload - PAYLOAD_MARGIN), self.cancellations)
+                             max(64 * 1024, self.nc.max_payload - PAYLOAD_MARGIN), self.cancellations, self.window)
             self._running.add(run)
             await run.run()
         except asyncio.CancelledError:

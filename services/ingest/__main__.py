@@ -11,7 +11,7 @@ import logging
 import signal
 import sys
 
-from valor import bus, logs, metrics
+from valor import bus, eventloop, logs, metrics
 from valor.config import load
 
 from .console import ConsoleIngest
@@ -54,9 +54,9 @@ async def login_all() -> None:
 def main() -> None:
     logs.setup("ingest")
     if sys.argv[1:] == ["login"]:
-        asyncio.run(login_all())
+        eventloop.run(login_all())
     else:
-        asyncio.run(serve())
+        eventloop.run(serve())
 
 
 if __name__ == "__main__":

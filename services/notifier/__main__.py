@@ -6,7 +6,7 @@ import asyncio
 import signal
 
 from services.ingest.telegram import credentials
-from valor import bus, logs, metrics
+from valor import bus, eventloop, logs, metrics
 from valor.config import load
 
 from .service import Notifier
@@ -35,7 +35,7 @@ async def serve() -> None:
 
 def main() -> None:
     logs.setup("notifier")
-    asyncio.run(serve())
+    eventloop.run(serve())
 
 
 if __name__ == "__main__":

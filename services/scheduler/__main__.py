@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 
-from valor import bus, logs, metrics
+from valor import bus, eventloop, logs, metrics
 from valor.config import ConfigError, load
 
 from .service import Scheduler
@@ -20,6 +20,8 @@ async def main() -> None:
         config=config,
         lease_ttl=float(os.environ.get("VALOR_LEASE_TTL", "5")),
         ack_wait=float(os.environ.get("VALOR_ACK_WAIT", "30")),
+        snapshot_every=int(os.environ.get("VALOR_SNAPSHOT_EVERY", "50000")),
+        snapshot_interval=float(os.environ.get("VALOR_SNAPSHOT_INTERVAL", "30")),
     )
     await scheduler.start()
     metrics.serve(scheduler.health)
@@ -35,6 +37,6 @@ async def main() -> None:
 if __name__ == "__main__":
     logs.setup("scheduler")
     try:
-        asyncio.run(main())
+        eventloop.run(main())
     except ConfigError as exc:
         raise SystemExit(f"scheduler: {exc}") from None

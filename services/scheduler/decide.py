@@ -48,7 +48,7 @@ def decide(
     for pid in sorted(state.needs_decision):
         effects += _settle(state, state.promises[pid], now, ended, config, effects)
     effects += _expire(state, now, timeout_grace, ended)
-    effects += _dispatch(state, now, capacity, ended)
+    effects += _dispatch(state, now, capacity, ended, config)
     return Decision(effects, _wake_at(state, now, timeout_grace))
 
 
@@ -134,7 +134,8 @@ def _candidates(state: Projection, queue: str, due: list[tuple[int, int]]) -> It
     return heapq.merge(state.ready.get(queue, ()), due)
 
 
-def _dispatch(state: Projection, now: float, capacity: Mapping[str, int], ended: set[int]) -> list[Effect]:
+def _dispatch(state: Projection, now: float, capacity: Mapping[str, int], ended: set[int],
+              config: Config) -> list[Effect]:
     due: dict[str, list[tuple[int, int]]] = {}
     for _, pid in state.timed.irange(maximum=(now, math.inf)):
         p = state.promises[pid]
@@ -143,7 +144,10 @@ def _dispatch(state: Projection, now: float, capacity: Mapping[str, int], ended:
     effects: list[Effect] = []
     keys: Counter[str] = Counter()
     for queue in sorted(set(state.ready) | set(due)):
-        free = capacity.get(queue, 0) - state.in_flight[queue]
+        slots = capacity.get(queue, 0)
+        if slots <= 0:  # nobody serves it: keep its promises ready here, in priority order
+            continue
+        free = slots + math.ceil(slots * config.queue(queue).dispatch_ahead) - state.in_flight[queue]
         if free <= 0:
             continue
         for _, pid in _candidates(state, queue, sorted(due.get(queue, []))):

@@ -129,7 +129,7 @@ class Scheduler:
     # --- inputs -----------------------------------------------------------------
 
     async def _on_event(self, msg: Msg) -> None:
-        seq = msg.metadata.sequence.stream
+        seq = bus.stream_sequence(msg)
         try:
             event = decode_promise_event(msg.data)
         except msgspec.DecodeError as exc:

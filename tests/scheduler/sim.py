@@ -11,8 +11,9 @@ from services.scheduler.projection import Projection
 
 
 class Sim:
-    def __init__(self, capacity=None):
+    def __init__(self, capacity=None, config=None):
         self.state = Projection()
+        self.config = config
         self.capacity = {"default": 100, "respond": 10} if capacity is None else capacity
         self.now = 1000.0
         self.work: list = []  # WorkItems handed out, in order
@@ -38,7 +39,7 @@ class Sim:
         return reply.ids
 
     def step(self):
-        d = decide(self.state, self.now, self.capacity)
+        d = decide(self.state, self.now, self.capacity, *([self.config] if self.config else []))
         self.fold(d.effects)
         return d
 

@@ -62,6 +62,35 @@ def test_equal_priority_goes_oldest_first():
     assert [i.id for i in sim.take()] == [1]
 
 
+def test_dispatch_ahead_gives_every_slot_its_next_item_in_priority_order():
+    from valor.config import parse
+
+    sim = Sim(capacity={"default": 2}, config=parse("[queues.default]\ndispatch_ahead = 1.0\n"))
+    sim.submit(*[T(name=f"p{p}", priority=p) for p in (9, 8, 7, 6, 5, 1)])
+    sim.step()
+    assert [sim.state.promises[i.id].spec.priority for i in sim.take()] == [1, 5, 6, 7]
+    sim.step()
+    assert sim.take() == []  # two running and two waiting in WORK: that is the bound
+
+
+def test_dispatch_ahead_of_one_queue_leaves_the_others_exact():
+    from valor.config import parse
+
+    sim = Sim(capacity={"default": 1, "code": 1}, config=parse("[queues.default]\ndispatch_ahead = 2.0\n"))
+    sim.submit(*[T(name=f"d{i}") for i in range(5)], *[T(name=f"c{i}", queue="code") for i in range(3)])
+    sim.step()
+    queues = [sim.state.promises[i.id].spec.queue for i in sim.take()]
+    assert queues.count("default") == 3 and queues.count("code") == 1
+
+
+def test_dispatch_ahead_never_parks_work_for_a_queue_nobody_serves():
+    from valor.config import parse
+
+    sim = Sim(capacity={}, config=parse("[queues.default]\ndispatch_ahead = 4.0\n"))
+    sim.submit(T(name="a"))
+    assert sim.step().effects == []
+
+
 def test_nothing_is_dispatched_without_capacity():
     sim = Sim(capacity={})
     sim.submit(T(name="a"))
