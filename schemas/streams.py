@@ -9,6 +9,7 @@ from __future__ import annotations
 from nats.js.api import (
     DiscardPolicy,
     KeyValueConfig,
+    ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -91,6 +92,18 @@ def bucket_configs(replicas: int = 1, lease_ttl: float = 5.0, heartbeat_ttl: flo
             description="executor heartbeats: queues, slots, busy",
             history=1,
             ttl=heartbeat_ttl,
+            storage=StorageType.FILE,
+            replicas=replicas,
+        ),
+    ]
+
+
+def object_store_configs(replicas: int = 1) -> list[ObjectStoreConfig]:
+    return [
+        ObjectStoreConfig(
+            bucket=subjects.SNAPSHOTS_BUCKET,
+            # Derived data: losing it costs one full replay, never a fact.
+            description="projection snapshots (state + stream sequence); a restart replays only the tail",
             storage=StorageType.FILE,
             replicas=replicas,
         ),

@@ -17,6 +17,7 @@ DLQ = "DLQ"
 LEASE_BUCKET = "valor_scheduler"
 LEASE_KEY = "leader"
 EXECUTORS_BUCKET = "valor_executors"
+SNAPSHOTS_BUCKET = "valor_snapshots"  # an object store: projection snapshots
 
 ALL_PROMISE_EVENTS = "promise.*.*"
 PROMISE_CANCELLED = "promise.*.cancelled"

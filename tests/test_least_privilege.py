@@ -272,6 +272,30 @@ async def test_every_service_works_under_its_own_user(secured):
         await executor.stop(grace=1)
 
 
+async def test_the_scheduler_stores_and_loads_its_snapshot_under_its_own_user(secured):
+    scheduler = Scheduler(await secured.connect("scheduler"), config=CONFIG, snapshot_every=0)
+    client = ValorClient(await secured.connect("cli"))
+    await scheduler.start()
+    try:
+        ids = await client.submit(NewPromise(title="kept in the snapshot"))
+        await _until(lambda: _at_least(scheduler.state.last_seq, 1), "the created event folded")
+        await scheduler.snapshots.store(scheduler.state)
+        await scheduler.snapshots.store(scheduler.state)  # replacing it needs no purge
+    finally:
+        await scheduler.stop()
+    again = Scheduler(await secured.connect("scheduler"), config=CONFIG, snapshot_every=0)
+    await again.start()
+    try:
+        assert again.snapshots.seq == scheduler.state.last_seq and ids["0"] in again.state.promises
+    finally:
+        await again.stop()
+    assert secured.violations() == []
+
+
+async def _at_least(value: int, floor: int) -> bool:
+    return value >= floor
+
+
 async def _terminal(client: ValorClient, promise_id: int) -> bool:
     state, _ = await client.promise(promise_id)
     return state is not None and state.terminal

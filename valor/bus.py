@@ -26,7 +26,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from schemas import subjects
 from schemas.events import EVENT_NAMES, encode
-from schemas.streams import bucket_configs, stream_configs
+from schemas.streams import bucket_configs, object_store_configs, stream_configs
 
 log = logging.getLogger("valor.bus")
 
@@ -143,6 +143,11 @@ async def _ensure(js: JetStreamContext, n: int) -> None:
             await js.key_value(kv.bucket)
         except NotFoundError:
             await js.create_key_value(kv)
+    for obj in object_store_configs(replicas=n):
+        try:
+            await js.object_store(obj.bucket)
+        except NotFoundError:
+            await js.create_object_store(obj.bucket, obj)
 
 
 BATCH_LIMIT = 1000  # the server's cap on messages in one atomic batch

@@ -283,6 +283,48 @@ class Projection:
         if p.spec.timeout and p.started_at is not None and p.status == RUNNING:
             self.deadlines.discard((p.started_at + p.spec.timeout, p.id, p.attempt))
 
+    # --- restoring (a snapshot) ----------------------------------------------------
+
+    @classmethod
+    def restored(cls, promises: list[Promise], needs_decision: list[int], *,
+                 max_id: int, last_seq: int, applied: int, ignored: int) -> Projection:
+        """The projection whose promises (in creation order) and counters are these.
+
+        Every index is derived again from the promises, stating as membership
+        rules what the upkeep above leaves in it; tests/scheduler/test_snapshot.py
+        pins that the result equals the fold.  ``needs_decision`` is given, not
+        derived: a doomed promise stays in it whatever its status says.
+        """
+        state = cls()
+        state.max_id, state.last_seq, state.applied, state.ignored = max_id, last_seq, applied, ignored
+        state.needs_decision = needs = set(needs_decision)
+        ready: dict[str, list] = {}
+        timed, deadlines = [], []
+        for p in promises:
+            state.promises[p.id] = p
+            spec = p.spec
+            for dep in spec.depends_on:
+                state.dependents.setdefault(dep, []).append(p.id)
+            if spec.request_id is not None:
+                state.by_request.setdefault(spec.request_id, {})[spec.request_index] = p.id
+            if spec.task == "respond" and spec.chat_id is not None and spec.message_id is not None:
+                state.by_message.setdefault((spec.chat_id, spec.message_id), p.id)
+            status = p.status
+            if status == QUEUED:
+                ready.setdefault(spec.queue, []).append((spec.priority, p.id))
+            elif status == RETRYING or (  # a waiting promise is timed once it was enqueued
+                    status == WAITING and p.not_before is not None and p.pending_deps == 0 and p.id not in needs):
+                timed.append((p.not_before, p.id))
+            elif status in IN_FLIGHT:
+                state.in_flight[spec.queue] += 1
+                if spec.concurrency_key:
+                    state.key_in_flight[spec.concurrency_key] += 1
+                if status == RUNNING and spec.timeout and p.started_at is not None:
+                    deadlines.append((p.started_at + spec.timeout, p.id, p.attempt))
+        state.ready = {queue: SortedList(items) for queue, items in ready.items()}
+        state.timed, state.deadlines = SortedList(timed), SortedList(deadlines)
+        return state
+
     # --- queries ----------------------------------------------------------------
 
     def ready_since(self, p: Promise) -> float:

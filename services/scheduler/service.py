@@ -20,7 +20,7 @@ from collections.abc import Callable
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from schemas import subjects
 from schemas.commands import (
@@ -42,6 +42,7 @@ from .decide import decide, resend_dispatched
 from .effects import Dispatch, Effect, Publish
 from .lease import Lease
 from .projection import Projection
+from .snapshot_store import Snapshots, resume_after, tail_after
 
 log = logging.getLogger("valor.scheduler")
 
@@ -63,6 +64,8 @@ class Scheduler:
         heartbeat_ttl: float = 10.0,
         clock: Callable[[], float] = time.time,
         ack_wait: float = 10.0,
+        snapshot_every: int = 50_000,  # events between snapshots; 0: never store one
+        snapshot_interval: float = 30.0,  # seconds at least between two snapshots
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
@@ -73,6 +76,7 @@ class Scheduler:
         self.clock = clock
         self.ack_wait = ack_wait
         self.state = Projection()
+        self.snapshots = Snapshots(self.js, snapshot_every, snapshot_interval, clock)
         self.executors: dict[str, ExecutorHeartbeat] = {}
         self.lease: Lease | None = None
         self.published_seq = 0  # highest PROMISES sequence we stored ourselves
@@ -89,10 +93,12 @@ class Scheduler:
 
     async def start(self) -> None:
         await bus.ensure_streams(self.js)
+        self.state = await self.snapshots.load() or self.state  # then the tail: the events after it
         self._tail = await self.js.subscribe(
             subjects.ALL_PROMISE_EVENTS, stream=subjects.PROMISES, cb=self._on_event,
-            ordered_consumer=True, deliver_policy=DeliverPolicy.ALL, idle_heartbeat=1.0,
+            ordered_consumer=True, config=tail_after(self.state.last_seq), idle_heartbeat=1.0,
         )
+        resume_after(self._tail, self.state.last_seq)
         kv = await self.js.key_value(subjects.LEASE_BUCKET)
         # The bucket's TTL is the lease length: renew well within it.
         self.lease_ttl = (await kv.status()).ttl or self.lease_ttl
@@ -102,6 +108,8 @@ class Scheduler:
             asyncio.create_task(self._hold_lease(), name="lease"),
             asyncio.create_task(self._loop(), name="decide"),
             asyncio.create_task(self._gauges(), name="gauges"),
+            asyncio.create_task(self.snapshots.run(lambda: self.state, lambda: self.leader, lambda: self._stopping),
+                                name="snapshots"),
         ]
 
     async def stop(self) -> None:

@@ -1,0 +1,125 @@
+"""Where the scheduler keeps its projection snapshot, and when it takes one.
+
+Every instance loads the snapshot at start (so a standby is hot sooner too) and
+tails PROMISES after it; the leader stores a new one after enough events.  A
+snapshot only saves time: one that is missing, unreadable, of another fold or
+of another log is logged and ignored, and the whole log is replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from schemas import subjects
+from valor import metrics, objstore
+
+from . import snapshot
+from .projection import Projection
+
+log = logging.getLogger("valor.scheduler")
+
+CHECK_EVERY = 1.0  # seconds between looks at whether a snapshot is due
+
+
+class Snapshots:
+    def __init__(self, js: JetStreamContext, every: int, min_interval: float, clock: Callable[[], float]) -> None:
+        self.js = js
+        self.every, self.min_interval = every, min_interval  # events (0: never), seconds
+        self.clock = clock
+        self.log_created = ""  # PROMISES' creation time: which log the projection folds
+        self.seq = 0  # last_seq of the newest snapshot loaded or stored
+        self._stored_at = -math.inf  # monotonic
+
+    async def load(self) -> Projection | None:
+        """The stored projection when it belongs to the log as it stands, else None (replay it all)."""
+        info = await self.js.stream_info(subjects.PROMISES)
+        self.log_created = str(info.created or "")
+        t0 = time.perf_counter()
+        try:
+            data = await objstore.get(self.js, subjects.SNAPSHOTS_BUCKET, snapshot.NAME)
+            if data is None:
+                log.info("no projection snapshot: replaying the whole log (%d events)", info.state.messages)
+                return None
+            header = snapshot.read_header(data)
+            if reason := snapshot.unusable(header, self.log_created, info.state.first_seq, info.state.last_seq):
+                log.warning("projection snapshot ignored: %s; replaying the whole log", reason)
+                return None
+            read = time.perf_counter() - t0
+            _, state = snapshot.restore(data)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never a reason not to start
+            log.warning("projection snapshot unusable (%s: %s); replaying the whole log", type(exc).__name__, exc)
+            return None
+        self.seq = header.last_seq
+        _count(len(data), header.last_seq, load=time.perf_counter() - t0)
+        log.info("projection snapshot loaded: seq %d, %d promises, %d bytes in %.2fs (read %.2fs); "
+                 "replaying from seq %d", header.last_seq, header.promises, len(data), time.perf_counter() - t0,
+                 read, header.last_seq + 1)
+        return state
+
+    async def store(self, state: Projection) -> int:
+        """Store ``state`` as it is now; return the snapshot's size in bytes."""
+        t0 = time.perf_counter()
+        # Encoded without an await in between: one consistent point between two events.
+        data = snapshot.encode(state, self.log_created, self.clock())
+        seq, promises = state.last_seq, len(state.promises)
+        encoded = time.perf_counter() - t0
+        # Decisions go on while the chunks upload (objstore keeps few of them in flight).
+        await objstore.put(self.js, subjects.SNAPSHOTS_BUCKET, snapshot.NAME, data)
+        stored = time.perf_counter() - t0 - encoded
+        self.seq = max(self.seq, seq)
+        _count(len(data), seq, encode=encoded, store=stored)
+        log.info("projection snapshot stored: seq %d, %d promises, %d bytes, encoded in %.2fs, stored in %.2fs",
+                 seq, promises, len(data), encoded, stored)
+        return len(data)
+
+    async def run(self, state: Callable[[], Projection], leader: Callable[[], bool],
+                  stopping: Callable[[], bool]) -> None:
+        """While leader, store a snapshot whenever one is due."""
+        while not stopping():  # a flag as well as cancel(): nats-py can swallow a CancelledError
+            await asyncio.sleep(CHECK_EVERY)
+            current = state()
+            if not leader() or not snapshot.due(current.last_seq - self.seq, time.monotonic() - self._stored_at,
+                                                self.every, self.min_interval):
+                continue
+            try:
+                await self.store(current)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("projection snapshot not stored (%s: %s)", type(exc).__name__, exc)
+            self._stored_at = time.monotonic()
+
+
+def tail_after(seq: int) -> ConsumerConfig:
+    """The tail's start: after the snapshot's sequence, or the whole log without one."""
+    if seq:
+        return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=seq + 1)
+    return ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+
+
+def resume_after(sub, seq: int) -> None:
+    """Make an ordered consumer that restarts before its first message resume after ``seq``.
+
+    nats-py restarts an ordered consumer (reconnect, missed heartbeats) after the
+    last sequence it delivered, which is 0 until one arrives: after a snapshot
+    that would be the whole log again.
+    """
+    jsi = getattr(sub, "_jsi", None)
+    if seq and jsi is not None and isinstance(getattr(jsi, "_sseq", None), int):
+        jsi._sseq = max(jsi._sseq, seq)
+
+
+def _count(size: int, seq: int, **seconds: float) -> None:
+    metrics.SNAPSHOT_BYTES.set(size)
+    metrics.SNAPSHOT_SEQ.set(seq)
+    for step, value in seconds.items():
+        metrics.SNAPSHOT_SECONDS.labels(step).set(value)
