@@ -36,11 +36,11 @@ TARGETS = {
 }
 
 
-async def with_cluster(size: int, fn, *args):
+async def with_cluster(size: int, fn, *args, **kwargs):
     cluster = NatsCluster(size=size).start()
     try:
         await asyncio.sleep(1.0 if size > 1 else 0.2)  # let the cluster elect its meta leader
-        return await fn(cluster, *args)
+        return await fn(cluster, *args, **kwargs)
     finally:
         cluster.cleanup()
 

@@ -118,6 +118,37 @@ async def test_two_schedulers_that_both_think_they_lead_never_share_an_id(nc, js
             await s.stop()
 
 
+async def test_a_burst_of_commands_and_messages_gets_distinct_ids_and_each_request_once(nc, js):
+    """Waiting inputs are taken many per round: ids are allocated across the batch, and a
+    request that repeats within it (a client's retry) is answered once, not twice."""
+    from schemas.commands import Submit
+
+    for i in range(40):
+        cmd = Submit(request_id=f"burst-{i}", tasks=[T(name="a", type="echo"), T(name="b", type="echo", after=["a"])])
+        await js.publish(subjects.command("submit"), encode(cmd), headers={bus.MSG_ID: f"burst-{i}"})
+    again = Submit(request_id="burst-7", tasks=[T(name="a", type="echo"), T(name="b", type="echo", after=["a"])])
+    await js.publish(subjects.command("submit"), encode(again), headers={bus.MSG_ID: "burst-7-retry"})
+    for m in range(20):
+        msg = MessageReceived(chat_id=5, message_id=m + 1, sender_id=1, text="hi", at=time.time())
+        await js.publish(subjects.chat_in(5), encode(msg), headers={bus.MSG_ID: f"tg:5:{m + 1}"})
+    scheduler = Scheduler(nc)
+    await scheduler.start()
+    try:
+        client = ValorClient(nc)
+        for _ in range(100):
+            state = await client.projection()
+            if len(state.by_request) >= 40 + 20 and len(state.by_message) == 20:
+                break
+            await asyncio.sleep(0.1)
+        created = [e for _, e in await client.events() if isinstance(e, Created)]
+        assert sorted(e.id for e in created) == list(range(1, 40 * 2 + 20 + 1))
+        assert sum(1 for e in created if e.request_id == "burst-7") == 2
+        b = state.promises[state.by_request["burst-7"][1]]
+        assert b.spec.depends_on == [state.by_request["burst-7"][0]]
+    finally:
+        await scheduler.stop()
+
+
 async def test_a_join_whose_inputs_are_too_big_to_carry_fails_saying_why(engine):
     half = "x" * 600_000  # each parent's result fits a message; both together do not
     a = (await engine.submit(T(type="echo", input=half)))["0"]

@@ -113,9 +113,9 @@ def create_plan(
     return effects, {(tasks[i].name or str(i)): ids[i] for i in range(len(tasks))}
 
 
-def submit(state: Projection, cmd: Submit, now: float, config: Config = DEFAULT):
+def submit(state: Projection, cmd: Submit, now: float, config: Config = DEFAULT, next_id: int | None = None):
     try:
-        effects, ids = create_plan(state, cmd.tasks, now, config, cmd.request_id)
+        effects, ids = create_plan(state, cmd.tasks, now, config, cmd.request_id, next_id)
     except PlanError as exc:
         return [], CommandReply(ok=False, error=str(exc))
     return effects, CommandReply(ok=True, ids=ids)
@@ -160,14 +160,15 @@ def retry(state: Projection, promise_id: int, now: float, request_id: str, next_
     return [Publish(event, created_msg_id(request_id, 0), new_subject=True)], CommandReply(ok=True, ids={"0": new_id})
 
 
-def respond_for_message(state: Projection, msg: MessageReceived, now: float, config: Config = DEFAULT):
+def respond_for_message(state: Projection, msg: MessageReceived, now: float, config: Config = DEFAULT,
+                        next_id: int | None = None):
     """Exactly one respond promise per message: None when it already exists."""
     if (msg.chat_id, msg.message_id) in state.by_message:
         return []
     request_id = msg_id_for_message(msg.chat_id, msg.message_id)
     task = NewPromise(title=f"answer message {msg.message_id} in chat {msg.chat_id}", type="respond",
                       input=msgspec.to_builtins(msg))
-    event = build_created(task, state.max_id + 1, [], now, config, request_id=request_id, index=0,
+    event = build_created(task, next_id or state.max_id + 1, [], now, config, request_id=request_id, index=0,
                           chat_id=msg.chat_id, message_id=msg.message_id)
     return [Publish(event, created_msg_id(request_id, 0), new_subject=True)]
 

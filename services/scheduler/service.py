@@ -16,6 +16,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from typing import NamedTuple
 
 import msgspec
 from nats.aio.client import Client
@@ -52,6 +53,16 @@ PUBLISH_TIMEOUT = 10.0
 WORK_HEADROOM = 4096
 # How often attempts dispatched but not started get their work item sent again.
 RESEND_EVERY = 30.0
+# Commands and chat messages turned into events in one round (their stores overlap).
+INPUTS_PER_ROUND = 64
+
+
+class _Planned(NamedTuple):
+    msg: Msg
+    effects: list[Effect]
+    reply: CommandReply | None
+    reply_to: str | None
+    key: object  # the request (or chat message) it answers: once per round
 
 
 class Scheduler:
@@ -87,6 +98,7 @@ class Scheduler:
         self._tail = None
         self._stopping = False
         self._resend_pending = False  # set on taking over and after a failed round
+        self._decide_next = False  # inputs and decisions take turns
         self._resend_due = time.monotonic() + RESEND_EVERY
 
     # --- lifecycle --------------------------------------------------------------
@@ -297,7 +309,11 @@ class Scheduler:
                 self._wake.set()
 
     async def _round(self) -> float | None:
-        """Handle one input or one batch of decisions; return when to look again."""
+        """Handle a batch of inputs or one batch of decisions; return when to look again.
+
+        Inputs and decisions take turns, so a flood of commands or caught-up chat
+        messages never holds back the work that is already ready.
+        """
         now = self.clock()
         if time.monotonic() >= self._resend_due:
             # A work item can be lost between `dispatched` and WORK (NATS away at that
@@ -306,19 +322,68 @@ class Scheduler:
         if self._resend_pending:
             await self.perform(resend_dispatched(self.state))
             self._resend_pending = False
-        if not self.inbox.empty():
-            kind, msg = self.inbox.get_nowait()
-            await self._handle_input(kind, msg, now)
+        if not self.inbox.empty() and not self._decide_next:
+            self._decide_next = True
+            inputs = [self.inbox.get_nowait() for _ in range(min(INPUTS_PER_ROUND, self.inbox.qsize()))]
+            await self._handle_inputs(inputs, now)
             self._wake.set()
             return None
+        self._decide_next = False
         decision = decide(self.state, now, self.capacity(now), self.config)
         if decision.effects:
             await self.perform(decision.effects)
+        if decision.effects or not self.inbox.empty():
             self._wake.set()
             return None
         return decision.wake_at
 
-    async def _handle_input(self, kind: str, msg: Msg, now: float) -> None:
+    async def _handle_inputs(self, inputs: list[tuple[str, Msg]], now: float) -> None:
+        """Turn commands and chat messages into events, many per round.
+
+        Ids are handed out in order across the batch (each input's ``created``
+        events still go out as one atomic batch of their own, guarded per id), and
+        the stores of all inputs are in flight together: one round trip, not one
+        per input.  An input whose request or message repeats within the batch
+        waits for the next round, where the log answers it idempotently.
+        """
+        next_id = self.state.max_id + 1
+        planned: list[_Planned] = []
+        seen: set[object] = set()
+        failure: BaseException | None = None
+        for kind, msg in inputs:
+            try:
+                p = await self._plan(kind, msg, now, next_id)
+            except Exception as exc:  # one input's trouble must not cost the others their round
+                log.warning("%s input %s not handled: %s", kind, msg.subject, exc)
+                failure = failure or exc
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=0.5)
+                continue
+            if p is None:
+                continue
+            if p.key in seen:
+                await msg.nak(delay=0.1)
+                continue
+            seen.add(p.key)
+            planned.append(p)
+            next_id += sum(1 for e in p.effects if isinstance(e, Publish) and e.new_subject)
+        stored = await asyncio.gather(*(self.perform(p.effects) for p in planned), return_exceptions=True)
+        for p, result in zip(planned, stored, strict=True):
+            if isinstance(result, BaseException):
+                # Not stored (NATS away, or another scheduler took the id): it comes back,
+                # and a caller still waiting gets the answer from the retry.
+                failure = failure or result
+                with contextlib.suppress(Exception):
+                    await p.msg.nak(delay=0.5)
+                continue
+            if p.reply_to:
+                await self.nc.publish(p.reply_to, encode(p.reply))
+            await p.msg.ack()
+        if failure is not None:
+            raise failure
+
+    async def _plan(self, kind: str, msg: Msg, now: float, next_id: int) -> _Planned | None:
+        """What one input should store and answer; None when it was settled here (dead-lettered)."""
         if kind == "chat":
             try:
                 message = decode_message(msg.data)
@@ -326,14 +391,13 @@ class Scheduler:
                 metrics.EVENTS_REJECTED.labels(subjects.CHAT).inc()
                 await bus.dead_letter(self.js, msg, "chat", f"undecodable message: {exc}")
                 await msg.ack()
-                return
-            effects = intake.respond_for_message(self.state, message, now, self.config)
+                return None
+            effects = intake.respond_for_message(self.state, message, now, self.config, next_id)
             if too_big := self._too_big(effects):  # would be refused by NATS on every redelivery
                 await bus.dead_letter(self.js, msg, "chat", too_big)
-            else:
-                await self.perform(effects)
-            await msg.ack()
-            return
+                await msg.ack()
+                return None
+            return _Planned(msg, effects, None, None, ("chat", message.chat_id, message.message_id))
         try:
             command = command_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
@@ -343,26 +407,20 @@ class Scheduler:
             if reply_to := _reply_to(msg.data):  # the caller is waiting: tell it why, now
                 await self.nc.publish(reply_to, encode(CommandReply(ok=False, error=reason)))
             await msg.ack()
-            return
+            return None
         match command:
             case Submit():
-                effects, reply = intake.submit(self.state, command, now, self.config)
+                effects, reply = intake.submit(self.state, command, now, self.config, next_id)
+                key: object = ("request", command.request_id)
             case Cancel():
                 effects, reply = intake.cancel(self.state, command.id, now, command.reason, command.by)
+                key = ("cancel", command.id)
             case Retry():
-                effects, reply = intake.retry(self.state, command.id, now, command.request_id)
+                effects, reply = intake.retry(self.state, command.id, now, command.request_id, next_id)
+                key = ("request", command.request_id)
         if too_big := self._too_big(effects):  # refuse now rather than fail on every redelivery
             effects, reply = [], CommandReply(ok=False, error=too_big)
-        try:
-            await self.perform(effects)
-        except Exception:
-            # Not stored (NATS away, or another scheduler took the id): the command
-            # comes back and the caller, still waiting, gets the answer from the retry.
-            await msg.nak(delay=0.5)
-            raise
-        if command.reply_to:
-            await self.nc.publish(command.reply_to, encode(reply))
-        await msg.ack()
+        return _Planned(msg, effects, reply, command.reply_to, key)
 
     def _too_big(self, effects: list[Effect]) -> str | None:
         """Why an event of these effects cannot be stored (over NATS's max payload), or None."""
@@ -462,7 +520,7 @@ def _reply_to(data: bytes) -> str | None:
     """The reply subject of a command that does not decode, if it names one at all."""
     try:
         raw = msgspec.json.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # e.g. 100,000 nested brackets
         return None
     reply_to = raw.get("reply_to") if isinstance(raw, dict) else None
     return reply_to if isinstance(reply_to, str) and reply_to.startswith("_INBOX.") else None
