@@ -79,7 +79,7 @@ async def main(quick: bool, only: set[str]) -> dict:
         async def fill_and_measure(cluster):
             events = await measures.fill_log(cluster, promises)
             result = await measures.rebuild(cluster)
-            result["restart_to_serving_s"] = await measures.restart_to_serving(cluster)
+            result.update(await measures.restart_to_serving(cluster))  # with a snapshot, and without
             return {"log_events": events, **result}
 
         r = await with_cluster(1, fill_and_measure)

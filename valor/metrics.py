@@ -33,7 +33,7 @@ CONSUMER_ACK_PENDING = Gauge("valor_consumer_ack_pending", "Delivered, not yet a
 LEADER = Gauge("valor_scheduler_leader", "1 while this scheduler holds the lease")
 SNAPSHOT_BYTES = Gauge("valor_snapshot_bytes", "Size of the last projection snapshot stored or loaded")
 SNAPSHOT_SEQ = Gauge("valor_snapshot_seq", "PROMISES sequence of the last projection snapshot stored or loaded")
-SNAPSHOT_SECONDS = Gauge("valor_snapshot_seconds", "Time the last snapshot took", ["step"])  # encode | store | load
+SNAPSHOT_SECONDS = Gauge("valor_snapshot_seconds", "Time the last snapshot took", ["step"])  # encode | compress | store | load
 
 # --- attempts (executor) --------------------------------------------------------------
 ATTEMPTS = Counter("valor_attempts_total", "Attempts finished", ["type", "outcome"])

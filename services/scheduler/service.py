@@ -120,8 +120,9 @@ class Scheduler:
             asyncio.create_task(self._hold_lease(), name="lease"),
             asyncio.create_task(self._loop(), name="decide"),
             asyncio.create_task(self._gauges(), name="gauges"),
-            asyncio.create_task(self.snapshots.run(lambda: self.state, lambda: self.leader, lambda: self._stopping),
-                                name="snapshots"),
+            # Only once caught up: a snapshot in the middle of the replay would be an old one.
+            asyncio.create_task(self.snapshots.run(lambda: self.state, lambda: self.leader and self.caught_up(),
+                                                   lambda: self._stopping), name="snapshots"),
         ]
 
     async def stop(self) -> None:

@@ -3,8 +3,10 @@
 Pure: a projection in, bytes out, and back.  The bytes are one JSON header line
 (readable with ``nats object get valor_snapshots scheduler | head -1``), then the
 promises in creation order and the set that needs a decision, in msgpack (JSON
-when a value is beyond msgpack's 64-bit integers, which the JSON log can hold).
-The indexes are not stored: ``Projection.restored`` derives them again.
+when a value is beyond msgpack's 64-bit integers, which the JSON log can hold),
+compressed with zlib: the log's repetitive records shrink tenfold and more, and
+fetching them is what a restart would otherwise wait for.  The indexes are not
+stored: ``Projection.restored`` derives them again.
 
 The header alone says whether a snapshot may be used: its format, the fold that
 wrote it (a digest of the code that defines the state: after a change to the
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import zlib
 from pathlib import Path
 
 import msgspec
@@ -60,8 +63,8 @@ _decoders = {"msgpack": msgspec.msgpack.Decoder(Body), "json": msgspec.json.Deco
 MAX_HEADER = 4096
 
 
-def encode(state: Projection, stream_created: str, taken_at: float) -> bytes:
-    """The projection as it is now (call it between two events: it is one consistent point)."""
+def freeze(state: Projection, stream_created: str, taken_at: float) -> tuple[Header, bytes]:
+    """The projection as it is now, serialised: call it between two events (one consistent point)."""
     body = Body(list(state.promises.values()), sorted(state.needs_decision))
     try:
         codec, data = "msgpack", _encoders["msgpack"].encode(body)
@@ -70,7 +73,16 @@ def encode(state: Projection, stream_created: str, taken_at: float) -> bytes:
     header = Header(format=FORMAT, fold=FOLD, codec=codec, stream_created=stream_created, last_seq=state.last_seq,
                     max_id=state.max_id, applied=state.applied, ignored=state.ignored,
                     promises=len(state.promises), taken_at=taken_at)
-    return msgspec.json.encode(header) + b"\n" + data
+    return header, data
+
+
+def seal(header: Header, body: bytes) -> bytes:
+    """The stored form.  It reads only bytes, so it may run in a thread (zlib lets go of the GIL)."""
+    return msgspec.json.encode(header) + b"\n" + zlib.compress(body, 1)
+
+
+def encode(state: Projection, stream_created: str, taken_at: float) -> bytes:
+    return seal(*freeze(state, stream_created, taken_at))
 
 
 def read_header(data: bytes) -> Header:
@@ -111,12 +123,12 @@ def restore(data: bytes) -> tuple[Header, Projection]:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        body = _decoders[header.codec].decode(memoryview(data)[body_at:])
+        body = _decoders[header.codec].decode(zlib.decompress(memoryview(data)[body_at:]))
         if len(body.promises) != header.promises:
             raise SnapshotError(f"{len(body.promises)} promises, the header says {header.promises}")
         state = Projection.restored(body.promises, body.needs_decision, max_id=header.max_id,
                                     last_seq=header.last_seq, applied=header.applied, ignored=header.ignored)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, zlib.error) as exc:
         raise SnapshotError(f"unreadable body: {exc}") from None
     finally:
         if enabled:
