@@ -39,23 +39,30 @@ class Snapshots:
 
     async def load(self) -> Projection | None:
         """The stored projection when it belongs to the log as it stands, else None (replay it all)."""
-        info = await self.js.stream_info(subjects.PROMISES)
-        self.log_created = str(info.created or "")
         t0 = time.perf_counter()
+        data, problem = None, None
         try:
             data = await objstore.get(self.js, subjects.SNAPSHOTS_BUCKET, snapshot.NAME)
-            if data is None:
-                log.info("no projection snapshot: replaying the whole log (%d events)", info.state.messages)
-                return None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never a reason not to start
+            problem = exc
+        read = time.perf_counter() - t0
+        # Asked after the read: a snapshot stored meanwhile must not look past the log's end.
+        info = await self.js.stream_info(subjects.PROMISES)
+        self.log_created = str(info.created or "")
+        if data is None and problem is None:
+            log.info("no projection snapshot: replaying the whole log (%d events)", info.state.messages)
+            return None
+        try:
+            if problem is not None:
+                raise problem
             header = snapshot.read_header(data)
             if reason := snapshot.unusable(header, self.log_created, info.state.first_seq, info.state.last_seq):
                 log.warning("projection snapshot ignored: %s; replaying the whole log", reason)
                 return None
-            read = time.perf_counter() - t0
             _, state = snapshot.restore(data)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # never a reason not to start
+        except Exception as exc:
             log.warning("projection snapshot unusable (%s: %s); replaying the whole log", type(exc).__name__, exc)
             return None
         self.seq = header.last_seq
@@ -115,8 +122,8 @@ def resume_after(sub, seq: int) -> None:
     last sequence it delivered, which is 0 until one arrives: after a snapshot
     that would be the whole log again.
     """
-    jsi = getattr(sub, "_jsi", None)
-    if seq and jsi is not None and isinstance(getattr(jsi, "_sseq", None), int):
+    jsi = getattr(getattr(sub, "_sub", None), "_jsi", None)  # nats-py 2.16's internals: checked, never assumed
+    if seq and isinstance(getattr(jsi, "_sseq", None), int):
         jsi._sseq = max(jsi._sseq, seq)
 
 

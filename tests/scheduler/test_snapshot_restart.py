@@ -108,6 +108,22 @@ async def test_a_restarted_scheduler_loads_its_snapshot_and_replays_only_the_tai
     await standby.stop()
 
 
+async def test_a_tail_restarted_before_its_first_event_resumes_after_the_snapshot(nc, js, started):
+    leader = await started(snapshot_every=0)
+    await until(lambda: leader.leader, "the lease")
+    await some_history(nc, js)
+    await caught_up(leader, js)
+    await leader.snapshots.store(leader.state)
+    standby = await started(snapshot_every=0)
+    ignored = standby.state.ignored
+    jsi = standby._tail._sub._jsi
+    await jsi.reset_ordered_consumer(jsi._sseq + 1)  # what nats-py does after a reconnect or missed heartbeats
+    await bus.publish_event(js, Created(at=time.time(), id=50, title="after"), "50:created", expect_new_subject=True)
+    await caught_up(standby, js)
+    await equals_the_whole_log(standby, nc)
+    assert standby.state.ignored == ignored  # the log before the snapshot was not delivered again
+
+
 @pytest.mark.parametrize("damage, warning", [
     (lambda data: b"not a snapshot", "SnapshotError: no header line: not a Valor snapshot"),
     (lambda data: data.replace(snapshot.FOLD.encode(), b"0123456789abcdef", 1),
