@@ -34,6 +34,9 @@ DEFAULT_URL = "nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224
 
 MSG_ID = "Nats-Msg-Id"
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+# With this, the expected sequence is checked on another subject than the one written.
+EXPECTED_LAST_SUBJECT_SEQ_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+WRONG_LAST_SEQUENCE = 10071  # JetStream's error code when such an expectation fails
 REASON = "Valor-Reason"
 ORIGIN_SUBJECT = "Valor-Origin-Subject"
 ORIGIN_STREAM = "Valor-Origin-Stream"
@@ -209,10 +212,16 @@ async def publish_event(
     msg_id: str,
     expect_new_subject: bool = False,
     timeout: float | None = None,
+    unless: str | None = None,
 ) -> PubAck:
+    """Store one event; ``unless`` names a subject that must still be empty (else JetStream
+    refuses the write with ``WRONG_LAST_SEQUENCE``), e.g. the promise's ``cancelled``."""
     headers = {MSG_ID: msg_id}
     if expect_new_subject:
         headers[EXPECTED_LAST_SUBJECT_SEQ] = "0"
+    elif unless is not None:
+        headers[EXPECTED_LAST_SUBJECT_SEQ] = "0"
+        headers[EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = unless
     return await js.publish(event_subject(event), encode(event), headers=headers, timeout=timeout)
 
 

@@ -90,8 +90,7 @@ class AttemptRun:
                 return await self._leave()
             # The handler need not wait for `started` to be stored, only its result does:
             # both go out on one connection, so the log keeps them in order.
-            started = asyncio.create_task(self._store(
-                self._started(), msg_id_for_event(self.item.id, "started", self.item.attempt, self.delivery)))
+            started = asyncio.create_task(self._store_started())
             logs.info("attempt.started", task=self.item.task, executor=self.executor, **self.fields)
             try:
                 outcome = await self._execute()
@@ -100,7 +99,11 @@ class AttemptRun:
             if self.stopped or outcome is None:
                 return await self._leave()
             name = "succeeded" if isinstance(outcome, Succeeded) else "attempt_failed"
-            await self._store(outcome, msg_id_for_event(self.item.id, name, self.item.attempt))
+            try:
+                await self._store(outcome, msg_id_for_event(self.item.id, name, self.item.attempt))
+            except persist.PromiseCancelled:  # cancelled while it ran, before we heard of it
+                self.stopped = CANCELLED
+                return await self._leave()
             metrics.ATTEMPTS.labels(self.item.task, "succeeded" if name == "succeeded" else "failed").inc()
             metrics.ATTEMPT_SECONDS.labels(self.item.task).observe(outcome.duration)
             logs.info(f"attempt.{name}", duration=round(outcome.duration, 3), **self.fields,
@@ -233,10 +236,17 @@ class AttemptRun:
         logs.info("attempt.cancelled", **self.fields)
         await self._ack()
 
+    async def _store_started(self) -> None:
+        try:
+            await self._store(self._started(),
+                              msg_id_for_event(self.item.id, "started", self.item.attempt, self.delivery))
+        except persist.PromiseCancelled:  # cancelled between our check and this write
+            self.stop(CANCELLED)
+
     async def _store(self, event: Started | Succeeded | AttemptFailed, msg_id: str) -> None:
         if self.window is not None:
             await self.window.join()
-        await persist.store(self.js, event, msg_id)
+        await persist.store(self.js, event, msg_id, unless_cancelled=True)
 
     async def _ack(self) -> None:
         if self.window is not None:

@@ -14,7 +14,7 @@ from typing import TypeVar
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from schemas import subjects
 from schemas.events import PromiseEvent, decode_promise_event
@@ -27,12 +27,16 @@ PUBLISH_TIMEOUT = 2.0
 MAX_BACKOFF = 5.0
 
 
+class PromiseCancelled(Exception):
+    """The log refused an attempt's write: its promise was cancelled first."""
+
+
 async def until_ok(what: str, fn: Callable[[], Awaitable[T]], **fields: object) -> T:
     delay = 0.1
     while True:
         try:
             return await fn()
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, PromiseCancelled):
             raise
         except Exception as exc:
             logs.warning(f"{what}.retry", error=f"{type(exc).__name__}: {exc}", delay=delay, **fields)
@@ -40,13 +44,24 @@ async def until_ok(what: str, fn: Callable[[], Awaitable[T]], **fields: object) 
             delay = min(MAX_BACKOFF, delay * 2)
 
 
-async def store(js: JetStreamContext, event: msgspec.Struct, msg_id: str) -> PubAck:
-    """Publish an event and return only once the stream acknowledged it."""
-    return await until_ok(
-        "publish",
-        lambda: bus.publish_event(js, event, msg_id, timeout=PUBLISH_TIMEOUT),
-        msg_id=msg_id,
-    )
+async def store(js: JetStreamContext, event: msgspec.Struct, msg_id: str, unless_cancelled: bool = False) -> PubAck:
+    """Publish an event and return only once the stream acknowledged it.
+
+    ``unless_cancelled``: the write is refused, atomically in the stream, once the
+    promise has a ``cancelled`` event, so no attempt starts or ends after its
+    promise was cancelled; that raises ``PromiseCancelled``.
+    """
+    unless = subjects.promise(event.id, "cancelled") if unless_cancelled else None  # type: ignore[attr-defined]
+
+    async def publish() -> PubAck:
+        try:
+            return await bus.publish_event(js, event, msg_id, timeout=PUBLISH_TIMEOUT, unless=unless)
+        except BadRequestError as exc:
+            if unless is not None and exc.err_code == bus.WRONG_LAST_SEQUENCE:
+                raise PromiseCancelled(event.id) from None  # type: ignore[attr-defined]
+            raise
+
+    return await until_ok("publish", publish, msg_id=msg_id)
 
 
 async def last_event(js: JetStreamContext, promise_id: int, name: str) -> PromiseEvent | None:

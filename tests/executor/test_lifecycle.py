@@ -129,6 +129,48 @@ async def test_work_of_a_promise_cancelled_before_it_ran_is_acked_without_runnin
     assert names(await story(js, 1)) == ["cancelled"]
 
 
+async def test_an_attempt_never_starts_after_its_promise_was_cancelled(js, executor):
+    from services.executor.cancellations import CLOCK_MARGIN
+
+    """The cancel lands between the executor's check and its `started`: the log refuses the write."""
+    ex = await executor()
+    # Work queued while the executor listens is trusted to have no cancel it missed; this one
+    # slips past it (as a cancel landing after the check would), so only the log can say no.
+    await ex._cancel_sub.unsubscribe()
+    await asyncio.sleep(CLOCK_MARGIN + 0.2)  # so the work counts as queued while it listened
+    await bus.publish_event(js, Cancelled(id=1, reason="too late to start"), "1:cancelled")
+    finished = []
+
+    async def work(ctx):  # runs while `started` is being stored, and is stopped when it is refused
+        await asyncio.sleep(1)
+        finished.append(ctx.id)
+
+    ex.handlers["work"] = work
+    await put_work(js, WorkItem(id=1, attempt=1, task="work"))
+    await ex.run_until_idle()
+    assert names(await story(js, 1)) == ["cancelled"] and finished == []
+    assert (await js.stream_info(subjects.WORK)).state.messages == 0
+
+
+async def test_a_result_that_comes_after_the_cancel_is_not_recorded(js, executor):
+    release = asyncio.Event()
+
+    async def slow(ctx):
+        await release.wait()
+        return "done"
+
+    ex = await executor(handlers={"slow": slow})
+    await ex._cancel_sub.unsubscribe()  # deaf to cancels: only the log can say no
+    await put_work(js, WorkItem(id=1, attempt=1, task="slow"))
+    while await last(js, 1, "started") is None:
+        await asyncio.sleep(0.05)
+    await bus.publish_event(js, Cancelled(id=1, reason="changed my mind"), "1:cancelled")
+    release.set()
+    await ex.run_until_idle()
+    assert names(await story(js, 1)) == ["started", "cancelled"]
+    assert (await js.stream_info(subjects.WORK)).state.messages == 0
+
+
 async def test_stop_hands_back_an_attempt_that_outlives_the_grace(js, executor):
     ex = await executor(handlers={"forever": lambda ctx: asyncio.sleep(60)})
     await put_work(js, WorkItem(id=1, attempt=1, task="forever"))
