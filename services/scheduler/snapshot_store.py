@@ -9,6 +9,7 @@ of another log is logged and ignored, and the whole log is replayed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import time
@@ -65,6 +66,9 @@ class Snapshots:
         except Exception as exc:
             log.warning("projection snapshot unusable (%s: %s); replaying the whole log", type(exc).__name__, exc)
             return None
+        # The restored promises live as long as the process: moved out of the cyclic GC's sight, they
+        # no longer cost a full collection (0.4-0.8 s at 250,000 promises) just as serving begins.
+        gc.freeze()
         self.seq = header.last_seq
         _count(len(data), header.last_seq, load=time.perf_counter() - t0)
         log.info("projection snapshot loaded: seq %d, %d promises, %d bytes in %.2fs (read %.2fs); "
