@@ -70,7 +70,8 @@ class Executor:
         self.ack_wait = ack_wait if ack_wait is not None else config.ack_wait()
         self.heartbeat_interval = heartbeat_interval
         self.fetch_timeout = fetch_timeout
-        self.window = Window(write_window if write_window is not None else config.write_window())
+        self.window = Window(write_window if write_window is not None else config.write_window(),
+                             crowd=lambda: len(self._running))
         self._free = asyncio.Semaphore(slots)
         self._running: set[AttemptRun] = set()
         self._tasks: set[asyncio.Task] = set()
