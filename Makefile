@@ -32,7 +32,7 @@ up down status demo chat login: export VALOR_REPLICAS := 3
 
 HEALTH = $(PY) deploy/health.py --var $(VAR) --venv $(VENV_DIR) --monitor-ports $(MONITOR_PORTS)
 
-.PHONY: help venv up down status logs test lint schemas demo bench chaos
+.PHONY: help venv up down status logs test lint schemas demo bench profile chaos
 
 help:
 	@echo "make up        start the 3-node JetStream cluster and the services (creates $(VENV) if missing)"
@@ -45,6 +45,7 @@ help:
 	@echo "make demo      run the example workflows against the running cluster"
 	@echo "make chaos     100 rounds of kill -9 under a 2,000-promise workload; prints the invariants' table"
 	@echo "make bench     measure throughput, latency, rebuild and memory (BENCH_ARGS=--quick for a smoke run)"
+	@echo "make profile   py-spy samples of the scheduler and an executor under load, by area"
 	@echo "variables: PYTHON=$(PYTHON) VENV=$(VENV) NATS_PORT_BASE=$(NATS_PORT_BASE)" \
 	      "NATS_CLUSTER_PORT_BASE=$(NATS_CLUSTER_PORT_BASE) NATS_MONITOR_PORT_BASE=$(NATS_MONITOR_PORT_BASE)" \
 	      "UP_TIMEOUT=$(UP_TIMEOUT)"
@@ -104,6 +105,10 @@ login: venv
 # Figures, not a test: fresh nats-servers on random ports; writes bench/results/*.json.
 bench: venv
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# Where a promise's CPU goes inside the services: py-spy samples under the e2e load.
+profile: venv
+	$(PY) -m bench.profile $(PROFILE_ARGS)
 
 # --- chaos ---------------------------------------------------------------------
 

@@ -100,14 +100,18 @@ async def _wait_for_executors(nc, count: int, timeout: float = 30) -> None:
 
 
 # The throughput runs hand each executor slot its next item ahead (valor.toml
-# ``queues.<name>.dispatch_ahead``); ``exact`` keeps the shipped strict priority order.
+# ``queues.<name>.dispatch_ahead``); ``config=""`` keeps the shipped strict priority order.
 AHEAD = "[queues.default]\ndispatch_ahead = 1.0\n"
 
 
 async def throughput(cluster: NatsCluster, executors: int, plans: list[list[T]], slots: int = 32,
-                     config: str = AHEAD) -> dict[str, float]:
+                     config: str = AHEAD, watch=None) -> dict[str, float]:
     """Promises per second from the first submission to the last ``succeeded``, and the CPU
-    each promise cost the servers, the scheduler, the executors and this client."""
+    each promise cost the servers, the scheduler, the executors and this client.
+
+    ``watch(stack)``, if given, is called once the services are up and returns a
+    function called when the load is done (``bench.profile`` attaches py-spy so).
+    """
     config_file = cluster.root / "bench-valor.toml"
     config_file.write_text(config)
     stack = Stack(cluster, schedulers=1, executors=executors, slots=slots,
@@ -127,6 +131,7 @@ async def throughput(cluster: NatsCluster, executors: int, plans: list[list[T]],
                 finished.set()
 
         await nc.subscribe("promise.*.succeeded", cb=on_succeeded)
+        unwatch = watch(stack) if watch else None
         processes = {name: svc.proc.pid for name, svc in stack.services.items()}
         before = {name: cpu_seconds(pid) for name, pid in processes.items()}
         servers, me = cluster_cpu(cluster), time.process_time()
@@ -135,6 +140,8 @@ async def throughput(cluster: NatsCluster, executors: int, plans: list[list[T]],
         await asyncio.wait_for(finished.wait(), timeout=600)
         seconds = time.perf_counter() - t0
         used = {name: cpu_seconds(pid) - before[name] for name, pid in processes.items()}
+        if unwatch:
+            unwatch()
         per = 1e6 / total
         return {
             "per_s": total / seconds,
