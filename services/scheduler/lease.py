@@ -45,12 +45,12 @@ class Lease:
             return False
 
     async def release(self) -> None:
-        if self.revision is not None:
+        revision, self.revision = self.revision, None  # not held from now on, even while NATS is away
+        if revision is not None:
             try:
-                await self.kv.delete(LEASE_KEY, last=self.revision)
+                await self.kv.delete(LEASE_KEY, last=revision)
             except Exception:  # expiry releases it anyway
                 pass
-            self.revision = None
 
     async def holder_name(self) -> str | None:
         try:

@@ -207,7 +207,13 @@ class Scheduler:
                         await self._step_down()
                 elif await self.lease.acquire():
                     renewed = time.monotonic()
-                    await self._take_over()
+                    try:
+                        await self._take_over()
+                    except Exception:
+                        # Held without COMMANDS and CHAT pulled, the lease would be renewed while
+                        # nothing is ever created again: give it back, and try for it anew.
+                        await self.lease.release()
+                        raise
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -153,6 +153,32 @@ async def test_a_lease_renewal_that_fails_for_a_moment_keeps_the_leader_serving(
     assert item.id == ids["0"]
 
 
+async def test_a_take_over_cut_short_by_nats_gives_the_lease_back_and_is_tried_again(nc, js):
+    """The lease was won but NATS failed the take-over (a node away): the lease must not
+    stay held with no COMMANDS or CHAT being pulled, or nothing is ever created again."""
+    await js.delete_key_value(subjects.LEASE_BUCKET)
+    [lease] = [c for c in bucket_configs(lease_ttl=1.0) if c.bucket == subjects.LEASE_BUCKET]
+    await js.create_key_value(lease)
+    await announce(js)
+    s = Scheduler(nc, lease_ttl=1.0)
+    real, calls = s._take_over, []
+
+    async def cut_short():
+        calls.append(1)
+        if len(calls) == 1:
+            raise TimeoutError("nats: timeout")  # stream_info of PROMISES while a node restarts
+        await real()
+
+    s._take_over = cut_short
+    await s.start()
+    try:
+        ids = await ValorClient(nc).submit(NewPromise(title="created after all"), timeout=15)
+        [item] = await take_work(js)
+        assert item.id == ids["0"] and len(calls) == 2
+    finally:
+        await s.stop()
+
+
 async def test_work_lost_after_dispatched_was_stored_is_sent_again(nc, js, scheduler):
     """NATS refused the work item after `dispatched` was stored: the attempt is not stuck."""
     await announce(js)
