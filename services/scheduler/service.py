@@ -302,7 +302,9 @@ class Scheduler:
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout if timeout is None else min(timeout, 1.0))
             self._wake.clear()
             wake_at = None
-            if not self.leader or not self.caught_up():
+            # Not before the take-over has finished: until then `published_seq` may not
+            # cover the log yet, and a decision could rest on a projection that lags it.
+            if not self.leader or not self._leader_tasks or not self.caught_up():
                 continue
             try:
                 wake_at = await self._round()
