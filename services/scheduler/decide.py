@@ -21,7 +21,7 @@ from schemas.subjects import msg_id_for_event, msg_id_for_work
 from valor.config import DEFAULT, Config
 
 from .backoff import retry_delay
-from .effects import Dispatch, Effect, Publish
+from .effects import Dispatch, Effect, Publish, ids_taken
 from .intake import spawn_children
 from .projection import CANCELLED, DISPATCHED, FAILED, FAILING, RUNNING, SUCCEEDED, Projection, Promise
 
@@ -60,7 +60,7 @@ def _settle(state, p: Promise, now, ended, config, so_far) -> list[Effect]:
     if p.status in (FAILED, CANCELLED):
         return _cancel_dependents(state, p, now, ended)
     if p.status == SUCCEEDED and p.children is None and p.spawn_error is None:
-        next_id = state.max_id + 1 + sum(1 for e in so_far if isinstance(e, Publish) and e.new_subject)
+        next_id = state.max_id + 1 + ids_taken(so_far)
         return spawn_children(state, p.id, now, config, next_id)
     if not p.terminal:  # created after one of its dependencies had already ended badly
         for dep in p.spec.depends_on:

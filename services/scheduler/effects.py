@@ -26,3 +26,8 @@ class Dispatch(NamedTuple):
 
 
 Effect = Publish | Dispatch
+
+
+def ids_taken(effects: list[Effect]) -> int:
+    """How many new promise ids these effects allocate (one per guarded ``created``)."""
+    return sum(1 for e in effects if isinstance(e, Publish) and e.new_subject)

@@ -18,7 +18,7 @@ from schemas.subjects import msg_id_for_event, msg_id_for_message
 from valor.config import DEFAULT, Config, TaskType
 
 from .dag import PlanError, validate_plan
-from .effects import Publish
+from .effects import Publish, ids_taken
 from .projection import CANCELLED, FAILED, RETRYING, SUCCEEDED, Projection
 
 
@@ -195,7 +195,7 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
         if command.verb == "cancel":
             more, _ = cancel(state, command.id, now, command.reason, by=f"respond #{parent_id}")
         elif command.verb == "retry":
-            fresh = (next_id or state.max_id + 1) + sum(1 for e in effects if e.new_subject)
+            fresh = (next_id or state.max_id + 1) + ids_taken(effects)
             more, _ = retry(state, command.id, now, f"respond:{parent_id}:{i}", fresh)
         else:
             more = []

@@ -40,7 +40,7 @@ from valor.config import Config, load
 
 from . import intake
 from .decide import decide, resend_dispatched
-from .effects import Dispatch, Effect, Publish
+from .effects import Dispatch, Effect, Publish, ids_taken
 from .lease import Lease
 from .projection import Projection
 from .snapshot_store import Snapshots, resume_after, tail_after
@@ -375,7 +375,7 @@ class Scheduler:
                 continue
             seen.add(p.key)
             planned.append(p)
-            next_id += sum(1 for e in p.effects if isinstance(e, Publish) and e.new_subject)
+            next_id += ids_taken(p.effects)
         stored = await asyncio.gather(*(self.perform(p.effects) for p in planned), return_exceptions=True)
         for p, result in zip(planned, stored, strict=True):
             if isinstance(result, BaseException):
