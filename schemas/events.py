@@ -86,11 +86,66 @@ class Progress(Event, tag="progress"):
     fraction: float | None = None
 
 
+class CommandRun(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One shell command an attempt ran (or was refused), read from the tool's own output."""
+
+    command: str
+    exit_code: int | None = None  # None: it did not run to an exit (refused, interrupted)
+    refused: str | None = None  # why it was not run
+    output: str = ""  # the end of what it printed
+    check: bool = False  # a test or check command (pytest, npm test, ...)
+
+
+class FileChange(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A file the attempt added, modified or deleted in its workspace."""
+
+    path: str  # relative to the workspace
+    status: str  # added | modified | deleted
+    added: int | None = None  # lines; None for a binary file
+    removed: int | None = None
+
+
+class Refusal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A tool call that was not allowed to run (writing outside the workspace, reading a secret)."""
+
+    tool: str
+    target: str = ""  # the path or command it aimed at
+    reason: str = ""
+
+
+class TokenUsage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_creation: int = 0
+
+
+class Evidence(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What an attempt did, from its own records rather than its own words.
+
+    Commands and refusals come from the agent's tool calls and their results,
+    files from the workspace before and after; lists are capped and the
+    ``*_dropped`` counts say how many entries were left out.
+    """
+
+    commands: list[CommandRun] = []
+    commands_dropped: int = 0
+    files: list[FileChange] = []
+    files_dropped: int = 0
+    files_unknown: str | None = None  # why the files could not be compared
+    refusals: list[Refusal] = []
+    cost_usd: float | None = None
+    tokens: TokenUsage | None = None
+    turns: int | None = None
+    session_id: str | None = None
+
+
 class Succeeded(Event, tag="succeeded"):
     id: int
     attempt: int
     result: Any = None
     duration: float = 0.0
+    evidence: Evidence | None = None
 
 
 class AttemptFailed(Event, tag="attempt_failed"):
@@ -99,6 +154,7 @@ class AttemptFailed(Event, tag="attempt_failed"):
     error: str = ""
     retryable: bool = True
     duration: float = 0.0
+    evidence: Evidence | None = None
 
 
 class RetryScheduled(Event, tag="retry_scheduled"):

@@ -9,6 +9,7 @@ defaults, so Valor runs without a file.  The path is ``$VALOR_CONFIG``, else
 from __future__ import annotations
 
 import os
+import re
 import string
 import tomllib
 from pathlib import Path
@@ -27,6 +28,40 @@ class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
     pass
 
 
+class Sandbox(Strict):
+    """Claude Code's sandbox for the Bash commands of a task (bubblewrap on Linux).
+
+    Inside it a command may write only the workspace (and ``allow_write``),
+    reach only the ``network`` domains, and never read Valor's secrets or the
+    operator's credentials (``deny_read`` adds paths to those).  Commands run
+    without asking, since the operating system holds the boundary; a command
+    that would need to leave it is refused, never run unsandboxed.
+    """
+
+    enabled: bool = True
+    network: list[str] = []  # domains sandboxed commands may reach, e.g. "pypi.org", "*.github.com"
+    allow_write: list[str] = []  # paths beyond the workspace
+    deny_read: list[str] = []  # paths beyond Valor's own secrets and the home's credentials
+
+
+class ChatSandbox(Strict):
+    """A chat's additions to its task types' sandbox (a project that needs its own registry, say)."""
+
+    enabled: bool | None = None  # None: as the task type says
+    network: list[str] = []
+    allow_write: list[str] = []
+    deny_read: list[str] = []
+
+
+# What counts as a check (a test run) in a command: its exit code is the work's verdict.
+DEFAULT_CHECKS = (
+    r"\b(pytest|py\.test|unittest|nose2|tox|nox|jest|vitest|mocha|rspec|phpunit|ctest)\b"
+    r"|\b(npm|yarn|pnpm|bun)\s+(run\s+)?test\b|\b(go|cargo|dotnet|mix|deno|zig)\s+test\b"
+    r"|\bmake\s+(test|check)\b|(^|[\s/])(tests?|test_\w+|\w+_test)\.(py|sh|js|ts|rb)\b"
+)
+CHECK_FAILURES = ("report", "fail")
+
+
 class TaskType(Strict):
     """How one task type runs; a submitted task may override queue, timeout and retries."""
 
@@ -41,6 +76,9 @@ class TaskType(Strict):
     prompt: str = "{title}\n\n{input}"  # Claude Code: {title} {input} {deps} {workspace}
     permission_mode: str | None = None  # Claude Code's --permission-mode
     allowed_tools: list[str] | None = None  # Claude Code's --allowedTools
+    sandbox: Sandbox = Sandbox()  # Claude Code: where its Bash commands may write, read and connect
+    checks: str = DEFAULT_CHECKS  # Claude Code: a regex; matching commands are the work's checks
+    failed_check: str = "report"  # Claude Code: a last check that failed is reported, or fails the attempt
     concurrency_key: str | None = None  # template: {workspace} {chat_id} {type}
     concurrency_limit: int = 1
 
@@ -59,6 +97,7 @@ class Queue(Strict):
 
 class Chat(Strict):
     workspace: str | None = None  # the project directory its code tasks run in
+    sandbox: ChatSandbox = ChatSandbox()
     work_group: bool = False  # a group where every message is for Valor, mention or not
 
 
@@ -119,6 +158,8 @@ class Config(Strict):
 
 _DEFAULT_QUEUE = Queue()
 _READ_ONLY = "plan"
+# Package registries: a code task can install into the workspace (a venv, node_modules) and nothing else.
+REGISTRIES = ["pypi.org", "files.pythonhosted.org", "registry.npmjs.org"]
 BUILTIN_TYPES: dict[str, TaskType] = {
     "noop": TaskType(),
     "echo": TaskType(),
@@ -129,6 +170,7 @@ BUILTIN_TYPES: dict[str, TaskType] = {
     "respond": TaskType(queue="respond", timeout=300, retries=2, backoff=2.0),
     "code": TaskType(handler="claude", queue="code", timeout=1800, retries=1, backoff=30,
                      permission_mode="acceptEdits", concurrency_key="workspace:{workspace}",
+                     sandbox=Sandbox(network=REGISTRIES),
                      prompt="{title}\n\n{input}\n\nResults of the steps before this one:\n{deps}"),
     "search": TaskType(handler="claude", queue="code", timeout=600, retries=1, backoff=30,
                        permission_mode=_READ_ONLY, prompt="Search and report: {title}\n\n{input}"),
@@ -155,12 +197,20 @@ def _validate(config: Config) -> Config:
             raise ConfigError(f"{where}.concurrency_limit: must be at least 1")
         if t.concurrency_key is not None:
             _check_key_template(t.concurrency_key, f"{where}.concurrency_key")
+        if t.failed_check not in CHECK_FAILURES:
+            raise ConfigError(f"{where}.failed_check: '{t.failed_check}' is not one of {', '.join(CHECK_FAILURES)}")
+        try:
+            re.compile(t.checks)
+        except re.error as exc:
+            raise ConfigError(f"{where}.checks: not a valid regular expression: {exc}") from None
+        _check_sandbox(t.sandbox, f"{where}.sandbox")
     for name, q in config.queues.items():
         if not 0 <= q.dispatch_ahead <= 100:
             raise ConfigError(f"queues.{name}.dispatch_ahead: must be between 0 and 100")
-    for chat_id in config.chats:
+    for chat_id, chat in config.chats.items():
         if not chat_id.lstrip("-").isdigit():
             raise ConfigError(f"chats.{chat_id}: chat ids are integers")
+        _check_sandbox(chat.sandbox, f"chats.{chat_id}.sandbox")
     tg = config.telegram
     for key in ("catchup_horizon", "reconcile_interval", "notice_horizon"):
         if getattr(tg, key) <= 0:
@@ -178,6 +228,19 @@ def _validate(config: Config) -> Config:
         if not program or any(c.isspace() for c in program):
             raise ConfigError(f"shell.allow: '{program}' is not a program name")
     return config
+
+
+_DOMAIN = re.compile(r"(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+
+
+def _check_sandbox(sandbox: Sandbox | ChatSandbox, where: str) -> None:
+    for domain in sandbox.network:
+        if not _DOMAIN.fullmatch(domain):
+            raise ConfigError(f"{where}.network: '{domain}' is not a domain (e.g. pypi.org or *.github.com)")
+    for key in ("allow_write", "deny_read"):
+        for path in getattr(sandbox, key):
+            if not path.startswith(("/", "~")):
+                raise ConfigError(f"{where}.{key}: '{path}' is not an absolute path")
 
 
 KEY_PLACEHOLDERS = ("workspace", "chat_id", "type")

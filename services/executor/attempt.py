@@ -169,24 +169,27 @@ class AttemptRun:
                 result = await handler(ctx)
         except TimeoutError as exc:
             if deadline.expired():
-                return self._failed(f"timed out after {timeout:g}s", True, time.monotonic() - began)
-            return self._failed(describe(exc), True, time.monotonic() - began)
+                return self._failed(f"timed out after {timeout:g}s", True, time.monotonic() - began, ctx)
+            return self._failed(describe(exc), True, time.monotonic() - began, ctx)
         except TaskFailed as exc:
-            return self._failed(exc.error, exc.retryable, time.monotonic() - began)
+            return self._failed(exc.error, exc.retryable, time.monotonic() - began, ctx)
         except Exception as exc:
-            return self._failed(describe(exc), True, time.monotonic() - began)
+            return self._failed(describe(exc), True, time.monotonic() - began, ctx)
         duration = time.monotonic() - began
         try:
-            size = len(msgspec.json.encode(result))
+            size = len(msgspec.json.encode(result)) + len(msgspec.json.encode(ctx.evidence))
         except (TypeError, msgspec.EncodeError) as exc:
-            return self._failed(f"result is not JSON-encodable: {exc}", False, duration)
+            return self._failed(f"result is not JSON-encodable: {exc}", False, duration, ctx)
         if size > self.max_result_bytes:
-            return self._failed(f"result too large: {size} bytes, limit {self.max_result_bytes}", False, duration)
-        return Succeeded(id=self.item.id, attempt=self.item.attempt, result=result, duration=duration, at=time.time())
+            return self._failed(f"result too large: {size} bytes, limit {self.max_result_bytes}", False, duration, ctx)
+        return Succeeded(id=self.item.id, attempt=self.item.attempt, result=result, duration=duration,
+                         evidence=ctx.evidence, at=time.time())
 
-    def _failed(self, error: str, retryable: bool, duration: float) -> AttemptFailed:
+    def _failed(self, error: str, retryable: bool, duration: float,
+                ctx: AttemptContext | None = None) -> AttemptFailed:
         return AttemptFailed(id=self.item.id, attempt=self.item.attempt, error=error[:MAX_ERROR],
-                             retryable=retryable, duration=duration, at=time.time())
+                             retryable=retryable, duration=duration, evidence=ctx.evidence if ctx else None,
+                             at=time.time())
 
     async def _progress(self, text: str, fraction: float | None = None) -> None:
         now = time.monotonic()

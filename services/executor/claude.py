@@ -1,11 +1,18 @@
 """Task types run by the Claude Code CLI: ``code``, ``search``, ``analysis``, ``code_review``.
 
 ``claude -p … --output-format stream-json --verbose`` runs in the chat's
-workspace with the type's prompt template, permission mode and allowed tools.
-Its tool calls become throttled progress ("Editing auth.py"); its final
-``result`` line becomes the promise's result.  The CLI runs in its own session:
-a timeout or a cancel (both arrive as ``CancelledError``) kills the whole
-process group, children included.
+workspace with the type's prompt template, permission mode and allowed tools,
+inside the boundary ``sandbox.py`` draws (its Bash commands sandboxed, its
+environment allowlisted).  Its tool calls become throttled progress ("Editing
+auth.py"); its final ``result`` line becomes the promise's result, and what it
+did becomes the attempt's evidence: the commands it ran with their exit codes
+and the calls refused (``streamjson.py``), the files it changed
+(``changes.py``), cost, tokens and session.  A type's ``checks`` name the
+commands that are test runs; with ``failed_check = "fail"`` a last check that
+failed fails the attempt (for good: running the same work again would not make
+the tests pass).  The CLI runs in its own session: a timeout or a cancel (both
+arrive as ``CancelledError``) kills the whole process group, children
+included, and the evidence gathered so far is still recorded.
 
 The CLI is ``$VALOR_CLAUDE_BIN``, else ``claude`` on ``PATH``.  It reads
 ``ANTHROPIC_API_KEY`` / ``ANTHROPIC_BASE_URL`` (or its own login) from the
@@ -15,19 +22,25 @@ environment passed through; neither the prompt nor the environment is logged.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from valor.config import Config, TaskType
+import msgspec
 
-from . import logs, streamjson
+from schemas.events import Evidence
+from valor.config import ChatSandbox, Config, TaskType
+from valor.evidence import check_failed
+
+from . import changes, logs, sandbox, streamjson
 from .context import AttemptContext, Handler, TaskFailed
 from .shell import TAIL, kill_group
 
@@ -36,16 +49,12 @@ INSTALL_HINT = "install it with `npm install -g @anthropic-ai/claude-code` or se
 LINE_LIMIT = 64 * 1024 * 1024  # one stream-json line carries a whole tool result
 PROGRESS_EVERY = 1.0
 DEP_CHARS = 20_000  # per dependency in {deps}: the prompt travels as one argv entry (128 KiB max)
-QUIET_ENV = {
-    "DISABLE_TELEMETRY": "1",
-    "DISABLE_AUTOUPDATER": "1",
-    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-}
-# Errors no retry can fix: a bad flag, no login, a rejected key, no credit, bypassPermissions as root.
+# Errors no retry can fix: a bad flag, no login, a rejected key, no credit, bypassPermissions as root,
+# a machine without the sandbox's tools.
 _PERMANENT = re.compile(
     r"not logged in|/login|invalid api key|invalid x-api-key|authentication|unauthori[sz]ed|"
     r"credit balance|error: (unknown )?option|error: unknown command|allowed choices|argument missing|"
-    r"cannot be used with root",
+    r"cannot be used with root|sandbox required but unavailable",
     re.IGNORECASE,
 )
 _PLACEHOLDER = re.compile(r"\{(title|input|deps|workspace)\}")
@@ -112,27 +121,41 @@ def find_cli(environ: dict[str, str] | os._Environ = os.environ) -> str:
     raise TaskFailed(f"Claude Code CLI not found (looked for {looked}): {INSTALL_HINT}", retryable=False)
 
 
-def command(cli: str, prompt: str, task_type: TaskType) -> list[str]:
+def command(cli: str, prompt: str, task_type: TaskType, boundary: list[str] | None = None) -> list[str]:
+    """The CLI's argv; ``boundary`` is ``sandbox.options`` (settings and allowed tools) when given."""
     argv = [cli, "-p", "--output-format", "stream-json", "--verbose"]
     if task_type.permission_mode:
         argv += ["--permission-mode", task_type.permission_mode]
-    if task_type.allowed_tools:
+    if boundary is not None:
+        argv += boundary
+    elif task_type.allowed_tools:
         argv += ["--allowedTools", *task_type.allowed_tools]
     # After "--", a prompt that starts with "-" is still the prompt (and ends the tool list).
     return [*argv, "--", prompt]
 
 
-def environment(environ: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
-    """The process environment with the CLI's background traffic off.
+def environment(places: sandbox.Places, environ: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
+    """The CLI's environment (``sandbox.environment``) keeping the operator's Claude login.
 
     An existing ``CLAUDE_CONFIG_DIR`` or home keeps the operator's login; only a
     home the CLI cannot write to gets a private config directory instead.
     """
-    env = {**environ, **QUIET_ENV}
+    valor_bin = os.path.join(sys.prefix, "bin") if sys.prefix != sys.base_prefix else None
+    env = sandbox.environment(environ, places, valor_bin)
     home = env.get("HOME") or os.path.expanduser("~")
     if not env.get("CLAUDE_CONFIG_DIR") and not (os.path.isdir(home) and os.access(home, os.W_OK)):
         env["CLAUDE_CONFIG_DIR"] = os.path.join(tempfile.gettempdir(), f"valor-claude-{os.getuid()}")
     return env
+
+
+def places(cwd: Path, environ: dict[str, str] | os._Environ = os.environ) -> sandbox.Places:
+    """The paths of this attempt's boundary; Valor runs from its own directory (``make up``, tests)."""
+    home = Path.cwd()
+    key = hashlib.sha256(str(cwd).encode()).hexdigest()[:16]
+    secrets = [Path(environ["CLAUDE_CONFIG_DIR"])] if environ.get("CLAUDE_CONFIG_DIR") else []
+    secrets += [Path(v) for k, v in environ.items() if k.startswith("VALOR_") and k.endswith("_FILE") and v]
+    return sandbox.Places(workspace=cwd, valor_home=home, home=Path(environ.get("HOME") or Path.home()),
+                          cache=home / "var" / "cache" / key, secrets=tuple(secrets))
 
 
 def workspace(config: Config, chat_id: int | None) -> Path:
@@ -154,24 +177,36 @@ def failure(text: str, retryable: bool | None = None) -> TaskFailed:
 
 def claude_handler(type_name: str, task_type: TaskType, config: Config) -> Handler:
     """The handler for one Claude Code task type of ``valor.toml``."""
+    checks = re.compile(task_type.checks)
 
     async def run(ctx: AttemptContext) -> dict[str, Any]:
         cli = find_cli()
         cwd = workspace(config, ctx.chat_id)
+        chat = config.chats.get(str(ctx.chat_id)) if ctx.chat_id is not None else None
+        chat_sandbox = chat.sandbox if chat else ChatSandbox()
+        where = places(cwd)
         prompt = render_prompt(task_type.prompt, ctx.title, ctx.input, ctx.deps, str(cwd))
-        return await run_claude(ctx, command(cli, prompt, task_type), cwd, type_name)
+        argv = command(cli, prompt, task_type, sandbox.options(task_type, chat_sandbox, where))
+        result = await run_claude(ctx, argv, cwd, type_name, environment(where), checks)
+        failed = check_failed(ctx.evidence)
+        if failed is not None and task_type.failed_check == "fail":
+            raise TaskFailed(f"the check `{failed.command}` exited {failed.exit_code}", retryable=False)
+        return result
 
     run.__name__ = run.__qualname__ = f"claude_{type_name}"
     return run
 
 
-async def run_claude(ctx: AttemptContext, argv: list[str], cwd: Path, type_name: str) -> dict[str, Any]:
+async def run_claude(ctx: AttemptContext, argv: list[str], cwd: Path, type_name: str,
+                     env: dict[str, str] | None = None, checks: re.Pattern | None = None) -> dict[str, Any]:
     fields = {"promise_id": ctx.id, "attempt": ctx.attempt, "task": type_name}
+    snapshots = changes.Snapshots(cwd)
+    before = await _snapshot(snapshots)
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
-            env=environment(),
+            env=env if env is not None else environment(places(cwd)),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -179,25 +214,64 @@ async def run_claude(ctx: AttemptContext, argv: list[str], cwd: Path, type_name:
             limit=LINE_LIMIT,
         )
     except OSError as exc:
+        snapshots.close()
         raise TaskFailed(f"cannot start Claude Code ({argv[0]}): {exc.strerror or exc}", retryable=False) from exc
     logs.info("claude.started", pid=proc.pid, workspace=str(cwd), **fields)
     err = bytearray()
     stderr_task = asyncio.create_task(_tail(proc.stderr, err))
+    stream = streamjson.Stream()
+
+    def seen(now: streamjson.Stream) -> None:
+        nonlocal stream
+        stream = now
+
     try:
-        stream = await _follow(proc.stdout, ctx)
+        await _follow(proc.stdout, ctx, seen)
         await stderr_task
         code = await proc.wait()
     except BaseException:
-        # Timed out or cancelled: leave no process behind, then let the executor record it.
+        # Timed out or cancelled: leave no process behind, record what was done so far, then let the
+        # executor record the end.
         stderr_task.cancel()
         await asyncio.shield(kill_group(proc))
         logs.info("claude.killed", pid=proc.pid, **fields)
+        ctx.evidence = _evidence(stream, checks, files_unknown="the attempt was stopped before it ended")
+        snapshots.close()
         raise
     _reap_group(proc.pid)  # anything the CLI started and left running
+    try:
+        ctx.evidence = await _evidence_with_files(stream, checks, snapshots, before)
+    finally:
+        snapshots.close()
     result = stream.outcome
     logs.info("claude.exited", pid=proc.pid, code=code, cost_usd=result.cost_usd if result else None,
               is_error=result.is_error if result else None, **fields)
     return finish(stream, code, err.decode(errors="replace"))
+
+
+async def _snapshot(snapshots: changes.Snapshots) -> str | changes.Unknown:
+    try:
+        return await snapshots.take()
+    except changes.Unknown as exc:
+        return exc
+
+
+def _evidence(stream: streamjson.Stream, checks: re.Pattern | None, **more: Any) -> Evidence:
+    evidence = stream.evidence()
+    commands = [msgspec.structs.replace(c, check=bool(checks.search(c.command))) if checks else c
+                for c in evidence.commands]
+    return msgspec.structs.replace(evidence, commands=commands, **more)
+
+
+async def _evidence_with_files(stream: streamjson.Stream, checks: re.Pattern | None,
+                               snapshots: changes.Snapshots, before: str | changes.Unknown) -> Evidence:
+    if isinstance(before, changes.Unknown):
+        return _evidence(stream, checks, files_unknown=str(before))
+    try:
+        compared = await snapshots.compare(before, await snapshots.take())
+    except changes.Unknown as exc:
+        return _evidence(stream, checks, files_unknown=str(exc))
+    return _evidence(stream, checks, files=compared.files, files_dropped=compared.dropped)
 
 
 def finish(stream: streamjson.Stream, code: int, stderr: str) -> dict[str, Any]:
@@ -206,15 +280,21 @@ def finish(stream: streamjson.Stream, code: int, stderr: str) -> dict[str, Any]:
     if result is not None and not result.is_error:
         return result.as_result()
     if result is not None:
-        raise failure(result.text or stderr or result.subtype)
+        # A result line without text names only its subtype; the CLI's stderr says more (a missing sandbox).
+        bare = result.text in ("", result.subtype.replace("_", " "))
+        raise failure((stderr.strip() if bare and stderr.strip() else "") or result.text or stderr or result.subtype)
     detail = stderr.strip() or stream.last_text
     if code != 0:
         raise failure(f"Claude Code exited with code {code}: {detail}".rstrip(": "))
     raise failure(f"Claude Code ended without a result: {detail}".rstrip(": "))
 
 
-async def _follow(stdout: asyncio.StreamReader | None, ctx: AttemptContext) -> streamjson.Stream:
-    """Read stream-json to the end, reporting tool calls as progress at most once per second."""
+async def _follow(stdout: asyncio.StreamReader | None, ctx: AttemptContext,
+                  seen=lambda stream: None) -> streamjson.Stream:
+    """Read stream-json to the end, reporting tool calls as progress at most once per second.
+
+    ``seen`` gets the fold after every line, so an attempt stopped half-way still has what it did.
+    """
     stream = streamjson.Stream()
     if stdout is None:
         return stream
@@ -233,6 +313,7 @@ async def _follow(stdout: asyncio.StreamReader | None, ctx: AttemptContext) -> s
                 return stream
             reading = asyncio.ensure_future(_readline(stdout))
             stream, texts = streamjson.step(stream, line)
+            seen(stream)
             for text in texts:
                 if ready := throttle.offer(text, time.monotonic()):
                     await ctx.progress(ready)

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.commands import WorkItem
+from schemas.events import Evidence
 
 ProgressFn = Callable[[str, "float | None"], Awaitable[None]]
 
 
 class TaskFailed(Exception):
-    """Raised by a handler to fail the attempt with a readable error."""
+    """Raised by a handler to fail the attempt with a readable error (its evidence is ``ctx.evidence``)."""
 
     def __init__(self, error: str, retryable: bool = True):
         super().__init__(error)
@@ -38,6 +39,9 @@ class AttemptContext:
     executor: str = ""
     delivery: int = 1
     _progress: ProgressFn = _no_progress
+    # What the attempt did, set by handlers that can tell (Claude Code); recorded with its end,
+    # whichever end it is: succeeded, failed, timed out.
+    evidence: Evidence | None = None
 
     @classmethod
     def of(cls, item: WorkItem, executor: str = "", delivery: int = 1, progress: ProgressFn | None = None):

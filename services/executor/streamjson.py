@@ -1,21 +1,35 @@
 """Claude Code's ``--output-format stream-json`` read as a fold: lines in, progress texts and a result out.
 
 Pure: no I/O, no clock.  One JSON object per line; the kinds that matter are
-``system`` (``init`` carries the session id), ``assistant`` (its ``tool_use``
-blocks become progress texts such as "Editing auth.py") and the final
-``result``.  Anything else, and any line that is not JSON, is skipped: the
-CLI adds event kinds between versions.
+``system`` (``init`` carries the session id, ``permission_denied`` a refused
+tool call), ``assistant`` (its ``tool_use`` blocks become progress texts such
+as "Editing auth.py"), ``user`` (the ``tool_result`` of each call: a Bash
+command's exit code and output) and the final ``result``.  Anything else, and
+any line that is not JSON, is skipped: the CLI adds event kinds between
+versions.
+
+The fold also keeps the evidence of what the attempt did: the commands it ran
+with their exit codes, the calls that were refused, tokens and cost.  It is
+read from the tools' own results, never from the model's words.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from schemas.events import CommandRun, Evidence, Refusal, TokenUsage
 
 COMMAND_CHARS = 60
 PATTERN_CHARS = 60
+MAX_COMMANDS = 60  # the last ones are kept: the final test run matters most
+OUTPUT_CHARS = 1200  # the end of a command's output
+MAX_REFUSALS = 50
+_EXIT = re.compile(r"\AExit code (-?\d+)\n?")
+_VIOLATIONS = re.compile(r"<sandbox_violations>\s*(.*?)\s*</sandbox_violations>", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,21 @@ class Stream:
     session_id: str | None = None
     last_text: str = ""  # the last assistant text seen, for an error without a result line
     outcome: Outcome | None = None
+    calls: dict[str, tuple[str, str]] = field(default_factory=dict)  # tool_use id -> (tool, command or path)
+    denied: dict[str, str] = field(default_factory=dict)  # tool_use id -> why it was refused
+    commands: tuple[CommandRun, ...] = ()
+    commands_dropped: int = 0
+    refusals: tuple[Refusal, ...] = ()
+    tokens: TokenUsage | None = None
+
+    def evidence(self) -> Evidence:
+        """What the stream proves the attempt did (files are the workspace's to tell)."""
+        outcome = self.outcome
+        return Evidence(commands=list(self.commands), commands_dropped=self.commands_dropped,
+                        refusals=list(self.refusals), tokens=self.tokens,
+                        cost_usd=outcome.cost_usd if outcome else None,
+                        turns=outcome.turns if outcome else None,
+                        session_id=(outcome.session_id if outcome else None) or self.session_id)
 
 
 def decode(line: bytes | str) -> dict[str, Any] | None:
@@ -58,14 +87,108 @@ def step(stream: Stream, line: bytes | str) -> tuple[Stream, list[str]]:
     kind = event.get("type")
     if kind == "system" and event.get("subtype") == "init":
         return replace(stream, session_id=_str(event.get("session_id")) or stream.session_id), []
+    if kind == "system" and event.get("subtype") == "permission_denied":
+        call = _str(event.get("tool_use_id"))
+        reason = _str(event.get("message")) or _str(event.get("decision_reason")) or "not allowed"
+        return (replace(stream, denied={**stream.denied, call: reason}) if call else stream), []
     if kind == "assistant":
         blocks = _blocks(event)
         texts = [b.get("text") for b in blocks if b.get("type") == "text" and isinstance(b.get("text"), str)]
-        progress = [p for b in blocks if b.get("type") == "tool_use" and (p := tool_progress(b))]
-        return (replace(stream, last_text=texts[-1]) if texts else stream), progress
+        uses = [b for b in blocks if b.get("type") == "tool_use"]
+        progress = [p for b in uses if (p := tool_progress(b))]
+        calls = {b["id"]: (str(b.get("name") or ""), _target(b)) for b in uses if _str(b.get("id"))}
+        if texts:
+            stream = replace(stream, last_text=texts[-1])
+        return (replace(stream, calls={**stream.calls, **calls}) if calls else stream), progress
+    if kind == "user":
+        for block in _blocks(event):
+            if block.get("type") == "tool_result":
+                stream = tool_result(stream, block)
+        return stream, []
     if kind == "result":
-        return replace(stream, outcome=outcome(event, stream)), []
+        return replace(stream, outcome=outcome(event, stream), tokens=tokens(event.get("usage"))), []
     return stream, []
+
+
+def tool_result(stream: Stream, block: dict[str, Any]) -> Stream:
+    """Record what a tool call came to: a command's exit code and output, or a refusal."""
+    call = _str(block.get("tool_use_id"))
+    if call is None or call not in stream.calls:
+        return stream
+    calls = dict(stream.calls)
+    tool, target = calls.pop(call)
+    refused = stream.denied.get(call)
+    text = _content_text(block.get("content"))
+    stream = replace(stream, calls=calls)
+    if tool == "Bash":
+        run = command_run(target, text, bool(block.get("is_error")), refused)
+        stream = _add_command(stream, run)
+        for line in _violations(text):
+            stream = _add_refusal(stream, Refusal(tool="Bash", target=target, reason=line))
+        return stream
+    if refused is not None:
+        return _add_refusal(stream, Refusal(tool=tool, target=target, reason=refused))
+    return stream
+
+
+def command_run(command: str, text: str, is_error: bool, refused: str | None = None) -> CommandRun:
+    """A Bash tool result read as a command run: ``Exit code N`` leads the text of a failed one."""
+    if refused is not None:
+        return CommandRun(command=command, refused=refused)
+    if not is_error:
+        return CommandRun(command=command, exit_code=0, output=_tail(text))
+    match = _EXIT.match(text)
+    if match is None:  # an error without an exit code: the command never ran to its end
+        return CommandRun(command=command, output=_tail(text))
+    return CommandRun(command=command, exit_code=int(match.group(1)), output=_tail(text[match.end():]))
+
+
+def tokens(usage: Any) -> TokenUsage | None:
+    if not isinstance(usage, dict):
+        return None
+    return TokenUsage(input=_int(usage.get("input_tokens")) or 0, output=_int(usage.get("output_tokens")) or 0,
+                      cache_read=_int(usage.get("cache_read_input_tokens")) or 0,
+                      cache_creation=_int(usage.get("cache_creation_input_tokens")) or 0)
+
+
+def _add_command(stream: Stream, run: CommandRun) -> Stream:
+    commands = (*stream.commands, run)
+    dropped = max(0, len(commands) - MAX_COMMANDS)
+    return replace(stream, commands=commands[dropped:], commands_dropped=stream.commands_dropped + dropped)
+
+
+def _add_refusal(stream: Stream, refusal: Refusal) -> Stream:
+    if len(stream.refusals) >= MAX_REFUSALS:
+        return stream
+    return replace(stream, refusals=(*stream.refusals, refusal))
+
+
+def _violations(text: str) -> list[str]:
+    return [line.strip() for m in _VIOLATIONS.finditer(text) for line in m.group(1).splitlines() if line.strip()]
+
+
+def _target(block: dict[str, Any]) -> str:
+    """What a tool call aims at, for the record: a Bash command in full, else a path or pattern."""
+    args = block.get("input") if isinstance(block.get("input"), dict) else {}
+    if block.get("name") == "Bash":
+        return str(args.get("command") or "")
+    for key in ("file_path", "notebook_path", "path", "pattern", "url"):
+        if isinstance(args.get(key), str):
+            return args[key]
+    return ""
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+    return ""
+
+
+def _tail(text: str) -> str:
+    text = text.strip("\n")
+    return text if len(text) <= OUTPUT_CHARS else "…" + text[-OUTPUT_CHARS:]
 
 
 def outcome(event: dict[str, Any], stream: Stream = Stream()) -> Outcome:

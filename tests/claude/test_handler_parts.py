@@ -14,6 +14,7 @@ from services.executor.claude import (
     render_prompt,
 )
 from services.executor.context import AttemptContext, TaskFailed
+from services.executor.sandbox import Places
 from services.executor.streamjson import Outcome, Stream
 from valor import config as valor_config
 from valor.config import TaskType
@@ -57,17 +58,27 @@ def test_command_has_the_type_permission_mode_and_tools_and_ends_with_the_prompt
         "claude", "-p", "--output-format", "stream-json", "--verbose", "--", "hi"]
 
 
-def test_environment_passes_keys_through_and_turns_background_traffic_off(tmp_path):
-    env = environment({"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://x", "HOME": str(tmp_path),
-                       "DISABLE_TELEMETRY": "0"})
+def places(tmp_path: Path) -> Places:
+    return Places(workspace=tmp_path / "ws", valor_home=tmp_path / "valor", home=tmp_path / "home",
+                  cache=tmp_path / "valor/var/cache/k")
+
+
+def test_environment_passes_the_api_key_and_no_valor_secret_and_turns_background_traffic_off(tmp_path):
+    env = environment(places(tmp_path), {
+        "ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://x", "HOME": str(tmp_path), "DISABLE_TELEMETRY": "0",
+        "VALOR_NATS_PASSWORD_FILE": "/v/var/secrets/p", "VALOR_TG_API_HASH": "h", "VALOR_TG_BOT_TOKEN": "t",
+        "NATS_PASSWORD": "p", "AWS_SECRET_ACCESS_KEY": "s", "GITHUB_TOKEN": "g"})
+    cache = str(tmp_path / "valor/var/cache/k")
     assert env == {"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://x", "HOME": str(tmp_path),
                    "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1",
-                   "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+                   "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "XDG_CACHE_HOME": cache,
+                   "PIP_CACHE_DIR": f"{cache}/pip", "npm_config_cache": f"{cache}/npm"}
 
 
 def test_environment_gives_a_private_config_dir_only_when_home_is_not_writable(tmp_path):
-    assert "CLAUDE_CONFIG_DIR" in environment({"HOME": str(tmp_path / "missing")})
-    assert environment({"HOME": "/nonexistent", "CLAUDE_CONFIG_DIR": "/c"})["CLAUDE_CONFIG_DIR"] == "/c"
+    assert "CLAUDE_CONFIG_DIR" in environment(places(tmp_path), {"HOME": str(tmp_path / "missing")})
+    kept = environment(places(tmp_path), {"HOME": "/nonexistent", "CLAUDE_CONFIG_DIR": "/c"})
+    assert kept["CLAUDE_CONFIG_DIR"] == "/c"
 
 
 def test_a_missing_binary_named_by_the_environment_says_so_and_how_to_install(tmp_path):
@@ -110,6 +121,9 @@ async def test_the_handler_fails_for_good_without_the_cli_and_creates_the_worksp
      "API Error: 529 overloaded", True),
     (Stream(outcome=Outcome(text="", is_error=True, subtype="error_during_execution")), 1, "",
      "error_during_execution", True),
+    (Stream(outcome=Outcome(text="error during execution", is_error=True, subtype="error_during_execution")), 1,
+     "Error: sandbox required but unavailable: bubblewrap (bwrap) not installed\n",
+     "Error: sandbox required but unavailable: bubblewrap (bwrap) not installed", False),
     (Stream(), 1, "error: unknown option '--bogus'\n", "Claude Code exited with code 1: error: unknown option '--bogus'",
      False),
     (Stream(), 1, "--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons\n",

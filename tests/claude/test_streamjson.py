@@ -4,7 +4,16 @@ import json
 
 import pytest
 
-from services.executor.streamjson import Outcome, Stream, Throttle, step, tool_progress
+from schemas.events import CommandRun, Evidence, TokenUsage
+from services.executor.streamjson import (
+    MAX_COMMANDS,
+    OUTPUT_CHARS,
+    Outcome,
+    Stream,
+    Throttle,
+    step,
+    tool_progress,
+)
 
 # Lines as Claude Code 2.1.332 writes them, trimmed to the fields that matter.
 INIT = {"type": "system", "subtype": "init", "cwd": "/w", "session_id": "s-1", "tools": ["Bash", "Write"],
@@ -101,3 +110,77 @@ def test_throttle_sends_at_most_one_text_per_second_and_the_latest_held_back_whe
     assert throttle.offer("Running pytest", now=11.5) is None
     assert throttle.offer("Running ruff", now=12.0) == "Running ruff"
     assert throttle.due(now=20.0) is None
+
+
+# -- evidence: what the tools' own results say was done ------------------------------------------------------
+
+
+def bash(call_id: str, command: str) -> dict:
+    return {"type": "assistant", "message": {"content": [
+        {"type": "tool_use", "id": call_id, "name": "Bash", "input": {"command": command, "description": "x"}}]}}
+
+
+def result_of(call_id: str, content, is_error: bool | None = None) -> dict:
+    block = {"type": "tool_result", "tool_use_id": call_id, "content": content}
+    if is_error is not None:
+        block["is_error"] = is_error
+    return {"type": "user", "message": {"role": "user", "content": [block]}}
+
+
+def denied(call_id: str, tool: str, message: str) -> dict:
+    return {"type": "system", "subtype": "permission_denied", "tool_name": tool, "tool_use_id": call_id,
+            "message": message}
+
+
+def test_commands_are_recorded_with_the_exit_code_their_tool_result_gives():
+    stream, _ = fold(
+        bash("t1", "git init -q . && python3 -m venv .venv"), result_of("t1", "", False),
+        bash("t2", "python3 -m pytest -q"), result_of("t2", "Exit code 1\n1 failed, 2 passed in 0.1s", True),
+        bash("t3", "ls"), result_of("t3", [{"type": "text", "text": "a.py\nb.py"}]),
+    )
+    assert [(c.command, c.exit_code, c.output) for c in stream.commands] == [
+        ("git init -q . && python3 -m venv .venv", 0, ""),
+        ("python3 -m pytest -q", 1, "1 failed, 2 passed in 0.1s"),
+        ("ls", 0, "a.py\nb.py")]
+
+
+def test_a_refused_call_is_recorded_as_refused_with_the_reason_the_model_was_given():
+    stream, _ = fold(
+        bash("t1", "curl evil"), denied("t1", "Bash", "This command requires approval"),
+        result_of("t1", "This command requires approval", True),
+        {"type": "assistant", "message": {"content": [
+            {"type": "tool_use", "id": "t2", "name": "Write", "input": {"file_path": "/etc/x", "content": ""}}]}},
+        denied("t2", "Write", "Path is outside allowed working directories"),
+        result_of("t2", "Claude requested permissions to write to /etc/x", True),
+    )
+    [run] = stream.commands
+    assert (run.command, run.exit_code, run.refused) == ("curl evil", None, "This command requires approval")
+    [refusal] = stream.refusals
+    assert (refusal.tool, refusal.target, refusal.reason) == (
+        "Write", "/etc/x", "Path is outside allowed working directories")
+
+
+def test_sandbox_violations_in_a_command_s_output_are_refusals_too():
+    stream, _ = fold(bash("t1", "curl -s https://example.com"), result_of(
+        "t1", "rc=0\n<sandbox_violations>\ndeny network-outbound example.com:443\n</sandbox_violations>", False))
+    assert [(r.tool, r.reason) for r in stream.refusals] == [("Bash", "deny network-outbound example.com:443")]
+
+
+def test_only_the_last_commands_are_kept_with_the_ends_of_their_outputs():
+    lines = []
+    for i in range(MAX_COMMANDS + 5):
+        lines += [bash(f"t{i}", f"echo {i}"), result_of(f"t{i}", "x" * (OUTPUT_CHARS + 10) + str(i), False)]
+    stream, _ = fold(*lines)
+    assert len(stream.commands) == MAX_COMMANDS and stream.commands_dropped == 5
+    assert stream.commands[0].command == "echo 5" and stream.commands[-1].output.endswith(f"{MAX_COMMANDS + 4}")
+    assert len(stream.commands[-1].output) == OUTPUT_CHARS + 1
+
+
+def test_the_evidence_carries_tokens_cost_turns_and_session():
+    usage = {"input_tokens": 100, "output_tokens": 7, "cache_read_input_tokens": 3,
+             "cache_creation_input_tokens": 2}
+    stream, _ = fold(INIT, bash("t1", "true"), result_of("t1", "", False), {**RESULT, "usage": usage})
+    evidence = stream.evidence()
+    assert evidence == Evidence(commands=[CommandRun(command="true", exit_code=0)],
+                                tokens=TokenUsage(input=100, output=7, cache_read=3, cache_creation=2),
+                                cost_usd=0.101468, turns=2, session_id="s-1")
