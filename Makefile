@@ -32,7 +32,7 @@ up down status demo chat login: export VALOR_REPLICAS := 3
 
 HEALTH = $(PY) deploy/health.py --var $(VAR) --venv $(VENV_DIR) --monitor-ports $(MONITOR_PORTS)
 
-.PHONY: help venv up down status logs test lint schemas demo bench profile chaos
+.PHONY: help venv tools up down status logs test lint schemas demo bench profile chaos
 
 help:
 	@echo "make up        start the 3-node JetStream cluster and the services (creates $(VENV) if missing)"
@@ -57,7 +57,15 @@ $(VENV_DIR)/bin/pytest:
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 
-up: venv
+# Claude Code's sandbox (code tasks refuse to run without it) needs bubblewrap and socat.
+tools:
+	@command -v bwrap >/dev/null && command -v socat >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing bubblewrap and socat for Claude Code's sandbox"; \
+	    (apt-get install -y -qq bubblewrap socat || (apt-get update -qq && apt-get install -y -qq bubblewrap socat)) >/dev/null; \
+	  else echo "WARNING: code tasks need bubblewrap and socat for their sandbox: sudo apt-get install bubblewrap socat"; fi; }
+
+up: venv tools
 	@$(PY) deploy/render.py --root $(CURDIR) --var $(VAR) --venv $(VENV_DIR) \
 	  --nats-port-base $(NATS_PORT_BASE) --cluster-port-base $(NATS_CLUSTER_PORT_BASE) \
 	  --monitor-port-base $(NATS_MONITOR_PORT_BASE) --metrics-port-base $(METRICS_PORT_BASE)
@@ -78,7 +86,7 @@ status:
 logs:
 	tail -n 20 -F $(VAR)/log/*.log
 
-test: venv
+test: venv tools
 	env -u VALOR_NATS_URL -u VALOR_REPLICAS -u VALOR_CONFIG $(VENV_DIR)/bin/pytest -q
 
 lint: venv

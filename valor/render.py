@@ -27,6 +27,7 @@ from schemas.events import (
     Succeeded,
 )
 from services.scheduler.projection import TERMINAL, Projection, Promise
+from valor import evidence
 
 # --- JSON -----------------------------------------------------------------------
 
@@ -53,6 +54,7 @@ def promise_json(p: Promise, dependents: Sequence[int] = (), events: Iterable[Pr
         "children": p.children,
         "retry_of": s.retry_of,
         "parent_id": s.parent_id,
+        "evidence": msgspec.to_builtins(p.evidence) if p.evidence is not None else None,
     }
     if events is not None:
         out["events"] = [msgspec.to_builtins(e) for e in events]
@@ -129,10 +131,12 @@ def describe(e: PromiseEvent) -> str:
             share = f" ({e.fraction:.0%})" if e.fraction is not None else ""
             return f"progress attempt {e.attempt}: {e.text}{share}"
         case Succeeded():
-            return f"succeeded attempt {e.attempt} in {e.duration:.3f}s"
+            proof = f" ({evidence.brief(e.evidence)})" if e.evidence is not None else ""
+            return f"succeeded attempt {e.attempt} in {e.duration:.3f}s{proof}"
         case AttemptFailed():
             kind = "" if e.retryable else " (not retryable)"
-            return f"attempt {e.attempt} failed{kind}: {e.error}"
+            proof = f" ({evidence.brief(e.evidence)})" if e.evidence is not None else ""
+            return f"attempt {e.attempt} failed{kind}: {e.error}{proof}"
         case RetryScheduled():
             return f"retry scheduled: attempt {e.next_attempt} in {e.delay:.3f}s"
         case Failed():
@@ -178,6 +182,9 @@ def show_text(p: Promise, events: Sequence[PromiseEvent], state: Projection) -> 
     out = [headline(p)]
     width = max(len(k) for k, _ in fields(p))
     out += [f"  {k.ljust(width)}  {v}" for k, v in fields(p)]
+    if p.evidence is not None:
+        out.append("evidence")
+        out += ["  " + line for line in evidence.lines(p.evidence)]
     out.append("timeline")
     out += ["  " + line for line in timeline(events)]
     if p.spec.depends_on or state.dependents.get(p.id):

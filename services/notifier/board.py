@@ -14,6 +14,7 @@ from schemas.events import (
     AttemptFailed,
     Cancelled,
     Created,
+    Evidence,
     Failed,
     NoticeIntended,
     Notified,
@@ -36,6 +37,7 @@ class Item:
     fraction: float | None = None
     retrying: str | None = None  # the last attempt's error while a retry is pending
     end: Terminal | None = None
+    evidence: Evidence | None = None  # of the last attempt that ended
     spawned: Spawned | None = None
     intents: dict[str, NoticeIntended] = field(default_factory=dict)
     notified: dict[str, Notified] = field(default_factory=dict)
@@ -91,9 +93,12 @@ class Board:
                 item.progress, item.fraction = event.text, event.fraction
             case AttemptFailed():
                 item.retrying = event.error
+                item.evidence = event.evidence or item.evidence
             case RetryScheduled():
                 pass
-            case Succeeded() | Failed() | Cancelled():
+            case Succeeded():
+                item.end, item.evidence = event, event.evidence or item.evidence
+            case Failed() | Cancelled():
                 item.end = event
             case Spawned():
                 if item.spawned is None:

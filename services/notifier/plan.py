@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.events import Succeeded
+from valor import evidence
 
 from . import texts
 from .board import Board, Item
@@ -90,7 +91,7 @@ def respond_notices(board: Board, item: Item) -> list[Action]:
         children = board.children(item)
         if all(c is not None and c.end is not None for c in children):
             ok = isinstance(end, Succeeded) and not (item.spawned and item.spawned.error) and all(
-                isinstance(c.end, Succeeded) for c in children)
+                isinstance(c.end, Succeeded) and not evidence.check_failed(c.evidence) for c in children)
             out.append(React(item.id, "reaction_end", chat, msg, DONE if ok else FAILED))
     return out
 

@@ -1,8 +1,9 @@
 """Every text the notifier sends, built only from recorded events.  Pure.
 
 A terminal text comes from the promise's ``succeeded`` / ``failed`` /
-``cancelled`` event alone (summary, duration, error): it never claims more
-than the log says.  Long texts are split at Telegram's 4,096 characters.
+``cancelled`` event alone (summary, duration, error, and the attempt's
+recorded evidence in one line): it never claims more than the log says, and a
+success whose last check failed says so instead of ✅.  Long texts are split at Telegram's 4,096 characters.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import msgspec
 from schemas.commands import RespondResult
 from schemas.events import Cancelled, Failed, Succeeded
 from services.executor.respond.reply import reply_with_ids
+from valor import evidence
 
 from .board import Board, Item
 
@@ -71,14 +73,20 @@ def terminal(item: Item, board: Board) -> str:
     end = item.end
     if item.respond:
         return respond_terminal(item, board)
+    proof = evidence.brief(item.evidence)
     match end:
         case Succeeded():
-            text = f"✅ {label(item)} — done in {duration(end.duration)}"
-            body = summary(end.result)
-            return f"{text}\n\n{body}" if body else text
+            failed = evidence.check_failed(item.evidence)
+            if failed is not None:
+                text = (f"⚠️ {label(item)} — done in {duration(end.duration)}, but its check failed: "
+                        f"`{evidence.clip(failed.command)}` exited {failed.exit_code}")
+            else:
+                text = f"✅ {label(item)} — done in {duration(end.duration)}"
+            return "\n\n".join(part for part in (text, summary(end.result), proof) if part)
         case Failed():
             took = f" after {duration(end.at - item.started_at)}" if item.started_at and end.at else ""
-            return f"❌ {label(item)} — failed{took}: {end.reason}"
+            text = f"❌ {label(item)} — failed{took}: {end.reason}"
+            return f"{text}\n\n{proof}" if proof else text
         case Cancelled():
             return f"🚫 {label(item)} — cancelled: {end.reason}"
     raise ValueError(f"#{item.id} has not ended")
@@ -109,6 +117,8 @@ def status(item: Item) -> str:
     """The one status message of a background promise, edited in place."""
     end = item.end
     match end:
+        case Succeeded() if evidence.check_failed(item.evidence):
+            return f"⚠️ {label(item)}: done in {duration(end.duration)}, its check failed"
         case Succeeded():
             return f"✅ {label(item)}: done in {duration(end.duration)}"
         case Failed():

@@ -20,6 +20,7 @@ from schemas.events import (
     Cancelled,
     Created,
     Dispatched,
+    Evidence,
     Failed,
     NoticeIntended,
     Notified,
@@ -53,6 +54,7 @@ class Promise(msgspec.Struct, kw_only=True):
     started_at: float | None = None
     finished_at: float | None = None
     result: Any = None
+    evidence: Evidence | None = None  # what the last attempt that ended did (Claude Code types)
     error: str | None = None  # last attempt's error, or the terminal reason
     retryable: bool = True
     cancelled_by: str | None = None
@@ -170,6 +172,8 @@ class Projection:
             return False
         self._leave_flight(p)
         p.status, p.result, p.finished_at, p.error = SUCCEEDED, e.result, e.at, None
+        if e.evidence is not None:
+            p.evidence = e.evidence
         for child_id in self.dependents.get(p.id, ()):
             child = self.promises.get(child_id)
             if child is not None and not child.terminal:
@@ -189,6 +193,8 @@ class Projection:
             return False
         self._leave_flight(p)
         p.status, p.error, p.retryable = FAILING, e.error, e.retryable
+        if e.evidence is not None:
+            p.evidence = e.evidence
         self.needs_decision.add(p.id)
         return True
 

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from services.scheduler.projection import Projection, Promise
-from valor import render
+from valor import evidence, render
 
 NODE_W, NODE_H = 170, 44  # one promise's box in the SVG
 COL_W, ROW_H = 230, 64  # distance between layers and between rows
@@ -72,6 +72,7 @@ def detail(state: Projection, pid: int, events: Sequence[Any]) -> dict[str, Any]
     out["fields"] = [[k, v] for k, v in render.fields(p)]
     out["events"] = [msgspec.to_builtins(e) for e in events]
     out["timeline"] = timeline(events)
+    out["evidence"] = evidence.lines(p.evidence)
     out["graph"] = graph(state, pid)
     return out
 

@@ -24,6 +24,7 @@ from schemas.events import (
     Succeeded,
 )
 from services.scheduler.projection import Projection, Promise
+from valor import evidence
 
 
 def explain(events: Sequence[PromiseEvent]) -> str:
@@ -39,6 +40,8 @@ def explain(events: Sequence[PromiseEvent]) -> str:
             line = _line(e, created.at)
             if line:
                 story.append(line)
+            if isinstance(e, Succeeded | AttemptFailed) and e.evidence is not None:
+                story += ["    " + fact for fact in evidence.lines(e.evidence)]
     p = state.promises[created.id]
     out = [headline(p)]
     if p.progress and not p.terminal:
@@ -113,6 +116,8 @@ def summary(result: Any, width: int = 200) -> str:
         return "replied " + json.dumps(short(result["reply"], width), ensure_ascii=False)
     if result is None:
         return "no result"
+    if isinstance(result, dict) and isinstance(result.get("text"), str):  # Claude Code: its answer
+        return short(result["text"], width)
     text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
     return short(text, width)
 
