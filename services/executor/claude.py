@@ -112,8 +112,11 @@ def find_cli(environ: dict[str, str] | os._Environ = os.environ) -> str:
     raise TaskFailed(f"Claude Code CLI not found (looked for {looked}): {INSTALL_HINT}", retryable=False)
 
 
-def command(cli: str, prompt: str, task_type: TaskType) -> list[str]:
+def command(cli: str, prompt: str, task_type: TaskType, resume: str | None = None) -> list[str]:
     argv = [cli, "-p", "--output-format", "stream-json", "--verbose"]
+    if resume:
+        # One argument: --resume takes an optional value, and this form can never be read as anything else.
+        argv.append(f"--resume={resume}")
     if task_type.permission_mode:
         argv += ["--permission-mode", task_type.permission_mode]
     if task_type.allowed_tools:
@@ -159,7 +162,7 @@ def claude_handler(type_name: str, task_type: TaskType, config: Config) -> Handl
         cli = find_cli()
         cwd = workspace(config, ctx.chat_id)
         prompt = render_prompt(task_type.prompt, ctx.title, ctx.input, ctx.deps, str(cwd))
-        return await run_claude(ctx, command(cli, prompt, task_type), cwd, type_name)
+        return await run_claude(ctx, command(cli, prompt, task_type, ctx.resume_session), cwd, type_name)
 
     run.__name__ = run.__qualname__ = f"claude_{type_name}"
     return run

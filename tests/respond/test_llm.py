@@ -61,7 +61,8 @@ async def test_a_three_step_request_becomes_a_chain_of_promises(responder, fake)
                                        input="Create a venv, install deps")
     assert r.reply == "Planned: setup, then write, then run." and r.commands == []
     first, second = fake.calls()
-    assert first.tool_names == ["create_plan", "cancel_promise", "retry_promise", "list_promises", "promise_history"]
+    assert first.tool_names == ["create_plan", "cancel_promise", "retry_promise", "continue_promise", "list_promises",
+                                "promise_history"]
     assert first.model == "claude-sonnet-4-6" and first.body["max_tokens"] == CONFIG.agent.max_tokens
     assert "Never say you will do" in first.system
     assert first.messages == [{"role": "user", "content": "set up the test environment, write unit tests, then run them"}]
