@@ -166,12 +166,18 @@ def _create_plan(turn: Turn, args: dict) -> tuple[str, bool]:
             "Refer to them by name."), False
 
 
+def _promise_id(args: dict) -> int | None:
+    """The tool's ``id``: 12 or "#12"; None when it is not one."""
+    pid = args.get("id")
+    if isinstance(pid, str):
+        pid = commands.parse_id(pid)
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+
+
 def _steer(verb: str):
     def tool(turn: Turn, args: dict) -> tuple[str, bool]:
-        pid = args.get("id")
-        if isinstance(pid, str):
-            pid = commands.parse_id(pid)
-        if not isinstance(pid, int) or isinstance(pid, bool):
+        pid = _promise_id(args)
+        if pid is None:
             return "'id' must be a promise id such as 12", True
         reason = str(args.get("reason") or "") if verb == "cancel" else ""
         msg = msgspec.structs.replace(turn.msg, text=f"/{verb} {pid} {reason}".strip())
@@ -185,11 +191,9 @@ def _steer(verb: str):
 
 
 def _continue_promise(turn: Turn, args: dict) -> tuple[str, bool]:
-    pid = args.get("id")
-    if isinstance(pid, str):
-        pid = commands.parse_id(pid)
+    pid = _promise_id(args)
     instruction = args.get("instruction")
-    if not isinstance(pid, int) or isinstance(pid, bool):
+    if pid is None:
         return "'id' must be a promise id such as 12", True
     if not isinstance(instruction, str) or not instruction.strip():
         return "'instruction' must say what to do next", True
@@ -215,11 +219,9 @@ def _list_promises(turn: Turn, args: dict) -> tuple[str, bool]:
 
 
 def _promise_history(turn: Turn, args: dict) -> tuple[str, bool]:
-    pid = args.get("id")
-    if isinstance(pid, str):
-        pid = commands.parse_id(pid)
-    if not isinstance(pid, int) or turn.view.get(pid) is None:
-        return f"there is no promise #{pid} in this chat", True
+    pid = _promise_id(args)
+    if pid is None or turn.view.get(pid) is None:
+        return f"there is no promise #{args.get('id') if pid is None else pid} in this chat", True
     events = turn.view.events.get(pid, [])
     raw = json.dumps([msgspec.to_builtins(e) for e in events], ensure_ascii=False, separators=(",", ":"), default=str)
     if len(raw) > HISTORY_JSON_LIMIT:
