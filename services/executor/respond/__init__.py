@@ -9,8 +9,8 @@ Which agent answers: messages starting with ``/`` always go to the command
 agent (``commands.py``, pure); a plain reply to Valor's message about a
 Claude Code task continues that task (``commands.follow_up``); other text goes
 to the LLM agent (``llm.py``) when ``ANTHROPIC_API_KEY`` is set, else to the
-command agent, which answers with a short help.  The chat's context is read by ``history.py``, only when the
-answer needs it.
+command agent, which answers with a short help.  The chat's context is read by
+``history.py``, only when the answer needs it.
 
 Errors: a message that is not a ``message.received`` fails for good; the log
 or the model being unreachable fails the attempt retryably.
