@@ -17,6 +17,8 @@ class NewPromise(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     ``after`` names other tasks of the same plan; ``depends_on`` names existing
     promise ids.  Fields left ``None`` take the task type's defaults.
+    ``continues`` names an ended Claude Code promise of the same chat and type
+    whose session this one resumes (the scheduler records which session).
     """
 
     title: str = ""
@@ -34,6 +36,7 @@ class NewPromise(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     timeout: float | None = None
     retries: int | None = None
     backoff: float | None = None
+    continues: int | None = None
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
@@ -78,6 +81,7 @@ class WorkItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     timeout: float | None = None
     chat_id: int | None = None
     message_id: int | None = None
+    resume_session: str | None = None  # Claude Code: resume this session (``--resume``)
 
 
 class RespondCommand(msgspec.Struct, frozen=True, kw_only=True):

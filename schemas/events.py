@@ -64,6 +64,8 @@ class Created(Event, tag="created"):
     request_id: str | None = None  # the command that asked for it
     request_index: int = 0
     retry_of: int | None = None
+    continues: int | None = None  # the Claude Code promise whose session this one resumes
+    resume_session: str | None = None  # that session's id, resolved once when this was created
 
 
 class Dispatched(Event, tag="dispatched"):

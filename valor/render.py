@@ -53,6 +53,7 @@ def promise_json(p: Promise, dependents: Sequence[int] = (), events: Iterable[Pr
         "dependents": list(dependents),
         "children": p.children,
         "retry_of": s.retry_of,
+        "continues": s.continues,
         "parent_id": s.parent_id,
         "evidence": msgspec.to_builtins(p.evidence) if p.evidence is not None else None,
     }
@@ -109,6 +110,8 @@ def fields(p: Promise) -> list[tuple[str, str]]:
         rows.append(("not before", f"+{s.not_before - s.at:.3f}s"))
     if s.retry_of:
         rows.append(("retry of", f"#{s.retry_of}"))
+    if s.continues:
+        rows.append(("continues", f"#{s.continues} (Claude Code session {s.resume_session})"))
     if s.parent_id:
         rows.append(("spawned by", f"#{s.parent_id}"))
     if p.children:

@@ -50,11 +50,11 @@ LINE_LIMIT = 64 * 1024 * 1024  # one stream-json line carries a whole tool resul
 PROGRESS_EVERY = 1.0
 DEP_CHARS = 20_000  # per dependency in {deps}: the prompt travels as one argv entry (128 KiB max)
 # Errors no retry can fix: a bad flag, no login, a rejected key, no credit, bypassPermissions as root,
-# a machine without the sandbox's tools.
+# a machine without the sandbox's tools, a session to resume that is not on this machine.
 _PERMANENT = re.compile(
     r"not logged in|/login|invalid api key|invalid x-api-key|authentication|unauthori[sz]ed|"
     r"credit balance|error: (unknown )?option|error: unknown command|allowed choices|argument missing|"
-    r"cannot be used with root|sandbox required but unavailable",
+    r"cannot be used with root|sandbox required but unavailable|no conversation found with session id",
     re.IGNORECASE,
 )
 _PLACEHOLDER = re.compile(r"\{(title|input|deps|workspace)\}")
@@ -121,9 +121,13 @@ def find_cli(environ: dict[str, str] | os._Environ = os.environ) -> str:
     raise TaskFailed(f"Claude Code CLI not found (looked for {looked}): {INSTALL_HINT}", retryable=False)
 
 
-def command(cli: str, prompt: str, task_type: TaskType, boundary: list[str] | None = None) -> list[str]:
+def command(cli: str, prompt: str, task_type: TaskType, resume: str | None = None,
+            boundary: list[str] | None = None) -> list[str]:
     """The CLI's argv; ``boundary`` is ``sandbox.options`` (settings and allowed tools) when given."""
     argv = [cli, "-p", "--output-format", "stream-json", "--verbose"]
+    if resume:
+        # One argument: --resume takes an optional value, and this form can never be read as anything else.
+        argv.append(f"--resume={resume}")
     if task_type.permission_mode:
         argv += ["--permission-mode", task_type.permission_mode]
     if boundary is not None:
@@ -186,7 +190,7 @@ def claude_handler(type_name: str, task_type: TaskType, config: Config) -> Handl
         chat_sandbox = chat.sandbox if chat else ChatSandbox()
         where = places(cwd)
         prompt = render_prompt(task_type.prompt, ctx.title, ctx.input, ctx.deps, str(cwd))
-        argv = command(cli, prompt, task_type, sandbox.options(task_type, chat_sandbox, where))
+        argv = command(cli, prompt, task_type, ctx.resume_session, sandbox.options(task_type, chat_sandbox, where))
         result = await run_claude(ctx, argv, cwd, type_name, environment(where), checks)
         failed = check_failed(ctx.evidence)
         if failed is not None and task_type.failed_check == "fail":

@@ -36,6 +36,7 @@ class AttemptContext:
     timeout: float | None = None
     chat_id: int | None = None
     message_id: int | None = None
+    resume_session: str | None = None  # Claude Code: the session this attempt continues
     executor: str = ""
     delivery: int = 1
     _progress: ProgressFn = _no_progress
@@ -55,6 +56,7 @@ class AttemptContext:
             timeout=item.timeout,
             chat_id=item.chat_id,
             message_id=item.message_id,
+            resume_session=item.resume_session,
             executor=executor,
             delivery=delivery,
             _progress=progress or _no_progress,

@@ -17,6 +17,7 @@ from schemas.events import Cancelled, Created, MessageReceived, RetryScheduled, 
 from schemas.subjects import msg_id_for_event, msg_id_for_message
 from valor.config import DEFAULT, Config, TaskType
 
+from .continuation import session_to_resume
 from .dag import PlanError, validate_plan
 from .effects import Publish, ids_taken
 from .projection import CANCELLED, FAILED, RETRYING, SUCCEEDED, Projection
@@ -39,6 +40,7 @@ def build_created(
     message_id: int | None = None,
     parent_id: int | None = None,
     retry_of: int | None = None,
+    resume_session: str | None = None,
 ) -> Created:
     t = config.types.get(task.type, TaskType())
     not_before = task.not_before
@@ -70,6 +72,8 @@ def build_created(
         request_id=request_id,
         request_index=index,
         retry_of=retry_of,
+        continues=task.continues,
+        resume_session=resume_session,
     )
 
 
@@ -97,6 +101,9 @@ def create_plan(
         return p.state if p else None
 
     order = validate_plan(tasks, state_of, lambda t: t in config.types)
+    sessions = {i: session_to_resume(state.promises.get(t.continues), t.continues, origin.get("chat_id"), t.type,
+                                     config)
+                for i, t in enumerate(tasks) if t.continues is not None and i not in done}
     names = {t.name: i for i, t in enumerate(tasks) if t.name is not None}
     ids: dict[int, int] = {}
     next_id = next_id or state.max_id + 1
@@ -108,7 +115,8 @@ def create_plan(
         ids[i], next_id = next_id, next_id + 1
         task = tasks[i]
         deps = list(task.depends_on) + [ids[names[n]] for n in task.after]
-        event = build_created(task, ids[i], deps, now, config, request_id=request_id, index=i, **origin)
+        event = build_created(task, ids[i], deps, now, config, request_id=request_id, index=i,
+                              resume_session=sessions.get(i), **origin)
         effects.append(Publish(event, created_msg_id(request_id, i), new_subject=True))
     return effects, {(tasks[i].name or str(i)): ids[i] for i in range(len(tasks))}
 

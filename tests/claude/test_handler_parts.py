@@ -58,6 +58,12 @@ def test_command_has_the_type_permission_mode_and_tools_and_ends_with_the_prompt
         "claude", "-p", "--output-format", "stream-json", "--verbose", "--", "hi"]
 
 
+def test_a_continuation_resumes_its_session_in_one_argument_before_the_prompt():
+    assert command("claude", "add a test", valor_config.DEFAULT.types["code"], "6f1c2d9e-1") == [
+        "claude", "-p", "--output-format", "stream-json", "--verbose", "--resume=6f1c2d9e-1",
+        "--permission-mode", "acceptEdits", "--", "add a test"]
+
+
 def places(tmp_path: Path) -> Places:
     return Places(workspace=tmp_path / "ws", valor_home=tmp_path / "valor", home=tmp_path / "home",
                   cache=tmp_path / "valor/var/cache/k")

@@ -16,6 +16,7 @@ from tests.fakes.anthropic_api import FakeAnthropic, error, text, tool_use
 from valor.config import DEFAULT, parse
 
 from .helpers import CHAT, failed_after_retries, message, running
+from .test_continue import claude_run
 
 # The SDK warns (an error under pytest) about models it knows are deprecated, as the
 # config's default claude-sonnet-4-5 is in anthropic 2.14.
@@ -61,7 +62,8 @@ async def test_a_three_step_request_becomes_a_chain_of_promises(responder, fake)
                                        input="Create a venv, install deps")
     assert r.reply == "Planned: setup, then write, then run." and r.commands == []
     first, second = fake.calls()
-    assert first.tool_names == ["create_plan", "cancel_promise", "retry_promise", "list_promises", "promise_history"]
+    assert first.tool_names == ["create_plan", "cancel_promise", "retry_promise", "continue_promise", "list_promises",
+                                "promise_history"]
     assert first.model == "claude-sonnet-4-6" and first.body["max_tokens"] == CONFIG.agent.max_tokens
     assert "Never say you will do" in first.system
     assert first.messages == [{"role": "user", "content": "set up the test environment, write unit tests, then run them"}]
@@ -173,3 +175,31 @@ async def test_without_a_key_plain_text_gets_the_command_agents_help(nc, fake):
     responder = respond_handler(DEFAULT, nc, env={})
     r = await ask(responder, "can you fix the build?")
     assert "/do" in r.reply and fake.calls() == [] and responder.llm is None
+
+
+async def test_a_reply_to_a_claude_code_task_s_result_continues_it_without_asking_the_model(responder, fake, js):
+    await record(js, *claude_run(12))
+    msg = msgspec.structs.replace(message("now add a test for it"), reply_to=512)
+    ctx = AttemptContext(id=1, attempt=1, task="respond", input=msgspec.to_builtins(msg), chat_id=CHAT)
+    r = msgspec.convert(await responder(ctx), RespondResult)
+    assert r.promises == [NewPromise(name="continue-12", type="code", title="now add a test for it",
+                                     input="now add a test for it", continues=12)]
+    assert fake.calls() == []
+
+
+async def test_the_continue_tool_promises_a_continuation_or_says_why_not(responder, fake, js):
+    await record(js, *claude_run(12), *running(14, task="code"))
+    fake.script(tool_use("continue_promise", {"id": 14, "instruction": "more"}),
+                tool_use("continue_promise", {"id": 12, "instruction": "now add a test for it"}),
+                tool_use("continue_promise", {"id": "#12", "instruction": "and another"}),
+                text("Continuing #12."))
+    r = await ask(responder, "continue 12: add a test for it")
+    assert r.promises == [NewPromise(name="continue-12", type="code", title="now add a test for it",
+                                     input="now add a test for it", continues=12)]
+    results = [c.tool_results[0] for c in fake.calls()[1:]]
+    assert [(x["is_error"], x["content"]) for x in results] == [
+        (True, "#14 is still running; it can be continued once it has ended."),
+        (False, "Continuing #12 in its code session: now add a test for it "
+                "(promised once your reply is sent; Valor adds its id)"),
+        (True, "not continued: two tasks are named 'continue-12'"),
+    ]

@@ -205,3 +205,34 @@ async def test_a_command_that_does_not_decode_is_answered_with_the_reason(nc, js
     assert not reply.ok and reply.error.startswith("undecodable command: Expected `array`, got `str`")
     dead = await js.get_last_msg(subjects.DLQ, "dlq.command")
     assert dead.headers[bus.REASON] == reply.error
+
+
+async def leading(s: Scheduler) -> Scheduler:
+    await s.start()
+    for _ in range(100):
+        if s.leader:
+            return s
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{s.name} never led")
+
+
+async def test_a_continuation_s_session_is_recorded_once_and_kept_across_a_scheduler_restart(nc, js):
+    first = await leading(Scheduler(nc, lease_ttl=1.0, name="first"))
+    await announce(js, queues=("code",))
+    client = ValorClient(nc)
+    ids = await client.submit(NewPromise(title="fix it", type="code", input="fix it"))
+    [run] = await take_work(js, queue="code")
+    with pytest.raises(CommandRefused, match=f"#{run.id} is still queued; it can be continued once it has ended"):
+        await client.submit(NewPromise(type="code", input="too early", continues=run.id))
+    await finish(js, run, {"text": "fixed", "session_id": "session-1"})
+    more = await client.submit(NewPromise(title="more", type="code", input="add a test", continues=ids["0"]))
+    await first.stop()
+
+    second = await leading(Scheduler(nc, lease_ttl=1.0, name="second"))
+    try:
+        spec = second.state.promises[more["0"]].spec
+        assert (spec.continues, spec.resume_session) == (ids["0"], "session-1")
+        [item] = await take_work(js, queue="code")
+        assert (item.id, item.resume_session) == (more["0"], "session-1")
+    finally:
+        await second.stop()

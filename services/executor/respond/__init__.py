@@ -6,10 +6,11 @@ result a ``RespondResult`` as a plain dict, from which the scheduler creates
 the promised tasks and applies the commands, then records ``spawned``.
 
 Which agent answers: messages starting with ``/`` always go to the command
-agent (``commands.py``, pure); other text goes to the LLM agent (``llm.py``)
-when ``ANTHROPIC_API_KEY`` is set, else to the command agent, which answers
-with a short help.  The chat's context is read by ``history.py``, only when the
-answer needs it.
+agent (``commands.py``, pure); a plain reply to Valor's message about a
+Claude Code task continues that task (``commands.follow_up``); other text goes
+to the LLM agent (``llm.py``) when ``ANTHROPIC_API_KEY`` is set, else to the
+command agent, which answers with a short help.  The chat's context is read by
+``history.py``, only when the answer needs it.
 
 Errors: a message that is not a ``message.received`` fails for good; the log
 or the model being unreachable fails the attempt retryably.
@@ -66,9 +67,12 @@ class Responder:
         if not msg.text.strip():
             return RespondResult(reply="I can only read text messages.")
         use_llm = self.llm is not None and not commands.is_command(msg.text)
+        may_follow_up = msg.reply_to is not None and not commands.is_command(msg.text)
         view: ChatView | None = None
-        if use_llm or commands.needs_log(msg.text):
+        if use_llm or may_follow_up or commands.needs_log(msg.text):
             view = await self._read(msg, self.config.agent.history if use_llm else 0)
+        if may_follow_up and (follow_up := commands.follow_up(msg, view, self.config)) is not None:
+            return follow_up  # the reply names the task to continue: nothing for a model to decide
         if use_llm:
             return await self.llm.respond(msg, view)
         return commands.answer(msg, view, self.config)

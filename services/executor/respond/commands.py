@@ -7,6 +7,12 @@ language model is configured, and always the one for messages starting with
 plan refused here would have been refused there, and a refused plan promises
 nothing.
 
+``/continue [id] text`` resumes an ended Claude Code task's session with a
+new instruction (without an id: the task whose message this replies to, else
+the chat's most recent ended one); a plain reply to Valor's status or result
+message about such a task does the same without a verb (``follow_up``), before
+any language model is asked, because which task is meant is already recorded.
+
 Task text: ``/do [type] text``: the first word is the type only when it names
 a configured type (``/do search flaky tests`` is a ``search``), otherwise the
 type is ``code``.  The text becomes the task's ``input`` (a JSON object text
@@ -20,8 +26,11 @@ import json
 import re
 from dataclasses import dataclass
 
+import msgspec
+
 from schemas.commands import NewPromise, RespondCommand, RespondResult
 from schemas.events import MessageReceived
+from services.scheduler.continuation import CannotContinue, is_claude, session_to_resume
 from services.scheduler.dag import PlanError, validate_plan
 from services.scheduler.projection import Promise
 from valor.config import Config
@@ -31,7 +40,7 @@ from .why import explain, short, summary
 
 DEFAULT_TYPE = "code"
 AGENT_ONLY = frozenset({"respond"})  # types a chat cannot ask for directly
-NEEDS_LOG = frozenset({"status", "list", "cancel", "retry", "why"})
+NEEDS_LOG = frozenset({"status", "list", "cancel", "retry", "why", "continue"})
 LIST_LIMIT = 15
 PLAN_LINE = re.compile(
     r"^(?P<name>[A-Za-z0-9_.-]+)\s*:\s*(?P<type>[A-Za-z0-9_-]+)\s*:\s*(?P<text>.*?)"
@@ -75,7 +84,7 @@ def task_types(config: Config) -> list[str]:
 def answer(msg: MessageReceived, view: ChatView | None, config: Config) -> RespondResult:
     parsed = parse(msg.text)
     if not parsed.verb:
-        return RespondResult(reply=plain_text_reply(config))
+        return follow_up(msg, view, config) or RespondResult(reply=plain_text_reply(config))
     handler = _VERBS.get(parsed.verb)
     if handler is None:
         return RespondResult(reply=f"I don't know /{parsed.verb}. Send /help for the commands.")
@@ -97,6 +106,8 @@ def help_text(config: Config) -> str:
         "/do [type] text: promise one task (type defaults to code)",
         f"/plan, then one line per task: {PLAN_FORMAT}",
         "/later 30m [type] text: a task that starts later (s, m, h, d)",
+        "/continue [id] text: go on with an ended Claude Code task in its session "
+        "(or just reply to its result message)",
         "/status [id]: one promise, or what is open in this chat",
         "/list: this chat's promises",
         "/cancel id [reason] · /retry id",
@@ -326,6 +337,53 @@ def _retry(rest, msg, view, config) -> RespondResult:
     return RespondResult(reply=f"Retrying {label(p)} {how}.", commands=[RespondCommand(verb="retry", id=p.id)])
 
 
+def continuation(target: Promise, text: str, msg: MessageReceived, config: Config) -> RespondResult:
+    """A promise that resumes ``target``'s Claude Code session with ``text``, or the reply saying why not."""
+    try:
+        session_to_resume(target, target.id, msg.chat_id, None, config)
+    except CannotContinue as exc:
+        return RespondResult(reply=f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
+    task = msgspec.structs.replace(new_task(text, target.spec.task, name=f"continue-{target.id}"),
+                                   continues=target.id)
+    return _promise([task], config, f"Continuing #{target.id} in its {target.spec.task} session: {task.title}")
+
+
+def follow_up(msg: MessageReceived, view: ChatView | None, config: Config) -> RespondResult | None:
+    """A plain reply to Valor's message about a Claude Code task continues it; None for any other message."""
+    if msg.reply_to is None or view is None or is_command(msg.text):
+        return None
+    target = view.about(msg.reply_to)
+    if target is None or not is_claude(target, config):
+        return None
+    return continuation(target, msg.text.strip(), msg, config)
+
+
+def latest_ended(view: ChatView, config: Config) -> Promise | None:
+    """The chat's Claude Code task that ended last."""
+    ended = [p for p in view.work() if p.terminal and is_claude(p, config)]
+    return max(ended, key=lambda p: (p.finished_at or 0.0, p.id), default=None)
+
+
+def _continue(rest, msg, view, config) -> RespondResult:
+    usage = "Usage: /continue [id] text, e.g. /continue #12 now add a test for it"
+    word, tail = _word(rest)
+    pid = parse_id(word)
+    if pid is not None:
+        target, text = view.get(pid), tail
+        if target is None:
+            return RespondResult(reply=f"There is no promise #{pid} in this chat.")
+    else:
+        replied = view.about(msg.reply_to) if msg.reply_to is not None else None
+        target = replied if replied is not None and is_claude(replied, config) else latest_ended(view, config)
+        text = rest
+        if target is None:
+            return RespondResult(reply="This chat has no ended Claude Code task to continue; "
+                                       "/do <what to do> starts one.")
+    if not text:
+        return RespondResult(reply=f"What should #{target.id} do next? {usage}")
+    return continuation(target, text, msg, config)
+
+
 def _why(rest, msg, view, config) -> RespondResult:
     p, _, error = _target(rest, "why", view)
     return RespondResult(reply=error or explain(view.events.get(p.id, [])))
@@ -335,4 +393,5 @@ _VERBS = {
     "help": _help, "start": _help,
     "do": _do, "later": _later, "plan": _plan,
     "status": _status, "list": _list, "cancel": _cancel, "retry": _retry, "why": _why,
+    "continue": _continue,
 }

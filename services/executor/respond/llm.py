@@ -2,8 +2,8 @@
 
 One respond attempt is one conversation: the model may call tools until it
 ends its turn (at most ``max_turns`` requests).  Tools act only on this turn's
-``Turn``: ``create_plan`` adds validated tasks, ``cancel_promise`` and
-``retry_promise`` add commands, ``list_promises`` and ``promise_history`` read
+``Turn``: ``create_plan`` and ``continue_promise`` add validated tasks,
+``cancel_promise`` and ``retry_promise`` add commands, ``list_promises`` and ``promise_history`` read
 the chat's ``ChatView``.  The respond result is exactly what the tools
 produced; the reply is checked by ``reply.honest_reply`` so it cannot announce
 work that no tool created.
@@ -54,6 +54,8 @@ You may quote results that list_promises or promise_history return.
 - Refer to the tasks you plan by their plan names; Valor adds their ids (#12) to your reply.
 - Questions about existing promises (status, what happened, why one failed) are answered from \
 list_promises and promise_history, never from memory.
+- To go on with an ended code, search, analysis or review task where it left off (it keeps its whole \
+conversation), use continue_promise, not create_plan.
 - Use `after` so a step starts only when the steps it needs succeeded; it receives their results. \
 Independent steps have no `after` and run in parallel.
 - Keep replies short and plain.
@@ -105,6 +107,13 @@ def tools(config: Config) -> list[dict[str, Any]]:
                           "required": ["id"]}},
         {"name": "retry_promise", "description": "Run a failed or cancelled promise of this chat again.",
          "input_schema": {"type": "object", "properties": {"id": pid}, "required": ["id"]}},
+        {"name": "continue_promise",
+         "description": "Go on with an ended Claude Code task of this chat in its own session: a new promise of "
+                        "the same type that sees the earlier conversation and gets this instruction.",
+         "input_schema": {"type": "object",
+                          "properties": {"id": pid, "instruction": {"type": "string",
+                                                                    "description": "what to do next"}},
+                          "required": ["id", "instruction"]}},
         {"name": "list_promises", "description": "This chat's promises with their states.",
          "input_schema": {"type": "object", "properties": {}}},
         {"name": "promise_history",
@@ -157,12 +166,18 @@ def _create_plan(turn: Turn, args: dict) -> tuple[str, bool]:
             "Refer to them by name."), False
 
 
+def _promise_id(args: dict) -> int | None:
+    """The tool's ``id``: 12 or "#12"; None when it is not one."""
+    pid = args.get("id")
+    if isinstance(pid, str):
+        pid = commands.parse_id(pid)
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+
+
 def _steer(verb: str):
     def tool(turn: Turn, args: dict) -> tuple[str, bool]:
-        pid = args.get("id")
-        if isinstance(pid, str):
-            pid = commands.parse_id(pid)
-        if not isinstance(pid, int) or isinstance(pid, bool):
+        pid = _promise_id(args)
+        if pid is None:
             return "'id' must be a promise id such as 12", True
         reason = str(args.get("reason") or "") if verb == "cancel" else ""
         msg = msgspec.structs.replace(turn.msg, text=f"/{verb} {pid} {reason}".strip())
@@ -175,6 +190,27 @@ def _steer(verb: str):
     return tool
 
 
+def _continue_promise(turn: Turn, args: dict) -> tuple[str, bool]:
+    pid = _promise_id(args)
+    instruction = args.get("instruction")
+    if pid is None:
+        return "'id' must be a promise id such as 12", True
+    if not isinstance(instruction, str) or not instruction.strip():
+        return "'instruction' must say what to do next", True
+    target = turn.view.get(pid)
+    if target is None:
+        return f"there is no promise #{pid} in this chat", True
+    result = commands.continuation(target, instruction.strip(), turn.msg, turn.config)
+    if not result.promises:
+        return result.reply, True
+    try:
+        commands.check_plan(turn.tasks + result.promises, turn.config, turn.view)
+    except PlanError as exc:
+        return f"not continued: {exc}", True
+    turn.tasks += result.promises
+    return f"{result.reply} (promised once your reply is sent; Valor adds its id)", False
+
+
 def _list_promises(turn: Turn, args: dict) -> tuple[str, bool]:
     work = turn.view.work()[-30:]
     if not work:
@@ -183,11 +219,9 @@ def _list_promises(turn: Turn, args: dict) -> tuple[str, bool]:
 
 
 def _promise_history(turn: Turn, args: dict) -> tuple[str, bool]:
-    pid = args.get("id")
-    if isinstance(pid, str):
-        pid = commands.parse_id(pid)
-    if not isinstance(pid, int) or turn.view.get(pid) is None:
-        return f"there is no promise #{pid} in this chat", True
+    pid = _promise_id(args)
+    if pid is None or turn.view.get(pid) is None:
+        return f"there is no promise #{args.get('id') if pid is None else pid} in this chat", True
     events = turn.view.events.get(pid, [])
     raw = json.dumps([msgspec.to_builtins(e) for e in events], ensure_ascii=False, separators=(",", ":"), default=str)
     if len(raw) > HISTORY_JSON_LIMIT:
@@ -199,6 +233,7 @@ _TOOLS = {
     "create_plan": _create_plan,
     "cancel_promise": _steer("cancel"),
     "retry_promise": _steer("retry"),
+    "continue_promise": _continue_promise,
     "list_promises": _list_promises,
     "promise_history": _promise_history,
 }

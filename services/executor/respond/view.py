@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from schemas.events import MessageReceived, PromiseEvent
+from schemas.events import MessageReceived, Notified, PromiseEvent
 from services.scheduler.projection import Projection, Promise
+
+SENT_NOTICES = ("status", "terminal")  # the notices that are messages Valor sent
 
 
 @dataclass
@@ -27,6 +29,19 @@ class ChatView:
     def work(self) -> list[Promise]:
         """The chat's promises other than the agent's own respond promises, oldest first."""
         return [p for _, p in sorted(self.promises.items()) if p.spec.task != "respond"]
+
+    def about(self, message_id: int) -> Promise | None:
+        """The promise that Valor's message ``message_id`` in this chat is about (its status or result).
+
+        Read from the notifier's ``notified`` records; a reaction's record names
+        the user's own message, so only messages Valor sent count.
+        """
+        for pid, events in self.events.items():
+            for e in events:
+                if (isinstance(e, Notified) and e.kind in SENT_NOTICES and e.chat_id == self.chat_id
+                        and e.telegram_message_id == message_id):
+                    return self.promises.get(pid)
+        return None
 
     def open_dependents(self, promise_id: int) -> list[int]:
         return [p.id for p in self.promises.values()

@@ -82,6 +82,7 @@ def _line(e: PromiseEvent, t0: float) -> str | None:
             after = f", after {', '.join(f'#{d}' for d in e.depends_on)}" if e.depends_on else ""
             later = f", not before {elapsed(e.not_before - e.at)}" if e.not_before else ""
             retry = f", retrying #{e.retry_of}" if e.retry_of else ""
+            retry += f", continuing #{e.continues} in its session" if e.continues else ""
             tries = f"; up to {e.max_attempts} attempts" if e.max_attempts > 1 else ""
             return f"{at}created{origin}{after}{later}{retry}{tries}"
         case Started():
