@@ -9,7 +9,9 @@ Which agent answers: messages starting with ``/`` always go to the command
 agent (``commands.py``, pure); other text goes to the LLM agent (``llm.py``)
 when ``ANTHROPIC_API_KEY`` is set, else to the command agent, which answers
 with a short help.  The chat's context is read by ``history.py``, only when the
-answer needs it.
+answer needs it.  Files sent with the message reach the tasks by their paths
+in the workspace (``attached.py``); a file that could not be saved is named in
+the reply whichever agent answers.
 
 Errors: a message that is not a ``message.received`` fails for good; the log
 or the model being unreachable fails the attempt retryably.
@@ -31,7 +33,7 @@ from schemas.events import MessageReceived
 from services.executor.context import AttemptContext, TaskFailed
 from valor.config import Config
 
-from . import commands
+from . import attached, commands
 from .history import read_chat
 from .llm import LlmAgent, make_client
 from .reply import honest_reply, reply_with_ids
@@ -63,15 +65,15 @@ class Responder:
         return msgspec.to_builtins(await self.answer(msg))
 
     async def answer(self, msg: MessageReceived) -> RespondResult:
-        if not msg.text.strip():
+        if not msg.text.strip() and not msg.attachments:
             return RespondResult(reply="I can only read text messages.")
         use_llm = self.llm is not None and not commands.is_command(msg.text)
         view: ChatView | None = None
         if use_llm or commands.needs_log(msg.text):
             view = await self._read(msg, self.config.agent.history if use_llm else 0)
         if use_llm:
-            return await self.llm.respond(msg, view)
-        return commands.answer(msg, view, self.config)
+            return attached.noted(await self.llm.respond(msg, view), msg)
+        return attached.noted(commands.answer(msg, view, self.config), msg)
 
     async def _read(self, msg: MessageReceived, history: int) -> ChatView:
         try:
