@@ -20,6 +20,21 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_de
 # --- chat -------------------------------------------------------------------
 
 
+class Attachment(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A file that came with a chat message: where ingest saved it, or why it did not.
+
+    ``path`` is relative to the chat's workspace (``inbox/<chat id>/<message id>-<name>``)
+    and set only when the file is there; ``skipped`` says why it is not (too big, the
+    download failed).
+    """
+
+    name: str  # the file's name, made safe for a path
+    path: str = ""
+    size: int | None = None  # bytes, as Telegram announced it (or the copied file's)
+    mime_type: str = ""
+    skipped: str = ""
+
+
 class MessageReceived(Event, tag="message.received"):
     """An inbound chat message accepted by ingest (subject ``chat.<chat_id>.in``)."""
 
@@ -33,6 +48,8 @@ class MessageReceived(Event, tag="message.received"):
     chat_kind: str = "private"  # private | group | channel | console
     mentioned: bool = False
     caught_up: bool = False
+    # A photo or document, saved in the chat's workspace; ``text`` is then its caption.
+    attachments: list[Attachment] = []
 
 
 # --- promises (subject ``promise.<id>.<type>``) -------------------------------

@@ -31,6 +31,9 @@ def test_chats_map_to_workspaces_with_a_default():
     ("x =", "valor.toml: not valid TOML"),
     ("[queues.default]\ndispatch_ahead = -1", "valor.toml: queues.default.dispatch_ahead: must be between 0 and 100"),
     ("[queues.default]\nahead = 1", "valor.toml: queues.default.ahead: unknown key"),
+    ("[telegram]\nattachment_max_bytes = -1", "valor.toml: telegram.attachment_max_bytes: must not be negative"),
+    ('[telegram]\nattachment_max_bytes = "20MB"',
+     "valor.toml: telegram.attachment_max_bytes: Expected `int`, got `str`"),
 ])
 def test_a_bad_file_is_refused_naming_the_key(text, error):
     with pytest.raises(ConfigError) as exc:

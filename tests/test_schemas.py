@@ -120,6 +120,10 @@ def test_message_received_round_trips():
         chat_kind="group",
         mentioned=True,
         caught_up=True,
+        attachments=[
+            events.Attachment(name="report.csv", path="inbox/-100123/7-report.csv", size=30, mime_type="text/csv"),
+            events.Attachment(name="dump.sql", size=1 << 30, skipped="too big: 1.0 GB, the limit is 20.0 MB"),
+        ],
         at=1.0,
     )
     data = events.encode(msg)

@@ -134,6 +134,9 @@ class Telegram(Strict):
     group_per_minute: int = 20  # messages per minute to one group
     notice_horizon: float = DAY  # notices about events older than this are not sent any more
     console_chat: int = 1  # the chat id of the local console
+    # A photo or document bigger than this is not saved into the chat's workspace
+    # (the message says so); the console's /attach obeys it too.
+    attachment_max_bytes: int = 20 * 1024 * 1024
 
 
 class Config(Strict):
@@ -218,6 +221,8 @@ def _validate(config: Config) -> Config:
     for key in ("edit_interval", "chat_interval"):
         if getattr(tg, key) < 0:
             raise ConfigError(f"telegram.{key}: must not be negative")
+    if tg.attachment_max_bytes < 0:
+        raise ConfigError("telegram.attachment_max_bytes: must not be negative")
     for key in ("catchup_limit", "dialogs_limit", "group_per_minute"):
         if getattr(tg, key) < 1:
             raise ConfigError(f"telegram.{key}: must be at least 1")

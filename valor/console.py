@@ -5,6 +5,9 @@ a message of an allowlisted user; the notifier's replies, edits and reactions
 arrive live on ``console.<chat>.out``.  Works without a terminal too: lines
 are read from stdin, and after the last one it waits until Valor has been
 quiet for ``--idle`` seconds (at most ``--wait``).
+
+``/attach PATH [caption]`` sends a local file as a document with that caption:
+ingest copies it into the chat's workspace as it would save a Telegram file.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import shlex
 import sys
 import time
 
@@ -22,7 +27,8 @@ from valor import bus
 from valor.config import load
 
 HELP = ("Type a message and press enter (try /help). End a line with \\ to continue the message "
-        "on the next line (for /plan). Ctrl-D quits.")
+        "on the next line (for /plan). /attach PATH [caption] sends a file. Ctrl-D quits.")
+ATTACH = "/attach"
 
 
 class Screen:
@@ -51,17 +57,50 @@ class Screen:
         print(text, file=self.out, flush=True)
 
 
+def request_for(text: str) -> dict:
+    """The request for a typed message: ``/attach PATH [caption]`` names a file, made absolute here
+    because ingest runs elsewhere; a path with spaces is quoted as in a shell."""
+    word, *tail = text.split(None, 1) or [""]
+    if word != ATTACH:
+        return {"text": text}
+    rest = tail[0] if tail else ""
+    lexer = shlex.shlex(rest, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""  # a '#' is part of a file name
+    try:
+        path = lexer.get_token()
+    except ValueError:  # an unclosed quote
+        path = None
+    if not path:
+        raise ValueError(f"usage: {ATTACH} PATH [caption]")
+    caption = lexer.instream.read().strip()
+    return {"text": caption, "file": os.path.abspath(os.path.expanduser(path))}
+
+
+def attachment_line(att: dict) -> str:
+    if att.get("path"):
+        return f"  📎 {att['path']}"
+    return f"  📎 {att.get('name', '')} not saved: {att.get('skipped', '')}"
+
+
 async def send_line(nc, chat_id: int, text: str, screen: Screen) -> None:
     try:
-        reply = await nc.request(f"console.{chat_id}.in", json.dumps({"text": text}).encode(), timeout=10)
+        request = request_for(text)
+    except ValueError as exc:
+        screen.print(f"(not sent: {exc})")
+        return
+    try:
+        reply = await nc.request(f"console.{chat_id}.in", json.dumps(request).encode(), timeout=10)
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
         screen.print("(ingest is not answering: is Valor up? try `make up`)")
         return
     answer = json.loads(reply.data)
     if "error" in answer:
         screen.print(f"(not sent: {answer['error']})")
-    else:
-        screen.print(f"you [#{answer['id']}]: {text}")
+        return
+    screen.print(f"you [#{answer['id']}]: {request['text']}".rstrip())
+    for att in answer.get("attachments") or []:
+        screen.print(attachment_line(att))
 
 
 async def read_messages(interactive: bool):

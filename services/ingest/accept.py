@@ -4,7 +4,10 @@
 history) and returns a ``MessageReceived`` or the reason it was refused:
 only allowlisted senders, only allowed chats; in a group only when Valor is
 mentioned or replied to, unless it is a work group; never our own or service
-messages.  A message with media is passed on with a placeholder and its caption.
+messages.  A photo or document becomes an ``Attachment`` to save into the
+chat's workspace (``inbox.py``; over ``telegram.attachment_max_bytes`` it is
+recorded as skipped) and the text is its caption; other media are passed on as
+a placeholder plus caption.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from typing import Any
 import msgspec
 from telethon import types, utils
 
-from schemas.events import MessageReceived, encode
-from valor.config import Config
+from schemas.events import Attachment, MessageReceived, encode
+from valor.config import Config, Telegram
+
+from . import inbox
 
 # A message.received travels again inside its respond promise and work item, each
 # one NATS message (1 MiB by default): keep it well under, whatever the escaping costs.
@@ -41,6 +46,7 @@ class Rules:
     chats: frozenset[int] = frozenset()  # groups and channels
     work_groups: frozenset[int] = frozenset()
     mention_names: tuple[str, ...] = ()  # lower case
+    attachment_max_bytes: int = Telegram().attachment_max_bytes
 
     @classmethod
     def from_config(cls, config: Config) -> Rules:
@@ -49,7 +55,7 @@ class Rules:
         names = {u.lstrip("@").lower() for u in tg.allow_users if isinstance(u, str)}
         work = {int(k) for k, chat in config.chats.items() if chat.work_group}
         return cls(frozenset(ids), frozenset(names), frozenset(tg.allow_chats) | work, frozenset(work),
-                   tuple(n.lower() for n in tg.mention_names))
+                   tuple(n.lower() for n in tg.mention_names), tg.attachment_max_bytes)
 
     def user_allowed(self, user_id: int | None, username: str | None) -> bool:
         return (user_id is not None and user_id in self.user_ids) or (
@@ -68,18 +74,39 @@ def chat_kind(message) -> str:
     return "group" if message.is_group or isinstance(message.peer_id, types.PeerChat) else "channel"
 
 
-def text_of(message) -> str:
-    """The text, or a placeholder for media plus its caption (a caption is the message text)."""
-    text = message.message or ""
-    media = message.media
-    if media is None or isinstance(media, types.MessageMediaWebPage):
-        return text
-    name = MEDIA_NAMES.get(type(media), "media")
-    if isinstance(media, types.MessageMediaDocument) and message.file is not None:
+def media_name(message) -> str:
+    name = MEDIA_NAMES.get(type(message.media), "media")
+    if isinstance(message.media, types.MessageMediaDocument) and message.file is not None:
         mime = message.file.mime_type or ""
         name = "voice message" if message.voice else "video" if mime.startswith("video/") else \
             "audio" if mime.startswith("audio/") else "sticker" if message.sticker else "file"
-    return f"[{name}] {text}".strip()
+    return name
+
+
+def attachments_of(message, max_bytes: int) -> list[Attachment]:
+    """The photo or document to save (Telegram sends one per message); none for other media.
+
+    Voice messages, videos and audio are documents and saved too; a sticker is a
+    reaction, not a file to work on, and stays a placeholder.
+    """
+    media, file = message.media, message.file
+    if file is None or not isinstance(media, (types.MessageMediaPhoto, types.MessageMediaDocument)):
+        return []  # no media, other media, or a photo or document that is gone (self-destructed)
+    kind = media_name(message)
+    if kind == "sticker":
+        return []
+    fallback = "photo.jpg" if kind == "photo" else kind.split()[0] + (file.ext or "")  # photos have no name
+    name = inbox.safe_name(file.name, fallback)
+    return [inbox.planned(message.chat_id, message.id, name, file.size, file.mime_type or "", max_bytes)]
+
+
+def text_of(message, attached: bool = False) -> str:
+    """The text (a caption is the message text), after a placeholder for media not attached."""
+    text = message.message or ""
+    media = message.media
+    if attached or media is None or isinstance(media, types.MessageMediaWebPage):
+        return text
+    return f"[{media_name(message)}] {text}".strip()
 
 
 def mentions(message, me, rules: Rules) -> bool:
@@ -109,8 +136,9 @@ def accept(message, me, rules: Rules, caught_up: bool = False) -> MessageReceive
     mentioned = kind == "private" or mentions(message, me, rules)
     if kind != "private" and chat_id not in rules.work_groups and not mentioned:
         return "not mentioned"
-    text = text_of(message)
-    if not text:
+    attachments = attachments_of(message, rules.attachment_max_bytes)
+    text = text_of(message, attached=bool(attachments))
+    if not text and not attachments:
         return "empty message"
     return fit(MessageReceived(
         chat_id=chat_id,
@@ -123,6 +151,7 @@ def accept(message, me, rules: Rules, caught_up: bool = False) -> MessageReceive
         chat_kind=kind,
         mentioned=mentioned,
         caught_up=caught_up,
+        attachments=attachments,
     ))
 
 

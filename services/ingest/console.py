@@ -5,6 +5,12 @@
 stored on ``chat.<chat>.in``, publishes ``message.received`` like any other
 message, and answers ``{"id": n}`` once it is stored.  The console user is
 the chat itself (``sender_id == chat_id``), as in a Telegram private chat.
+
+``{"text": caption, "file": "/abs/path"}`` attaches a local file (the
+console's ``/attach PATH [caption]``): ingest copies it into the chat's
+workspace like a downloaded document (``inbox.py``, same cap), and the answer
+lists the attachment as recorded.  A path that is no readable regular file is
+refused with an error and stores nothing.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ import json
 import time
 from collections.abc import Callable
 
+import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from schemas.events import MessageReceived
 
-from . import logs
+from . import inbox, logs
 from .service import Ingest, last_stored_id
 
 SUBJECT = "console.*.in"
@@ -51,22 +58,37 @@ class ConsoleIngest:
             chat_id = int(msg.subject.split(".")[1])
             body = json.loads(msg.data or b"{}")
             text = str(body.get("text", "")).strip()
+            file = body.get("file")
+            if file is not None and not isinstance(file, str):
+                raise ValueError(file)
         except (ValueError, AttributeError):
             return await self._answer(msg, {"error": "expected {\"text\": ...} on console.<chat id>.in"})
-        if not text:
+        if not text and not file:
             return await self._answer(msg, {"error": "empty message"})
+        max_bytes = self.ingest.tg.attachment_max_bytes
         async with self._lock:
             if chat_id not in self.last_id:
                 self.last_id[chat_id] = await last_stored_id(self.ingest.js, chat_id) or 0
             message_id = self.last_id[chat_id] + 1
-            now = self.clock()
-            await self.ingest.publish(MessageReceived(
+            incoming = MessageReceived(
                 chat_id=chat_id, message_id=message_id, sender_id=chat_id,
                 sender_name=str(body.get("sender") or "you"), text=text,
                 reply_to=body.get("reply_to") if isinstance(body.get("reply_to"), int) else None,
-                sent_at=now, chat_kind="console", mentioned=True))
+                sent_at=self.clock(), chat_kind="console", mentioned=True)
+            if file:
+                try:
+                    attachment, copy = inbox.local_file(chat_id, message_id, file, max_bytes)
+                except OSError as exc:
+                    return await self._answer(msg, {"error": f"cannot attach {file}: {exc.strerror or exc}"})
+                incoming = await inbox.save_all(
+                    msgspec.structs.replace(incoming, attachments=[attachment]),
+                    self.ingest.config.workspace_for(chat_id), copy, max_bytes)
+            await self.ingest.publish(incoming)
             self.last_id[chat_id] = message_id
-        await self._answer(msg, {"id": message_id})
+        answer: dict = {"id": message_id}
+        if incoming.attachments:
+            answer["attachments"] = msgspec.to_builtins(incoming.attachments)
+        await self._answer(msg, answer)
 
     async def _answer(self, msg: Msg, body: dict) -> None:
         if msg.reply:

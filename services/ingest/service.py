@@ -19,6 +19,10 @@ then the acks are awaited before the cursor moves past the page.  A publish
 that fails is retried one by one, its duplicates absorbed.
 
 Bot accounts cannot read history: they get Telethon's catch-up only.
+
+A photo or document is saved into the chat's workspace (``inbox.py``) before
+its message is published, so the message names a file that is there; a
+download that keeps failing is recorded in the message, which goes on.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 from nats.aio.client import Client
@@ -40,7 +45,7 @@ from schemas.events import MessageReceived, decode_message, encode
 from valor import bus, metrics
 from valor.config import Config, load
 
-from . import logs
+from . import inbox, logs
 from .accept import Rules, accept
 from .telegram import Inbound
 
@@ -49,6 +54,7 @@ HISTORY_READERS = 4  # chats whose history is read at once (Telegram's limits ar
 PUBLISH_TIMEOUT = 5.0  # seconds for one publish, or for the acks of one page
 # A live message dated this long before start was waiting for us: it is caught up too.
 LIVE_SLACK = 5.0
+DOWNLOAD_TRIES = 3  # a download cut off this often is recorded as failed; the message goes on
 
 
 class Ingest:
@@ -115,7 +121,7 @@ class Ingest:
     async def take(self, message, caught_up: bool) -> bool:
         """Publish if it is for Valor; True when it was new to CHAT."""
         verdict = self._accepted(message, caught_up)
-        return verdict is not None and await self.publish(verdict)
+        return verdict is not None and await self.publish(await self.saved(message, verdict))
 
     def _accepted(self, message, caught_up: bool) -> MessageReceived | None:
         verdict = accept(message, self.me, self.rules, caught_up)
@@ -123,6 +129,18 @@ class Ingest:
             logs.debug("ingest.ignored", chat_id=message.chat_id, message=message.id, reason=verdict)
             return None
         return verdict
+
+    async def saved(self, message, msg: MessageReceived) -> MessageReceived:
+        """The message with its photo or document saved into the chat's workspace, or why not."""
+        if not msg.attachments:
+            return msg
+
+        async def download(path: Path) -> None:
+            await self._retrying(f"download {msg.chat_id}/{msg.message_id}",
+                                 lambda: self.source.download(message, path), tries=DOWNLOAD_TRIES)
+
+        return await inbox.save_all(msg, self.config.workspace_for(msg.chat_id), download,
+                                    self.tg.attachment_max_bytes)
 
     def _stamped(self, msg: MessageReceived) -> tuple[str, bytes, dict[str, str]]:
         msg = msgspec.structs.replace(msg, at=self.clock())
@@ -232,7 +250,7 @@ class Ingest:
                 if message.date is not None and message.date.timestamp() < since:
                     continue
                 if (msg := self._accepted(message, caught_up=True)) is not None:
-                    page.append(msg)
+                    page.append(await self.saved(message, msg))
             if page:  # stored before the cursor moves past it
                 new += await self.publish_many(page)
             if top > cursor:
@@ -252,9 +270,10 @@ class Ingest:
             except Exception as exc:
                 logs.warning("ingest.reconcile_failed", error=str(exc))
 
-    async def _retrying(self, what: str, call):
-        """Flood waits and disconnects are waited out; other errors are the caller's."""
+    async def _retrying(self, what: str, call, tries: int | None = None):
+        """Flood waits are waited out, disconnects too (``tries`` calls at most); other errors are the caller's."""
         delay = 1.0
+        failed = 0
         while True:
             if (pause := self._flood_until - self.clock()) > 0:  # another call's flood wait holds us too
                 await self.sleep(pause)
@@ -266,6 +285,9 @@ class Ingest:
                 self._flood_until = max(self._flood_until, self.clock() + exc.seconds + 1)
                 await self.sleep(exc.seconds + 1)
             except (ConnectionError, OSError, TimeoutError) as exc:
+                failed += 1
+                if tries is not None and failed >= tries:
+                    raise
                 logs.warning("ingest.disconnected", call=what, error=str(exc) or type(exc).__name__,
                              retry_in=delay)
                 await self.sleep(delay)

@@ -1,7 +1,8 @@
 """The few Telegram calls Valor makes, behind one port, and where credentials come from.
 
 ``Inbound`` is what ingest needs from a Telegram client: who we are, the
-dialogs, history after a message id, and live new messages.  Messages are
+dialogs, history after a message id, live new messages, and a message's photo
+or document downloaded to a file.  Messages are
 real Telethon ``Message`` objects in every implementation (the Telethon one
 here, the fake in ``tests/chat``), so parsing is Telethon's own.
 
@@ -115,6 +116,7 @@ class Inbound(Protocol):
     async def me(self) -> Any: ...  # a telethon User
     async def dialogs(self, limit: int) -> list[tuple[int, Any]]: ...  # (chat id, entity)
     def history(self, chat_id: int, min_id: int, since: datetime | None, limit: int) -> AsyncIterator[Any]: ...
+    async def download(self, message: Any, path: Path) -> None: ...  # the message's media, whole, at path
     async def stop(self) -> None: ...
 
 
@@ -154,6 +156,12 @@ class TelethonInbound:
         # Telegram ignores offset_date when an id offset is given; the caller filters by date.
         return self.client.iter_messages(chat_id, min_id=min_id, offset_date=None if min_id else since,
                                          reverse=True, limit=limit)
+
+    async def download(self, message, path: Path) -> None:
+        # A stream, not a path: given a path, Telethon picks its own name when the file exists.
+        with open(path, "wb") as out:
+            if await self.client.download_media(message, file=out) is None:
+                raise RuntimeError("the message has no media to download")
 
     async def stop(self) -> None:
         await self.client.disconnect()

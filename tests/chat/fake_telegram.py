@@ -3,18 +3,21 @@
 Messages are real Telethon ``types.Message`` objects; live ones are delivered
 as ``events.NewMessage.Event(message)`` after ``_set_client``, exactly as
 Telethon builds them, so ingest parses what the real library parses.  The
-fake records what Valor did (``sent``, ``edits``, ``reactions``) and can inject
-flood waits, disconnects and skipped live updates.
+fake records what Valor did (``sent``, ``edits``, ``reactions``, ``downloads``)
+and can inject flood waits, disconnects and skipped live updates.  Photos and
+documents are real Telethon media whose bytes the fake keeps (``files``) and
+serves to ``download``; a file it no longer has is an RPC error, as on Telegram.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from telethon import events, types
-from telethon.errors import FloodWaitError
+from telethon.errors import FloodWaitError, RPCError
 
 from services.notifier.transport import Sent
 
@@ -59,6 +62,8 @@ class FakeTelegram:
     calls: list[str] = field(default_factory=list)
     listeners: list = field(default_factory=list)
     next_id: int = 100
+    files: dict[int, bytes] = field(default_factory=dict)  # photo or document id -> its bytes
+    downloads: list[int] = field(default_factory=list)  # message ids whose media was downloaded
 
     def __post_init__(self) -> None:
         self.shim = _ClientShim(self.me.id)
@@ -77,6 +82,26 @@ class FakeTelegram:
         self.groups[-chat_id] = types.Chat(id=chat_id, title=title, photo=types.ChatPhotoEmpty(),
                                            participants_count=3, date=self.now(), version=1)
         return -chat_id
+
+    def document(self, name: str | None, data: bytes, mime_type: str = "application/octet-stream",
+                 size: int | None = None, voice: bool = False) -> types.MessageMediaDocument:
+        """A file as Telegram describes it; ``size`` may announce more (or less) than ``data``."""
+        attributes = [types.DocumentAttributeFilename(file_name=name)] if name is not None else []
+        if voice:
+            attributes.append(types.DocumentAttributeAudio(duration=3, voice=True))
+        doc = types.Document(id=10_000 + len(self.files), access_hash=1, file_reference=b"ref", date=self.now(),
+                             mime_type=mime_type, size=len(data) if size is None else size, dc_id=2,
+                             attributes=attributes)
+        self.files[doc.id] = data
+        return types.MessageMediaDocument(document=doc, voice=voice or None)
+
+    def photo(self, data: bytes) -> types.MessageMediaPhoto:
+        """A photo: Telegram names none; its largest size is what is downloaded."""
+        photo = types.Photo(id=10_000 + len(self.files), access_hash=1, file_reference=b"ref", date=self.now(), dc_id=2,
+                            sizes=[types.PhotoSize(type="m", w=320, h=240, size=len(data) // 4),
+                                   types.PhotoSize(type="y", w=1280, h=960, size=len(data))])
+        self.files[photo.id] = data
+        return types.MessageMediaPhoto(photo=photo)
 
     def _entities(self) -> dict:
         ents = {u.id: u for u in self.users.values()}
@@ -167,6 +192,20 @@ class FakeInbound:
                  if m.id > min_id and (min_id or since is None or m.date > since)]
         for message in sorted(found, key=lambda m: m.id)[:limit]:
             yield message
+
+    async def download(self, message, path) -> None:
+        self.world._call("download")
+        media = message.media
+        item = getattr(media, "photo", None) or getattr(media, "document", None)
+        if item is None or item.id not in self.world.files:
+            raise RPCError(request=None, message="FILE_REFERENCE_INVALID", code=400)
+        data = self.world.files[item.id]
+        with open(path, "wb") as out:
+            for start in range(0, len(data), 4):  # in parts, letting others run between them, as Telethon does
+                out.write(data[start:start + 4])
+                out.flush()
+                await asyncio.sleep(0)
+        self.world.downloads.append(message.id)
 
     async def stop(self) -> None:
         self.world.listeners.clear()

@@ -9,7 +9,7 @@ import pytest
 
 from schemas import subjects
 from schemas.commands import NewPromise, RespondCommand, RespondResult
-from schemas.events import EVENT_NAMES, encode
+from schemas.events import EVENT_NAMES, Attachment, encode
 from services.executor.context import AttemptContext, TaskFailed
 from services.executor.respond import respond_handler
 from tests.fakes.anthropic_api import FakeAnthropic, error, text, tool_use
@@ -203,3 +203,27 @@ async def test_the_continue_tool_promises_a_continuation_or_says_why_not(respond
                 "(promised once your reply is sent; Valor adds its id)"),
         (True, "not continued: two tasks are named 'continue-12'"),
     ]
+
+
+async def test_the_model_is_told_where_files_sent_with_this_and_earlier_messages_are(responder, fake, js):
+    earlier = msgspec.structs.replace(message("here is the photo", message_id=90), attachments=[
+        Attachment(name="photo.jpg", path=f"inbox/{CHAT}/90-photo.jpg", size=2048, mime_type="image/jpeg")])
+    await js.publish(subjects.chat_in(CHAT), encode(earlier), headers={"Nats-Msg-Id": f"tg:{CHAT}:90"})
+    fake.script(tool_use("create_plan", {"tasks": [
+        {"name": "sum", "type": "code", "title": "Sum the totals", "input": f"Sum inbox/{CHAT}/100-report.csv"}]}),
+        text("Planned: sum."))
+    msg = msgspec.structs.replace(message("sum the totals; the photo is the chart"), attachments=[
+        Attachment(name="report.csv", path=f"inbox/{CHAT}/100-report.csv", size=30, mime_type="text/csv"),
+        Attachment(name="dump.sql", size=9 << 20, skipped="too big: 9.0 MB, the limit is 8.0 MB")])
+    ctx = AttemptContext(id=1, attempt=1, task="respond", input=msgspec.to_builtins(msg), chat_id=CHAT)
+    r = msgspec.convert(await responder(ctx), RespondResult)
+    first = fake.calls()[0]
+    assert first.messages[0]["content"] == (
+        "sum the totals; the photo is the chart (files with this message, paths relative to the chat's workspace:\n"
+        f"Attached: inbox/{CHAT}/100-report.csv (text/csv, 30 B)\n"
+        "Not attached: dump.sql (too big: 9.0 MB, the limit is 8.0 MB))")
+    assert f"[90] Ana: here is the photo (files with this message, paths relative to the chat's workspace:\n" \
+           f"Attached: inbox/{CHAT}/90-photo.jpg (image/jpeg, 2.0 KB))" in first.system
+    assert "Put the path of every file a task needs into that task's input" in first.system
+    assert r.promises[0].input == f"Sum inbox/{CHAT}/100-report.csv"  # the model's own task, as it wrote it
+    assert r.reply == "Planned: sum.\n\ndump.sql was not saved: too big: 9.0 MB, the limit is 8.0 MB."

@@ -10,7 +10,9 @@ agent (``commands.py``, pure); a plain reply to Valor's message about a
 Claude Code task continues that task (``commands.follow_up``); other text goes
 to the LLM agent (``llm.py``) when ``ANTHROPIC_API_KEY`` is set, else to the
 command agent, which answers with a short help.  The chat's context is read by
-``history.py``, only when the answer needs it.
+``history.py``, only when the answer needs it.  Files sent with the message
+reach the tasks by their paths in the workspace (``attached.py``); a file that
+could not be saved is named in the reply whichever agent answers.
 
 Errors: a message that is not a ``message.received`` fails for good; the log
 or the model being unreachable fails the attempt retryably.
@@ -32,7 +34,7 @@ from schemas.events import MessageReceived
 from services.executor.context import AttemptContext, TaskFailed
 from valor.config import Config
 
-from . import commands
+from . import attached, commands
 from .history import read_chat
 from .llm import LlmAgent, make_client
 from .reply import honest_reply, reply_with_ids
@@ -64,7 +66,7 @@ class Responder:
         return msgspec.to_builtins(await self.answer(msg))
 
     async def answer(self, msg: MessageReceived) -> RespondResult:
-        if not msg.text.strip():
+        if not msg.text.strip() and not msg.attachments:
             return RespondResult(reply="I can only read text messages.")
         use_llm = self.llm is not None and not commands.is_command(msg.text)
         may_follow_up = msg.reply_to is not None and not commands.is_command(msg.text)
@@ -74,8 +76,8 @@ class Responder:
         if may_follow_up and (follow_up := commands.follow_up(msg, view, self.config)) is not None:
             return follow_up  # the reply names the task to continue: nothing for a model to decide
         if use_llm:
-            return await self.llm.respond(msg, view)
-        return commands.answer(msg, view, self.config)
+            return attached.noted(await self.llm.respond(msg, view), msg)
+        return attached.noted(commands.answer(msg, view, self.config), msg)
 
     async def _read(self, msg: MessageReceived, history: int) -> ChatView:
         try:

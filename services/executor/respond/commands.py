@@ -17,7 +17,8 @@ Task text: ``/do [type] text``: the first word is the type only when it names
 a configured type (``/do search flaky tests`` is a ``search``), otherwise the
 type is ``code``.  The text becomes the task's ``input`` (a JSON object text
 is passed as the object, e.g. ``{"seconds": 5}`` for ``sleep``) and its
-shortened first line the ``title``.
+shortened first line the ``title``.  Files sent with the command are added to
+the input of every task it creates (``attached.into``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from services.scheduler.dag import PlanError, validate_plan
 from services.scheduler.projection import Promise
 from valor.config import Config
 
+from . import attached
 from .view import ChatView
 from .why import explain, short, summary
 
@@ -84,13 +86,19 @@ def task_types(config: Config) -> list[str]:
 def answer(msg: MessageReceived, view: ChatView | None, config: Config) -> RespondResult:
     parsed = parse(msg.text)
     if not parsed.verb:
-        return follow_up(msg, view, config) or RespondResult(reply=plain_text_reply(config))
+        if msg.attachments and not parsed.rest:  # files alone (one not saved is told by the responder)
+            return RespondResult(reply=attached.received_reply(msg))
+        return follow_up(msg, view, config) or RespondResult(
+            reply=attached.received_reply(msg) or plain_text_reply(config))
     handler = _VERBS.get(parsed.verb)
     if handler is None:
         return RespondResult(reply=f"I don't know /{parsed.verb}. Send /help for the commands.")
     if parsed.verb in NEEDS_LOG and view is None:
         view = ChatView(msg.chat_id)
-    return handler(parsed.rest, msg, view, config)
+    result = handler(parsed.rest, msg, view, config)
+    if result.promises and msg.attachments:  # the files sent with a command are that command's
+        result = msgspec.structs.replace(result, promises=[attached.into(t, msg) for t in result.promises])
+    return result
 
 
 # --- replies without promises ---------------------------------------------------

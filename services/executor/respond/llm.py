@@ -24,7 +24,7 @@ from services.executor.context import TaskFailed
 from services.scheduler.dag import PlanError
 from valor.config import Config
 
-from . import commands
+from . import attached, commands
 from .reply import honest_reply
 from .view import ChatView
 from .why import explain
@@ -58,6 +58,8 @@ list_promises and promise_history, never from memory.
 conversation), use continue_promise, not create_plan.
 - Use `after` so a step starts only when the steps it needs succeeded; it receives their results. \
 Independent steps have no `after` and run in parallel.
+- Files the user sent are saved in the chat's workspace, where tasks run; their paths come with the \
+messages. Put the path of every file a task needs into that task's input.
 - Keep replies short and plain.
 
 Task types:
@@ -247,15 +249,19 @@ def system_prompt(config: Config, view: ChatView) -> str:
     out = [SYSTEM.format(types=types)]
     if view.messages:
         out.append("Recent messages in this chat, oldest first:\n" + "\n".join(
-            f"[{m.message_id}] {m.sender_name or m.sender_id}: {m.text}" for m in view.messages))
+            f"[{m.message_id}] {m.sender_name or m.sender_id}: {_with_files(m.text, m)}" for m in view.messages))
     open_ = [p for p in view.work() if not p.terminal]
     if open_:
         out.append("Open promises in this chat:\n" + "\n".join(commands.status_line(p) for p in open_[-20:]))
     return "\n\n".join(out)
 
 
+def _with_files(text: str, msg: MessageReceived) -> str:
+    return " ".join(p for p in (text, attached.context(msg)) if p)
+
+
 def user_content(msg: MessageReceived) -> str:
-    text = msg.text
+    text = _with_files(msg.text, msg)
     if msg.reply_to:
         text = f"(in reply to message {msg.reply_to}) {text}"
     if msg.caught_up:
