@@ -29,6 +29,9 @@ MAX_COMMANDS = 60  # the last ones are kept: the final test run matters most
 OUTPUT_CHARS = 1200  # the end of a command's output
 MAX_REFUSALS = 50
 _EXIT = re.compile(r"\AExit code (-?\d+)\n?")
+# A tool error in the CLI's words for a refusal by a deny rule (no permission_denied event comes for those).
+_REFUSED = re.compile(r"denied by your permission settings|haven't granted|not allowed|permission to", re.IGNORECASE)
+_TOOL_ERROR = re.compile(r"</?tool_use_error>")
 _VIOLATIONS = re.compile(r"<sandbox_violations>\s*(.*?)\s*</sandbox_violations>", re.DOTALL)
 
 
@@ -117,8 +120,10 @@ def tool_result(stream: Stream, block: dict[str, Any]) -> Stream:
         return stream
     calls = dict(stream.calls)
     tool, target = calls.pop(call)
-    refused = stream.denied.get(call)
     text = _content_text(block.get("content"))
+    refused = stream.denied.get(call)
+    if refused is None and block.get("is_error") and tool != "Bash" and _REFUSED.search(text):
+        refused = _TOOL_ERROR.sub("", text).strip()
     stream = replace(stream, calls=calls)
     if tool == "Bash":
         run = command_run(target, text, bool(block.get("is_error")), refused)

@@ -6,6 +6,7 @@ Attempts go through a real executor and the PROMISES log: work is published on
 
 import asyncio
 import inspect
+import json
 import time
 
 import pytest
@@ -169,3 +170,42 @@ async def test_progress_is_throttled_and_a_held_back_step_is_shown_while_the_cli
     # Grep came within a second of Read and was superseded by Glob, shown once its second was up.
     assert [t for _, t in seen] == ["Reading auth.py", "Searching **/*.py"]
     assert seen[1][0] - seen[0][0] >= 1.0
+
+
+async def test_writes_outside_the_workspace_and_reads_of_valor_secrets_are_refused_and_leave_nothing(
+        claude_env, config, workspace, tmp_path, monkeypatch):
+    # Valor runs from its own directory, whose var/ and .env hold its secrets.
+    home = tmp_path / "valor"
+    (home / "var" / "secrets").mkdir(parents=True)
+    password = home / "var" / "secrets" / "nats-executor.password"
+    password.write_text("SECRET-NATS-PASSWORD\n")
+    (home / ".env").write_text("VALOR_TG_BOT_TOKEN=SECRET-BOT-TOKEN\n")
+    monkeypatch.chdir(home)
+    monkeypatch.setenv("VALOR_NATS_PASSWORD_FILE", str(password))
+    monkeypatch.setenv("VALOR_TG_API_HASH", "SECRET-API-HASH")
+    claude_env.script(
+        tool_use("Bash", {"command": f"echo pwned > {tmp_path}/outside.txt", "description": "escape"}),
+        tool_use("Bash", {"command": f"cat {password} {home}/.env", "description": "steal"}),
+        tool_use("Read", {"file_path": str(password)}),
+        tool_use("Write", {"file_path": str(tmp_path / "outside2.txt"), "content": "pwned"}),
+        tool_use("Bash", {"command": "env | grep -E '^(VALOR_|ANTHROPIC_API_KEY)' | cut -d= -f1",
+                           "description": "look around"}),
+        text("I tried."),
+    )
+    ctx = AttemptContext(id=9, attempt=1, task="code", title="Misbehave")
+    result = await claude_handler("code", config.types["code"], config)(ctx)
+    assert result["text"] == "I tried."
+    assert not (tmp_path / "outside.txt").exists() and not (tmp_path / "outside2.txt").exists()
+    escape, steal, env = ctx.evidence.commands
+    assert escape.exit_code == 1 and "Read-only file system" in escape.output
+    assert steal.exit_code == 1 and "No such file or directory" in steal.output
+    assert (env.exit_code, env.output.splitlines()[-1]) == (0, "ANTHROPIC_API_KEY")  # the task's key, no Valor's
+    assert [(r.tool, r.target) for r in ctx.evidence.refusals] == [
+        ("Read", str(password)), ("Write", str(tmp_path / "outside2.txt"))]
+    assert ctx.evidence.files == [] and ctx.evidence.files_unknown is None
+    # No secret ever reached the model: not in a tool result, not in the environment it was shown.
+    seen = "".join(json.dumps(r.body) for r in claude_env.requests)
+    assert "SECRET-" not in seen
+    # The refusals reached the model as tool errors.
+    results = [r for c in claude_env.calls() for r in c.tool_results]
+    assert [bool(r.get("is_error")) for r in results[:4]] == [True, True, True, True]

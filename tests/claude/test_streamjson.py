@@ -184,3 +184,15 @@ def test_the_evidence_carries_tokens_cost_turns_and_session():
     assert evidence == Evidence(commands=[CommandRun(command="true", exit_code=0)],
                                 tokens=TokenUsage(input=100, output=7, cache_read=3, cache_creation=2),
                                 cost_usd=0.101468, turns=2, session_id="s-1")
+
+
+def test_a_call_a_deny_rule_refused_is_a_refusal_though_no_permission_event_came():
+    stream, _ = fold(
+        {"type": "assistant", "message": {"content": [
+            {"type": "tool_use", "id": "t1", "name": "Read", "input": {"file_path": "/v/var/secrets/p"}},
+            {"type": "tool_use", "id": "t2", "name": "Read", "input": {"file_path": "/w/missing.py"}}]}},
+        result_of("t1", "<tool_use_error>File is in a directory that is denied by your permission settings."
+                        "</tool_use_error>", True),
+        result_of("t2", "<tool_use_error>File does not exist.</tool_use_error>", True))
+    assert [(r.tool, r.target, r.reason) for r in stream.refusals] == [
+        ("Read", "/v/var/secrets/p", "File is in a directory that is denied by your permission settings.")]
