@@ -1,7 +1,10 @@
 """``make demo``: the original proposal's three workflows, visible as they run.
 
 1. A parallel review: three reviews at once, then a summary that receives all three.
-2. A chain: set up the test environment -> write tests -> run them.
+2. A chain: set up the test environment -> write tests -> run them.  With the
+   Claude Code CLI installed and an API key (or a login), the steps are real
+   ``code`` tasks in the workspace (git, a venv, the tests) and their evidence
+   is printed; otherwise stand-ins (sleep, echo) run, and the demo says so.
 3. Restart recovery: the executor running a chain's middle step and the active
    scheduler are killed (kill -9 through supervisord, which restarts them);
    the chain still completes.
@@ -14,15 +17,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shlex
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 from nats.aio.msg import Msg
 
 from schemas.commands import NewPromise as T
 from schemas.events import Started, decode_promise_event
-from valor import bus
+from valor import bus, evidence
 from valor.client import ValorClient
 
 
@@ -82,6 +88,31 @@ def chain_plan(seconds: float) -> list[T]:
     ]
 
 
+def coding_chain(folder: str) -> list[T]:
+    """The chain as real Claude Code work, in a folder of its own in the workspace."""
+    return [
+        T(name="setup", title="set up the test environment", type="code",
+          input=f"Create the directory {folder}. In it, in one shell command, initialise a git repository and "
+                "create a Python virtualenv .venv (python3 -m venv .venv)."),
+        T(name="write", title="write unit tests", type="code", after=["setup"],
+          input=f"In {folder}, write app.py with a function add(a, b) and test_app.py with unittest tests for "
+                "it (at least three cases). Do not run them."),
+        T(name="run", title="run the test suite", type="code", after=["write"],
+          input=f"In {folder}, run `.venv/bin/python -m unittest -v` and report how many tests ran and passed."),
+    ]
+
+
+def claude_ready(environ=os.environ) -> str | None:
+    """Why the real chain cannot run here, or None when it can."""
+    cli = environ.get("VALOR_CLAUDE_BIN") or shutil.which("claude", path=environ.get("PATH"))
+    if not cli:
+        return "the Claude Code CLI is not installed (npm install -g @anthropic-ai/claude-code)"
+    home = Path(environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude")
+    if not environ.get("ANTHROPIC_API_KEY") and not (home / ".credentials.json").exists():
+        return "no ANTHROPIC_API_KEY and no Claude Code login"
+    return None
+
+
 async def kill(ctl: str, program: str) -> None:
     print(f"  ...... kill -9 {program} (supervisord restarts it)")
     subprocess.run([*shlex.split(ctl), "signal", "KILL", program], check=False, capture_output=True)
@@ -104,10 +135,22 @@ async def main(ctl: str) -> int:
     p, _ = await client.promise(ids["summary"])
     print("  summary received: " + json.dumps(sorted(p.result["deps"])))
 
-    ids = await run_plan(client, timeline, "2. chain: set up -> write tests -> run them", chain_plan(1))
-    await client.wait(list(ids.values()), timeout=60)
-    p, _ = await client.promise(ids["run"])
-    print(f"  'run' received the result of #{', #'.join(sorted(p.result['deps']))}")
+    missing = claude_ready()
+    if missing is None:
+        folder = time.strftime("demo-%Y%m%d-%H%M%S")
+        ids = await run_plan(client, timeline, f"2. chain with Claude Code: set up -> write tests -> run them "
+                             f"(in the workspace's {folder}/)", coding_chain(folder))
+        await client.wait(list(ids.values()), timeout=900)
+        for name in ("setup", "write", "run"):
+            p, _ = await client.promise(ids[name])
+            told = evidence.brief(p.evidence) or p.error or ""
+            print(f"  #{p.id} {name}: {p.state} · {told}")
+    else:
+        print(f"\n  (stand-ins for chain 2: {missing})")
+        ids = await run_plan(client, timeline, "2. chain: set up -> write tests -> run them", chain_plan(1))
+        await client.wait(list(ids.values()), timeout=60)
+        p, _ = await client.promise(ids["run"])
+        print(f"  'run' received the result of #{', #'.join(sorted(p.result['deps']))}")
 
     ids = await run_plan(client, timeline, "3. restart recovery: services killed mid-chain", chain_plan(4))
     while ids["write"] not in timeline.started:
