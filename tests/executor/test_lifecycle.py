@@ -112,7 +112,10 @@ async def test_cancel_stops_a_running_shell_and_leaves_no_process(js, executor, 
     while (progress := await last(js, 1, "progress")) is None:
         await asyncio.sleep(0.05)
     pid = int(progress.text.rsplit("pid ", 1)[1].rstrip(")"))
-    await asyncio.sleep(0.3)  # let the child spawn its grandchild
+    deadline = asyncio.get_running_loop().time() + 20
+    while len(_live_members(pid)) < 2:  # until the child has spawned its grandchild
+        assert asyncio.get_running_loop().time() < deadline, _live_members(pid)
+        await asyncio.sleep(0.05)
     assert len(_live_members(pid)) == 2
     await bus.publish_event(js, Cancelled(id=1, reason="user asked", by="test"), "1:cancelled")
     await ex.run_until_idle()
