@@ -26,6 +26,10 @@ class ChatView:
     def get(self, promise_id: int) -> Promise | None:
         return self.promises.get(promise_id)
 
+    def states(self) -> dict[int, str]:
+        """Each of the chat's promises' state as the log records it: what a reply's claims are checked against."""
+        return {pid: p.state for pid, p in self.promises.items()}
+
     def work(self) -> list[Promise]:
         """The chat's promises other than the agent's own respond promises, oldest first."""
         return [p for _, p in sorted(self.promises.items()) if p.spec.task != "respond"]
