@@ -3,7 +3,10 @@
 import pytest
 
 from schemas.commands import NewPromise, RespondCommand
+from schemas.events import CommandRun, Evidence, Succeeded
 from services.executor.respond.reply import NO_RECORDED_RESULT, announces_work, honest_reply, reply_with_ids
+
+from .helpers import succeeded, view_of
 
 PLAN = [NewPromise(name="setup", type="code"), NewPromise(name="write", type="code", after=["setup"]),
         NewPromise(name="run", type="shell", after=["write"])]
@@ -88,6 +91,18 @@ def test_a_claimed_result_is_checked_even_when_the_turn_promised_work():
     assert honest_reply("Planned the fix; the tests pass.", PLAN, recorded=RECORDED) == \
         UNRECORDED + "Planned the fix; the tests pass."
     assert honest_reply("The tests pass.", []) == UNRECORDED + "The tests pass."  # nothing recorded at all
+
+
+def test_a_success_whose_last_check_failed_backs_no_claim_that_it_passes():
+    checked = Evidence(commands=[CommandRun(command="pytest -q", exit_code=0, check=True),
+                                 CommandRun(command="pytest -q tests/unit", exit_code=1, check=True)])
+    ok, warned = succeeded(12, task="code"), succeeded(13, task="code")
+    warned[-1] = Succeeded(at=50.3, id=13, attempt=1, result="done", evidence=checked)
+    states = view_of(*ok, *warned).states()
+    assert states == {12: "succeeded", 13: "succeeded but its last check exited 1"}
+    assert honest_reply("#12 succeeded: the tests pass.", [], recorded=states) == "#12 succeeded: the tests pass."
+    assert honest_reply("#13 succeeded: the tests pass.", [], recorded=states) == (
+        NO_RECORDED_RESULT + " (the log has #13 succeeded but its last check exited 1): #13 succeeded: the tests pass.")
 
 
 def test_a_reply_announcing_work_and_claiming_a_result_is_corrected_for_both():
