@@ -2,8 +2,10 @@
 
 Outcomes by task type (15 promises):
   echo    e1, e2, chain c1 -> c2 -> c3, 3 children of respond promises: succeeded (8); after_long: cancelled
-  sleep   slow (0.5 s): succeeded; long (30 s): cancelled while running
-  fail    flaky: fails once, succeeds on attempt 2; broken: fails both of its 2 attempts
+  sleep   slow (1 s): succeeded; long (30 s): cancelled while running
+  fail    flaky: fails once, waits out a 0.3 s backoff, succeeds on attempt 2; broken: fails both of its 2 attempts
+The run times are far apart (sleep 1 s > flaky's ~0.3 s > echo and respond, a few ms) so the queries that sort
+by a measured time give the same order however loaded the machine is.
   respond chat 9 message 100 (live, asks for 2 children), chat 7 message 5 (caught up, sent a day
           earlier, 1 child): succeeded
 DLQ: an undecodable command and an undecodable chat message (CHAT keeps 3 messages, 2 decodable).
@@ -58,8 +60,8 @@ async def produce(url: str) -> dict:
         ids = await client.submit(
             T(name="e1", type="echo", input="one"),
             T(name="e2", type="echo", input="two"),
-            T(name="slow", type="sleep", input={"seconds": 0.5}),
-            T(name="flaky", type="fail", input={"times": 1}, retries=2, backoff=0.1),
+            T(name="slow", type="sleep", input={"seconds": 1.0}),
+            T(name="flaky", type="fail", input={"times": 1}, retries=2, backoff=0.3),
             T(name="broken", type="fail", input={"times": 5}, retries=1, backoff=0.1),
             T(name="c1", type="echo"),
             T(name="c2", type="echo", after=["c1"]),

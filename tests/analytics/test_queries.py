@@ -26,6 +26,7 @@ from . import history
 from .conftest import cli_rows, doc_queries
 
 QUERIES = doc_queries()
+ROUNDING_STEP = 0.0011  # round(x, 3), plus float error
 
 
 @dataclass
@@ -102,7 +103,7 @@ def test_slowest_types_puts_sleep_first_then_the_retried_fail(known):
     rows = known.rows("slowest_types")
     assert [(r["type"], r["succeeded"]) for r in rows[:2]] == [("sleep", 1), ("fail", 1)]
     assert {r["type"]: r["succeeded"] for r in rows} == {"sleep": 1, "fail": 1, "echo": 8, "respond": 2}
-    assert rows[0]["avg_seconds"] >= 0.5 and rows[1]["avg_seconds"] >= 0.08  # flaky waited out its backoff (0.1 s ± 10%)
+    assert rows[0]["avg_seconds"] >= 1.0 and rows[1]["avg_seconds"] >= 0.27  # flaky waited out its backoff (0.3 s ± 10%)
 
 
 def test_failure_rate_per_type_per_day(known):
@@ -142,7 +143,7 @@ def test_queue_wait_per_type_counts_dispatched_promises_only(known):
 
 def test_p95_attempt_duration_per_type(known):
     rows = known.rows("p95_attempt_duration_per_type")
-    assert rows[0]["type"] == "sleep" and rows[0]["max_seconds"] >= 0.5
+    assert rows[0]["type"] == "sleep" and rows[0]["max_seconds"] >= 1.0
     assert {r["type"]: r["attempts"] for r in rows} == {"sleep": 2, "fail": 4, "echo": 8, "respond": 2}
 
 
@@ -192,10 +193,39 @@ def test_the_duckdb_cli_from_pypi_reads_the_same_facts_as_valor_list(known, duck
     assert len(listed) == history.PROMISES
 
 
+def in_python_types(rows: list[dict], like: list[dict]) -> list[dict]:
+    """CLI JSON rows as the Python package gives them: counts come as text, days and times as ISO text."""
+    kinds = {k: type(v) for r in like for k, v in r.items() if v is not None}
+
+    def convert(name: str, value):
+        kind = kinds.get(name)
+        if value is None or kind is None or isinstance(value, kind):
+            return value
+        if kind in (dt.date, dt.datetime):
+            return kind.fromisoformat(value)
+        return kind(value)
+
+    return [{k: convert(k, v) for k, v in r.items()} for r in rows]
+
+
+def exact_and_measured(rows: list[dict]) -> list[tuple[dict, dict]]:
+    """Each row split into its exact columns and its measured (float) ones, sorted by the exact ones."""
+    split = [({k: v for k, v in r.items() if not isinstance(v, float)},
+              {k: v for k, v in r.items() if isinstance(v, float)}) for r in rows]
+    return sorted(split, key=lambda pair: repr(pair[0]))  # the measured ones may differ a little
+
+
 def test_every_documented_query_runs_in_the_duckdb_cli(known, duckdb_cli):
+    """The CLI (DuckDB 1.5) and the package (2.x) give the same rows, compared as multisets.
+
+    The order is not compared: three queries sort on measured times, and the
+    two versions may round a half millisecond (0.0065) to different sides, so
+    types with near-equal times swap places.  The order itself is pinned on the
+    package's answers by the tests above.  Measured values may differ by that
+    one rounding step; everything else must be equal.
+    """
     for name, sql in QUERIES.items():
-        rows = cli_rows(duckdb_cli, known.db, sql)
         expected = known.rows(name)
-        assert len(rows) == len(expected), name
-        first = next(iter(expected[0])) if expected else None
-        assert [str(r[first]) for r in rows] == [str(r[first]) for r in expected], name
+        rows = in_python_types(cli_rows(duckdb_cli, known.db, sql), expected)
+        assert exact_and_measured(rows) == [(exact, pytest.approx(measured, abs=ROUNDING_STEP))
+                                            for exact, measured in exact_and_measured(expected)], name

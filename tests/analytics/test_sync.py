@@ -106,20 +106,21 @@ async def test_a_reader_holding_the_file_makes_a_sync_wait_then_give_up_naming_i
     db = tmp_path / "a.duckdb"
     await publish(js, Created(id=1, title="a", at=T0))
     await analytics.sync(nc, db)
-    reader = subprocess.Popen([str(duckdb_cli), "-readonly", str(db)], stdin=subprocess.PIPE,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reader = subprocess.Popen([str(duckdb_cli), "-readonly", "-noheader", "-list", str(db)], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         await publish(js, Created(id=2, title="b", at=T0))
-        for _ in range(50):  # until the session has the file open
-            try:
-                duckdb.connect(str(db)).close()
-            except duckdb.IOException:
-                break
-            await asyncio.sleep(0.05)
+        # The session's answer says it has the file open.  (Probing with a write
+        # open instead races the CLI's start: holding the lock then makes it exit.)
+        reader.stdin.write("select 'open' from promises limit 1;\n")
+        reader.stdin.flush()
+        if (line := await asyncio.to_thread(reader.stdout.readline)) != "open\n":
+            pytest.fail(f"the DuckDB CLI answered {line!r}: {reader.communicate(timeout=10)[1]}")
         with pytest.raises(analytics.Locked, match=f"{db} is held by another process"):
             await analytics.sync(nc, db, lock_wait=0.3)
     finally:
-        reader.communicate(b".quit\n", timeout=10)
+        if reader.returncode is None:
+            reader.communicate(".quit\n", timeout=10)
     report = await analytics.sync(nc, db)
     assert report.copied["PROMISES"] == 1  # nothing was lost while it waited
 

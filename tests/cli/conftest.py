@@ -38,6 +38,25 @@ async def flaky(ctx: AttemptContext) -> dict[str, Any]:
     return {"ok": token}
 
 
+_gates: dict[str, asyncio.Event] = {}
+
+
+def _gate(token: str) -> asyncio.Event:
+    return _gates.setdefault(token, asyncio.Event())
+
+
+async def held(ctx: AttemptContext) -> dict[str, Any]:
+    """Reports progress, then runs until the test releases its input (``Stack.release``).
+
+    A promise that stays ``running`` for as long as a test needs to look at it,
+    where a sleep of a fixed length may end before a busy machine has looked.
+    """
+    token = str(ctx.input)
+    await ctx.progress(f"held until {token} is released")
+    await _gate(token).wait()
+    return {"released": token}
+
+
 class Stack:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -47,6 +66,10 @@ class Stack:
     def call(self, coro: Coroutine, timeout: float = 20.0):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    def release(self, token: str) -> None:
+        """Lets the ``held`` promise whose input is ``token`` finish."""
+        self.loop.call_soon_threadsafe(_gate(token).set)
+
     def start(self) -> Stack:
         self.thread.start()
         self.call(self._start())
@@ -54,11 +77,12 @@ class Stack:
 
     async def _start(self) -> None:
         self.nc = await bus.connect(self.url, name="cli-test-stack")
-        # The built-in types plus flaky, whose handler only this test's executor has.
-        config = msgspec.structs.replace(DEFAULT, types={**DEFAULT.types, "flaky": TaskType(handler="flaky")})
+        # The built-in types plus flaky and held, whose handlers only this test's executor has.
+        config = msgspec.structs.replace(DEFAULT, types={**DEFAULT.types, "flaky": TaskType(handler="flaky"),
+                                                         "held": TaskType(handler="held")})
         self.scheduler = Scheduler(self.nc, config=config, lease_ttl=2.0)
         await self.scheduler.start()
-        self.executor = Executor(self.nc, ["default"], 4, handlers={"flaky": flaky}, executor_id=EXECUTOR_ID,
+        self.executor = Executor(self.nc, ["default"], 4, handlers={"flaky": flaky, "held": held}, executor_id=EXECUTOR_ID,
                                  fetch_timeout=0.2, heartbeat_interval=0.3)
         await self.executor.start()
         # The scheduler dispatches only to capacity it has seen announced.

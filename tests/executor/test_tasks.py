@@ -76,7 +76,8 @@ async def test_sleep_reports_progress_and_returns_seconds():
 
     c = AttemptContext(id=1, attempt=1, task="sleep", input={"seconds": 0.3}, _progress=progress)
     assert await tasks.sleep(c) == {"slept": 0.3}
-    assert len(seen) == 3 and all(0 <= f < 1 for f in seen)
+    # One report per 0.1 s step at most; fewer when a busy machine stretches a step.
+    assert 1 <= len(seen) <= 3 and seen == sorted(seen) and all(0 <= f < 1 for f in seen)
 
 
 async def test_sleep_refuses_a_negative_duration():

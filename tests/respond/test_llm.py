@@ -8,14 +8,17 @@ import msgspec
 import pytest
 
 from schemas import subjects
-from schemas.commands import NewPromise, RespondCommand, RespondResult
+from schemas.commands import NewPromise, RespondCommand, RespondResult, WorkItem
 from schemas.events import EVENT_NAMES, Attachment, encode
 from services.executor.context import AttemptContext, TaskFailed
 from services.executor.respond import respond_handler
+from services.executor.respond.reply import NO_RECORDED_RESULT
+from services.executor.worker import Executor
+from tests.executor.helpers import last, put_work
 from tests.fakes.anthropic_api import FakeAnthropic, error, text, tool_use
 from valor.config import DEFAULT, parse
 
-from .helpers import CHAT, failed_after_retries, message, running
+from .helpers import CHAT, failed_after_retries, message, running, succeeded
 from .test_continue import claude_run
 
 # The SDK warns (an error under pytest) about models it knows are deprecated, as the
@@ -102,6 +105,39 @@ async def test_a_reply_claiming_work_without_a_plan_is_corrected(responder, fake
     assert r.reply == ("I haven't started anything yet (no task was created): "
                        "I'll set up the test environment right away.")
     assert r.promises == []
+
+
+async def test_a_claimed_result_is_corrected_before_it_is_recorded_and_a_quoted_one_goes_through(
+        responder, fake, js, nc):
+    """Through a real executor: the reply checked is the one the respond promise records for the notifier."""
+    await record(js, *succeeded(12, "run the tests", task="code", result={"passed": 14}))
+    ex = Executor(nc, ["default"], 1, handlers={"respond": responder}, executor_id="respond-claims",
+                  fetch_timeout=0.2, heartbeat_interval=0.2)
+    await ex.start()
+
+    async def recorded_reply(pid: int, text: str) -> str:
+        msg = msgspec.to_builtins(message(text, message_id=100 + pid))
+        await put_work(js, WorkItem(id=pid, attempt=1, task="respond", input=msg, chat_id=CHAT))
+        await ex.run_until_idle(quiet=0.1)
+        return (await last(js, pid, "succeeded")).result["reply"]
+
+    try:
+        fake.script(text("Done, the tests pass."))
+        assert await recorded_reply(1, "did the tests pass?") == f"{NO_RECORDED_RESULT}: Done, the tests pass."
+        assert fake.calls()[0].tool_results == []  # it looked at nothing
+
+        fake.script(tool_use("promise_history", {"id": 12}), text("#12 succeeded: the tests pass (14 passed)."))
+        assert await recorded_reply(2, "and now?") == "#12 succeeded: the tests pass (14 passed)."
+        assert "succeeded" in fake.calls()[2].tool_results[0]["content"]
+    finally:
+        await ex.stop(grace=1)
+
+
+async def test_a_reply_saying_a_failed_promise_passed_is_corrected_with_what_the_log_has(responder, fake, js):
+    await record(js, *failed_after_retries(12))
+    fake.script(text("Good news: #12 passed."))
+    r = await ask(responder, "how did #12 go?")
+    assert r.reply == f"{NO_RECORDED_RESULT} (the log has #12 failed): Good news: #12 passed."
 
 
 async def test_an_invalid_plan_goes_back_to_the_model_as_a_tool_error(responder, fake):

@@ -127,11 +127,14 @@ def test_events_stream_pushes_a_promise_as_it_moves(web, stack, client, history)
         assert head == [b"HTTP/1.1 200 OK\r\n", b"Content-Type: text/event-stream\r\n"]
         while stream.readline() != b"\r\n":
             pass
-        pid = stack.call(client.submit(NewPromise(title="pushed", type="sleep", input={"seconds": 1})))["0"]
+        # Held running until the stream has shown it so: a sleep could end unseen on a busy machine.
+        pid = stack.call(client.submit(NewPromise(title="pushed", type="held", input="pushed")))["0"]
         seen: list[str] = []
         for event, last_id, data in sse_messages(stream):
             assert event == "promises" and int(last_id) == data["seq"] > seq
             seen += [p["state"] for p in data["promises"] if p["id"] == pid]
+            if seen[-1:] == ["running"]:
+                stack.release("pushed")
             if "succeeded" in seen:
                 break
     assert "running" in seen and seen[-1] == "succeeded", seen

@@ -69,9 +69,11 @@ def test_the_page_follows_a_promise_to_its_end_without_reloading(web, stack, cli
     page.goto(web.url + "/")
     page.wait_for(f"{ROWS}.length >= 5 && document.getElementById('live').dataset.state === 'live'")
     page.eval("window.notReloaded = true")
-    pid = stack.call(client.submit(NewPromise(title="a short nap", type="sleep", input={"seconds": 1.5})))["0"]
+    # Held running until the page has shown it so: a sleep could end unseen on a busy machine.
+    pid = stack.call(client.submit(NewPromise(title="held until seen", type="held", input="followed")))["0"]
     page.eval(f"location.hash = '#/promise/{pid}'")
     page.wait_for(f"document.querySelector('#promises tr[data-id=\"{pid}\"]')?.dataset.state === 'running'")
+    stack.release("followed")
     page.wait_for(f"document.querySelector('#promises tr[data-id=\"{pid}\"]')?.dataset.state === 'succeeded'",
                   timeout=15)
     page.wait_for("document.querySelector('#detail .headline')?.dataset.state === 'succeeded'")

@@ -6,7 +6,7 @@ ends its turn (at most ``max_turns`` requests).  Tools act only on this turn's
 ``cancel_promise`` and ``retry_promise`` add commands, ``list_promises`` and ``promise_history`` read
 the chat's ``ChatView``.  The respond result is exactly what the tools
 produced; the reply is checked by ``reply.honest_reply`` so it cannot announce
-work that no tool created.
+work that no tool created, nor claim a result the chat's log does not record.
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ in the background and reports on in this chat.
 Rules:
 - Work starts only through create_plan. Never say you will do, are doing or have started something unless \
 create_plan accepted it in this turn. If you created nothing, do not announce work.
-- Never say work is done, finished or passing: Valor posts results to the chat when they are recorded. \
-You may quote results that list_promises or promise_history return.
+- Never say work is done, fixed, finished or passing unless you name the promise (#12) whose result \
+list_promises or promise_history returned as succeeded; Valor marks any other such claim as unrecorded \
+before sending it. Valor posts results to the chat itself when they are recorded.
 - Refer to the tasks you plan by their plan names; Valor adds their ids (#12) to your reply.
 - Questions about existing promises (status, what happened, why one failed) are answered from \
 list_promises and promise_history, never from memory.
@@ -77,7 +78,7 @@ class Turn:
     commands: list[RespondCommand] = field(default_factory=list)
 
     def result(self, reply: str) -> RespondResult:
-        return RespondResult(reply=honest_reply(reply, self.tasks, self.commands),
+        return RespondResult(reply=honest_reply(reply, self.tasks, self.commands, self.view.states()),
                              promises=list(self.tasks), commands=list(self.commands))
 
 

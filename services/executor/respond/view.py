@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from schemas.events import MessageReceived, Notified, PromiseEvent
+from schemas.events import MessageReceived, Notified, PromiseEvent, Succeeded
 from services.scheduler.projection import Projection, Promise
+from valor import evidence
 
 SENT_NOTICES = ("status", "terminal")  # the notices that are messages Valor sent
 
@@ -25,6 +26,19 @@ class ChatView:
 
     def get(self, promise_id: int) -> Promise | None:
         return self.promises.get(promise_id)
+
+    def states(self) -> dict[int, str]:
+        """Each of the chat's promises' state as the log records it: what a reply's claims are checked against.
+
+        A success whose last check failed is not a plain success (as in the
+        notifier's ⚠️): it backs no claim that the work passes.
+        """
+        out = {}
+        for pid, p in self.promises.items():
+            ended = next((e for e in reversed(self.events.get(pid, [])) if isinstance(e, Succeeded)), None)
+            failed = evidence.check_failed(ended.evidence) if p.state == "succeeded" and ended else None
+            out[pid] = f"succeeded but its last check exited {failed.exit_code}" if failed else p.state
+        return out
 
     def work(self) -> list[Promise]:
         """The chat's promises other than the agent's own respond promises, oldest first."""
