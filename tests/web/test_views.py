@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.events import Created, Dispatched, Started, Succeeded
+from schemas.events import CommandRun, Created, Dispatched, Evidence, FileChange, Started, Succeeded
 from services.scheduler.projection import Projection
 from valor.web import views
 
@@ -96,3 +96,16 @@ def test_a_detail_carries_the_show_json_fields_timeline_and_graph():
     ]
     assert [e["type"] for e in shown["events"]] == ["created", "dispatched", "started", "succeeded"]
     assert views.detail(state, 2, []) is None
+
+
+def test_a_detail_shows_the_attempt_s_evidence_in_full():
+    proof = Evidence(commands=[CommandRun(command="pytest -q", exit_code=1, check=True, output="1 failed")],
+                     files=[FileChange(path="app.py", status="modified", added=2, removed=1)], cost_usd=0.25)
+    events = [created(1, task="code"), Dispatched(id=1, attempt=1, at=101.5),
+              Started(id=1, attempt=1, executor="e1", at=101.75),
+              Succeeded(id=1, attempt=1, duration=0.25, evidence=proof, at=102.0)]
+    shown = views.detail(fold(*events), 1, events)
+    assert shown["evidence"] == ["$0.2500", "exit 1   pytest -q   [check]", "    | 1 failed",
+                                 "files: 1 file changed (+2 −1)", "    modified  app.py (+2 −1)"]
+    assert shown["timeline"][-1]["text"] == (
+        "succeeded attempt 1 in 0.250s (1 file changed (+2 −1) · ran `pytest -q`: exit 1 · $0.25)")
