@@ -189,6 +189,7 @@ def claude_handler(type_name: str, task_type: TaskType, config: Config) -> Handl
         chat = config.chats.get(str(ctx.chat_id)) if ctx.chat_id is not None else None
         chat_sandbox = chat.sandbox if chat else ChatSandbox()
         where = places(cwd)
+        where.cache.mkdir(parents=True, exist_ok=True)  # the sandbox binds it: it must exist
         prompt = render_prompt(task_type.prompt, ctx.title, ctx.input, ctx.deps, str(cwd))
         argv = command(cli, prompt, task_type, ctx.resume_session, sandbox.options(task_type, chat_sandbox, where))
         result = await run_claude(ctx, argv, cwd, type_name, environment(where), checks)

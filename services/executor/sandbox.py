@@ -117,8 +117,7 @@ def environment(environ: Mapping[str, str], places: Places, valor_bin: str | Non
     if valor_bin and "PATH" in env:
         env["PATH"] = ":".join(p for p in env["PATH"].split(":") if p and p.rstrip("/") != valor_bin.rstrip("/"))
     cache = str(places.cache)
-    return {**env, **QUIET_ENV, "XDG_CACHE_HOME": cache, "PIP_CACHE_DIR": f"{cache}/pip",
-            "npm_config_cache": f"{cache}/npm"}
+    return {**env, **QUIET_ENV, "PIP_CACHE_DIR": f"{cache}/pip", "npm_config_cache": f"{cache}/npm"}
 
 
 def _under(path: Path, parent: Path) -> bool:

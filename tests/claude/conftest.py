@@ -83,6 +83,9 @@ def claude_env(claude_cli: Path, fake_anthropic: FakeAnthropic, tmp_path: Path, 
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key")
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude-config"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # Valor's own directory (whose var/ tasks may not read, and where package caches go) is the test's.
+    (tmp_path / "valor").mkdir(exist_ok=True)
+    monkeypatch.chdir(tmp_path / "valor")
     return fake_anthropic
 
 

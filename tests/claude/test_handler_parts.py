@@ -77,7 +77,7 @@ def test_environment_passes_the_api_key_and_no_valor_secret_and_turns_background
     cache = str(tmp_path / "valor/var/cache/k")
     assert env == {"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://x", "HOME": str(tmp_path),
                    "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1",
-                   "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "XDG_CACHE_HOME": cache,
+                   "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
                    "PIP_CACHE_DIR": f"{cache}/pip", "npm_config_cache": f"{cache}/npm"}
 
 
