@@ -27,7 +27,7 @@ from typing import Any
 
 from valor.config import Config, TaskType
 
-from . import logs, streamjson
+from . import groups, logs, streamjson
 from .context import AttemptContext, Handler, TaskFailed
 from .shell import TAIL, kill_group
 
@@ -168,7 +168,8 @@ def claude_handler(type_name: str, task_type: TaskType, config: Config) -> Handl
 async def run_claude(ctx: AttemptContext, argv: list[str], cwd: Path, type_name: str) -> dict[str, Any]:
     fields = {"promise_id": ctx.id, "attempt": ctx.attempt, "task": type_name}
     try:
-        proc = await asyncio.create_subprocess_exec(
+        proc = await groups.spawn(  # recorded, so the next executor finds it if we die
+            ctx,
             *argv,
             cwd=cwd,
             env=environment(),
