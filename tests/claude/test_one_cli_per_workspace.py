@@ -40,7 +40,7 @@ async def test_an_executor_lost_mid_task_leaves_one_cli_in_the_workspace_and_the
     stack = Stack(nats_server, schedulers=0, executors=2, slots=1,
                   env_extra={"VALOR_ACK_WAIT": str(ACK_WAIT), "VALOR_CONFIG": str(settings)})
     first, second = stack.services["executor-1"], stack.services["executor-2"]
-    claude_env.script(text("never sent", delay=300), text("Done.", delay=1.0))
+    claude_env.script(text("never sent", delay=300), text("Done.", delay=3.0))
     try:
         first.start()
         await put_work(js, WorkItem(id=1, attempt=1, task="code", title="Refactor", timeout=120), queue="code")
@@ -54,7 +54,7 @@ async def test_an_executor_lost_mid_task_leaves_one_cli_in_the_workspace_and_the
         # The first run ended before the second started: never two CLIs in the workspace.
         assert all(group_members(g) == [] for g in before), stack.logs()
 
-        await until(lambda: len(model_calls(claude_env)) == 2, timeout=60, what="second CLI asking the model")
+        await until(lambda: len(model_calls(claude_env)) >= 2, timeout=60, what="second CLI asking the model")
         now = set(processes_in(workspace).values())
         assert len(now) == 1 and not now & before, (now, before)
 
