@@ -7,7 +7,8 @@
 ``wait`` polls each node's /healthz until JetStream has a meta leader, creates
 the streams at R3 (valor.bus.ensure_streams), starts the services and waits
 until supervisord reports every program RUNNING.  ``down`` shuts supervisord
-down, waits for it, and makes sure no process of this checkout survives.
+down, waits for it, stops the task process groups recorded under var/run/tasks/
+(services/executor/groups.py), and makes sure no process of this checkout survives.
 Only ``wait`` needs the venv (nats-py); the rest is standard library.
 """
 
@@ -209,6 +210,23 @@ def wait_gone(a: argparse.Namespace, timeout: float) -> dict[int, str]:
     return left
 
 
+def stop_task_groups(directory: Path) -> None:
+    """Programs the executors started (Claude Code, shell tasks) run in sessions of their own:
+    supervisord's stop does not reach them, and an executor killed before it could stop its
+    own left them running.  Each is recorded under var/run/tasks/ until it ends."""
+    if not directory.is_dir():
+        return
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:  # also without the venv
+        sys.path.insert(0, root)
+    from services.executor import groups
+
+    for record, pids in groups.stop_where(directory, lambda record: True):
+        if pids:
+            print(f"down: stopped task group {record.pgid} of promise #{record.promise} "
+                  f"(attempt {record.attempt}, {record.workspace}): {len(pids)} processes")
+
+
 def down(a: argparse.Namespace) -> None:
     pid = supervisord_pid(a.var)
     if pid:
@@ -229,6 +247,7 @@ def down(a: argparse.Namespace) -> None:
             except ProcessLookupError:
                 pass
         left = wait_gone(a, grace)
+    stop_task_groups(a.var / "run" / "tasks")
     (a.var / "ports.mk").unlink(missing_ok=True)
     if left:
         raise SystemExit(f"down: still running: {left}")

@@ -15,6 +15,14 @@ for _name in ("VALOR_NATS_URL", "VALOR_CONFIG", "VALOR_SHELL_ALLOW", "VALOR_METR
 os.environ["VALOR_REPLICAS"] = "1"
 
 
+@pytest.fixture(autouse=True)
+def run_dir(tmp_path_factory, monkeypatch):
+    """Each test's own record of running task groups (services/executor/groups.py), never the checkout's."""
+    path = tmp_path_factory.mktemp("run") / "tasks"
+    monkeypatch.setenv("VALOR_RUN_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def nats_server():
     cluster = NatsCluster(size=1).start()

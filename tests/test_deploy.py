@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import configparser
+import contextlib
 import importlib.util
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -116,6 +119,7 @@ def test_supervisord_runs_only_the_services_that_exist(tmp_path):
     assert programs["executor"]["command"].endswith(
         "--queues default,respond,code --slots 4 --id executor-%(process_num)s"
     )
+    assert f'VALOR_RUN_DIR="{var}/run/tasks"' in programs["executor"]["environment"]  # where make down looks
     for name in ("scheduler", "executor"):
         env = programs[name]["environment"]
         assert 'VALOR_NATS_URL="nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224"' in env
@@ -167,3 +171,23 @@ async def test_the_rendered_cluster_replicates_streams_three_ways(rendered):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def test_make_down_stops_the_task_groups_executors_recorded(tmp_path, capsys):
+    # A task's program runs in a session of its own, out of supervisord's reach; an executor
+    # killed before it could stop it left it running, recorded under var/run/tasks/.
+    from services.executor import groups
+
+    var = tmp_path / "var"
+    leader = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], start_new_session=True)
+    try:
+        record = groups.record_of(leader.pid, promise=12, attempt=1, workspace="/srv/project")
+        path = groups.write(record, var / "run" / "tasks")
+        health.main(["down", "--var", str(var), "--venv", str(tmp_path / ".venv")])
+        assert leader.wait(5) == -signal.SIGTERM  # as for a timeout: Claude Code ends its tools itself
+        assert groups.members(record, groups.processes()) == [] and not path.exists()
+        assert "down: stopped task group" in capsys.readouterr().out
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait()

@@ -21,7 +21,7 @@ from schemas.events import AttemptFailed, Progress, Started, Succeeded
 from schemas.subjects import msg_id_for_event
 from valor import bus, metrics
 
-from . import logs, persist
+from . import groups, logs, persist
 from .cancellations import Cancellations
 from .coalesce import Window
 from .context import AttemptContext, Handler, TaskFailed
@@ -82,6 +82,9 @@ class AttemptRun:
         due = asyncio.get_running_loop().call_later(
             self.ack_wait / 3, lambda: keepalive.append(asyncio.create_task(self._keep_alive(done, first=True))))
         try:
+            # A run of this promise that outlived its executor (kill -9) ends before anything else:
+            # two runs never write one workspace, and a cancelled promise's run ends here too.
+            await groups.stop_leftovers(self.item.id)
             skip = await persist.until_ok("check", self._already_done, **self.fields)
             if skip:
                 logs.info("attempt.skipped", reason=skip, **self.fields)

@@ -40,7 +40,7 @@ from schemas.events import Evidence
 from valor.config import ChatSandbox, Config, TaskType
 from valor.evidence import check_failed
 
-from . import changes, logs, sandbox, streamjson
+from . import changes, groups, logs, sandbox, streamjson
 from .context import AttemptContext, Handler, TaskFailed
 from .shell import TAIL, kill_group
 
@@ -208,7 +208,8 @@ async def run_claude(ctx: AttemptContext, argv: list[str], cwd: Path, type_name:
     snapshots = changes.Snapshots(cwd)
     before = await _snapshot(snapshots)
     try:
-        proc = await asyncio.create_subprocess_exec(
+        proc = await groups.spawn(  # recorded, so the next executor finds it if we die
+            ctx,
             *argv,
             cwd=cwd,
             env=env if env is not None else environment(places(cwd)),

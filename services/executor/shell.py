@@ -14,7 +14,7 @@ from typing import Any
 
 from valor.logs import SECRET_NAME
 
-from . import config
+from . import config, groups
 from .context import AttemptContext, Handler, TaskFailed
 
 TAIL = 4096
@@ -92,7 +92,8 @@ def program_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 async def run_shell(ctx: AttemptContext, allow: frozenset[str] | None = None) -> dict[str, Any]:
     argv, cwd = check_argv(ctx.input, config.shell_allowlist() if allow is None else allow)
     try:
-        proc = await asyncio.create_subprocess_exec(
+        proc = await groups.spawn(  # recorded, so the next executor finds it if we die
+            ctx,
             *argv,
             cwd=cwd,
             env=program_env(),

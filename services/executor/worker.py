@@ -19,7 +19,7 @@ from schemas.commands import work_decoder
 from schemas.events import Cancelled, decode_promise_event
 from valor import bus, metrics
 
-from . import config, heartbeat, logs, persist
+from . import config, groups, heartbeat, logs, persist
 from .attempt import CANCELLED, SHUTDOWN, AttemptRun, ack, describe
 from .cancellations import Cancellations
 from .coalesce import Window
@@ -93,6 +93,7 @@ class Executor:
 
     async def start(self) -> None:
         metrics.SLOTS.set(self.slots)
+        await groups.stop_orphans()  # what a killed predecessor on this host left running
         for queue in self.queues:
             await ensure_consumer(self.js, queue, self.ack_wait)
         # Cancelled events are stored in PROMISES; a core subscription sees them as they land.
