@@ -53,11 +53,14 @@ class ChatSandbox(Strict):
     deny_read: list[str] = []
 
 
-# What counts as a check (a test run) in a command: its exit code is the work's verdict.
+# What counts as a check (a test run) in a command: its exit code is the work's verdict.  A runner in
+# command position (``pytest``, ``python -m unittest``, ``.venv/bin/pytest``, ``&& npm test``), not a command
+# that only mentions one (``pip install pytest-cov``, ``cat test_app.py``).
 DEFAULT_CHECKS = (
-    r"\b(pytest|py\.test|unittest|nose2|tox|nox|jest|vitest|mocha|rspec|phpunit|ctest)\b"
+    r"(?:^|[;&|(]|\s-m|/|\bnpx|\bexec)\s*(pytest|py\.test|unittest|nose2|tox|nox|jest|vitest|mocha|rspec|phpunit"
+    r"|ctest)(?=\s|$)"
     r"|\b(npm|yarn|pnpm|bun)\s+(run\s+)?test\b|\b(go|cargo|dotnet|mix|deno|zig)\s+test\b"
-    r"|\bmake\s+(test|check)\b|(^|[\s/])(tests?|test_\w+|\w+_test)\.(py|sh|js|ts|rb)\b"
+    r"|\bmake\s+(test|check)\b|\b(python[\d.]*|node|bash|sh|ruby)\s+(\S*/)?(tests?|test_\w+|\w+_test)\.(py|sh|js|ts|rb)\b"
 )
 CHECK_FAILURES = ("report", "fail")
 

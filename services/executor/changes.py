@@ -1,11 +1,15 @@
 """What an attempt changed in its workspace: the workspace's tree before and after, compared by git.
 
-Git or not, a workspace is read through a private index in a scratch git
-directory (its ``.gitignore`` files are honoured, its own ``.git`` is never
-touched): ``git add -A`` then ``write-tree`` before the attempt and after it,
-and ``diff-tree --numstat`` between the two trees.  So commits, staged and
-untracked edits, files written by the model's tools and by any command all
-count the same, and the second snapshot only rehashes what changed.
+Git or not, a workspace is read into a scratch git directory of its own (the
+workspace's own ``.git`` is never touched): its files are walked, hashed with
+``hash-object`` and put in a private index (``update-index --index-info``),
+``write-tree`` before the attempt and after it, and ``diff-tree --numstat``
+between the two trees.  So commits, staged and untracked edits, files written
+by the model's tools and by any command all count the same; repositories
+nested in the workspace (a chat's projects side by side) are read like any
+directory, which ``git add`` would refuse; ``.gitignore`` files are honoured
+(``ls-files --ignored``); and the second snapshot only rehashes the files
+whose size or time changed.
 Directories that are rebuilt rather than written (virtualenvs,
 ``node_modules``, caches) are left out: the command that built them is in
 the evidence instead.  A snapshot that fails or takes too long leaves the
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,12 +75,36 @@ def _pairs(fields: list[str]) -> dict[str, str]:
     return out
 
 
+def walk(root: Path, ignored: set[str]) -> dict[str, tuple[int, int, int]]:
+    """Every regular file below ``root`` (path -> size, mtime, git mode), leaving out ``.git`` and ignored paths.
+
+    ``ignored`` holds paths as ``ls-files --directory`` prints them ("build/", "x.log").
+    """
+    found = {}
+    for top, dirs, files in os.walk(root):
+        rel = os.path.relpath(top, root)
+        prefix = "" if rel == "." else rel + "/"
+        dirs[:] = [d for d in dirs if d != ".git" and f"{prefix}{d}/" not in ignored]
+        for name in files:
+            path = prefix + name
+            if path in ignored or "\n" in path:
+                continue
+            try:
+                st = os.lstat(os.path.join(top, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found[path] = (st.st_size, st.st_mtime_ns, 0o100755 if st.st_mode & 0o111 else 0o100644)
+    return found
+
+
 class Snapshots:
     """Two snapshots of one workspace, in a scratch git directory removed by ``close``."""
 
     def __init__(self, workspace: Path):
         self.workspace = workspace
         self.scratch: Path | None = None
+        self.known: dict[str, tuple[tuple[int, int, int], str]] = {}  # path -> (size, mtime, mode), blob id
 
     async def take(self) -> str:
         """The workspace's tree id now."""
@@ -84,7 +113,18 @@ class Snapshots:
             await self._git("init", "-q", "--bare", str(self.scratch / "git"), bare=True)
             (self.scratch / "git" / "info").mkdir(exist_ok=True)
             (self.scratch / "git" / "info" / "exclude").write_text("\n".join(EXCLUDE) + "\n")
-        await self._git("add", "-A", ".")
+        index = self.scratch / "index"
+        index.unlink(missing_ok=True)  # an empty index: every path below is "other", ignored or not
+        listed = await self._git("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
+        files = await asyncio.to_thread(walk, self.workspace, set(filter(None, listed.split("\0"))))
+        stale = [path for path, key in files.items() if self.known.get(path, (None, ""))[0] != key]
+        if stale:
+            blobs = (await self._git("hash-object", "-w", "--stdin-paths", stdin="\n".join(stale) + "\n")).split()
+            if len(blobs) != len(stale):
+                raise Unknown("git hash-object did not hash every file")
+            self.known.update((path, (files[path], blob)) for path, blob in zip(stale, blobs, strict=True))
+        entries = "".join(f"{files[path][2]:o} {self.known[path][1]}\t{path}\0" for path in sorted(files))
+        await self._git("update-index", "-z", "--index-info", stdin=entries)
         return (await self._git("write-tree")).strip()
 
     async def compare(self, before: str, after: str) -> Compared:
@@ -100,20 +140,21 @@ class Snapshots:
             shutil.rmtree(self.scratch, ignore_errors=True)
             self.scratch = None
 
-    async def _git(self, *args: str, bare: bool = False) -> str:
+    async def _git(self, *args: str, bare: bool = False, stdin: str | None = None) -> str:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.scratch), **GIT_ENV}
         if not bare:
             env.update(GIT_DIR=str(self.scratch / "git"), GIT_WORK_TREE=str(self.workspace),
                        GIT_INDEX_FILE=str(self.scratch / "index"))
         try:
             proc = await asyncio.create_subprocess_exec(
-                "git", *args, cwd=self.workspace, env=env, stdin=asyncio.subprocess.DEVNULL,
+                "git", *args, cwd=self.workspace, env=env,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         except OSError as exc:
             raise Unknown(f"git cannot run: {exc.strerror or exc}") from None
         try:
             async with asyncio.timeout(TIMEOUT):
-                out, err = await proc.communicate()
+                out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
         except TimeoutError:
             proc.kill()
             await proc.wait()
