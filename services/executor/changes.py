@@ -22,7 +22,9 @@ import asyncio
 import os
 import shutil
 import stat
+import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +32,9 @@ from schemas.events import FileChange
 
 TIMEOUT = 60.0  # seconds per git call; a workspace that takes longer is not compared
 MAX_FILES = 200
-EXCLUDE = (".claude/", ".venv/", "venv/", "env/", "node_modules/", "__pycache__/", "*.pyc", ".pytest_cache/",
-           ".mypy_cache/", ".ruff_cache/", ".tox/", ".nox/", ".cache/", "inbox/")
+EXCLUDE_DIRS = frozenset({".claude", ".venv", "venv", "env", "node_modules", "__pycache__", ".pytest_cache",
+                          ".mypy_cache", ".ruff_cache", ".tox", ".nox", ".cache", "inbox"})
+EXCLUDE_SUFFIXES = (".pyc",)
 # Git must not read the operator's or the system's configuration for this, nor ask anything.
 GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0",
            "GIT_AUTHOR_NAME": "valor", "GIT_AUTHOR_EMAIL": "valor@localhost",
@@ -75,19 +78,23 @@ def _pairs(fields: list[str]) -> dict[str, str]:
     return out
 
 
-def walk(root: Path, ignored: set[str]) -> dict[str, tuple[int, int, int]]:
+def walk(root: Path, ignored: Callable[[str], set[str]]) -> dict[str, tuple[int, int, int]]:
     """Every regular file below ``root`` (path -> size, mtime, git mode), leaving out ``.git`` and ignored paths.
 
-    ``ignored`` holds paths as ``ls-files --directory`` prints them ("build/", "x.log").
+    ``ignored(dir)`` gives what a repository at ``dir`` (relative, "" for the root) ignores, as ``ls-files
+    --directory`` prints it ("build/", "x.log"); it is asked for the root and each nested repository.
     """
     found = {}
+    skip = set()
     for top, dirs, files in os.walk(root):
         rel = os.path.relpath(top, root)
         prefix = "" if rel == "." else rel + "/"
-        dirs[:] = [d for d in dirs if d != ".git" and f"{prefix}{d}/" not in ignored]
+        if not prefix or ".git" in dirs:
+            skip |= {prefix + p for p in ignored(prefix)}
+        dirs[:] = [d for d in dirs if d != ".git" and d not in EXCLUDE_DIRS and f"{prefix}{d}/" not in skip]
         for name in files:
             path = prefix + name
-            if path in ignored or "\n" in path:
+            if path in skip or name.endswith(EXCLUDE_SUFFIXES) or "\n" in path:
                 continue
             try:
                 st = os.lstat(os.path.join(top, name))
@@ -111,12 +118,7 @@ class Snapshots:
         if self.scratch is None:
             self.scratch = Path(tempfile.mkdtemp(prefix="valor-changes-"))
             await self._git("init", "-q", "--bare", str(self.scratch / "git"), bare=True)
-            (self.scratch / "git" / "info").mkdir(exist_ok=True)
-            (self.scratch / "git" / "info" / "exclude").write_text("\n".join(EXCLUDE) + "\n")
-        index = self.scratch / "index"
-        index.unlink(missing_ok=True)  # an empty index: every path below is "other", ignored or not
-        listed = await self._git("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
-        files = await asyncio.to_thread(walk, self.workspace, set(filter(None, listed.split("\0"))))
+        files = await asyncio.to_thread(walk, self.workspace, self._ignored)
         stale = [path for path, key in files.items() if self.known.get(path, (None, ""))[0] != key]
         if stale:
             blobs = (await self._git("hash-object", "-w", "--stdin-paths", stdin="\n".join(stale) + "\n")).split()
@@ -124,6 +126,7 @@ class Snapshots:
                 raise Unknown("git hash-object did not hash every file")
             self.known.update((path, (files[path], blob)) for path, blob in zip(stale, blobs, strict=True))
         entries = "".join(f"{files[path][2]:o} {self.known[path][1]}\t{path}\0" for path in sorted(files))
+        (self.scratch / "index").unlink(missing_ok=True)  # the tree is exactly what was walked now
         await self._git("update-index", "-z", "--index-info", stdin=entries)
         return (await self._git("write-tree")).strip()
 
@@ -134,6 +137,25 @@ class Snapshots:
         numstat = await self._git("diff-tree", "-r", "-z", "--no-renames", "--numstat", before, after)
         files = parse(name_status, numstat)
         return Compared(files[:MAX_FILES], max(0, len(files) - MAX_FILES))
+
+    def _ignored(self, directory: str) -> set[str]:
+        """What the ``.gitignore`` files of the repository at ``directory`` ignore (nothing if it is none).
+
+        Read with that repository's own git, read-only; the root is read
+        through the scratch directory with an empty index, so it works for a
+        workspace that is no repository at all.
+        """
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.scratch), **GIT_ENV}
+        if not directory:
+            env.update(GIT_DIR=str(self.scratch / "git"), GIT_WORK_TREE=str(self.workspace),
+                       GIT_INDEX_FILE=str(self.scratch / "empty-index"))
+        try:
+            done = subprocess.run(["git", "ls-files", "-z", "--others", "--ignored", "--exclude-standard",
+                                   "--directory"], cwd=self.workspace / directory, env=env, capture_output=True,
+                                  timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return set()
+        return set(filter(None, done.stdout.decode(errors="replace").split("\0"))) if done.returncode == 0 else set()
 
     def close(self) -> None:
         if self.scratch is not None:
