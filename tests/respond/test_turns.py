@@ -20,8 +20,9 @@ OTHER_CHAT = 43
 async def test_a_status_sent_right_after_a_do_and_a_plan_sees_their_promises(js, valor):  # noqa: F811
     """Tried on the console: /do, /plan, /status one after the other; /status said nothing was open."""
     chat = Chat(js, valor)
-    sent = [await chat.send("/do sleep 3"),
-            await chat.send("/plan\nsetup: sleep: 2\nwrite: sleep: 2 [after setup]\nrun: echo: go [after write]"),
+    # Long sleeps: on a loaded machine none may end before /status is answered.
+    sent = [await chat.send("/do sleep 60"),
+            await chat.send("/plan\nsetup: sleep: 60\nwrite: sleep: 2 [after setup]\nrun: echo: go [after write]"),
             await chat.send("/status")]
     do, plan, status = [await chat.answer(mid) for mid in sent]
     ids = [do.children["sleep"], *plan.children.values()]
@@ -52,7 +53,7 @@ async def two_pools(nc):
 
 async def test_another_chats_single_task_starts_within_one_slot_turn_of_a_50_step_plan(js, two_pools):
     busy, other = Chat(js, two_pools, CHAT), Chat(js, two_pools, OTHER_CHAT)
-    steps = "\n".join(f"step{i}: sleep: 1" for i in range(50))  # parallel steps, two slots
+    steps = "\n".join(f"step{i}: sleep: 3" for i in range(50))  # parallel steps, two slots: 75 s of work
     plan = (await busy.say("/plan\n" + steps)).children
     await busy.until(lambda s: sum(s.promises[i].state == "running" for i in plan.values()) == 2 or None)
     single = (await other.say("/do echo my turn")).children["echo"]
