@@ -263,3 +263,25 @@ async def test_the_model_is_told_where_files_sent_with_this_and_earlier_messages
     assert "Put the path of every file a task needs into that task's input" in first.system
     assert r.promises[0].input == f"Sum inbox/{CHAT}/100-report.csv"  # the model's own task, as it wrote it
     assert r.reply == "Planned: sum.\n\ndump.sql was not saved: too big: 9.0 MB, the limit is 8.0 MB."
+
+
+async def test_the_plan_tool_takes_a_priority_and_refuses_a_bad_one(responder, fake):
+    urgent = {"name": "hotfix", "type": "code", "title": "Fix prod", "input": "Fix the login outage"}
+    fake.script(tool_use("create_plan", {"tasks": [{**urgent, "priority": 0}]}),
+                tool_use("create_plan", {"tasks": [{**urgent, "priority": "urgent"}]}),
+                tool_use("create_plan", {"tasks": [{**urgent, "priority": 1}, {**CHAIN[0], "priority": 9}]}),
+                text("hotfix goes first."))
+    r = await ask(responder, "prod login is down, fix it before anything else")
+    assert [(p.name, p.priority) for p in r.promises] == [("hotfix", 1), ("setup", 9)]
+    schema = next(t for t in fake.calls()[0].tools if t["name"] == "create_plan")["input_schema"]
+    assert schema["properties"]["tasks"]["items"]["properties"]["priority"] == {
+        **schema["properties"]["tasks"]["items"]["properties"]["priority"], "type": "integer", "minimum": 1,
+        "maximum": 9}
+    results = [c.tool_results[0] for c in fake.calls()[1:]]
+    assert results[0] == {**results[0], "is_error": True, "content": (
+        "plan refused: task 'hotfix' has priority 0; use 1 (highest) to 9; nothing from this call was planned")}
+    assert results[1]["is_error"] is True and "priority" in results[1]["content"] and (
+        "Expected `int`, got `str`" in results[1]["content"])
+    assert results[2] == {**results[2], "is_error": False, "content": (
+        "planned: hotfix (priority 1), setup (priority 9). These are promised once your reply is sent; "
+        "Valor adds their ids. Refer to them by name.")}
