@@ -1,10 +1,10 @@
 """What the notifier knows: every promise born from a chat, folded from the log.  Pure.
 
-Only promises with a ``chat_id`` are kept.  A respond promise that spawned two
-or more children made a *plan*; its children are the plan's steps.  Besides the promise's own facts
+Only promises with a ``chat_id`` are kept.  Besides the promise's own facts
 (started, progress, its first terminal event, spawned children) it keeps the
 notifier's own records (``notice_intended``, ``notified``) so a restarted
-notifier knows what was already said.
+notifier knows what was already said.  A respond promise that spawned two or
+more children made a *plan*; those children are its steps.
 """
 
 from __future__ import annotations
