@@ -34,6 +34,8 @@ def test_chats_map_to_workspaces_with_a_default():
     ("[telegram]\nattachment_max_bytes = -1", "valor.toml: telegram.attachment_max_bytes: must not be negative"),
     ('[telegram]\nattachment_max_bytes = "20MB"',
      "valor.toml: telegram.attachment_max_bytes: Expected `int`, got `str`"),
+    ('[telegram]\nplan_notices = "quiet"', "valor.toml: telegram.plan_notices: 'quiet' is not one of checklist, each"),
+    ('[types.code]\nnotify = "all"', "valor.toml: types.code.notify: 'all' is not one of checklist, each"),
 ])
 def test_a_bad_file_is_refused_naming_the_key(text, error):
     with pytest.raises(ConfigError) as exc:

@@ -187,7 +187,8 @@ def test_plan_is_a_dag_of_named_tasks():
     assert [(p.name, p.type, p.after) for p in r.promises] == [
         ("setup", "code", []), ("write", "code", ["setup"]), ("run", "shell", ["setup", "write"])]
     assert r.promises[2].input == {"argv": ["pytest"]}
-    assert r.promises[1].title == "write unit tests"
+    assert [p.title for p in r.promises] == ["setup", "write", "run"]  # titled by name, not by input
+    assert r.promises[1].input == "write unit tests"
     assert r.reply == "Planned 3 tasks: setup; write (after setup); run (after setup, write)"
 
 

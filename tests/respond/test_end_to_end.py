@@ -113,14 +113,14 @@ async def test_plan_a_chain_cancel_its_running_second_step_and_ask_why(chat, val
     assert why[1].endswith(f"created by #{planned.id} as step 'two', after #{one}")
     assert why[-1].endswith(f"cancelled by respond #{cancel.id}: no longer needed")
     why3 = (await chat.say(f"/why #{three}")).result["reply"].splitlines()
-    assert why3[0] == (f'#{three} echo "collect" was cancelled before it started: '
+    assert why3[0] == (f'#{three} echo "three" was cancelled before it started: '
                        f"dependency #{two} was cancelled: no longer needed")
     assert why3[-1].endswith(f"cancelled by the scheduler (because #{two} ended): "
                              f"dependency #{two} was cancelled: no longer needed")
 
     listed = (await chat.say("/list")).result["reply"]
     assert listed.splitlines() == [f'#{one} succeeded sleep "one"', f'#{two} cancelled sleep "two"',
-                                   f'#{three} cancelled echo "collect"']
+                                   f'#{three} cancelled echo "three"']
     assert (await chat.say("/status")).result["reply"] == "Nothing is open in this chat. 3 finished; /list shows them."
 
 

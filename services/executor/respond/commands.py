@@ -39,6 +39,7 @@ from services.scheduler.projection import Promise
 from valor.config import Config
 
 from . import attached
+from .show import show_step
 from .view import ChatView
 from .why import explain, short, summary
 
@@ -129,7 +130,7 @@ def help_text(config: Config) -> str:
         "/status [id]: one promise, or what is open in this chat",
         "/list: this chat's promises",
         "/cancel id [reason] · /retry id",
-        "/why id: what happened to a promise",
+        "/why id: what happened to a promise (or reply \"show N\" to a plan's message for step N)",
         "Types: " + ", ".join(task_types(config)),
     ])
 
@@ -274,7 +275,9 @@ def parse_plan(text: str) -> list[NewPromise]:
             priority = parse_priority(priorities[0]) if priorities else None
         except BadPriority as exc:
             raise PlanError(f"line {n}: {exc}") from None
-        tasks.append(new_task(m["text"], m["type"], name=m["name"], after=after, priority=priority))
+        # A step is titled by its name, in the chat, `valor list` and the web page; its text is its input.
+        tasks.append(msgspec.structs.replace(
+            new_task(m["text"], m["type"], name=m["name"], after=after, priority=priority), title=m["name"]))
     if not tasks:
         raise PlanError(f"the plan has no tasks; write one per line after /plan: {PLAN_FORMAT}")
     return tasks
@@ -432,6 +435,8 @@ def follow_up(msg: MessageReceived, view: ChatView | None, config: Config) -> Re
     """A plain reply to Valor's message about a Claude Code task continues it; None for any other message."""
     if msg.reply_to is None or view is None or is_command(msg.text):
         return None
+    if (shown := show_step(msg, view)) is not None:  # "show 2" replying to a plan's message
+        return shown
     target = view.about(msg.reply_to)
     if target is None or not is_claude(target, config):
         return None

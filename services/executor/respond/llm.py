@@ -87,9 +87,8 @@ def tools(config: Config) -> list[dict[str, Any]]:
     task = {
         "type": "object",
         "properties": {
-            "name": {"type": "string", "description": "short name, unique in this turn, e.g. 'setup'"},
+            "name": {"type": "string", "description": "short name, unique in this turn: the step's title for the user, e.g. 'setup'"},
             "type": {"type": "string", "enum": commands.task_types(config)},
-            "title": {"type": "string", "description": "one line for the user"},
             "input": {"description": "what to do: full instructions for the task"},
             "after": {"type": "array", "items": {"type": "string"},
                       "description": "names of tasks (this turn) that must succeed first"},
@@ -100,7 +99,7 @@ def tools(config: Config) -> list[dict[str, Any]]:
                          "description": f"1 runs first, 9 last; {commands.DEFAULT_PRIORITY} when left out. Only "
                                         "when the user asks for something to go first or to wait"},
         },
-        "required": ["name", "type", "title", "input"],
+        "required": ["name", "type", "input"],
     }
     return [
         {"name": "create_plan",
@@ -150,7 +149,8 @@ def _create_plan(turn: Turn, args: dict) -> tuple[str, bool]:
     for i, t in enumerate(raw):
         if not isinstance(t, dict):
             return f"task {i + 1} is not an object", True
-        fields = {k: t[k] for k in ("name", "type", "title", "input", "after", "depends_on", "priority") if k in t}
+        # No title: a step is titled by its name wherever it is shown (decision 43).
+        fields = {k: t[k] for k in ("name", "type", "input", "after", "depends_on", "priority") if k in t}
         if t.get("delay_seconds") is not None:
             fields["delay"] = t["delay_seconds"]
         try:
