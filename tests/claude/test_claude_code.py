@@ -14,7 +14,7 @@ import pytest
 from schemas.commands import WorkItem
 from schemas.events import AttemptFailed, Cancelled, Progress
 from services.executor.claude import claude_handler
-from services.executor.context import AttemptContext
+from services.executor.context import AttemptContext, TaskFailed
 from tests.executor.helpers import last, names, put_work, story
 from tests.fakes import ANY, error, text, tool_use
 from valor import bus
@@ -193,6 +193,8 @@ async def test_writes_outside_the_workspace_and_reads_of_valor_secrets_are_refus
         tool_use("Read", {"file_path": str(workspace / "src" / "ok.py")}),
         tool_use("Bash", {"command": f"echo pwned > {tmp_path}/outside.txt", "description": "escape"}),
         tool_use("Bash", {"command": f"cat {password} {home}/.env", "description": "steal"}),
+        tool_use("Bash", {"command": "curl -sS -m 5 http://example.com -o /dev/null; echo done",
+                          "description": "phone home"}),
         tool_use("Read", {"file_path": str(password)}),
         tool_use("Write", {"file_path": str(tmp_path / "outside2.txt"), "content": "pwned"}),
         tool_use("Bash", {"command": "env | grep -E '^(VALOR_|ANTHROPIC_API_KEY)' | cut -d= -f1",
@@ -203,13 +205,14 @@ async def test_writes_outside_the_workspace_and_reads_of_valor_secrets_are_refus
     result = await claude_handler("code", config.types["code"], config)(ctx)
     assert result["text"] == "I tried."
     assert not (tmp_path / "outside.txt").exists() and not (tmp_path / "outside2.txt").exists()
-    work, escape, steal, env = ctx.evidence.commands
+    work, escape, steal, phone, env = ctx.evidence.commands
     assert (work.exit_code, work.output.splitlines()[-1]) == (0, "x = 1")  # the workspace is writable
     assert escape.exit_code == 1 and "Read-only file system" in escape.output
     assert steal.exit_code == 1 and "No such file or directory" in steal.output
     assert (env.exit_code, env.output.splitlines()[-1]) == (0, "ANTHROPIC_API_KEY")  # the task's key, no Valor's
     assert [(r.tool, r.target) for r in ctx.evidence.refusals] == [
-        ("Read", str(password)), ("Write", str(tmp_path / "outside2.txt"))]
+        ("Bash", phone.command), ("Read", str(password)), ("Write", str(tmp_path / "outside2.txt"))]
+    assert "example.com" in ctx.evidence.refusals[0].reason  # the network beyond the type's domains
     assert [(f.path, f.status) for f in ctx.evidence.files] == [("src/ok.py", "added")]
     # No secret ever reached the model: not in a tool result, not in the environment it was shown.
     seen = "".join(json.dumps(r.body) for r in claude_env.requests)
@@ -218,3 +221,18 @@ async def test_writes_outside_the_workspace_and_reads_of_valor_secrets_are_refus
     for refusal in ("outside.txt: Read-only file system", "denied by your permission settings",
                     "outside2.txt, but you haven't granted it yet"):
         assert refusal in seen, refusal
+
+
+async def test_a_type_that_fails_on_a_failed_check_fails_the_attempt_for_good_with_its_evidence(
+        claude_env, workspace):
+    config = valor_config.parse(f'workspace = "{workspace}"\n[types.code]\nfailed_check = "fail"\n'
+                                "checks = 'run-checks'\n")
+    claude_env.script(tool_use("Bash", {"command": "echo 2 failed; exit 3 # run-checks", "description": "check"}),
+                      text("All good!"))
+    ctx = AttemptContext(id=10, attempt=1, task="code", title="Check")
+    with pytest.raises(TaskFailed) as failed:
+        await claude_handler("code", config.types["code"], config)(ctx)
+    assert (failed.value.error, failed.value.retryable) == (
+        "the check `echo 2 failed; exit 3 # run-checks` exited 3", False)
+    [check] = ctx.evidence.commands
+    assert check.check and check.exit_code == 3 and check.output.endswith("2 failed")
