@@ -252,13 +252,18 @@ class LiveInput:
         try:
             self.stdin.write(streamjson.user_message(text, message_id))
             await self.stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the CLI is gone (a broken pipe): nothing more reaches it
             self.closed = True
             return None
         return message_id
 
-    async def feed(self) -> None:
-        """Write each instruction that arrives while the CLI runs (a task until stdin closes)."""
+    async def feed(self, prompt: str) -> None:
+        """Write the prompt, then each instruction that arrives while the CLI runs (a task until stdin closes).
+
+        A task of its own, beside the reading of stdout: a prompt bigger than the pipe's buffer waits
+        for the CLI to read it, and the CLI may write first.
+        """
+        await self.write(prompt)
         while not self.closed:
             instruction = await self.ctx.instructions.next()
             message_id = await self.write(instruction.text)
@@ -321,8 +326,7 @@ async def run_claude(ctx: AttemptContext, argv: list[str], prompt: str, cwd: Pat
         await live.seen(now)
 
     try:
-        await live.write(prompt)
-        feeding = asyncio.create_task(live.feed())
+        feeding = asyncio.create_task(live.feed(prompt))
         await _follow(proc.stdout, ctx, seen)
         live.close()
         await stderr_task
@@ -347,7 +351,7 @@ async def run_claude(ctx: AttemptContext, argv: list[str], prompt: str, cwd: Pat
         snapshots.close()
     result = stream.outcome
     logs.info("claude.exited", pid=proc.pid, code=code, cost_usd=result.cost_usd if result else None,
-              is_error=result.is_error if result else None, **fields)
+              is_error=result.is_error if result else None, undelivered=len(live.pending), **fields)
     return finish(stream, code, err.decode(errors="replace"))
 
 

@@ -176,9 +176,13 @@ def test_why_tells_instructions_added_before_the_start_and_delivered_into_a_runn
               InstructionsAdded(at=3.0, id=40, text="use pytest", request_id="respond:41:0", message_id=7),
               Dispatched(at=4.0, id=40, attempt=1), Started(at=5.0, id=40, attempt=1),
               InstructionsAdded(at=6.0, id=40, text="check the logs too", request_id="respond:42:0", message_id=8),
-              InstructionsDelivered(at=6.5, id=40, attempt=1, request_id="respond:42:0")]
+              InstructionsDelivered(at=6.5, id=40, attempt=1, request_id="respond:42:0"),
+              AttemptFailed(at=7.0, id=40, attempt=1, error="boom"),
+              InstructionsAdded(at=8.0, id=40, text="mind the flaky test", request_id="respond:43:0")]
     lines = explain(events).splitlines()
     assert lines[2] == '+1.0s instructions added from message 7 before it started; they join its input: "use pytest"'
     assert lines[4] == ('+4.0s instructions added from message 8 while it ran, for the running attempt: '
                         '"check the logs too"')
     assert lines[5] == '+4.5s attempt 1 took the instructions "check the logs too" into its running session'
+    assert lines[7] == ('+6.0s instructions added between attempts; they join the next one\'s input: '
+                        '"mind the flaky test"')

@@ -39,11 +39,11 @@ def explain(events: Sequence[PromiseEvent]) -> str:
     for e in events:
         if getattr(e, "id", None) != created.id:
             continue
-        running = created.id in state.promises and state.promises[created.id].state == "running"
+        when = _moment(state.promises.get(created.id))
         if isinstance(e, InstructionsAdded):
             added[e.request_id] = e.text
         if state.apply(e):
-            line = _line(e, created.at, running, added)
+            line = _line(e, created.at, when, added)
             if line:
                 story.append(line)
             if isinstance(e, Succeeded | AttemptFailed) and e.evidence is not None:
@@ -78,7 +78,16 @@ def headline(p: Promise) -> str:
     return f"{what} is {p.state}."
 
 
-def _line(e: PromiseEvent, t0: float, running: bool = False, added: dict[str, str] | None = None) -> str | None:
+def _moment(p: Promise | None) -> str:
+    """Where instructions added now go, told in the story."""
+    if p is not None and p.state == "running":
+        return "while it ran, for the running attempt"
+    if p is None or p.started_at is None:
+        return "before it started; they join its input"
+    return "between attempts; they join the next one's input"
+
+
+def _line(e: PromiseEvent, t0: float, when: str = "", added: dict[str, str] | None = None) -> str | None:
     at = f"{elapsed(e.at - t0)} "
     match e:
         case Created():
@@ -108,7 +117,6 @@ def _line(e: PromiseEvent, t0: float, running: bool = False, added: dict[str, st
         case Succeeded():
             return f"{at}succeeded on attempt {e.attempt} in {e.duration:.1f}s: {summary(e.result)}"
         case InstructionsAdded():
-            when = "while it ran, for the running attempt" if running else "before it started; they join its input"
             by = f" from message {e.message_id}" if e.message_id else ""
             return f"{at}instructions added{by} {when}: {json.dumps(short(e.text, 200), ensure_ascii=False)}"
         case InstructionsDelivered():
