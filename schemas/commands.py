@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 
+from schemas.events import InstructionsAdded
+
 
 class NewPromise(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One promise asked for, before it has an id.
@@ -82,14 +84,16 @@ class WorkItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     chat_id: int | None = None
     message_id: int | None = None
     resume_session: str | None = None  # Claude Code: resume this session (``--resume``)
+    instructions: list[InstructionsAdded] = []  # added by the user since the promise was created
 
 
 class RespondCommand(msgspec.Struct, frozen=True, kw_only=True):
     """An operator command inside a respond result, e.g. cancel #12."""
 
-    verb: str  # cancel | retry
+    verb: str  # cancel | retry | instruct
     id: int
     reason: str = ""
+    text: str = ""  # instruct: the instructions to add
 
 
 class RespondResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -211,6 +211,30 @@ class Notified(Event, tag="notified"):
     telegram_message_id: int | None = None
 
 
+class InstructionsAdded(Event, tag="instructions_added"):
+    """The user added instructions to an open promise by replying to Valor's message about it.
+
+    Recorded by the scheduler from a respond result.  Every later attempt has
+    them in its input (``WorkItem.instructions``); an attempt already running
+    gets them from the executor running it (Claude Code: written into its live
+    session, then ``instructions_delivered``).
+    """
+
+    id: int
+    text: str
+    request_id: str = ""  # who asked, once per request: "respond:<respond promise id>:<command index>"
+    by: str = ""  # e.g. "respond #41"
+    message_id: int | None = None  # the chat message that carried them
+
+
+class InstructionsDelivered(Event, tag="instructions_delivered"):
+    """A running attempt took instructions in (Claude Code: the CLI acknowledged the message)."""
+
+    id: int
+    attempt: int
+    request_id: str = ""  # of the ``instructions_added`` it delivered
+
+
 class NoticeIntended(Event, tag="notice_intended"):
     """The notifier is about to send a chat message (logged before sending).
 
@@ -238,6 +262,8 @@ PromiseEvent = (
     | Spawned
     | Notified
     | NoticeIntended
+    | InstructionsAdded
+    | InstructionsDelivered
 )
 
 TERMINAL = (Succeeded, Failed, Cancelled)

@@ -21,6 +21,7 @@ SNAPSHOTS_BUCKET = "valor_snapshots"  # an object store: projection snapshots
 
 ALL_PROMISE_EVENTS = "promise.*.*"
 PROMISE_CANCELLED = "promise.*.cancelled"
+PROMISE_INSTRUCTIONS = "promise.*.instructions_added"
 
 
 def chat_in(chat_id: int) -> str:

@@ -121,6 +121,7 @@ def test_every_service_has_a_user_and_no_service_may_write_what_another_owns():
         "promise.*.created": {"scheduler"}, "promise.*.dispatched": {"scheduler"},
         "promise.*.started": {"executor"}, "promise.*.succeeded": {"executor"},
         "promise.*.notified": {"notifier"}, "chat.*.in": {"ingest"}, "work.*": {"scheduler"},
+        "promise.*.instructions_added": {"scheduler"}, "promise.*.instructions_delivered": {"executor"},
     }
     for subject, who in owners.items():
         assert {u for u, p in perms.items() if subject in p["publish"] and u != "admin"} == who, subject
@@ -160,6 +161,7 @@ DENIED_PUBLISH = [
     ("executor", "promise.1.created"),
     ("executor", "promise.1.cancelled"),
     ("executor", "promise.1.notified"),
+    ("executor", "promise.1.instructions_added"),
     ("executor", "cmd.submit"),
     ("executor", "chat.1.in"),
     ("executor", "work.default"),
@@ -172,6 +174,7 @@ DENIED_PUBLISH = [
     ("notifier", "cmd.cancel"),
     ("scheduler", "promise.1.succeeded"),
     ("scheduler", "promise.1.started"),
+    ("scheduler", "promise.1.instructions_delivered"),
     ("scheduler", "chat.1.in"),
     ("cli", "promise.1.created"),
     ("cli", "promise.1.cancelled"),

@@ -24,6 +24,8 @@ from schemas.events import (
     Created,
     Dispatched,
     Failed,
+    InstructionsAdded,
+    InstructionsDelivered,
     MessageReceived,
     NoticeIntended,
     Notified,
@@ -69,6 +71,8 @@ PROMISE_EVENTS = [
     Spawned(id=9, children={"review": 12, "fix": 13}, at=8.0),
     Notified(id=12, kind="terminal", chat_id=42, telegram_message_id=99, at=9.0),
     NoticeIntended(id=12, kind="terminal", chat_id=42, reply_to=7, parts=["0123456789abcdef"], at=9.0),
+    InstructionsAdded(id=12, text="use pytest", request_id="respond:9:0", by="respond #9", message_id=8, at=10.0),
+    InstructionsDelivered(id=12, attempt=1, request_id="respond:9:0", at=11.0),
 ]
 
 COMMANDS = [

@@ -8,6 +8,9 @@ quiet for ``--idle`` seconds (at most ``--wait``).
 
 ``/attach PATH [caption]`` sends a local file as a document with that caption:
 ingest copies it into the chat's workspace as it would save a Telegram file.
+``>v3 text`` sends ``text`` as a reply to Valor's message ``v3`` (the names the
+screen gives Valor's messages), as replying to it on Telegram: ``>v3 stop``
+cancels the task that message is about.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -27,8 +31,10 @@ from valor import bus
 from valor.config import load
 
 HELP = ("Type a message and press enter (try /help). End a line with \\ to continue the message "
-        "on the next line (for /plan). /attach PATH [caption] sends a file. Ctrl-D quits.")
+        "on the next line (for /plan). /attach PATH [caption] sends a file. >v3 text replies to Valor's "
+        "message v3 (>v3 stop, >v3 why?). Ctrl-D quits.")
 ATTACH = "/attach"
+REPLY = re.compile(r"\A>\s*v(\d+)\b\s*(.*)\Z", re.DOTALL)
 
 
 class Screen:
@@ -42,6 +48,9 @@ class Screen:
 
     def name(self, message_id: int) -> str:
         return self.names.setdefault(message_id, f"v{len(self.names) + 1}")
+
+    def message_named(self, name: str) -> int | None:
+        return next((mid for mid, n in self.names.items() if n == name), None)
 
     def show(self, record: dict) -> None:
         self.last_output = time.monotonic()
@@ -68,9 +77,16 @@ class Screen:
         print(text, file=self.out, flush=True)
 
 
-def request_for(text: str) -> dict:
+def request_for(text: str, screen: Screen | None = None) -> dict:
     """The request for a typed message: ``/attach PATH [caption]`` names a file, made absolute here
-    because ingest runs elsewhere; a path with spaces is quoted as in a shell."""
+    because ingest runs elsewhere; a path with spaces is quoted as in a shell.  ``>v3 text`` replies
+    to Valor's message v3."""
+    if reply := REPLY.match(text):
+        name = f"v{reply[1]}"
+        message_id = screen.message_named(name) if screen is not None else None
+        if message_id is None:
+            raise ValueError(f"there is no message {name} to reply to yet")
+        return {**request_for(reply[2].strip(), screen), "reply_to": message_id}
     word, *tail = text.split(None, 1) or [""]
     if word != ATTACH:
         return {"text": text}
@@ -96,7 +112,7 @@ def attachment_line(att: dict) -> str:
 
 async def send_line(nc, chat_id: int, text: str, screen: Screen) -> None:
     try:
-        request = request_for(text)
+        request = request_for(text, screen)
     except ValueError as exc:
         screen.print(f"(not sent: {exc})")
         return
@@ -109,7 +125,8 @@ async def send_line(nc, chat_id: int, text: str, screen: Screen) -> None:
     if "error" in answer:
         screen.print(f"(not sent: {answer['error']})")
         return
-    screen.print(f"you [#{answer['id']}]: {request['text']}".rstrip())
+    to = f" ↩ {screen.name(request['reply_to'])}" if request.get("reply_to") else ""
+    screen.print(f"you [#{answer['id']}]{to}: {request['text']}".rstrip())
     for att in answer.get("attachments") or []:
         screen.print(attachment_line(att))
 

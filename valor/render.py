@@ -18,6 +18,8 @@ from schemas.events import (
     Created,
     Dispatched,
     Failed,
+    InstructionsAdded,
+    InstructionsDelivered,
     Notified,
     Progress,
     PromiseEvent,
@@ -152,6 +154,10 @@ def describe(e: PromiseEvent) -> str:
             return "spawned " + (" ".join(f"{n}=#{i}" for n, i in e.children.items()) or "nothing")
         case Notified():
             return f"notified {e.kind} in chat {e.chat_id}"
+        case InstructionsAdded():
+            return f"instructions added by {e.by or '?'}: {compact(e.text)}"
+        case InstructionsDelivered():
+            return f"instructions {e.request_id} delivered to attempt {e.attempt}"
     return type(e).__name__
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
 from nats.aio.msg import Msg
@@ -17,7 +17,15 @@ from nats.errors import MsgAlreadyAckdError
 from nats.js import JetStreamContext
 
 from schemas.commands import WorkItem
-from schemas.events import AttemptFailed, Progress, Started, Succeeded
+from schemas.events import (
+    AttemptFailed,
+    InstructionsAdded,
+    InstructionsDelivered,
+    Progress,
+    PromiseEvent,
+    Started,
+    Succeeded,
+)
 from schemas.subjects import msg_id_for_event
 from valor import bus, metrics
 
@@ -25,6 +33,10 @@ from . import groups, logs, persist
 from .cancellations import Cancellations
 from .coalesce import Window
 from .context import AttemptContext, Handler, TaskFailed
+from .instructions import Heard, Instructions
+
+# Reads every event of one promise's subject (``promise.<id>.<name>``), in log order.
+ReadEvents = Callable[[int, str], Awaitable[list[PromiseEvent]]]
 
 PROGRESS_EVERY = 0.5  # seconds: at most ~2 progress events per attempt per second
 MAX_ERROR = 4000
@@ -48,6 +60,8 @@ class AttemptRun:
         max_result_bytes: int,
         cancellations: Cancellations | None = None,
         window: Window | None = None,
+        heard: Heard | None = None,
+        read_events: ReadEvents | None = None,
     ):
         self.js = js
         self.msg = msg
@@ -59,6 +73,9 @@ class AttemptRun:
         self.delivery = msg.metadata.num_delivered
         self.cancellations = cancellations
         self.window = window
+        self.heard = heard
+        self.read_events = read_events
+        self.instructions = Instructions(item.instructions, self._delivered)
         self.stopped: str | None = None  # CANCELLED (promise cancelled) or SHUTDOWN (we are leaving)
         self._handler_task: asyncio.Task | None = None
         self._progress_n = 0
@@ -67,6 +84,10 @@ class AttemptRun:
     @property
     def fields(self) -> dict[str, object]:
         return {"promise_id": self.item.id, "attempt": self.item.attempt, "delivery": self.delivery}
+
+    def hear(self, instruction: InstructionsAdded) -> None:
+        """Instructions recorded for this promise: for the handler, before it starts or while it runs."""
+        self.instructions.add([instruction])
 
     def stop(self, reason: str) -> None:
         if self.stopped is None:
@@ -91,6 +112,7 @@ class AttemptRun:
                 return await self._ack()
             if self.stopped:
                 return await self._leave()
+            await persist.until_ok("instructions", self._instructions_since_dispatch, **self.fields)
             # The handler need not wait for `started` to be stored, only its result does:
             # both go out on one connection, so the log keeps them in order.
             started = asyncio.create_task(self._store_started())
@@ -143,6 +165,20 @@ class AttemptRun:
                 return "a newer attempt was dispatched"
         return None
 
+    async def _instructions_since_dispatch(self) -> None:
+        """Instructions recorded after the work item was built: heard, or (if we may have missed some) read."""
+        if self.heard is not None:
+            self.instructions.add(self.heard.of(self.item.id))
+            if self.delivery == 1 and self.heard.cover(self.msg.metadata.timestamp.timestamp()):
+                return
+        if self.read_events is None:
+            return
+        last = await persist.last_event(self.js, self.item.id, "instructions_added")
+        if last is None or any(i.request_id == last.request_id for i in self.item.instructions):
+            return  # the work item has them all
+        self.instructions.add(e for e in await self.read_events(self.item.id, "instructions_added")
+                              if isinstance(e, InstructionsAdded))
+
     def _started(self) -> Started:
         return Started(id=self.item.id, attempt=self.item.attempt, executor=self.executor,
                        delivery=self.delivery, at=time.time())
@@ -153,7 +189,8 @@ class AttemptRun:
         if handler is None:
             known = ", ".join(sorted(self.handlers))
             return self._failed(f"unknown task type '{self.item.task}'; known: {known}", False, 0.0)
-        ctx = AttemptContext.of(self.item, self.executor, self.delivery, self._progress)
+        ctx = AttemptContext.of(self.item, self.executor, self.delivery, self._progress, self.instructions)
+        self.instructions.start()
         self._handler_task = asyncio.create_task(self._call(handler, ctx))
         if self.stopped:  # cancelled while we were recording Started
             self._handler_task.cancel()
@@ -214,6 +251,19 @@ class AttemptRun:
             )
         except Exception as exc:
             logs.warning("progress.lost", error=describe(exc), **self.fields)
+
+    async def _delivered(self, instruction: InstructionsAdded) -> None:
+        """Record that the running attempt took ``instruction`` in; best effort, like progress."""
+        event = InstructionsDelivered(id=self.item.id, attempt=self.item.attempt, request_id=instruction.request_id,
+                                      at=time.time())
+        msg_id = msg_id_for_event(self.item.id, "instructions_delivered", self.item.attempt, instruction.request_id)
+        try:
+            if self.window is not None:
+                await self.window.join()
+            await bus.publish_event(self.js, event, msg_id, timeout=persist.PUBLISH_TIMEOUT)
+        except Exception as exc:
+            logs.warning("instructions_delivered.lost", error=describe(exc), request_id=instruction.request_id,
+                         **self.fields)
 
     async def _keep_alive(self, done: asyncio.Event, first: bool = False) -> None:
         # Tell JetStream we are still on it, well before ack_wait would redeliver.

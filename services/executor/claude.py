@@ -1,18 +1,24 @@
 """Task types run by the Claude Code CLI: ``code``, ``search``, ``analysis``, ``code_review``.
 
-``claude -p … --output-format stream-json --verbose`` runs in the chat's
-workspace with the type's prompt template, permission mode and allowed tools,
-inside the boundary ``sandbox.py`` draws (its Bash commands sandboxed, its
-environment allowlisted).  Its tool calls become throttled progress ("Editing
-auth.py"); its final ``result`` line becomes the promise's result, and what it
-did becomes the attempt's evidence: the commands it ran with their exit codes
-and the calls refused (``streamjson.py``), the files it changed
-(``changes.py``), cost, tokens and session.  A type's ``checks`` name the
-commands that are test runs; with ``failed_check = "fail"`` a last check that
-failed fails the attempt (for good: running the same work again would not make
-the tests pass).  The CLI runs in its own session: a timeout or a cancel (both
-arrive as ``CancelledError``) kills the whole process group, children
-included, and the evidence gathered so far is still recorded.
+``claude -p --input-format stream-json --output-format stream-json --verbose``
+runs in the chat's workspace with the type's prompt template, permission mode
+and allowed tools, inside the boundary ``sandbox.py`` draws (its Bash commands
+sandboxed, its environment allowlisted).  The prompt is the first message on
+its stdin, with any instructions the user added before the attempt started
+joined to the input; instructions added while it runs are written into the
+same live session as further user messages, and recorded as delivered once
+the CLI echoes them back (``--replay-user-messages``).  Stdin is closed when
+the CLI has answered every message written to it, and the CLI then exits.
+Its tool calls become throttled progress ("Editing auth.py"); its final
+``result`` line becomes the promise's result, and what it did becomes the
+attempt's evidence: the commands it ran with their exit codes and the calls
+refused (``streamjson.py``), the files it changed (``changes.py``), cost,
+tokens and session.  A type's ``checks`` name the commands that are test runs;
+with ``failed_check = "fail"`` a last check that failed fails the attempt (for
+good: running the same work again would not make the tests pass).  The CLI
+runs in its own session: a timeout or a cancel (both arrive as
+``CancelledError``) kills the whole process group, children included, and the
+evidence gathered so far is still recorded.
 
 The CLI is ``$VALOR_CLAUDE_BIN``, else ``claude`` on ``PATH``.  It reads
 ``ANTHROPIC_API_KEY`` / ``ANTHROPIC_BASE_URL`` (or its own login) from the
@@ -22,6 +28,7 @@ environment passed through; neither the prompt nor the environment is logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -31,12 +38,13 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from schemas.events import Evidence
+from schemas.events import Evidence, InstructionsAdded
 from valor.config import ChatSandbox, Config, TaskType
 from valor.evidence import check_failed
 
@@ -48,7 +56,7 @@ BIN_ENV = "VALOR_CLAUDE_BIN"
 INSTALL_HINT = "install it with `npm install -g @anthropic-ai/claude-code` or set VALOR_CLAUDE_BIN"
 LINE_LIMIT = 64 * 1024 * 1024  # one stream-json line carries a whole tool result
 PROGRESS_EVERY = 1.0
-DEP_CHARS = 20_000  # per dependency in {deps}: the prompt travels as one argv entry (128 KiB max)
+DEP_CHARS = 20_000  # per dependency in {deps}: enough to work from, not a whole log in every prompt
 # Errors no retry can fix: a bad flag, no login, a rejected key, no credit, bypassPermissions as root,
 # a machine without the sandbox's tools, a session to resume that is not on this machine.
 _PERMANENT = re.compile(
@@ -63,10 +71,21 @@ _PLACEHOLDER = re.compile(r"\{(title|input|deps|workspace)\}")
 # -- the prompt --------------------------------------------------------------------------------------
 
 
-def render_prompt(template: str, title: str, input: Any, deps: dict[str, Any], workspace: str) -> str:
-    """Fill ``{title}``, ``{input}``, ``{deps}`` and ``{workspace}``; any other brace is left as written."""
-    values = {"title": title or "", "input": render_value(input), "deps": render_deps(deps), "workspace": workspace}
+def render_prompt(template: str, title: str, input: Any, deps: dict[str, Any], workspace: str,
+                  instructions: list[str] | None = None) -> str:
+    """Fill ``{title}``, ``{input}``, ``{deps}`` and ``{workspace}``; any other brace is left as written.
+
+    Instructions the user added before the attempt started are part of its input.
+    """
+    values = {"title": title or "", "input": render_value(input) + render_instructions(instructions or []),
+              "deps": render_deps(deps), "workspace": workspace}
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def render_instructions(texts: list[str]) -> str:
+    if not texts:
+        return ""
+    return "\n\nInstructions the user added since asking:\n" + "\n".join(f"- {t.strip()}" for t in texts)
 
 
 def render_value(value: Any) -> str:
@@ -121,10 +140,16 @@ def find_cli(environ: dict[str, str] | os._Environ = os.environ) -> str:
     raise TaskFailed(f"Claude Code CLI not found (looked for {looked}): {INSTALL_HINT}", retryable=False)
 
 
-def command(cli: str, prompt: str, task_type: TaskType, resume: str | None = None,
+def command(cli: str, task_type: TaskType, resume: str | None = None,
             boundary: list[str] | None = None) -> list[str]:
-    """The CLI's argv; ``boundary`` is ``sandbox.options`` (settings and allowed tools) when given."""
-    argv = [cli, "-p", "--output-format", "stream-json", "--verbose"]
+    """The CLI's argv; ``boundary`` is ``sandbox.options`` (settings and allowed tools) when given.
+
+    The prompt is not in it: it is the first message on stdin, so more can follow while the CLI runs.
+    """
+    # Nobody answers a permission prompt: with stream-json input the CLI would otherwise ask its host on
+    # stdout and wait (a network domain outside the sandbox's list hung until the command timed out).
+    argv = [cli, "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose",
+            "--replay-user-messages", "--permission-prompts", "none"]
     if resume:
         # One argument: --resume takes an optional value, and this form can never be read as anything else.
         argv.append(f"--resume={resume}")
@@ -134,8 +159,7 @@ def command(cli: str, prompt: str, task_type: TaskType, resume: str | None = Non
         argv += boundary
     elif task_type.allowed_tools:
         argv += ["--allowedTools", *task_type.allowed_tools]
-    # After "--", a prompt that starts with "-" is still the prompt (and ends the tool list).
-    return [*argv, "--", prompt]
+    return argv
 
 
 def environment(places: sandbox.Places, environ: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
@@ -198,10 +222,10 @@ def claude_handler(type_name: str, task_type: TaskType, config: Config) -> Handl
         chat_sandbox = chat.sandbox if chat else ChatSandbox()
         where = places(cwd)
         where.cache.mkdir(parents=True, exist_ok=True)  # the sandbox binds it: it must exist
-        prompt = render_prompt(task_type.prompt, ctx.title, ctx.input, ctx.deps, str(cwd))
+        prompt = render_prompt(task_type.prompt, ctx.title, ctx.input, ctx.deps, str(cwd), ctx.instructions.texts)
         boundary = sandbox.options(task_type, chat_sandbox, where, entries)
-        argv = command(cli, prompt, task_type, ctx.resume_session, boundary)
-        result = await run_claude(ctx, argv, cwd, type_name, environment(where), checks)
+        argv = command(cli, task_type, ctx.resume_session, boundary)
+        result = await run_claude(ctx, argv, prompt, cwd, type_name, environment(where), checks)
         failed = check_failed(ctx.evidence)
         if failed is not None and task_type.failed_check == "fail":
             raise TaskFailed(f"the check `{failed.command}` exited {failed.exit_code}", retryable=False)
@@ -211,7 +235,76 @@ def claude_handler(type_name: str, task_type: TaskType, config: Config) -> Handl
     return run
 
 
-async def run_claude(ctx: AttemptContext, argv: list[str], cwd: Path, type_name: str,
+class LiveInput:
+    """The CLI's stdin: the prompt, then instructions as they come, closed once all of them are answered.
+
+    With ``--input-format stream-json`` the CLI waits for more input after each
+    turn's ``result``; it exits when stdin closes.  An instruction written while
+    a turn runs joins it (the CLI adds it to its next request); one written
+    after a turn ended starts another turn.  So stdin closes at a ``result``
+    when every instruction written has been echoed back (taken in): none can
+    be left unanswered, and the CLI is never left waiting.  An error result
+    closes it whatever is pending: such a run is over.
+    """
+
+    def __init__(self, stdin: asyncio.StreamWriter | None, ctx: AttemptContext, fields: dict[str, Any]):
+        self.stdin = stdin
+        self.ctx = ctx
+        self.fields = fields
+        self.pending: dict[str, InstructionsAdded] = {}  # written, not echoed yet (by uuid)
+        self.closed = stdin is None
+        self.results = 0
+
+    async def write(self, text: str) -> str | None:
+        """Write one user message; its uuid, or None once stdin is closed."""
+        if self.closed or self.stdin is None:
+            return None
+        message_id = str(uuid.uuid4())
+        try:
+            self.stdin.write(streamjson.user_message(text, message_id))
+            await self.stdin.drain()
+        except OSError:  # the CLI is gone (a broken pipe): nothing more reaches it
+            self.closed = True
+            return None
+        return message_id
+
+    async def feed(self, prompt: str) -> None:
+        """Write the prompt, then each instruction that arrives while the CLI runs (a task until stdin closes).
+
+        A task of its own, beside the reading of stdout: a prompt bigger than the pipe's buffer waits
+        for the CLI to read it, and the CLI may write first.
+        """
+        await self.write(prompt)
+        while not self.closed:
+            instruction = await self.ctx.instructions.next()
+            message_id = await self.write(instruction.text)
+            if message_id is None:
+                logs.info("claude.instructions_not_delivered", request_id=instruction.request_id,
+                          reason="the session had ended", **self.fields)
+                return
+            self.pending[message_id] = instruction
+            logs.info("claude.instructions_written", request_id=instruction.request_id, **self.fields)
+
+    async def seen(self, stream: streamjson.Stream) -> None:
+        """After each line of output: record what was taken in, close stdin once everything is answered."""
+        for message_id in [m for m in self.pending if m in stream.replayed]:
+            await self.ctx.instructions.delivered(self.pending.pop(message_id))
+        if stream.results > self.results:
+            self.results = stream.results
+            failed = stream.outcome is not None and stream.outcome.is_error
+            if not self.pending or failed:
+                self.close()
+
+    def close(self) -> None:
+        if self.closed or self.stdin is None:
+            self.closed = True
+            return
+        self.closed = True
+        with contextlib.suppress(OSError, RuntimeError):
+            self.stdin.close()
+
+
+async def run_claude(ctx: AttemptContext, argv: list[str], prompt: str, cwd: Path, type_name: str,
                      env: dict[str, str] | None = None, checks: re.Pattern | None = None) -> dict[str, Any]:
     fields = {"promise_id": ctx.id, "attempt": ctx.attempt, "task": type_name}
     snapshots = changes.Snapshots(cwd)
@@ -222,7 +315,7 @@ async def run_claude(ctx: AttemptContext, argv: list[str], cwd: Path, type_name:
             *argv,
             cwd=cwd,
             env=env if env is not None else environment(places(cwd)),
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
@@ -235,24 +328,33 @@ async def run_claude(ctx: AttemptContext, argv: list[str], cwd: Path, type_name:
     err = bytearray()
     stderr_task = asyncio.create_task(_tail(proc.stderr, err))
     stream = streamjson.Stream()
+    live = LiveInput(proc.stdin, ctx, fields)
+    feeding: asyncio.Task | None = None
 
-    def seen(now: streamjson.Stream) -> None:
+    async def seen(now: streamjson.Stream) -> None:
         nonlocal stream
         stream = now
+        await live.seen(now)
 
     try:
+        feeding = asyncio.create_task(live.feed(prompt))
         await _follow(proc.stdout, ctx, seen)
+        live.close()
         await stderr_task
         code = await proc.wait()
     except BaseException:
         # Timed out or cancelled: leave no process behind, record what was done so far, then let the
         # executor record the end.
         stderr_task.cancel()
+        live.close()
         await asyncio.shield(kill_group(proc))
         logs.info("claude.killed", pid=proc.pid, **fields)
         ctx.evidence = _evidence(stream, checks, files_unknown="the attempt was stopped before it ended")
         snapshots.close()
         raise
+    finally:
+        if feeding is not None:
+            feeding.cancel()
     _reap_group(proc.pid)  # anything the CLI started and left running
     try:
         ctx.evidence = await _evidence_with_files(stream, checks, snapshots, before)
@@ -260,7 +362,7 @@ async def run_claude(ctx: AttemptContext, argv: list[str], cwd: Path, type_name:
         snapshots.close()
     result = stream.outcome
     logs.info("claude.exited", pid=proc.pid, code=code, cost_usd=result.cost_usd if result else None,
-              is_error=result.is_error if result else None, **fields)
+              is_error=result.is_error if result else None, undelivered=len(live.pending), **fields)
     return finish(stream, code, err.decode(errors="replace"))
 
 
@@ -304,8 +406,12 @@ def finish(stream: streamjson.Stream, code: int, stderr: str) -> dict[str, Any]:
     raise failure(f"Claude Code ended without a result: {detail}".rstrip(": "))
 
 
+async def _seen_nothing(stream: streamjson.Stream) -> None:
+    return None
+
+
 async def _follow(stdout: asyncio.StreamReader | None, ctx: AttemptContext,
-                  seen=lambda stream: None) -> streamjson.Stream:
+                  seen=_seen_nothing) -> streamjson.Stream:
     """Read stream-json to the end, reporting tool calls as progress at most once per second.
 
     ``seen`` gets the fold after every line, so an attempt stopped half-way still has what it did.
@@ -328,7 +434,7 @@ async def _follow(stdout: asyncio.StreamReader | None, ctx: AttemptContext,
                 return stream
             reading = asyncio.ensure_future(_readline(stdout))
             stream, texts = streamjson.step(stream, line)
-            seen(stream)
+            await seen(stream)
             for text in texts:
                 if ready := throttle.offer(text, time.monotonic()):
                     await ctx.progress(ready)

@@ -9,6 +9,8 @@ from typing import Any
 from schemas.commands import WorkItem
 from schemas.events import Evidence
 
+from .instructions import Instructions
+
 ProgressFn = Callable[[str, "float | None"], Awaitable[None]]
 
 
@@ -43,9 +45,12 @@ class AttemptContext:
     # What the attempt did, set by handlers that can tell (Claude Code); recorded with its end,
     # whichever end it is: succeeded, failed, timed out.
     evidence: Evidence | None = None
+    # What the user added since the promise was created: before it started, and while it runs.
+    instructions: Instructions = field(default_factory=Instructions)
 
     @classmethod
-    def of(cls, item: WorkItem, executor: str = "", delivery: int = 1, progress: ProgressFn | None = None):
+    def of(cls, item: WorkItem, executor: str = "", delivery: int = 1, progress: ProgressFn | None = None,
+           instructions: Instructions | None = None):
         return cls(
             id=item.id,
             attempt=item.attempt,
@@ -60,6 +65,7 @@ class AttemptContext:
             executor=executor,
             delivery=delivery,
             _progress=progress or _no_progress,
+            instructions=instructions if instructions is not None else Instructions(item.instructions),
         )
 
     async def progress(self, text: str, fraction: float | None = None) -> None:

@@ -1,16 +1,23 @@
-"""Claude Code's ``--output-format stream-json`` read as a fold: lines in, progress texts and a result out.
+"""Claude Code's stream-json: its output read as a fold (lines in, progress texts and a result out),
+and the lines of its input.
 
 Pure: no I/O, no clock.  One JSON object per line; the kinds that matter are
 ``system`` (``init`` carries the session id, ``permission_denied`` a refused
 tool call), ``assistant`` (its ``tool_use`` blocks become progress texts such
 as "Editing auth.py"), ``user`` (the ``tool_result`` of each call: a Bash
-command's exit code and output) and the final ``result``.  Anything else, and
+command's exit code and output; with ``isReplay`` a message we wrote, taken
+in) and each ``result`` (one per turn; the last one is the outcome).  Anything else, and
 any line that is not JSON, is skipped: the CLI adds event kinds between
 versions.
 
 The fold also keeps the evidence of what the attempt did: the commands it ran
 with their exit codes, the calls that were refused, tokens and cost.  It is
 read from the tools' own results, never from the model's words.
+
+Input (``--input-format stream-json``): one ``user_message`` line per turn the
+CLI should take, written to its stdin while it runs; with
+``--replay-user-messages`` the CLI echoes each one back, with the ``uuid`` we
+gave it, once it is part of the conversation (``Stream.replayed``).
 """
 
 from __future__ import annotations
@@ -63,6 +70,8 @@ class Stream:
     commands_dropped: int = 0
     refusals: tuple[Refusal, ...] = ()
     tokens: TokenUsage | None = None
+    replayed: frozenset[str] = frozenset()  # uuids of the input messages the CLI took in
+    results: int = 0  # result lines so far: one per turn
 
     def evidence(self) -> Evidence:
         """What the stream proves the attempt did (files are the workspace's to tell)."""
@@ -104,13 +113,22 @@ def step(stream: Stream, line: bytes | str) -> tuple[Stream, list[str]]:
             stream = replace(stream, last_text=texts[-1])
         return (replace(stream, calls={**stream.calls, **calls}) if calls else stream), progress
     if kind == "user":
+        if event.get("isReplay") and (uuid := _str(event.get("uuid"))):
+            return replace(stream, replayed=stream.replayed | {uuid}), []
         for block in _blocks(event):
             if block.get("type") == "tool_result":
                 stream = tool_result(stream, block)
         return stream, []
     if kind == "result":
-        return replace(stream, outcome=outcome(event, stream), tokens=tokens(event.get("usage"))), []
+        return replace(stream, outcome=outcome(event, stream), tokens=tokens(event.get("usage")),
+                       results=stream.results + 1), []
     return stream, []
+
+
+def user_message(text: str, uuid: str) -> bytes:
+    """One line of the CLI's stream-json input: a user message whose replay carries ``uuid``."""
+    message = {"role": "user", "content": [{"type": "text", "text": text}]}
+    return json.dumps({"type": "user", "uuid": uuid, "message": message}, ensure_ascii=False).encode() + b"\n"
 
 
 def tool_result(stream: Stream, block: dict[str, Any]) -> Stream:

@@ -16,8 +16,9 @@ from nats.aio.msg import Msg
 
 from schemas import subjects
 from schemas.commands import work_decoder
-from schemas.events import Cancelled, decode_promise_event
+from schemas.events import Cancelled, InstructionsAdded, PromiseEvent, decode_promise_event
 from valor import bus, metrics
+from valor.client import ValorClient
 
 from . import config, groups, heartbeat, logs, persist
 from .attempt import CANCELLED, SHUTDOWN, AttemptRun, ack, describe
@@ -25,6 +26,7 @@ from .cancellations import Cancellations
 from .coalesce import Window
 from .consumer import Puller, consumer_name, ensure_consumer
 from .context import Handler
+from .instructions import Heard
 from .tasks import builtin_handlers
 
 # Under a backlog, up to this many messages per fetch, waiting at most this long for them.
@@ -79,7 +81,9 @@ class Executor:
         self._heartbeat: asyncio.Task | None = None
         self._heartbeat_stop = asyncio.Event()
         self._cancel_sub = None
+        self._instructions_sub = None
         self.cancellations: Cancellations | None = None
+        self.heard: Heard | None = None
         self._stopping = False
         self._last_activity = time.monotonic()
 
@@ -98,8 +102,11 @@ class Executor:
             await ensure_consumer(self.js, queue, self.ack_wait)
         # Cancelled events are stored in PROMISES; a core subscription sees them as they land.
         self._cancel_sub = await self.nc.subscribe(subjects.PROMISE_CANCELLED, cb=self._on_cancelled)
-        await self.nc.flush()  # the server has our subscription from here on
+        # Instructions the user adds reach running attempts the same way.
+        self._instructions_sub = await self.nc.subscribe(subjects.PROMISE_INSTRUCTIONS, cb=self._on_instructions)
+        await self.nc.flush()  # the server has our subscriptions from here on
         self.cancellations = Cancellations(time.time())
+        self.heard = Heard(time.time())
         # The first beat before start() returns: capacity is visible as soon as we are up.
         await heartbeat.put(self.js, self._beat())
         self._heartbeat = asyncio.create_task(
@@ -123,11 +130,12 @@ class Executor:
         self._heartbeat_stop.set()
         await _finish([self._heartbeat] if self._heartbeat else [], 3.0)
         await heartbeat.withdraw(self.js, self.id)
-        if self._cancel_sub is not None:
-            try:
-                await self._cancel_sub.unsubscribe()
-            except Exception:
-                pass
+        for sub in (self._cancel_sub, self._instructions_sub):
+            if sub is not None:
+                try:
+                    await sub.unsubscribe()
+                except Exception:
+                    pass
         logs.info("executor.stopped", executor=self.id)
 
     async def run_until_idle(self, quiet: float = 0.5, timeout: float = 30.0) -> None:
@@ -214,7 +222,8 @@ class Executor:
                 await persist.until_ok("dead_letter", lambda: bus.dead_letter(self.js, msg, "work", reason))
                 return await ack(msg, subject=msg.subject)
             run = AttemptRun(self.js, msg, item, self.handlers, self.id, self.ack_wait,
-                             max(64 * 1024, self.nc.max_payload - PAYLOAD_MARGIN), self.cancellations, self.window)
+                             max(64 * 1024, self.nc.max_payload - PAYLOAD_MARGIN), self.cancellations, self.window,
+                             self.heard, self._read_events)
             self._running.add(run)
             await run.run()
         except asyncio.CancelledError:
@@ -240,6 +249,23 @@ class Executor:
         for run in list(self._running):
             if run.item.id == event.id:
                 run.stop(CANCELLED)
+
+
+    async def _on_instructions(self, msg: Msg) -> None:
+        try:
+            event = decode_promise_event(msg.data)
+        except msgspec.DecodeError:
+            return
+        if not isinstance(event, InstructionsAdded):
+            return
+        if self.heard is not None:
+            self.heard.heard(event)
+        for run in list(self._running):
+            if run.item.id == event.id:
+                run.hear(event)
+
+    async def _read_events(self, promise_id: int, name: str) -> list[PromiseEvent]:
+        return [e for _, e in await ValorClient(self.nc).events(subjects.promise(promise_id, name))]
 
 
 async def _nak(msg: Msg) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import msgspec
 
 from schemas.commands import CommandReply, NewPromise, RespondResult, Submit
-from schemas.events import Cancelled, Created, MessageReceived, RetryScheduled, Spawned
+from schemas.events import Cancelled, Created, InstructionsAdded, MessageReceived, RetryScheduled, Spawned
 from schemas.subjects import msg_id_for_event, msg_id_for_message
 from valor.config import DEFAULT, Config, TaskType
 
@@ -139,6 +139,19 @@ def cancel(state: Projection, promise_id: int, now: float, reason: str = "", by:
     return [Publish(event, msg_id_for_event(promise_id, "cancelled"))], CommandReply(ok=True, ids={"0": promise_id})
 
 
+def instruct(state: Projection, promise_id: int, text: str, now: float, request_id: str, by: str = "",
+             message_id: int | None = None):
+    """Add instructions to an open promise: its later attempts get them, a running one hears them."""
+    p = state.promises.get(promise_id)
+    if p is None:
+        return [], CommandReply(ok=False, error=f"no promise #{promise_id}")
+    if p.terminal:
+        return [], CommandReply(ok=False, error=f"#{promise_id} already {p.state}")
+    event = InstructionsAdded(at=now, id=promise_id, text=text, request_id=request_id, by=by, message_id=message_id)
+    msg_id = msg_id_for_event(promise_id, "instructions_added", request_id)
+    return [Publish(event, msg_id)], CommandReply(ok=True, ids={"0": promise_id})
+
+
 def retry(state: Projection, promise_id: int, now: float, request_id: str, next_id: int | None = None):
     """Retry now if waiting to retry; a failed or cancelled promise is re-run as a new promise.
 
@@ -215,6 +228,9 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
         elif command.verb == "retry":
             fresh = (next_id or state.max_id + 1) + ids_taken(effects)
             more, _ = retry(state, command.id, now, f"respond:{parent_id}:{i}", fresh)
+        elif command.verb == "instruct" and command.text.strip():
+            more, _ = instruct(state, command.id, command.text, now, f"respond:{parent_id}:{i}",
+                               by=f"respond #{parent_id}", message_id=parent.spec.message_id)
         else:
             more = []
         effects += more

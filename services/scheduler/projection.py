@@ -22,6 +22,8 @@ from schemas.events import (
     Dispatched,
     Evidence,
     Failed,
+    InstructionsAdded,
+    InstructionsDelivered,
     NoticeIntended,
     Notified,
     Progress,
@@ -66,6 +68,7 @@ class Promise(msgspec.Struct, kw_only=True):
     children: dict[str, int] | None = None
     spawn_error: str | None = None
     notices: list[str] = []
+    instructions: list[InstructionsAdded] = []  # added while it was open: every later attempt gets them
 
     @property
     def id(self) -> int:
@@ -239,6 +242,16 @@ class Projection:
             self.needs_decision.discard(p.id)
         self._settle_answer(p)
         return True
+
+    def _instructions_added(self, e: InstructionsAdded) -> bool:
+        p = self.promises.get(e.id)
+        if p is None or p.terminal or any(i.request_id == e.request_id for i in p.instructions):
+            return False
+        p.instructions = [*p.instructions, e]
+        return True
+
+    def _instructions_delivered(self, e: InstructionsDelivered) -> bool:
+        return e.id in self.promises  # the executor's fact about an attempt; nothing here depends on it
 
     def _notice_intended(self, e: NoticeIntended) -> bool:
         return e.id in self.promises  # the notifier's fact; nothing here depends on it
@@ -420,4 +433,6 @@ _HANDLERS = {
     Spawned: Projection._spawned,
     Notified: Projection._notified,
     NoticeIntended: Projection._notice_intended,
+    InstructionsAdded: Projection._instructions_added,
+    InstructionsDelivered: Projection._instructions_delivered,
 }

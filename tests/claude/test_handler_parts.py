@@ -50,19 +50,20 @@ def test_a_huge_dependency_result_is_cut_so_the_prompt_stays_one_argument():
     assert len(text) < 20_100 and text.endswith(" … (truncated)")
 
 
-def test_command_has_the_type_permission_mode_and_tools_and_ends_with_the_prompt():
+STREAMING = ["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose",
+             "--replay-user-messages", "--permission-prompts", "none"]
+
+
+def test_command_has_the_type_permission_mode_and_tools_and_takes_the_prompt_on_stdin():
     review = valor_config.DEFAULT.types["code_review"]
-    assert command("/bin/claude", "-x review", review) == [
-        "/bin/claude", "-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "plan",
-        "--allowedTools", "Read", "Grep", "Glob", "--", "-x review"]
-    assert command("claude", "hi", TaskType()) == [
-        "claude", "-p", "--output-format", "stream-json", "--verbose", "--", "hi"]
+    assert command("/bin/claude", review) == [
+        "/bin/claude", *STREAMING, "--permission-mode", "plan", "--allowedTools", "Read", "Grep", "Glob"]
+    assert command("claude", TaskType()) == ["claude", *STREAMING]
 
 
-def test_a_continuation_resumes_its_session_in_one_argument_before_the_prompt():
-    assert command("claude", "add a test", valor_config.DEFAULT.types["code"], "6f1c2d9e-1") == [
-        "claude", "-p", "--output-format", "stream-json", "--verbose", "--resume=6f1c2d9e-1",
-        "--permission-mode", "acceptEdits", "--", "add a test"]
+def test_a_continuation_resumes_its_session_in_one_argument():
+    assert command("claude", valor_config.DEFAULT.types["code"], "6f1c2d9e-1") == [
+        "claude", *STREAMING, "--resume=6f1c2d9e-1", "--permission-mode", "acceptEdits"]
 
 
 def places(tmp_path: Path) -> Places:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from schemas.events import AttemptFailed, Created, Dispatched, RetryScheduled, Started, Succeeded
+from schemas.events import (
+    AttemptFailed,
+    Created,
+    Dispatched,
+    InstructionsAdded,
+    InstructionsDelivered,
+    RetryScheduled,
+    Started,
+    Succeeded,
+)
 from services.scheduler.projection import Projection
 from valor import render
 
@@ -64,3 +73,10 @@ def test_json_form_keeps_the_contract_keys():
     assert list(shown)[:6] == ["id", "type", "state", "attempts", "result", "depends_on"]
     assert shown["result"] == {"ok": True} and shown["dependents"] == [2]
     assert [e["type"] for e in shown["events"]] == ["created", "dispatched", "started", "succeeded"]
+
+
+def test_the_timeline_tells_instructions_added_and_delivered():
+    added = InstructionsAdded(at=T0, id=2, text="use pytest", request_id="respond:9:0", by="respond #9")
+    delivered = InstructionsDelivered(at=T0, id=2, attempt=1, request_id="respond:9:0")
+    assert render.describe(added) == 'instructions added by respond #9: "use pytest"'
+    assert render.describe(delivered) == "instructions respond:9:0 delivered to attempt 1"

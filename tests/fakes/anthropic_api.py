@@ -136,12 +136,13 @@ Matcher = Callable[[Recorded], bool]
 
 @dataclass
 class Turn:
-    """One scripted answer: content blocks, or an HTTP error; optionally after a delay."""
+    """One scripted answer: content blocks, or an HTTP error; optionally after a delay or held until released."""
 
     content: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str = "end_turn"
     when: Matcher | str | None = None  # None: requests that offer tools
     delay: float = 0.0  # seconds before answering (the connection stays open)
+    release: threading.Event | None = None  # answer only once the test sets it (the model is "thinking")
     status: int = 200
     error: dict[str, Any] | None = None  # {"type": ..., "message": ...} for a non-200 status
 
@@ -249,6 +250,13 @@ class FakeAnthropic:
         """Sleep up to ``seconds``; True if the fake was stopped meanwhile."""
         return self._stopping.wait(seconds)
 
+    def _hold(self, release: threading.Event) -> bool:
+        """Wait until ``release`` is set; True if the fake was stopped first."""
+        while not release.wait(0.05):
+            if self._stopping.is_set():
+                return True
+        return False
+
 
 class _Handler(BaseHTTPRequestHandler):
     owner: FakeAnthropic
@@ -293,6 +301,9 @@ class _Handler(BaseHTTPRequestHandler):
             turn = text(self.owner.default_reply)
         if turn.delay and self.owner._wait(turn.delay):
             self.close_connection = True  # stopped while waiting: drop the request unanswered
+            return
+        if turn.release is not None and self.owner._hold(turn.release):
+            self.close_connection = True
             return
         if turn.status != 200:
             return self._json(turn.status, {"type": "error", "error": turn.error or {"type": "api_error", "message": "error"}})

@@ -1,4 +1,4 @@
-"""Continuing a Claude Code task from the chat: ``/continue`` and plain replies to its notices; pure."""
+"""Continuing a Claude Code task from the chat: ``/continue`` and plain replies to its notices once it ended; pure."""
 
 import msgspec
 import pytest
@@ -6,6 +6,7 @@ import pytest
 from schemas.commands import NewPromise
 from schemas.events import Created, Dispatched, Notified, Started, Succeeded
 from services.executor.respond.commands import answer, help_text
+from services.executor.respond.steer import steer
 from services.executor.respond.why import explain
 from valor.config import DEFAULT
 
@@ -64,7 +65,9 @@ CHAT_LOG = view_of(
 
 
 def say(text: str, reply_to: int | None = None, view=CHAT_LOG):
-    return answer(msgspec.structs.replace(message(text), reply_to=reply_to), view, DEFAULT)
+    """What the responder answers without a language model: a reply steers first, else the command agent."""
+    msg = msgspec.structs.replace(message(text), reply_to=reply_to)
+    return steer(msg, view, DEFAULT) or answer(msg, view, DEFAULT)
 
 
 def continuing(pid: int, type_: str, text: str) -> NewPromise:
@@ -100,9 +103,9 @@ def test_continue_promises_a_task_of_the_same_type_that_resumes_the_session(text
                                  "have a session to continue."),
     ("/continue #14 more", None, "#14 is still running; it can be continued once it has ended."),
     ("/continue more", 414, "#14 is still running; it can be continued once it has ended."),
-    ("more", 414, "#14 is still running; it can be continued once it has ended."),
     ("/continue #15 more", None, "#15 failed without a recorded Claude Code session, so there is nothing to resume."),
-    ("try again", 515, "#15 failed without a recorded Claude Code session, so there is nothing to resume."),
+    ("add the index first", 515, "#15 failed without a recorded Claude Code session, so there is nothing to "
+                                 "resume."),
 ])
 def test_what_cannot_be_continued_gets_a_reply_saying_why(text, reply_to, reply):
     r = say(text, reply_to)

@@ -7,7 +7,8 @@ the promised tasks and applies the commands, then records ``spawned``.
 
 Which agent answers: messages starting with ``/`` always go to the command
 agent (``commands.py``, pure); a plain reply to Valor's message about a
-Claude Code task continues that task (``commands.follow_up``); other text goes
+promise steers that promise (``steer.py``: stop, retry, why, or instructions
+for it, which continue a Claude Code task that ended); other text goes
 to the LLM agent (``llm.py``) when ``ANTHROPIC_API_KEY`` is set, else to the
 command agent, which answers with a short help.  The chat's context is read by
 ``history.py``, only when the answer needs it.  Files sent with the message
@@ -38,6 +39,8 @@ from . import attached, commands
 from .history import read_chat
 from .llm import LlmAgent, make_client
 from .reply import honest_reply, reply_with_ids
+from .show import show_step
+from .steer import steer
 from .view import ChatView
 
 __all__ = ["Responder", "respond_handler", "reply_with_ids", "honest_reply", "message_of"]
@@ -69,12 +72,15 @@ class Responder:
         if not msg.text.strip() and not msg.attachments:
             return RespondResult(reply="I can only read text messages.")
         use_llm = self.llm is not None and not commands.is_command(msg.text)
-        may_follow_up = msg.reply_to is not None and not commands.is_command(msg.text)
+        replying = msg.reply_to is not None and not commands.is_command(msg.text)
         view: ChatView | None = None
-        if use_llm or may_follow_up or commands.needs_log(msg.text):
+        if use_llm or replying or commands.needs_log(msg.text):
             view = await self._read(msg, self.config.agent.history if use_llm else 0)
-        if may_follow_up and (follow_up := commands.follow_up(msg, view, self.config)) is not None:
-            return follow_up  # the reply names the task to continue: nothing for a model to decide
+        if replying and view is not None and (shown := show_step(msg, view)) is not None:
+            return shown  # "show 2" replying to a plan's message
+        if replying and (steered := steer(msg, view, self.config)) is not None:
+            # The reply names its promise and the gesture is a word: nothing for a model to decide.
+            return attached.noted(steered, msg)
         if use_llm:
             return attached.noted(await self.llm.respond(msg, view), msg)
         return attached.noted(commands.answer(msg, view, self.config), msg)

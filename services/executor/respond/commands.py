@@ -9,9 +9,9 @@ nothing.
 
 ``/continue [id] text`` resumes an ended Claude Code task's session with a
 new instruction (without an id: the task whose message this replies to, else
-the chat's most recent ended one); a plain reply to Valor's status or result
-message about such a task does the same without a verb (``follow_up``), before
-any language model is asked, because which task is meant is already recorded.
+the chat's most recent ended one).  A plain reply to Valor's message about a
+promise is a gesture on that promise (``steer.py``), answered before either
+agent is asked, because which promise is meant is already recorded.
 
 Task text: ``/do [!N] [type] text``: the first word is the type only when it
 names a configured type (``/do search flaky tests`` is a ``search``), otherwise
@@ -96,10 +96,11 @@ def task_types(config: Config) -> list[str]:
 def answer(msg: MessageReceived, view: ChatView | None, config: Config) -> RespondResult:
     parsed = parse(msg.text)
     if not parsed.verb:
+        if msg.reply_to is not None and view is not None and (shown := show_step(msg, view)) is not None:
+            return shown  # "show 2" replying to a plan's message
         if msg.attachments and not parsed.rest:  # files alone (one not saved is told by the responder)
             return RespondResult(reply=attached.received_reply(msg))
-        return follow_up(msg, view, config) or RespondResult(
-            reply=attached.received_reply(msg) or plain_text_reply(config))
+        return RespondResult(reply=attached.received_reply(msg) or plain_text_reply(config))
     handler = _VERBS.get(parsed.verb)
     if handler is None:
         return RespondResult(reply=f"I don't know /{parsed.verb}. Send /help for the commands.")
@@ -131,6 +132,9 @@ def help_text(config: Config) -> str:
         "/list: this chat's promises",
         "/cancel id [reason] · /retry id",
         "/why id: what happened to a promise (or reply \"show N\" to a plan's message for step N)",
+        "Reply to my message about a task: stop (or cancel, ❌) cancels it, retry retries it, why? explains it; "
+        "anything else adds instructions (before it starts, into a running Claude Code session, "
+        "or continuing it once it ended)",
         "Types: " + ", ".join(task_types(config)),
     ])
 
@@ -394,8 +398,10 @@ def _list(rest, msg, view, config) -> RespondResult:
 
 def _cancel(rest, msg, view, config) -> RespondResult:
     p, reason, error = _target(rest, "cancel", view, " [reason]")
-    if error:
-        return RespondResult(reply=error)
+    return RespondResult(reply=error) if error else cancel_one(p, reason, msg, view)
+
+
+def cancel_one(p: Promise, reason: str, msg: MessageReceived, view: ChatView) -> RespondResult:
     if p.terminal:
         return RespondResult(reply=f"#{p.id} already {p.state}; there is nothing to cancel.")
     reason = reason or f"cancelled in chat by {msg.sender_name or 'the user'}"
@@ -407,8 +413,10 @@ def _cancel(rest, msg, view, config) -> RespondResult:
 
 def _retry(rest, msg, view, config) -> RespondResult:
     p, _, error = _target(rest, "retry", view)
-    if error:
-        return RespondResult(reply=error)
+    return RespondResult(reply=error) if error else retry_one(p, view)
+
+
+def retry_one(p: Promise, view: ChatView) -> RespondResult:
     if p.state not in ("failed", "cancelled", "retrying"):
         return RespondResult(reply=f"#{p.id} is {p.state}; only failed or cancelled promises can be retried.")
     if p.state != "retrying":
@@ -429,18 +437,6 @@ def continuation(target: Promise, text: str, msg: MessageReceived, config: Confi
     task = msgspec.structs.replace(new_task(text, target.spec.task, name=f"continue-{target.id}"),
                                    continues=target.id)
     return _promise([task], config, f"Continuing #{target.id} in its {target.spec.task} session: {task.title}")
-
-
-def follow_up(msg: MessageReceived, view: ChatView | None, config: Config) -> RespondResult | None:
-    """A plain reply to Valor's message about a Claude Code task continues it; None for any other message."""
-    if msg.reply_to is None or view is None or is_command(msg.text):
-        return None
-    if (shown := show_step(msg, view)) is not None:  # "show 2" replying to a plan's message
-        return shown
-    target = view.about(msg.reply_to)
-    if target is None or not is_claude(target, config):
-        return None
-    return continuation(target, msg.text.strip(), msg, config)
 
 
 def latest_ended(view: ChatView, config: Config) -> Promise | None:

@@ -17,6 +17,8 @@ from schemas.events import (
     Cancelled,
     Created,
     Failed,
+    InstructionsAdded,
+    InstructionsDelivered,
     PromiseEvent,
     RetryScheduled,
     Spawned,
@@ -33,11 +35,15 @@ def explain(events: Sequence[PromiseEvent]) -> str:
         return "I have no record of that promise."
     state = Projection()
     story: list[str] = []
+    added: dict[str, str] = {}  # request id -> the instructions' text
     for e in events:
         if getattr(e, "id", None) != created.id:
             continue
+        when = _moment(state.promises.get(created.id))
+        if isinstance(e, InstructionsAdded):
+            added[e.request_id] = e.text
         if state.apply(e):
-            line = _line(e, created.at)
+            line = _line(e, created.at, when, added)
             if line:
                 story.append(line)
             if isinstance(e, Succeeded | AttemptFailed) and e.evidence is not None:
@@ -72,7 +78,16 @@ def headline(p: Promise) -> str:
     return f"{what} is {p.state}."
 
 
-def _line(e: PromiseEvent, t0: float) -> str | None:
+def _moment(p: Promise | None) -> str:
+    """Where instructions added now go, told in the story."""
+    if p is not None and p.state == "running":
+        return "while it ran, for the running attempt"
+    if p is None or p.started_at is None:
+        return "before it started; they join its input"
+    return "between attempts; they join the next one's input"
+
+
+def _line(e: PromiseEvent, t0: float, when: str = "", added: dict[str, str] | None = None) -> str | None:
     at = f"{elapsed(e.at - t0)} "
     match e:
         case Created():
@@ -101,6 +116,13 @@ def _line(e: PromiseEvent, t0: float) -> str | None:
             return f"{at}cancelled by {by}{cause}: {e.reason}"
         case Succeeded():
             return f"{at}succeeded on attempt {e.attempt} in {e.duration:.1f}s: {summary(e.result)}"
+        case InstructionsAdded():
+            by = f" from message {e.message_id}" if e.message_id else ""
+            return f"{at}instructions added{by} {when}: {json.dumps(short(e.text, 200), ensure_ascii=False)}"
+        case InstructionsDelivered():
+            text = (added or {}).get(e.request_id)
+            what = f" {json.dumps(short(text, 60), ensure_ascii=False)}" if text else ""
+            return f"{at}attempt {e.attempt} took the instructions{what} into its running session"
         case Spawned():
             if e.error:
                 return f"{at}its plan was refused: {e.error}"
