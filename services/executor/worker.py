@@ -24,8 +24,8 @@ from .attempt import CANCELLED, SHUTDOWN, AttemptRun, ack, describe
 from .cancellations import Cancellations
 from .coalesce import Window
 from .consumer import Puller, consumer_name, ensure_consumer
-from .slots import Pool, pools_for, queues_of, spec_of
 from .context import Handler
+from .slots import Pool, pools_for, queues_of, spec_of
 from .tasks import builtin_handlers
 
 # Under a backlog, up to this many messages per fetch, waiting at most this long for them.
