@@ -49,6 +49,7 @@ class Send:
     reply_to: int | None
     text: str
     intended: bool = False  # an intent is already logged: look for it before sending
+    answer: bool = False  # a respond promise's reply: goes before background notices waiting in the chat
 
     @property
     def key(self) -> tuple:
@@ -109,7 +110,8 @@ def background_notices(item: Item, board: Board) -> list[Action]:
 
 
 def _send(item: Item, kind: str, text: str) -> Send:
-    return Send(item.id, kind, item.chat_id, item.spec.message_id, text, intended=kind in item.intents)
+    return Send(item.id, kind, item.chat_id, item.spec.message_id, text, intended=kind in item.intents,
+                answer=item.respond)
 
 
 def _promised_anything(result) -> bool:
