@@ -23,7 +23,7 @@ from . import config, groups, heartbeat, logs, persist
 from .attempt import CANCELLED, SHUTDOWN, AttemptRun, ack, describe
 from .cancellations import Cancellations
 from .coalesce import Window
-from .consumer import Puller, consumer_name, ensure_consumer
+from .consumer import Puller, ensure_consumer
 from .context import Handler
 from .slots import Pool, pools_for, queues_of, spec_of
 from .tasks import builtin_handlers
@@ -158,10 +158,16 @@ class Executor:
             await asyncio.sleep(0.05)
 
     async def _drained(self) -> bool:
+        """No message of our queues in WORK: it keeps one until it is acked (a work queue).
+
+        Not the consumer's counts: its ``num_pending`` can still be 0 just after a
+        publish was stored (seen on a loaded machine), which ended the wait early.
+        """
         try:
             for queue in self.queues:
-                info = await self.js.consumer_info(subjects.WORK, consumer_name(queue))
-                if info.num_pending or info.num_ack_pending:
+                subject = subjects.work(queue)
+                info = await self.js.stream_info(subjects.WORK, subjects_filter=subject)
+                if (info.state.subjects or {}).get(subject):
                     return False
         except Exception:
             return False
