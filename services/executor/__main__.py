@@ -21,8 +21,9 @@ from valor import bus, eventloop, logs, metrics
 from valor.config import ConfigError, load
 
 from . import config
+from . import logs as executor_logs
 from .handlers import handlers_for
-from .slots import SlotsError, pools_for
+from .slots import SlotsError, pools_for, sharing
 from .worker import Executor
 
 
@@ -32,6 +33,7 @@ async def serve(queues: list[str] | None, slots: str, executor_id: str | None, g
     try:
         await bus.ensure_streams(nc.jetstream())
         executor = Executor(nc, queues, slots, handlers=handlers_for(settings, nc), executor_id=executor_id)
+        _warn_if_replies_share(executor, settings.types["respond"].queue if "respond" in settings.types else None)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -43,6 +45,13 @@ async def serve(queues: list[str] | None, slots: str, executor_id: str | None, g
         await executor.stop(grace=grace)
     finally:
         await nc.close()
+
+
+def _warn_if_replies_share(executor: Executor, queue: str | None) -> None:
+    """Background work in the same pool can hold every slot the agent's answers need (decision 41)."""
+    if queue and (others := sharing(executor.pools(), queue)):
+        executor_logs.warning("executor.replies_share_slots", queue=queue, shared_with=list(others),
+                              hint=f"give {queue} slots of its own, e.g. --slots {queue}=2,<n>")
 
 
 @click.command()

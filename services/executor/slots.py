@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from schemas.commands import SlotPool
+
 from .config import is_token
 
 DEFAULT_QUEUE = "default"
@@ -107,3 +109,8 @@ def queues_of(pools: Sequence[Pool]) -> list[str]:
 def spec_of(pools: Sequence[Pool]) -> str:
     """What ``--slots`` would say for ``pools`` (a shared pool as its number): for logs."""
     return ",".join(f"{p.queues[0]}={p.slots}" if len(p.queues) == 1 else str(p.slots) for p in pools)
+
+
+def sharing(pools: Sequence[Pool] | Sequence[SlotPool], queue: str) -> tuple[str, ...]:
+    """The other queues whose attempts may take ``queue``'s slots (none when it has its own)."""
+    return next((tuple(q for q in p.queues if q != queue) for p in pools if queue in p.queues), ())

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.executor.slots import Pool, SlotsError, pools_for, queues_of, spec_of
+from services.executor.slots import Pool, SlotsError, pools_for, queues_of, sharing, spec_of
 
 
 def test_a_plain_number_is_one_pool_shared_by_every_queue_as_before():
@@ -30,6 +30,12 @@ def test_without_queues_the_named_ones_are_served_and_a_plain_number_serves_defa
 
 def test_spec_of_says_it_as_the_flag_would():
     assert spec_of(pools_for("respond=2,4", ["default", "respond", "code"])) == "respond=2,4"
+
+
+def test_sharing_names_the_queues_that_may_take_a_queue_s_slots():
+    assert sharing(pools_for(4, ["default", "respond"]), "respond") == ("default",)
+    assert sharing(pools_for("respond=2,4", ["default", "respond"]), "respond") == ()
+    assert sharing(pools_for(4, ["default"]), "respond") == ()  # not served here at all
 
 
 @pytest.mark.parametrize("spec, queues, error", [
