@@ -1,4 +1,4 @@
-"""The chat figures of ``make bench``: a reply at light load, and a catch-up after downtime.
+"""The chat figures of ``make bench``: a reply at light load, commands under load, and a catch-up.
 
 Both run the real services as processes on a 3-node cluster (R3, file storage,
 ``sync_interval: always``): a scheduler and an executor from ``valor.stack``,
@@ -9,6 +9,9 @@ plus ingest and notifier.
   model or a read of the log, so the figure is Valor's own path: ingest stores
   the message, the scheduler creates and dispatches its respond promise, the
   executor runs it, the notifier sends the reply.
+- ``under_load``: commands that only read or cancel (``/status``, ``/list``,
+  ``/why``, ``/help``, ``/cancel``) with every background slot of ``make up``'s
+  executors busy and 1,000 promises queued behind them.
 - ``catchup``: messages sent to allowlisted private chats while ingest was
   down (the rest of Valor up), on the chaos suite's fake Telegram, which ingest
   reaches over HTTP like a remote API (``tests/chaos/telegram.py``).  Timed
@@ -24,8 +27,10 @@ import sys
 import time
 
 from schemas import subjects
+from schemas.commands import NewPromise as T
 from tests.chaos.telegram import TelegramServer, World
 from valor import bus
+from valor.client import ValorClient
 from valor.natsserver import NatsCluster
 from valor.stack import Stack
 
@@ -35,10 +40,11 @@ QUIET = {"VALOR_LOG_LEVEL": "WARNING", "VALOR_ACK_WAIT": "30",
          "VALOR_TG_API_ID": "", "ANTHROPIC_API_KEY": ""}  # no Telegram, no LLM: console and command agent
 
 
-def _stack(cluster: NatsCluster, config: str) -> Stack:
+def _stack(cluster: NatsCluster, config: str, executors: int = 1, slots: int | str = 4) -> Stack:
     path = cluster.root / "valor.toml"
     path.write_text(config)
-    return Stack(cluster, schedulers=1, executors=1, slots=4, env_extra={**QUIET, "VALOR_CONFIG": str(path)})
+    return Stack(cluster, schedulers=1, executors=executors, slots=slots,
+                 env_extra={**QUIET, "VALOR_CONFIG": str(path)})
 
 
 async def _until(check, timeout: float, what: str, every: float = 0.05):
@@ -121,6 +127,141 @@ async def chat_reply(cluster: NatsCluster, samples: int, chat_interval: float = 
     finally:
         await nc.close()
         stack.kill()
+
+
+# --- under load: commands that only read or cancel, every background slot busy ---------------------
+
+
+# As `make up` runs them (deploy/supervisord.conf): respond has slots of its own.
+MAKE_UP_SLOTS = "respond=2,code=2,default=4"
+COMMANDS = ("/status", "/list", "/why {first}", "/help", "/cancel {target}")
+
+
+async def under_load(cluster: NatsCluster, samples: int, backlog: int = 1000, executors: int = 2,
+                     chat_interval: float = 0.0, gap: float = 0.1) -> dict[str, float]:
+    """From a command entering ingest to the notifier sending its answer, with every background
+    slot of ``make up``'s executors held by hour-long sleeps and ``backlog`` promises queued behind them.
+
+    The chat's own ``/plan`` of sleeps holds the ``default`` slots (so ``/cancel`` has a running
+    promise of the chat to stop; each cancelled one's slot goes to the chat's next sleep), CLI
+    sleeps hold the ``code`` slots, and ``backlog`` more CLI sleeps wait.  Commands take turns:
+    ``/status``, ``/list``, ``/why``, ``/help``, ``/cancel``; the next goes ``chat_interval`` plus
+    ``gap`` after an answer.  Besides the answer, each ``/cancel`` is timed until the cancel is
+    stored and until the slot it freed runs the next sleep (the running attempt was stopped).
+
+    ``chat_interval`` is the notifier's pacing of a chat's messages (decision 29; 1 s shipped, for
+    Telegram's limits).  At 0 the figure is Valor's own path; paced, an answer goes before the
+    background notices waiting in its chat but may still wait up to one interval behind one that
+    already went out (the chat's sleeps each announce their start).
+    """
+    stack = _stack(cluster, CONSOLE_CONFIG.format(chat_interval=chat_interval), executors, MAKE_UP_SLOTS)
+    py = sys.executable
+    stack.add("ingest", [py, "-m", "services.ingest"])
+    stack.add("notifier", [py, "-m", "services.notifier"])
+    stack.start()
+    nc = await bus.connect(cluster.url, name="bench-under-load")
+    chat = 1
+    hour = {"seconds": 3600}
+    try:
+        await _wait_for_executors(nc, executors)
+        client = ValorClient(nc, by="bench")
+
+        async def console_answers() -> bool:
+            reply = await nc.request(f"console.{chat}.in", b'{"text": ""}', timeout=1)
+            return b"empty message" in reply.data
+
+        await _until(console_answers, 30, "ingest did not answer on the console")
+        replies: dict[int, float] = {}
+        events: dict[tuple[str, int], float] = {}
+        arrived = asyncio.Event()
+
+        last_sent = [time.perf_counter()]
+
+        async def on_out(msg) -> None:
+            record = json.loads(msg.data)
+            if record.get("op") == "sent":
+                last_sent[0] = time.perf_counter()
+            if record.get("op") == "sent" and record.get("reply_to") is not None:
+                replies.setdefault(record["reply_to"], time.perf_counter())
+                arrived.set()
+
+        async def on_event(msg) -> None:
+            _, pid, kind = msg.subject.split(".")
+            events.setdefault((kind, int(pid)), time.perf_counter())
+
+        await nc.subscribe(f"console.{chat}.out", cb=on_out)
+        await nc.subscribe("promise.*.started", cb=on_event)
+        await nc.subscribe("promise.*.cancelled", cb=on_event)
+
+        async def say(text: str) -> tuple[int, float]:
+            t0 = time.perf_counter()
+            answer = json.loads((await nc.request(f"console.{chat}.in", json.dumps({"text": text}).encode(),
+                                                  timeout=10)).data)
+            message_id = answer["id"]
+            while message_id not in replies:
+                arrived.clear()
+                await asyncio.wait_for(arrived.wait(), timeout=60)
+            return message_id, t0
+
+        default_slots = executors * 4
+        cancels = sum(1 for i in range(samples) if COMMANDS[i % len(COMMANDS)].startswith("/cancel"))
+        chat_sleeps = default_slots + cancels + 1
+        await say("/plan\n" + "\n".join(f"s{i}: sleep: {json.dumps(hour)}" for i in range(chat_sleeps)))
+        await client.submit(*(T(type="sleep", title=f"code slot {i}", queue="code", input=hour)
+                              for i in range(executors * 2)))
+        for start in range(0, backlog, 100):
+            await client.submit(*(T(type="sleep", title=f"backlog {i}", input=hour)
+                                  for i in range(start, min(backlog, start + 100))), timeout=60)
+        state = await client.projection()
+        mine = sorted(p.id for p in state.promises.values() if p.spec.chat_id == chat and p.spec.task == "sleep")
+        background = executors * (4 + 2)
+
+        async def loaded() -> bool:
+            state = await client.projection()
+            running = sum(p.state == "running" for p in state.promises.values())
+            return running == background
+
+        await _until(loaded, 60, "the background slots did not fill", every=0.5)
+
+        async def quiet() -> bool:  # the sleeps' status messages are out (one a chat_interval)
+            return time.perf_counter() - last_sent[0] > 2 * chat_interval + 0.5
+
+        await _until(quiet, 60, "the chat's status messages kept coming", every=0.1)
+        queued = sum(p.state == "queued" for p in (await client.projection()).promises.values())
+        latencies: dict[str, list[float]] = {c.split()[0]: [] for c in COMMANDS}
+        applied, freed = [], []
+        target = 0
+        for i in range(samples):
+            command = COMMANDS[i % len(COMMANDS)]
+            text = command.format(first=mine[0], target=mine[target])
+            message_id, t0 = await say(text)
+            latencies[command.split()[0]].append((replies[message_id] - t0) * 1000)
+            if command.startswith("/cancel"):
+                victim, successor = mine[target], mine[target + default_slots]
+                await _until(_seen(events, ("cancelled", victim)), 30, f"#{victim} was not cancelled")
+                await _until(_seen(events, ("started", successor)), 30, f"#{victim}'s slot was not freed")
+                applied.append((events[("cancelled", victim)] - t0) * 1000)
+                freed.append((events[("started", successor)] - t0) * 1000)
+                target += 1
+            await asyncio.sleep(chat_interval + gap)
+        state = await client.projection()
+        running = sum(p.state == "running" for p in state.promises.values())
+        everything = [v for values in latencies.values() for v in values]
+        return {"samples": len(everything), "p50_ms": percentile(everything, 50),
+                "p99_ms": percentile(everything, 99), "max_ms": max(everything),
+                **{f"{name[1:]}_p99_ms": percentile(values, 99) for name, values in latencies.items()},
+                "cancel_stored_p99_ms": percentile(applied, 99), "cancel_slot_freed_p99_ms": percentile(freed, 99),
+                "background_slots": background, "running_at_end": running, "queued_at_start": queued,
+                "chat_interval_s": chat_interval}
+    finally:
+        await nc.close()
+        stack.kill()
+
+
+def _seen(events: dict, key: tuple):
+    async def check() -> bool:
+        return key in events
+    return check
 
 
 # --- catch-up: messages sent while ingest was down ----------------------------------------------

@@ -104,8 +104,21 @@ class RespondResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     commands: list[RespondCommand] = []
 
 
+class SlotPool(msgspec.Struct, frozen=True, kw_only=True):
+    """Slots only attempts of ``queues`` take: a queue's own when it is the only one, else shared."""
+
+    queues: list[str]
+    slots: int
+    busy: int = 0
+
+
 class ExecutorHeartbeat(msgspec.Struct, frozen=True, kw_only=True):
-    """Kept in the ``valor_executors`` KV bucket under the executor id (TTL)."""
+    """Kept in the ``valor_executors`` KV bucket under the executor id (TTL).
+
+    ``slots`` and ``busy`` are the executor's totals; ``pools`` says how they are
+    split between its queues.  A heartbeat without pools (an executor from before
+    they existed) is one pool shared by all its queues.
+    """
 
     executor: str
     queues: list[str]
@@ -114,6 +127,10 @@ class ExecutorHeartbeat(msgspec.Struct, frozen=True, kw_only=True):
     host: str = ""
     pid: int = 0
     at: float = 0.0
+    pools: list[SlotPool] = []
+
+    def slot_pools(self) -> list[SlotPool]:
+        return self.pools or [SlotPool(queues=list(self.queues), slots=self.slots, busy=self.busy)]
 
 
 command_decoder = msgspec.json.Decoder(AnyCommand)

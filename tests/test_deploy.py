@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from services.executor.slots import Pool, pools_for
 from valor import bus
 from valor.natsserver import free_port, server_binary
 
@@ -116,9 +117,11 @@ def test_supervisord_runs_only_the_services_that_exist(tmp_path):
     assert programs["nats-2"]["command"] == f"{venv}/bin/nats-server -c {var}/nats/n2.conf"
     assert programs["scheduler"]["numprocs"] == "2"
     assert programs["executor"]["numprocs"] == "2"
-    assert programs["executor"]["command"].endswith(
-        "--queues default,respond,code --slots 4 --id executor-%(process_num)s"
-    )
+    assert programs["executor"]["command"].endswith(" --id executor-%(process_num)s")
+    argv = programs["executor"]["command"].split()
+    pools = pools_for(argv[argv.index("--slots") + 1], argv[argv.index("--queues") + 1].split(","))
+    assert Pool(("respond",), 2) in pools  # replies never wait behind background work
+    assert {q for p in pools for q in p.queues} == {"default", "respond", "code"}
     assert f'VALOR_RUN_DIR="{var}/run/tasks"' in programs["executor"]["environment"]  # where make down looks
     for name in ("scheduler", "executor"):
         env = programs[name]["environment"]

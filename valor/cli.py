@@ -484,6 +484,7 @@ async def executors(js) -> dict[str, Any]:
             hb = heartbeat_decoder.decode(entry.value or b"")
         except (KeyNotFoundError, msgspec.DecodeError):
             continue  # expired between the listing and the read, or not a heartbeat
-        out[key] = {"queues": hb.queues, "slots": hb.slots, "busy": hb.busy, "host": hb.host, "pid": hb.pid,
+        out[key] = {"queues": hb.queues, "slots": hb.slots, "busy": hb.busy,
+                    "pools": [msgspec.to_builtins(p) for p in hb.slot_pools()], "host": hb.host, "pid": hb.pid,
                     "age": round(now - hb.at, 3)}
     return out

@@ -256,6 +256,12 @@ def peers_text(cluster: Mapping[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
+def pools_text(executor: Mapping[str, Any]) -> str:
+    """``respond 0/2 · default 4/4``: each pool's busy and slots; a shared pool names all its queues."""
+    pools = executor.get("pools") or [executor]  # a status from before pools: one shared by all queues
+    return " · ".join(f"{','.join(p['queues'])} {p['busy']}/{p['slots']}" for p in pools)
+
+
 def status_text(status: Mapping[str, Any]) -> str:
     server = status["server"]
     out = [f"nats       {server['url']}  server {server['name']} v{server['version']}"
@@ -266,10 +272,9 @@ def status_text(status: Mapping[str, Any]) -> str:
     out.append(f"scheduler  {status['scheduler'] or 'NONE active'}")
     executors = status["executors"]
     out.append(f"executors  {len(executors) or 'NONE'}")
-    rows = [(name, ",".join(e["queues"]), f"{e['busy']}/{e['slots']} busy", f"seen {e['age']:.1f}s ago")
-            for name, e in sorted(executors.items())]
+    rows = [(name, pools_text(e), f"seen {e['age']:.1f}s ago") for name, e in sorted(executors.items())]
     if rows:
-        out += ["  " + line for line in table(rows, ("ID", "QUEUES", "LOAD", "HEARTBEAT")).splitlines()]
+        out += ["  " + line for line in table(rows, ("ID", "BUSY/SLOTS PER QUEUE", "HEARTBEAT")).splitlines()]
     out.append("streams")
     names = list(status["streams"])
     rows = []

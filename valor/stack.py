@@ -55,7 +55,8 @@ class Stack:
     nats: NatsCluster
     schedulers: int = 2
     executors: int = 2
-    slots: int = 4
+    slots: int | str = 4  # --slots: a number the queues share, or per queue ("respond=2,default=4")
+    queues: str = "default,respond,code"
     env_extra: dict[str, str] = field(default_factory=dict)
     services: dict[str, Service] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
@@ -71,7 +72,7 @@ class Stack:
             self.services[name] = Service(name, [py, "-m", "services.scheduler"], env, self.nats.root / f"{name}.log")
         for i in range(self.executors):
             name = f"executor-{i + 1}"
-            argv = [py, "-m", "services.executor", "--queues", "default,respond,code", "--slots", str(self.slots), "--id", name]
+            argv = [py, "-m", "services.executor", "--queues", self.queues, "--slots", str(self.slots), "--id", name]
             self.services[name] = Service(name, argv, env, self.nats.root / f"{name}.log")
 
     def add(self, name: str, argv: list[str]) -> Service:

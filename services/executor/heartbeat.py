@@ -1,4 +1,4 @@
-"""Announces this executor's queues, slots and load in the ``valor_executors`` KV bucket.
+"""Announces this executor's queues, slots and load (per pool of slots) in the ``valor_executors`` KV bucket.
 
 The bucket has a TTL, so a crashed executor disappears on its own; a graceful stop
 deletes its key at once.
@@ -15,15 +15,17 @@ from collections.abc import Callable
 import msgspec
 from nats.js import JetStreamContext
 
-from schemas.commands import ExecutorHeartbeat
+from schemas.commands import ExecutorHeartbeat, SlotPool
 from schemas.subjects import EXECUTORS_BUCKET
 
 from . import logs
 
 
-def beat(executor: str, queues: list[str], slots: int, busy: int) -> ExecutorHeartbeat:
-    return ExecutorHeartbeat(executor=executor, queues=list(queues), slots=slots, busy=busy,
-                             host=socket.gethostname(), pid=os.getpid(), at=time.time())
+def beat(executor: str, pools: list[SlotPool]) -> ExecutorHeartbeat:
+    """The totals beside the pools, so readers from before pools existed still see the executor."""
+    return ExecutorHeartbeat(executor=executor, queues=[q for p in pools for q in p.queues],
+                             slots=sum(p.slots for p in pools), busy=sum(p.busy for p in pools),
+                             pools=list(pools), host=socket.gethostname(), pid=os.getpid(), at=time.time())
 
 
 async def put(js: JetStreamContext, hb: ExecutorHeartbeat) -> bool:

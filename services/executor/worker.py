@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from schemas import subjects
-from schemas.commands import work_decoder
+from schemas.commands import SlotPool, work_decoder
 from schemas.events import Cancelled, InstructionsAdded, PromiseEvent, decode_promise_event
 from valor import bus, metrics
 from valor.client import ValorClient
@@ -24,9 +24,10 @@ from . import config, groups, heartbeat, logs, persist
 from .attempt import CANCELLED, SHUTDOWN, AttemptRun, ack, describe
 from .cancellations import Cancellations
 from .coalesce import Window
-from .consumer import Puller, consumer_name, ensure_consumer
+from .consumer import Puller, ensure_consumer
 from .context import Handler
 from .instructions import Heard
+from .slots import Pool, pools_for, queues_of, spec_of
 from .tasks import builtin_handlers
 
 # Under a backlog, up to this many messages per fetch, waiting at most this long for them.
@@ -36,17 +37,33 @@ BACKLOG_WAIT = 0.05
 PAYLOAD_MARGIN = 16 * 1024
 
 
-class Executor:
-    """Runs attempts from ``work.<queue>`` for each queue, at most ``slots`` at once.
+class _Pool:
+    """Slots taken only by attempts of its queues (``slots.py``), and what runs in them."""
 
-    ``handlers`` are added to (and may replace) the built-in task types.
+    def __init__(self, pool: Pool):
+        self.queues = pool.queues
+        self.slots = pool.slots
+        self.free = asyncio.Semaphore(pool.slots)
+        self.running: set[AttemptRun] = set()
+
+    def announced(self) -> SlotPool:
+        return SlotPool(queues=list(self.queues), slots=self.slots, busy=len(self.running))
+
+
+class Executor:
+    """Runs attempts from ``work.<queue>`` for each queue, within the slots of its pool.
+
+    ``slots`` is what ``--slots`` takes (``slots.py``): a number shared by all
+    ``queues`` (``None``: the queues it names), or slots per queue, e.g.
+    ``"respond=2,default=4"`` or ``{"respond": 2, "default": 4}``.  ``handlers``
+    are added to (and may replace) the built-in task types.
     """
 
     def __init__(
         self,
         nc: Client,
-        queues: list[str],
-        slots: int,
+        queues: list[str] | None,
+        slots: int | str | Mapping[str, int],
         handlers: Mapping[str, Handler] | None = None,
         executor_id: str | None = None,
         ack_wait: float | None = None,
@@ -54,27 +71,22 @@ class Executor:
         fetch_timeout: float = config.FETCH_TIMEOUT,
         write_window: float | None = None,
     ):
-        if not queues:
-            raise ValueError("an executor needs at least one queue")
-        for queue in queues:
-            if not config.is_token(queue):
-                raise ValueError(f"invalid queue name {queue!r}: use letters, digits, '-' and '_'")
-        if slots < 1:
-            raise ValueError("slots must be at least 1")
+        pools = pools_for(slots, queues)  # a SlotsError (a ValueError) names what is wrong
         self.id = executor_id or config.default_executor_id()
         if not config.is_token(self.id):
             raise ValueError(f"invalid executor id {self.id!r}: use letters, digits, '-' and '_'")
         self.nc = nc
         self.js = nc.jetstream()
-        self.queues = list(dict.fromkeys(queues))
-        self.slots = slots
+        self.queues = queues_of(pools)
+        self._pools = [_Pool(p) for p in pools]
+        self._pool_of = {q: pool for pool in self._pools for q in pool.queues}
+        self.slots = sum(p.slots for p in pools)
         self.handlers: dict[str, Handler] = {**builtin_handlers(), **(handlers or {})}
         self.ack_wait = ack_wait if ack_wait is not None else config.ack_wait()
         self.heartbeat_interval = heartbeat_interval
         self.fetch_timeout = fetch_timeout
         self.window = Window(write_window if write_window is not None else config.write_window(),
                              crowd=lambda: len(self._running))
-        self._free = asyncio.Semaphore(slots)
         self._running: set[AttemptRun] = set()
         self._tasks: set[asyncio.Task] = set()
         self._pullers: list[asyncio.Task] = []
@@ -91,9 +103,13 @@ class Executor:
     def busy(self) -> int:
         return len(self._running)
 
+    def pools(self) -> list[SlotPool]:
+        """Each pool's queues, slots and attempts running, as the heartbeat announces them."""
+        return [p.announced() for p in self._pools]
+
     def _beat(self):
         metrics.BUSY_SLOTS.set(self.busy)
-        return heartbeat.beat(self.id, self.queues, self.slots, self.busy)
+        return heartbeat.beat(self.id, self.pools())
 
     async def start(self) -> None:
         metrics.SLOTS.set(self.slots)
@@ -113,7 +129,7 @@ class Executor:
             heartbeat.announce(self.js, self._beat, self.heartbeat_interval, self._heartbeat_stop)
         )
         self._pullers = [asyncio.create_task(self._pull(queue)) for queue in self.queues]
-        logs.info("executor.started", executor=self.id, queues=self.queues, slots=self.slots,
+        logs.info("executor.started", executor=self.id, queues=self.queues, slots=spec_of(self._pools),
                   ack_wait=self.ack_wait, tasks=sorted(self.handlers))
 
     async def stop(self, grace: float = config.STOP_GRACE) -> None:
@@ -150,10 +166,16 @@ class Executor:
             await asyncio.sleep(0.05)
 
     async def _drained(self) -> bool:
+        """No message of our queues in WORK: it keeps one until it is acked (a work queue).
+
+        Not the consumer's counts: its ``num_pending`` can still be 0 just after a
+        publish was stored (seen on a loaded machine), which ended the wait early.
+        """
         try:
             for queue in self.queues:
-                info = await self.js.consumer_info(subjects.WORK, consumer_name(queue))
-                if info.num_pending or info.num_ack_pending:
+                subject = subjects.work(queue)
+                info = await self.js.stream_info(subjects.WORK, subjects_filter=subject)
+                if (info.state.subjects or {}).get(subject):
                     return False
         except Exception:
             return False
@@ -161,10 +183,11 @@ class Executor:
 
     async def _pull(self, queue: str) -> None:
         puller = Puller(self.js, queue, self.ack_wait)
+        pool = self._pool_of[queue]
         try:
             while not self._stopping:
                 # Ask for work only when a slot is free, so the stream hands it to an idle executor.
-                await self._free.acquire()
+                await pool.free.acquire()
                 handed_off = False
                 try:
                     if self._stopping:
@@ -172,26 +195,26 @@ class Executor:
                     msg = await puller.fetch_one(self.fetch_timeout)
                     if msg is None:
                         continue
-                    handed_off = await self._hand_off(msg)
+                    handed_off = await self._hand_off(msg, pool)
                 finally:
                     if not handed_off:
-                        self._free.release()
-                await self._take_backlog(puller)
+                        pool.free.release()
+                await self._take_backlog(puller, pool)
         finally:
             await puller.close()
 
-    async def _hand_off(self, msg: Msg) -> bool:
-        """Start an attempt for ``msg`` in a slot already taken; False if we are leaving."""
+    async def _hand_off(self, msg: Msg, pool: _Pool) -> bool:
+        """Start an attempt for ``msg`` in a slot of ``pool`` already taken; False if we are leaving."""
         self._last_activity = time.monotonic()
         if self._stopping:
             await _nak(msg)
             return False
-        task = asyncio.create_task(self._handle(msg))
+        task = asyncio.create_task(self._handle(msg, pool))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
 
-    async def _take_backlog(self, puller: Puller) -> None:
+    async def _take_backlog(self, puller: Puller, pool: _Pool) -> None:
         """After a message came, take what else waits for the slots still free, in one fetch.
 
         One message per request keeps light load fast and spreads work across
@@ -199,20 +222,20 @@ class Executor:
         round trip per attempt.
         """
         taken = 0
-        while taken < BACKLOG_BATCH and not self._free.locked():
-            await self._free.acquire()  # does not block: a slot is free
+        while taken < BACKLOG_BATCH and not pool.free.locked():
+            await pool.free.acquire()  # does not block: a slot is free
             taken += 1
         if not taken:
             return
         msgs = await puller.fetch(taken, BACKLOG_WAIT) if not self._stopping else []
         started = 0
         for msg in msgs:
-            started += await self._hand_off(msg)
+            started += await self._hand_off(msg, pool)
         for _ in range(taken - started):
-            self._free.release()
+            pool.free.release()
 
-    async def _handle(self, msg: Msg) -> None:
-        """Run one work message; owns one slot and releases it when done."""
+    async def _handle(self, msg: Msg, pool: _Pool) -> None:
+        """Run one work message; owns one slot of ``pool`` and releases it when done."""
         run = None
         try:
             try:
@@ -225,6 +248,7 @@ class Executor:
                              max(64 * 1024, self.nc.max_payload - PAYLOAD_MARGIN), self.cancellations, self.window,
                              self.heard, self._read_events)
             self._running.add(run)
+            pool.running.add(run)
             await run.run()
         except asyncio.CancelledError:
             raise
@@ -234,7 +258,8 @@ class Executor:
         finally:
             if run is not None:
                 self._running.discard(run)
-            self._free.release()
+                pool.running.discard(run)
+            pool.free.release()
             self._last_activity = time.monotonic()
 
     async def _on_cancelled(self, msg: Msg) -> None:

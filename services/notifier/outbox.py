@@ -9,8 +9,11 @@ message (nor the other way round): the reply to ``/help`` goes out at once, not
 a ``chat_interval`` behind its own 👀.  Within a lane, actions run in order, at
 least ``chat_interval`` apart; a group gets at most ``group_per_minute``
 messages a minute; a message is edited at most once per ``edit_interval`` (a
-newer edit replaces one still waiting).  A flood wait holds back the lane whose
-call it answered.  One order across lanes is kept: a reaction on a message
+newer edit replaces one still waiting).  In the messages lane, the replies of
+respond promises go before the background notices waiting there (status
+messages, results), each in arrival order: an answer to ``/status`` never waits
+behind a backlog of results.  A flood wait holds back the lane whose call it
+answered.  One order across lanes is kept: a reaction on a message
 waits until the replies to that message already queued are sent, so ✅ never
 shows before the answer it marks.
 
@@ -144,7 +147,7 @@ class Outbox:
         """The first action in order that may go now, else the one that may go soonest."""
         now = self.clock()
         first = None
-        for key, action in queue.items():
+        for key, action in _answers_first(queue):
             if self._held(action):
                 continue
             if self._ready_at(action) <= now:
@@ -315,3 +318,11 @@ class Outbox:
 
     async def _record(self, event, msg_id: str) -> None:
         await self.record(event, msg_id)
+
+
+def _answers_first(queue: dict[tuple, Action]) -> list[tuple[tuple, Action]]:
+    """The replies to the chat's messages, then the rest; each in arrival order."""
+    answers = [(k, a) for k, a in queue.items() if isinstance(a, Send) and a.answer]
+    if not answers:
+        return list(queue.items())
+    return answers + [(k, a) for k, a in queue.items() if not (isinstance(a, Send) and a.answer)]

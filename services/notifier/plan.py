@@ -60,6 +60,7 @@ class Send:
     text: str
     intended: bool = False  # an intent is already logged: look for it before sending
     recorded: tuple[str, ...] = ()  # the intent's digests: the text as first sent (a checklist changes since)
+    answer: bool = False  # a respond promise's reply: goes before background notices waiting in the chat
 
     @property
     def key(self) -> tuple:
@@ -170,7 +171,7 @@ def plan_notices(board: Board, item: Item, steps: list[Item]) -> list[Action]:
 def _send(item: Item, kind: str, text: str) -> Send:
     intent = item.intents.get(kind)
     return Send(item.id, kind, item.chat_id, item.spec.message_id, text, intended=intent is not None,
-                recorded=tuple(intent.parts) if intent is not None else ())
+                recorded=tuple(intent.parts) if intent is not None else (), answer=item.respond)
 
 
 def _promised_anything(result) -> bool:

@@ -39,6 +39,7 @@ from valor import bus, metrics
 from valor.config import Config, load
 
 from . import intake
+from .capacity import slots_per_queue
 from .decide import decide, resend_dispatched
 from .effects import Dispatch, Effect, Publish, ids_taken
 from .lease import Lease
@@ -187,12 +188,7 @@ class Scheduler:
                 await asyncio.sleep(1)
 
     def capacity(self, now: float) -> dict[str, int]:
-        slots: dict[str, int] = {}
-        for hb in self.executors.values():
-            if now - hb.at <= self.heartbeat_ttl:
-                for q in hb.queues:
-                    slots[q] = slots.get(q, 0) + hb.slots
-        return slots
+        return slots_per_queue(self.executors.values(), now, self.heartbeat_ttl)
 
     # --- leadership ---------------------------------------------------------------
 

@@ -6,9 +6,11 @@ from collections import Counter
 import pytest
 from prometheus_client import REGISTRY
 
+from schemas.events import Created, Started, Succeeded
 from services.notifier import texts
+from services.notifier.board import Board
 from services.notifier.outbox import Outbox
-from services.notifier.plan import Edit, React, Send
+from services.notifier.plan import Edit, React, Send, due
 
 from .conftest import ALICE, CAROL, CONFIG, GROUP, intents, notices, settle, stored_messages
 
@@ -406,6 +408,36 @@ async def test_two_messages_in_a_row_are_still_paced(people):
     for chat in (ALICE, CAROL):  # one message a second in a chat, as before; chats apart
         assert [(t, m) for t, call, c, m in log if call == "send" and c == chat] == [
             (1000.0, 10), (1001.0, 11), (1002.0, 12)]
+    await outbox.stop()
+
+
+def test_only_the_replies_of_respond_promises_are_answers():
+    board = Board()
+    for seq, event in enumerate([
+        Created(at=1.0, id=1, title="/status", task="respond", chat_id=ALICE, message_id=10),
+        Succeeded(at=1.1, id=1, attempt=1, result={"reply": "2 open"}),
+        Created(at=1.0, id=2, title="sleep", task="sleep", chat_id=ALICE, message_id=9),
+        Started(at=1.0, id=2, attempt=1, executor="x"),
+        Created(at=1.0, id=3, title="echo", task="echo", chat_id=ALICE, message_id=9),
+        Succeeded(at=1.2, id=3, attempt=1, result="done"),
+    ], 1):
+        board.apply(event, seq)
+    sends = {(a.id, a.kind): a.answer for i in (1, 2, 3) for a in due(board, board.items[i], 2.0, 60.0)
+             if isinstance(a, Send)}
+    assert sends == {(1, "terminal"): True, (2, "status"): False, (3, "terminal"): False}
+
+
+async def test_an_answer_goes_before_the_background_notices_waiting_in_its_chat(people):
+    outbox, time_, log = paced_outbox(people, chat_interval=1.0)
+    for i in range(5):  # a plan's steps ending together: five results to send, one a second
+        outbox.submit(Send(20 + i, "terminal", ALICE, 9, f"step {i} done"))
+    await asyncio.sleep(0)
+    outbox.submit(Send(30, "terminal", ALICE, 10, "3 open: ...", answer=True))  # the reply to /status
+    outbox.submit(Send(31, "terminal", ALICE, 11, "Cancelling #22.", answer=True))
+    await time_.run(outbox)
+    sends = [(t, m) for t, call, _, m in log if call == "send"]
+    # The first result was already going out; then the answers, in their order; then the other results.
+    assert sends == [(1000.0, 9), (1001.0, 10), (1002.0, 11), (1003.0, 9), (1004.0, 9), (1005.0, 9), (1006.0, 9)]
     await outbox.stop()
 
 

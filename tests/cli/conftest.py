@@ -82,7 +82,7 @@ class Stack:
                                                          "held": TaskType(handler="held")})
         self.scheduler = Scheduler(self.nc, config=config, lease_ttl=2.0)
         await self.scheduler.start()
-        self.executor = Executor(self.nc, ["default"], 4, handlers={"flaky": flaky, "held": held}, executor_id=EXECUTOR_ID,
+        self.executor = Executor(self.nc, None, "default=4,respond=1", handlers={"flaky": flaky, "held": held}, executor_id=EXECUTOR_ID,
                                  fetch_timeout=0.2, heartbeat_interval=0.3)
         await self.executor.start()
         # The scheduler dispatches only to capacity it has seen announced.

@@ -297,12 +297,14 @@ def test_status_json_has_streams_executors_scheduler_and_promises(valor):
     assert {"CHAT", "PROMISES", "WORK", "COMMANDS", "DLQ"} <= status["streams"].keys()
     work = status["streams"]["WORK"]
     assert work["consumers"]["exec-default"] == {"num_pending": 0, "num_ack_pending": 0, "num_redelivered": 0}
-    assert status["executors"][EXECUTOR_ID]["queues"] == ["default"]
-    assert status["executors"][EXECUTOR_ID]["slots"] == 4
+    executor = status["executors"][EXECUTOR_ID]
+    assert (executor["queues"], executor["slots"]) == (["default", "respond"], 5)
+    assert [(p["queues"], p["slots"]) for p in executor["pools"]] == [(["default"], 4), (["respond"], 1)]
     assert status["scheduler"].startswith("scheduler-")
     assert status["promises"]["succeeded"] >= 1
     text = valor("status").stdout
     assert EXECUTOR_ID in text and "PROMISES" in text and "promises   " in text
+    assert re.search(rf"{EXECUTOR_ID}\s+default \d/4 · respond \d/1\s+seen", text)  # busy/slots per queue
 
 
 def test_replay_json_counts_events_and_promises(valor):

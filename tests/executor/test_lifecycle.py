@@ -35,6 +35,47 @@ async def test_slots_bound_concurrent_attempts(js, executor):
         assert await last(js, i, "succeeded") is not None
 
 
+async def test_a_queue_s_own_slots_are_never_taken_by_another_queue_s_work(js, executor):
+    release = asyncio.Event()
+
+    async def hold(ctx):
+        await release.wait()
+
+    ex = await executor(queues=("default", "respond"), slots="respond=1,default=2",
+                        handlers={"hold": hold}, executor_id="exec-own")
+    for i in range(1, 5):  # more background work than its slots
+        await put_work(js, WorkItem(id=i, attempt=1, task="hold"))
+    await until(lambda: ex.busy == 2)
+    await put_work(js, WorkItem(id=9, attempt=1, task="echo", input="reply"), queue="respond")
+    await until(lambda: last(js, 9, "succeeded"))  # while every background slot is held
+    kv = await js.key_value(subjects.EXECUTORS_BUCKET)
+
+    async def announced():
+        hb = heartbeat_decoder.decode((await kv.get("exec-own")).value)
+        return hb if hb.busy else None
+
+    hb = await until(announced)
+    assert [(p.queues, p.slots, p.busy) for p in hb.pools] == [(["respond"], 1, 0), (["default"], 2, 2)]
+    assert (hb.queues, hb.slots, hb.busy) == (["respond", "default"], 3, 2)  # the totals, for older readers
+    release.set()
+    await ex.run_until_idle()
+    for i in range(1, 5):
+        assert await last(js, i, "succeeded") is not None
+
+
+async def until(check, timeout: float = 10.0):
+    """``check()``'s first truthy value (it may be async); the bound is generous, the loop returns at once."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        assert asyncio.get_running_loop().time() < deadline, "never happened"
+        await asyncio.sleep(0.02)
+
+
 async def test_heartbeat_announces_queues_and_slots(js, executor):
     ex = await executor(queues=("default", "respond"), slots=3, executor_id="exec-a_1")
     kv = await js.key_value(subjects.EXECUTORS_BUCKET)

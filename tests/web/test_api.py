@@ -86,7 +86,8 @@ def test_status_has_streams_consumers_executors_and_live_counts(web, history):
     status = web.get("/api/status")
     assert EXECUTOR_ID in status["executors"]
     executor = status["executors"][EXECUTOR_ID]
-    assert executor["queues"] == ["default"] and executor["slots"] == 4
+    assert executor["queues"] == ["default", "respond"] and executor["slots"] == 5
+    assert [(p["queues"], p["slots"]) for p in executor["pools"]] == [(["default"], 4), (["respond"], 1)]
     assert status["streams"]["PROMISES"]["messages"] >= 1
     for consumer in status["streams"]["WORK"]["consumers"].values():
         assert {"num_pending", "num_ack_pending"} <= consumer.keys()

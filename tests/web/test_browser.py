@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from schemas.commands import NewPromise
 
@@ -21,6 +22,8 @@ def test_the_page_renders_the_known_history_in_its_table(web, history, page, scr
     title = page.eval(f"document.querySelector('#promises tr[data-id=\"{history.join}\"] td:nth-child(5)').textContent")
     assert title == "join them"
     page.wait_for("document.querySelector('#executors tbody').textContent.includes('exec-cli-test')")
+    row = page.eval("document.querySelector('#executors tr[data-id=\"exec-cli-test\"] td:nth-child(3)').textContent")
+    assert re.fullmatch(r"default \d/4 · respond 0/1", row)  # busy/slots per queue
     page.wait_for("document.querySelector('#streams tr[data-stream=\"PROMISES\"]') !== null")
     assert page.eval("document.getElementById('live').dataset.state") == "live"
     page.screenshot(screenshots / "dashboard-list.png")
