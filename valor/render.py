@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from schemas.events import (
+    Approved,
     AttemptFailed,
     Cancelled,
     Created,
@@ -112,6 +113,9 @@ def fields(p: Promise) -> list[tuple[str, str]]:
         rows.append(("retry of", f"#{s.retry_of}"))
     if s.continues:
         rows.append(("continues", f"#{s.continues} (Claude Code session {s.resume_session})"))
+    if s.awaits_approval:
+        until = f", cancelled at +{s.approve_by - s.at:.0f}s unanswered" if s.approve_by is not None else ""
+        rows.append(("approval", f"needed ({s.awaits_approval}){until}"))
     if s.parent_id:
         rows.append(("spawned by", f"#{s.parent_id}"))
     if p.children:
@@ -125,6 +129,8 @@ def describe(e: PromiseEvent) -> str:
     match e:
         case Created():
             return f"created ({e.task}, priority {e.priority}, queue {e.queue})"
+        case Approved():
+            return f"approved by {e.by or '?'}" + (f": {e.reason}" if e.reason else "")
         case Dispatched():
             return f"dispatched attempt {e.attempt}"
         case Started():
@@ -223,7 +229,7 @@ def list_text(promises: Sequence[Promise], now: float) -> str:
 
 
 def counts_text(counts: Mapping[str, int]) -> str:
-    order = ("waiting", "queued", "running", "retrying", "succeeded", "failed", "cancelled")
+    order = ("awaiting_approval", "waiting", "queued", "running", "retrying", "succeeded", "failed", "cancelled")
     parts = [f"{s} {counts[s]}" for s in order if counts.get(s)]
     return ", ".join(parts) if parts else "none"
 

@@ -16,6 +16,7 @@ import msgspec
 
 from schemas.commands import RespondResult
 from schemas.events import Cancelled, Failed, Succeeded
+from services.executor.respond import approval
 from services.executor.respond.reply import reply_with_ids
 from valor import evidence
 
@@ -100,7 +101,11 @@ def respond_terminal(item: Item, board: Board) -> str:
         case Cancelled():
             return f"🚫 Answering this was cancelled (#{item.id}): {end.reason}"
     result = _respond_result(end.result)
-    lines = [reply_with_ids(result.reply.strip(), item.spawned.children if item.spawned else {}, result.promises)]
+    held = [c.spec for c in board.children(item) if c is not None and c.spec.awaits_approval]
+    if held:  # the plan itself, with how to answer, instead of the list of ids
+        lines = [result.reply.strip(), approval.prompt(held)]
+    else:
+        lines = [reply_with_ids(result.reply.strip(), item.spawned.children if item.spawned else {}, result.promises)]
     if item.spawned is not None and item.spawned.error:
         lines.append(f"⚠️ The promised work could not start: {item.spawned.error}")
     return "\n\n".join(line for line in lines if line) or "✅ Done."

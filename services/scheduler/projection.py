@@ -16,6 +16,7 @@ import msgspec
 from sortedcontainers import SortedList
 
 from schemas.events import (
+    Approved,
     AttemptFailed,
     Cancelled,
     Created,
@@ -37,6 +38,8 @@ from schemas.events import (
 WAITING, QUEUED, DISPATCHED, RUNNING, FAILING, RETRYING = (
     "waiting", "queued", "dispatched", "running", "failing", "retrying")
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
+# Created held for the user's go (decision 45): never ready, never dispatched, until ``approved``.
+AWAITING = "awaiting_approval"
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 IN_FLIGHT = frozenset({DISPATCHED, RUNNING})
 
@@ -93,6 +96,7 @@ class Projection:
         self.deadlines = SortedList()  # (deadline, id, attempt) of running attempts
         self.in_flight: Counter[str] = Counter()  # queue -> dispatched + running
         self.key_in_flight: Counter[str] = Counter()  # concurrency key -> running
+        self.awaiting = SortedList()  # (approve_by, id): held promises that expire unanswered
         self.needs_decision: set[int] = set()
 
     # --- the fold ---------------------------------------------------------------
@@ -130,9 +134,23 @@ class Projection:
                 doomed = True
             if parent is None or parent.status != SUCCEEDED:
                 p.pending_deps += 1
+        if e.awaits_approval is not None:
+            p.status = AWAITING
+            if e.approve_by is not None:
+                self.awaiting.add((e.approve_by, e.id))
         if doomed:
             self.needs_decision.add(e.id)
-        elif p.pending_deps == 0:
+        elif p.pending_deps == 0 and p.status != AWAITING:
+            self._enqueue(p)
+        return True
+
+    def _approved(self, e: Approved) -> bool:
+        p = self.promises.get(e.id)
+        if p is None or p.status != AWAITING:
+            return False
+        self._dequeue(p)
+        p.status = WAITING
+        if p.pending_deps == 0 and p.id not in self.needs_decision:
             self._enqueue(p)
         return True
 
@@ -272,6 +290,8 @@ class Projection:
             self.ready.setdefault(p.spec.queue, SortedList()).add((p.spec.priority, p.id))
 
     def _dequeue(self, p: Promise) -> None:
+        if p.status == AWAITING and p.spec.approve_by is not None:
+            self.awaiting.discard((p.spec.approve_by, p.id))
         ready = self.ready.get(p.spec.queue)
         if ready is not None:
             ready.discard((p.spec.priority, p.id))
@@ -305,7 +325,7 @@ class Projection:
         state.max_id, state.last_seq, state.applied, state.ignored = max_id, last_seq, applied, ignored
         state.needs_decision = needs = set(needs_decision)
         ready: dict[str, list] = {}
-        timed, deadlines = [], []
+        timed, deadlines, awaiting = [], [], []
         for p in promises:
             state.promises[p.id] = p
             spec = p.spec
@@ -321,6 +341,8 @@ class Projection:
             elif status == RETRYING or (  # a waiting promise is timed once it was enqueued
                     status == WAITING and p.not_before is not None and p.pending_deps == 0 and p.id not in needs):
                 timed.append((p.not_before, p.id))
+            elif status == AWAITING and spec.approve_by is not None:
+                awaiting.append((spec.approve_by, p.id))
             elif status in IN_FLIGHT:
                 state.in_flight[spec.queue] += 1
                 if spec.concurrency_key:
@@ -328,7 +350,7 @@ class Projection:
                 if status == RUNNING and spec.timeout and p.started_at is not None:
                     deadlines.append((p.started_at + spec.timeout, p.id, p.attempt))
         state.ready = {queue: SortedList(items) for queue, items in ready.items()}
-        state.timed, state.deadlines = SortedList(timed), SortedList(deadlines)
+        state.timed, state.deadlines, state.awaiting = SortedList(timed), SortedList(deadlines), SortedList(awaiting)
         return state
 
     # --- queries ----------------------------------------------------------------
@@ -348,6 +370,7 @@ class Projection:
 
 _HANDLERS = {
     Created: Projection._created,
+    Approved: Projection._approved,
     Dispatched: Projection._dispatched,
     Started: Projection._started,
     Progress: Projection._progress,

@@ -5,9 +5,11 @@
 result a ``RespondResult`` as a plain dict, from which the scheduler creates
 the promised tasks and applies the commands, then records ``spawned``.
 
-Which agent answers: messages starting with ``/`` always go to the command
-agent (``commands.py``, pure); a plain reply to Valor's message about a
-Claude Code task continues that task (``commands.follow_up``); other text goes
+Which agent answers: "go", "yes", 👍 or "no" for a plan that waits for
+approval are answered first (``approval.py``, no model needed); messages
+starting with ``/`` always go to the command agent (``commands.py``, pure); a
+plain reply to Valor's message about a Claude Code task continues that task
+(``commands.follow_up``); other text goes
 to the LLM agent (``llm.py``) when ``ANTHROPIC_API_KEY`` is set, else to the
 command agent, which answers with a short help.  The chat's context is read by
 ``history.py``, only when the answer needs it.  Files sent with the message
@@ -34,7 +36,7 @@ from schemas.events import MessageReceived
 from services.executor.context import AttemptContext, TaskFailed
 from valor.config import Config
 
-from . import attached, commands
+from . import approval, attached, commands
 from .history import read_chat
 from .llm import LlmAgent, make_client
 from .reply import honest_reply, reply_with_ids
@@ -71,8 +73,10 @@ class Responder:
         use_llm = self.llm is not None and not commands.is_command(msg.text)
         may_follow_up = msg.reply_to is not None and not commands.is_command(msg.text)
         view: ChatView | None = None
-        if use_llm or may_follow_up or commands.needs_log(msg.text):
+        if use_llm or may_follow_up or commands.needs_log(msg.text) or approval.needs_log(msg, self.llm is not None):
             view = await self._read(msg, self.config.agent.history if use_llm else 0)
+        if (answered := approval.answer(msg, view, self.llm is not None)) is not None:
+            return attached.noted(answered, msg)  # a go or a no for a waiting plan: no model needed
         if may_follow_up and (follow_up := commands.follow_up(msg, view, self.config)) is not None:
             return follow_up  # the reply names the task to continue: nothing for a model to decide
         if use_llm:

@@ -36,13 +36,13 @@ from services.scheduler.dag import PlanError, validate_plan
 from services.scheduler.projection import Promise
 from valor.config import Config
 
-from . import attached
+from . import approval, attached
 from .view import ChatView
 from .why import explain, short, summary
 
 DEFAULT_TYPE = "code"
 AGENT_ONLY = frozenset({"respond"})  # types a chat cannot ask for directly
-NEEDS_LOG = frozenset({"status", "list", "cancel", "retry", "why", "continue"})
+NEEDS_LOG = frozenset({"status", "list", "cancel", "retry", "why", "continue", "approve", "reject"})
 LIST_LIMIT = 15
 PLAN_LINE = re.compile(
     r"^(?P<name>[A-Za-z0-9_.-]+)\s*:\s*(?P<type>[A-Za-z0-9_-]+)\s*:\s*(?P<text>.*?)"
@@ -120,6 +120,8 @@ def help_text(config: Config) -> str:
         "/list: this chat's promises",
         "/cancel id [reason] · /retry id",
         "/why id: what happened to a promise",
+        "A plan that waits for approval: answer go (or 👍) to run it, no to cancel it; "
+        "/approve [id] · /reject [id] [reason] say the same",
         "Types: " + ", ".join(task_types(config)),
     ])
 
@@ -284,6 +286,8 @@ def status_line(p: Promise) -> str:
     if state == "running":
         tail = f": {p.progress}" if p.progress else ""
         return f"{label(p)}: running, attempt {p.attempt} of {s.max_attempts}{tail}"
+    if state == "awaiting_approval":
+        return f"{label(p)}: awaiting approval ({s.awaits_approval})"
     if state == "waiting" and p.pending_deps:
         return f"{label(p)}: waiting for {', '.join(f'#{d}' for d in s.depends_on)}"
     if state == "waiting":
@@ -402,4 +406,5 @@ _VERBS = {
     "do": _do, "later": _later, "plan": _plan,
     "status": _status, "list": _list, "cancel": _cancel, "retry": _retry, "why": _why,
     "continue": _continue,
+    "approve": approval.approve_command, "reject": approval.reject_command,
 }
