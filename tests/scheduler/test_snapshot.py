@@ -56,7 +56,8 @@ def everything(s: Projection):
     """Every promise, in creation order, and every index and counter."""
     return (list(s.promises.items()), s.dependents, s.by_message, s.by_request,
             {q: list(r) for q, r in s.ready.items() if r}, list(s.timed), list(s.deadlines),
-            +s.in_flight, +s.key_in_flight, s.needs_decision, s.max_id, s.last_seq, s.applied, s.ignored)
+            +s.in_flight, +s.key_in_flight, s.needs_decision, s.max_id, s.last_seq, s.applied, s.ignored,
+            list(s.awaiting))
 
 
 def round_trip(state: Projection) -> Projection:

@@ -102,12 +102,13 @@ def _cannot_edit(plans: list[list[Promise]]) -> RespondResult:
 def needs_log(msg: MessageReceived, llm: bool) -> bool:
     """Whether ``answer`` must see the chat's log: the words, and (without a model) any plain text."""
     text = msg.text.strip()
-    return not text.startswith("/") and (gesture(text) is not None or msg.reply_to is not None or not llm)
+    return bool(text) and not text.startswith("/") and (gesture(text) is not None or msg.reply_to is not None
+                                                         or not llm)
 
 
 def answer(msg: MessageReceived, view: ChatView | None, llm: bool) -> RespondResult | None:
     """The answer to a message about a waiting plan; None when the message is about something else."""
-    if view is None or msg.text.lstrip().startswith("/"):
+    if view is None or not msg.text.strip() or msg.text.lstrip().startswith("/"):
         return None
     verb = gesture(msg.text)
     replied = replied_plan(msg, view)
