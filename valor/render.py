@@ -56,6 +56,8 @@ def promise_json(p: Promise, dependents: Sequence[int] = (), events: Iterable[Pr
         "retry_of": s.retry_of,
         "continues": s.continues,
         "parent_id": s.parent_id,
+        "awaits_approval": s.awaits_approval,  # why it waited (or waits) for approval; null: it need not
+        "approve_by": s.approve_by,
         "evidence": msgspec.to_builtins(p.evidence) if p.evidence is not None else None,
     }
     if events is not None:

@@ -21,7 +21,7 @@ from services.executor.worker import Executor
 from services.scheduler.service import Scheduler
 from valor import bus
 from valor.cli import main
-from valor.config import DEFAULT, TaskType
+from valor.config import DEFAULT, Approval, TaskType
 from valor.natsserver import NatsCluster
 
 EXECUTOR_ID = "exec-cli-test"
@@ -78,8 +78,10 @@ class Stack:
     async def _start(self) -> None:
         self.nc = await bus.connect(self.url, name="cli-test-stack")
         # The built-in types plus flaky and held, whose handlers only this test's executor has.
+        # Plans a chat asks for with echo steps wait for approval; the CLI's own plans never do.
         config = msgspec.structs.replace(DEFAULT, types={**DEFAULT.types, "flaky": TaskType(handler="flaky"),
-                                                         "held": TaskType(handler="held")})
+                                                         "held": TaskType(handler="held")},
+                                         approval=Approval(types=["echo"]))
         self.scheduler = Scheduler(self.nc, config=config, lease_ttl=2.0)
         await self.scheduler.start()
         self.executor = Executor(self.nc, ["default"], 4, handlers={"flaky": flaky, "held": held}, executor_id=EXECUTOR_ID,

@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from schemas.commands import NewPromise as T
-from schemas.events import Approved, Created, MessageReceived, Started, Succeeded
+from schemas.events import Approved, Created, MessageReceived, Succeeded
 from services.scheduler import approval, intake, snapshot
 from services.scheduler.effects import Publish
 from services.scheduler.projection import Projection
