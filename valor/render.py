@@ -27,6 +27,7 @@ from schemas.events import (
     Started,
     Succeeded,
 )
+from services.scheduler.approval import waited
 from services.scheduler.projection import TERMINAL, Projection, Promise
 from valor import evidence
 
@@ -116,7 +117,7 @@ def fields(p: Promise) -> list[tuple[str, str]]:
     if s.continues:
         rows.append(("continues", f"#{s.continues} (Claude Code session {s.resume_session})"))
     if s.awaits_approval:
-        until = f", cancelled at +{s.approve_by - s.at:.0f}s unanswered" if s.approve_by is not None else ""
+        until = f"; cancelled if not approved within {waited(s.approve_by - s.at)}" if s.approve_by is not None else ""
         rows.append(("approval", f"needed ({s.awaits_approval}){until}"))
     if s.parent_id:
         rows.append(("spawned by", f"#{s.parent_id}"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.events import AttemptFailed, Created, Dispatched, RetryScheduled, Started, Succeeded
+from schemas.events import Approved, AttemptFailed, Created, Dispatched, RetryScheduled, Started, Succeeded
 from services.scheduler.projection import Projection
 from valor import render
 
@@ -64,3 +64,14 @@ def test_json_form_keeps_the_contract_keys():
     assert list(shown)[:6] == ["id", "type", "state", "attempts", "result", "depends_on"]
     assert shown["result"] == {"ok": True} and shown["dependents"] == [2]
     assert [e["type"] for e in shown["events"]] == ["created", "dispatched", "started", "succeeded"]
+
+
+def test_show_says_why_a_plan_waits_for_approval_and_who_approved_it():
+    events = [Created(at=T0, id=3, title="write", task="code", awaits_approval="code work", approve_by=T0 + 3600),
+              Approved(at=T0 + 60, id=3, by="respond #2", reason="approved in chat by Ana")]
+    state = Projection()
+    state.apply(events[0], 1)
+    assert render.headline(state.promises[3]) == '#3 code "write" awaiting_approval'
+    text = render.show_text(state.promises[3], events, state)
+    assert "  approval  needed (code work); cancelled if not approved within 1h" in text
+    assert text.endswith("  +60.000s approved by respond #2: approved in chat by Ana")
