@@ -218,7 +218,7 @@ class Spawned(Event, tag="spawned"):
 
 class Notified(Event, tag="notified"):
     id: int
-    kind: str  # reaction | reply | status | terminal
+    kind: str  # reaction_start | reaction_end | status | terminal | final (a plan's last reply)
     chat_id: int
     telegram_message_id: int | None = None
 
@@ -231,7 +231,7 @@ class NoticeIntended(Event, tag="notice_intended"):
     """
 
     id: int
-    kind: str  # status | terminal
+    kind: str  # status | terminal | final
     chat_id: int
     reply_to: int | None = None
     parts: list[str] = []

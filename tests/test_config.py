@@ -38,6 +38,8 @@ def test_chats_map_to_workspaces_with_a_default():
     ("[approval]\nmax_steps = -1", "valor.toml: approval.max_steps: must not be negative"),
     ("[approval]\nexpire_after = -5", "valor.toml: approval.expire_after: must not be negative"),
     ("[approval]\nsteps = 3", "valor.toml: approval.steps: unknown key"),
+    ('[telegram]\nplan_notices = "quiet"', "valor.toml: telegram.plan_notices: 'quiet' is not one of checklist, each"),
+    ('[types.code]\nnotify = "all"', "valor.toml: types.code.notify: 'all' is not one of checklist, each"),
 ])
 def test_a_bad_file_is_refused_naming_the_key(text, error):
     with pytest.raises(ConfigError) as exc:

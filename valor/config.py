@@ -53,13 +53,19 @@ class ChatSandbox(Strict):
     deny_read: list[str] = []
 
 
-# What counts as a check (a test run) in a command: its exit code is the work's verdict.
+# What counts as a check (a test run) in a command: its exit code is the work's verdict.  A runner in
+# command position (``pytest``, ``python -m unittest``, ``.venv/bin/pytest``, ``&& npm test``), not a command
+# that only mentions one (``pip install pytest-cov``, ``cat test_app.py``).
 DEFAULT_CHECKS = (
-    r"\b(pytest|py\.test|unittest|nose2|tox|nox|jest|vitest|mocha|rspec|phpunit|ctest)\b"
+    r"(?:^|[;&|(]|\s-m|/|\bnpx|\bexec)\s*(pytest|py\.test|unittest|nose2|tox|nox|jest|vitest|mocha|rspec|phpunit"
+    r"|ctest)(?=\s|$)"
     r"|\b(npm|yarn|pnpm|bun)\s+(run\s+)?test\b|\b(go|cargo|dotnet|mix|deno|zig)\s+test\b"
-    r"|\bmake\s+(test|check)\b|(^|[\s/])(tests?|test_\w+|\w+_test)\.(py|sh|js|ts|rb)\b"
+    r"|\bmake\s+(test|check)\b|\b(python[\d.]*|node|bash|sh|ruby)\s+(\S*/)?(tests?|test_\w+|\w+_test)\.(py|sh|js|ts|rb)\b"
 )
 CHECK_FAILURES = ("report", "fail")
+# How a plan's steps are told in a chat: one checklist message edited in place and
+# one final reply for the whole plan, or a status message and a result reply per step.
+NOTICE_MODES = ("checklist", "each")
 
 
 class TaskType(Strict):
@@ -81,6 +87,7 @@ class TaskType(Strict):
     failed_check: str = "report"  # Claude Code: a last check that failed is reported, or fails the attempt
     concurrency_key: str | None = None  # template: {workspace} {chat_id} {type}
     concurrency_limit: int = 1
+    notify: str | None = None  # as a plan step: "each" (messages of its own) or "checklist"; None: as the plan
 
 
 class Queue(Strict):
@@ -146,6 +153,7 @@ class Telegram(Strict):
     chat_interval: float = 1.0  # seconds between messages to one chat
     group_per_minute: int = 20  # messages per minute to one group
     notice_horizon: float = DAY  # notices about events older than this are not sent any more
+    plan_notices: str = "checklist"  # a plan's steps: one checklist and one final reply, or "each" step its own
     console_chat: int = 1  # the chat id of the local console
     # A photo or document bigger than this is not saved into the chat's workspace
     # (the message says so); the console's /attach obeys it too.
@@ -220,6 +228,8 @@ def _validate(config: Config) -> Config:
             re.compile(t.checks)
         except re.error as exc:
             raise ConfigError(f"{where}.checks: not a valid regular expression: {exc}") from None
+        if t.notify is not None and t.notify not in NOTICE_MODES:
+            raise ConfigError(f"{where}.notify: '{t.notify}' is not one of {', '.join(NOTICE_MODES)}")
         _check_sandbox(t.sandbox, f"{where}.sandbox")
     for name, q in config.queues.items():
         if not 0 <= q.dispatch_ahead <= 100:
@@ -235,6 +245,8 @@ def _validate(config: Config) -> Config:
     for key in ("edit_interval", "chat_interval"):
         if getattr(tg, key) < 0:
             raise ConfigError(f"telegram.{key}: must not be negative")
+    if tg.plan_notices not in NOTICE_MODES:
+        raise ConfigError(f"telegram.plan_notices: '{tg.plan_notices}' is not one of {', '.join(NOTICE_MODES)}")
     if tg.attachment_max_bytes < 0:
         raise ConfigError("telegram.attachment_max_bytes: must not be negative")
     for key in ("catchup_limit", "dialogs_limit", "group_per_minute"):

@@ -37,6 +37,7 @@ class Screen:
     def __init__(self, out=sys.stdout) -> None:
         self.out = out
         self.names: dict[int, str] = {}  # Valor's message ids -> v1, v2, ...
+        self.texts: dict[int, str] = {}  # what each of Valor's messages shows now
         self.last_output = time.monotonic()
 
     def name(self, message_id: int) -> str:
@@ -47,11 +48,21 @@ class Screen:
         op = record.get("op")
         if op == "sent":
             to = f" ↩ #{record['reply_to']}" if record.get("reply_to") else ""
+            self.texts[record["id"]] = record.get("text", "")
             self.print(f"valor [{self.name(record['id'])}]{to}: {record.get('text', '')}")
-        elif op == "edited":
-            self.print(f"valor [{self.name(record['id'])}] ✎ {record.get('text', '')}")
+        elif op == "edited" and (changed := self.changed(record["id"], record.get("text", ""))):
+            self.print(f"valor [{self.name(record['id'])}] ✎ {changed}")
         elif op == "reacted":
             self.print(f"valor reacted {record.get('emoji')} to #{record.get('id')}")
+
+    def changed(self, message_id: int, text: str) -> str:
+        """The lines an edit changed (a plan's checklist is edited a line at a time), else the whole text."""
+        if self.texts.get(message_id) == text:
+            return ""
+        before = set(self.texts.get(message_id, "").splitlines())
+        self.texts[message_id] = text
+        lines = [line for line in text.splitlines() if line not in before]
+        return "\n".join(lines) if lines else text
 
     def print(self, text: str) -> None:
         print(text, file=self.out, flush=True)

@@ -162,6 +162,14 @@ def places(cwd: Path, environ: dict[str, str] | os._Environ = os.environ) -> san
                           cache=home / "var" / "cache" / key, secrets=tuple(secrets))
 
 
+def entries(directory: Path) -> list[Path]:
+    """A directory's entries, for drawing a denial around the workspace (none if it cannot be read)."""
+    try:
+        return sorted(directory.iterdir())
+    except OSError:
+        return []
+
+
 def workspace(config: Config, chat_id: int | None) -> Path:
     path = Path(config.workspace_for(chat_id)).expanduser().resolve()
     try:
@@ -191,7 +199,8 @@ def claude_handler(type_name: str, task_type: TaskType, config: Config) -> Handl
         where = places(cwd)
         where.cache.mkdir(parents=True, exist_ok=True)  # the sandbox binds it: it must exist
         prompt = render_prompt(task_type.prompt, ctx.title, ctx.input, ctx.deps, str(cwd))
-        argv = command(cli, prompt, task_type, ctx.resume_session, sandbox.options(task_type, chat_sandbox, where))
+        boundary = sandbox.options(task_type, chat_sandbox, where, entries)
+        argv = command(cli, prompt, task_type, ctx.resume_session, boundary)
         result = await run_claude(ctx, argv, cwd, type_name, environment(where), checks)
         failed = check_failed(ctx.evidence)
         if failed is not None and task_type.failed_check == "fail":

@@ -22,7 +22,7 @@ workspace (2.1.332), so it is not used.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,25 +54,42 @@ class Places:
     secrets: tuple[Path, ...] = ()  # more paths no task may read (the CLI's config dir, password files)
 
 
-def deny_read(sandbox: Sandbox, chat: ChatSandbox, places: Places) -> list[str]:
+def deny_read(sandbox: Sandbox, chat: ChatSandbox, places: Places,
+              children: Callable[[Path], list[Path]] = lambda path: []) -> list[str]:
+    """The paths no task may read; one that holds the workspace or its cache is denied around them.
+
+    A deny rule on a directory also denies writing under it to the file tools
+    (the CLI turns ``Edit`` rules into the sandbox's write rules), so
+    ``var/`` cannot be denied whole when the workspace is ``var/workspace``:
+    its other entries are, level by level down to the workspace (another
+    chat's workspace beside it included).  ``children`` lists a directory.
+    """
     denied = [places.valor_home / "var", places.valor_home / ".env",
               *(places.home / name for name in HOME_SECRETS), *places.secrets]
     denied += [Path(p).expanduser() for p in (*sandbox.deny_read, *chat.deny_read)]
-    return _unique(denied)
+    keep = (places.workspace, places.cache)
+    return _unique(q for d in denied for q in _around(d, keep, children))
 
 
-def settings(task_type: TaskType, chat: ChatSandbox, places: Places) -> dict:
+def _around(denied: Path, keep: tuple[Path, ...], children: Callable[[Path], list[Path]]) -> list[Path]:
+    if denied in keep:
+        return []  # the workspace itself is never denied (a path inside it may be)
+    if not any(_under(k, denied) for k in keep):
+        return [denied]
+    return [q for child in children(denied) for q in _around(child, keep, children)]
+
+
+def settings(task_type: TaskType, chat: ChatSandbox, places: Places,
+             children: Callable[[Path], list[Path]] = lambda path: []) -> dict:
     """The ``--settings`` of one attempt: the sandbox, and permission rules for the file tools."""
     sandbox = task_type.sandbox
-    denied = deny_read(sandbox, chat, places)
+    denied = deny_read(sandbox, chat, places, children)
     rules = [f"{tool}(/{path}/**)" for path in denied for tool in ("Read", "Edit")]
     rules += [f"{tool}(/{path})" for path in denied for tool in ("Read", "Edit")]
     out: dict = {"permissions": {"deny": rules}}
     if not enabled(task_type, chat):
         out["sandbox"] = {"enabled": False}
         return out
-    # The workspace and its caches stay readable even when they lie under a denied path (var/workspace).
-    readable = [p for p in (places.workspace, places.cache) if any(_under(p, Path(d)) for d in denied)]
     out["sandbox"] = {
         "enabled": True,
         "autoAllowBashIfSandboxed": True,
@@ -83,7 +100,6 @@ def settings(task_type: TaskType, chat: ChatSandbox, places: Places) -> dict:
             "allowWrite": _unique([places.cache, *(Path(p).expanduser() for p in (*sandbox.allow_write,
                                                                                   *chat.allow_write))]),
             "denyRead": denied,
-            "allowRead": _unique(readable),
         },
     }
     return out
@@ -93,7 +109,8 @@ def enabled(task_type: TaskType, chat: ChatSandbox) -> bool:
     return task_type.sandbox.enabled if chat.enabled is None else chat.enabled
 
 
-def options(task_type: TaskType, chat: ChatSandbox, places: Places) -> list[str]:
+def options(task_type: TaskType, chat: ChatSandbox, places: Places,
+            children: Callable[[Path], list[Path]] = lambda path: []) -> list[str]:
     """The CLI options that draw the boundary.
 
     Bash is allowed outright only inside the sandbox and not in a read-only
@@ -103,7 +120,7 @@ def options(task_type: TaskType, chat: ChatSandbox, places: Places) -> list[str]
     tools = list(task_type.allowed_tools or [])
     if enabled(task_type, chat) and task_type.permission_mode != READ_ONLY_MODE and "Bash" not in tools:
         tools.append("Bash")
-    argv = ["--settings", json.dumps(settings(task_type, chat, places), separators=(",", ":"))]
+    argv = ["--settings", json.dumps(settings(task_type, chat, places, children), separators=(",", ":"))]
     return argv + (["--allowedTools", *tools] if tools else [])
 
 

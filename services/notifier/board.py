@@ -3,7 +3,8 @@
 Only promises with a ``chat_id`` are kept.  Besides the promise's own facts
 (started, progress, its first terminal event, spawned children) it keeps the
 notifier's own records (``notice_intended``, ``notified``) so a restarted
-notifier knows what was already said.
+notifier knows what was already said.  A respond promise that spawned two or
+more children made a *plan*; those children are its steps.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schemas.events import (
+    Approved,
     AttemptFailed,
     Cancelled,
     Created,
@@ -42,10 +44,16 @@ class Item:
     intents: dict[str, NoticeIntended] = field(default_factory=dict)
     notified: dict[str, Notified] = field(default_factory=dict)
     latest_at: float = 0.0  # time of the latest fact about the work (not about notices)
+    approved: bool = False
 
     @property
     def id(self) -> int:
         return self.spec.id
+
+    @property
+    def awaiting(self) -> bool:
+        """Created awaiting approval and neither approved nor ended yet (decision 45)."""
+        return self.spec.awaits_approval is not None and not self.approved and self.end is None
 
     @property
     def respond(self) -> bool:
@@ -96,6 +104,8 @@ class Board:
                 item.evidence = event.evidence or item.evidence
             case RetryScheduled():
                 pass
+            case Approved():
+                item.approved = True
             case Succeeded():
                 item.end, item.evidence = event, event.evidence or item.evidence
             case Failed() | Cancelled():
@@ -106,11 +116,26 @@ class Board:
             case _:
                 return set()
         touched = {item.id}
-        if item.spec.parent_id is not None and item.end is not None:
-            touched.add(item.spec.parent_id)
+        parent = self.items.get(item.spec.parent_id) if item.spec.parent_id is not None else None
+        if parent is not None:  # its plan's checklist (or ✅/❌) may change; the plan is as recent as its steps
+            parent.latest_at = max(parent.latest_at, item.latest_at)
+            touched.add(parent.id)
         return touched
 
     def children(self, item: Item) -> list[Item | None]:
         if item.spawned is None:
             return []
         return [self.items.get(i) for i in sorted(item.spawned.children.values())]
+
+    def steps(self, item: Item) -> list[Item]:
+        """The steps of the plan a respond promise made: the two or more children it spawned, else none."""
+        if not item.respond or item.spawned is None or len(item.spawned.children) < 2:
+            return []
+        return [c for c in self.children(item) if c is not None]
+
+    def plan_of(self, item: Item) -> Item | None:
+        """The respond promise whose plan ``item`` is a step of (a retried copy is no step: it was not spawned)."""
+        parent = self.items.get(item.spec.parent_id) if item.spec.parent_id is not None else None
+        if parent is None or not self.steps(parent) or item.id not in parent.spawned.children.values():
+            return None
+        return parent

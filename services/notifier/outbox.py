@@ -226,6 +226,8 @@ class Outbox:
         if found is None:  # the first try in this process
             if action.intended:
                 found = await self._find(action, digests)
+                if len(found) < len(parts) and await self._found_as_first_sent(action):
+                    return
             else:
                 await self._record(NoticeIntended(id=action.id, kind=action.kind, chat_id=action.chat_id,
                                                   reply_to=action.reply_to, parts=digests, at=self.clock()),
@@ -245,16 +247,34 @@ class Outbox:
             found[i] = ids[-1]
             self._spent((action.chat_id, MESSAGES), counts_in_group=True)
             self.stats["sent"] += 1
-        if action.kind == "status":
-            where = (action.chat_id, ids[0])
-            self.edited[where], self.edited_at[where] = parts[0], self.clock()
-        await self._record(Notified(id=action.id, kind=action.kind, chat_id=action.chat_id,
-                                    telegram_message_id=ids[0], at=self.clock()),
-                           f"{action.id}:notified:{action.kind}")
-        self.progress.pop(action.key, None)
+        where = (action.chat_id, ids[0])  # what it shows, should it be edited (a status, a checklist)
+        self.edited[where], self.edited_at[where] = parts[0], self.clock()
+        await self._sent(action, ids[0])
         metrics.NOTICES_SENT.labels(action.kind).inc()
         logs.info("notifier.sent", promise_id=action.id, kind=action.kind, chat_id=action.chat_id,
                   message=ids[0], parts=len(parts), already_there=reused)
+
+    async def _sent(self, action: Send, message_id: int) -> None:
+        await self._record(Notified(id=action.id, kind=action.kind, chat_id=action.chat_id,
+                                    telegram_message_id=message_id, at=self.clock()),
+                           f"{action.id}:notified:{action.kind}")
+        self.progress.pop(action.key, None)
+
+    async def _found_as_first_sent(self, action: Send) -> bool:
+        """An intended message that is in the chat whole, as its text was when intended: record it, send nothing.
+
+        A checklist's text changes between the intent and a restart; the message
+        found is brought up to date by the edit that follows its ``notified``.
+        """
+        if not action.recorded or list(action.recorded) == [texts.digest(p) for p in texts.split(action.text)]:
+            return False
+        found = await self._find(action, list(action.recorded))
+        if len(found) < len(action.recorded):
+            return False
+        await self._sent(action, found[0])
+        logs.info("notifier.sent", promise_id=action.id, kind=action.kind, chat_id=action.chat_id,
+                  message=found[0], parts=len(found), already_there=len(found))
+        return True
 
     async def _find(self, action: Send, digests: list[str], known: dict[int, int] | None = None) -> dict[int, int]:
         """Parts of an intended message already in the chat, besides those ``known`` (user accounts only)."""

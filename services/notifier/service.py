@@ -27,7 +27,7 @@ from valor.config import Config, load
 from . import logs
 from .board import Board
 from .outbox import Outbox
-from .plan import due
+from .plan import Policy, due
 from .transport import Transport
 
 
@@ -47,6 +47,7 @@ class Notifier:
         self.config = config or load()
         self.clock = clock
         self.board = Board()
+        self.policy = Policy.of(self.config)
         self.outbox = Outbox(transport, self.record, self.config.telegram, clock, sleep)
         self.record_hook = record_hook  # tests: die between sending and recording
         self.ready = False  # read the log up to where it stood at start
@@ -104,7 +105,7 @@ class Notifier:
                 item = self.board.items.get(promise_id)
                 if item is None:
                     continue
-                for action in due(self.board, item, now, self.config.telegram.notice_horizon):
+                for action in due(self.board, item, now, self.config.telegram.notice_horizon, self.policy):
                     self.outbox.submit(action)
 
     async def record(self, event, msg_id: str) -> None:

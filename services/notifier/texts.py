@@ -4,12 +4,16 @@ A terminal text comes from the promise's ``succeeded`` / ``failed`` /
 ``cancelled`` event alone (summary, duration, error, and the attempt's
 recorded evidence in one line): it never claims more than the log says, and a
 success whose last check failed says so instead of ✅.  Long texts are split at Telegram's 4,096 characters.
+
+A plan (decision 43) is told by its checklist (a line per step: state, time,
+one-line result) inside the plan's reply, or in a message of its own when the
+reply leaves it no room, and by one final reply with every step's short
+result.  A checklist always fits one message: it is edited in place.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 import msgspec
@@ -18,12 +22,18 @@ from schemas.commands import RespondResult
 from schemas.events import Cancelled, Failed, Succeeded
 from services.executor.respond import approval
 from services.executor.respond.reply import reply_with_ids
+from services.executor.respond.why import result_text as summary
 from valor import evidence
 
 from .board import Board, Item
 
 LIMIT = 4096
-SUMMARY_KEYS = ("summary", "reply", "text", "output", "stdout")
+CHECKLIST_LINE = 160  # a step's line in the checklist at most; fewer when many steps share the message
+FINAL_LINE = 300  # a step's line in the final reply at most
+MIN_LINE = 48
+NAME_CHARS = 24  # of a step's name in its line, so its id always shows
+INLINE_REPLY = LIMIT // 2  # a plan's reply up to this long carries the checklist itself
+SHOW_HINT = 'Reply "show N" (or a step\'s name) to this message for that step\'s full result.'
 
 
 def split(text: str, limit: int = LIMIT) -> list[str]:
@@ -51,18 +61,6 @@ def duration(seconds: float) -> str:
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-def summary(result: Any) -> str:
-    if result is None:
-        return ""
-    if isinstance(result, str):
-        return result
-    if isinstance(result, dict):
-        for key in SUMMARY_KEYS:
-            if isinstance(result.get(key), str) and result[key].strip():
-                return result[key]
-    return json.dumps(result, ensure_ascii=False, default=str)
 
 
 def label(item: Item) -> str:
@@ -101,7 +99,7 @@ def respond_terminal(item: Item, board: Board) -> str:
         case Cancelled():
             return f"🚫 Answering this was cancelled (#{item.id}): {end.reason}"
     result = _respond_result(end.result)
-    held = [c.spec for c in board.children(item) if c is not None and c.spec.awaits_approval]
+    held = [c.spec for c in board.children(item) if c is not None and c.awaiting]
     if held:  # the plan itself, with how to answer, instead of the list of ids
         lines = [result.reply.strip(), approval.prompt(held)]
     else:
@@ -136,3 +134,122 @@ def status(item: Item) -> str:
     if item.fraction is not None:
         text += f" ({item.fraction:.0%})"
     return text
+
+
+# --- plans ------------------------------------------------------------------------
+
+
+def checklist_inline(item: Item) -> bool:
+    """The plan's reply carries its checklist unless the reply is long (then the checklist is a message of its own).
+
+    Decided by the reply alone, which never changes, so every edit keeps to the
+    same message and fits in it.
+    """
+    return len(_respond_result(item.end.result).reply.strip()) <= INLINE_REPLY
+
+
+def plan_reply(item: Item, steps: list[Item], board: Board) -> str:
+    """The plan's reply: the agent's words and the checklist (which names the ids), or the reply as usual."""
+    if not checklist_inline(item):
+        return respond_terminal(item, board)
+    reply = _respond_result(item.end.result).reply.strip()
+    head = f"{reply}\n\n" if reply else ""
+    held = [s.spec for s in steps if s.awaiting]
+    foot = f"\n{approval.how_to_answer(held)}" if held else ""  # gone once approved: the reply is edited
+    return head + checklist(steps, board, LIMIT - len(head) - len(foot)) + foot
+
+
+def plan_status(item: Item, steps: list[Item], board: Board) -> str:
+    """The checklist as a message of its own, when the plan's reply left it no room."""
+    head = f"Plan of #{item.id}, {len(steps)} steps:\n"
+    return head + checklist(steps, board, LIMIT - len(head))
+
+
+def checklist(steps: list[Item], board: Board, room: int) -> str:
+    """One line per step and the hint, in at most ``room`` characters: lines shrink, then the last steps are counted."""
+    room -= len(SHOW_HINT) + 1 + room // MIN_LINE  # a line's emoji may count twice (UTF-16) on Telegram's side
+    n = len(steps)
+    width = max(MIN_LINE, min(CHECKLIST_LINE, room // n - 1))
+    shown = n if n * (width + 1) <= room else max(0, (room - MIN_LINE) // (width + 1))
+    lines = [step_line(i, step, board, width) for i, step in enumerate(steps[:shown], 1)]
+    if shown < n:
+        lines.append(_clip(f"… and {n - shown} more: " + tally(steps[shown:]), MIN_LINE))
+    return "\n".join([*lines, SHOW_HINT])
+
+
+def plan_final(item: Item, steps: list[Item], board: Board) -> str:
+    """The one reply when every step has ended: how the plan went, then each step's short result."""
+    n = len(steps)
+    ok = [s for s in steps if isinstance(s.end, Succeeded)]
+    checks = [s for s in ok if evidence.check_failed(s.evidence)]
+    ends = [s.end.at for s in steps if s.end is not None and s.end.at]
+    took = f" in {duration(max(ends) - item.spawned.at)}" if ends and item.spawned.at else ""
+    if len(ok) == n and not checks:
+        head = f"✅ All {n} steps done{took}."
+    elif len(ok) == n:
+        head = f"⚠️ All {n} steps done{took}, but the last check of {_names(checks)} failed."
+    else:
+        head = f"❌ The plan ended{took}: {tally(steps)}."
+    lines = [step_line(i, step, board, FINAL_LINE) for i, step in enumerate(steps, 1)]
+    return "\n".join([head, "", *lines, "", SHOW_HINT])
+
+
+def step_line(n: int, item: Item, board: Board, width: int) -> str:
+    """``✅ 2. write #13 — 4.2s · 2 files changed (+30 −0) · ran `pytest -q`: exit 0``."""
+    icon, what = step_state(item, board)
+    return _clip(f"{icon} {n}. {_clip(step_name(item), NAME_CHARS)} #{item.id} — {what}", width)
+
+
+def step_name(item: Item) -> str:
+    return item.spec.name or item.spec.title or item.spec.task
+
+
+def step_state(item: Item, board: Board) -> tuple[str, str]:
+    end = item.end
+    match end:
+        case Succeeded():
+            icon = "⚠️" if evidence.check_failed(item.evidence) else "✅"
+            result = step_result(item)
+            return icon, duration(end.duration) + (f" · {result}" if result else "")
+        case Failed():
+            took = f" after {duration(end.at - item.started_at)}" if item.started_at and end.at else ""
+            return "❌", f"failed{took}: {end.reason}"
+        case Cancelled():
+            return "🚫", f"cancelled: {end.reason}"
+    if item.awaiting:
+        after = ", ".join(f"#{d}" for d in item.spec.depends_on)
+        return "✋", f"{item.spec.task}, awaiting approval" + (f", after {after}" if after else "")
+    if item.retrying:
+        return "🔁", f"attempt {item.attempt} failed, retrying: {item.retrying}"
+    if item.started_at is not None:
+        share = f" ({item.fraction:.0%})" if item.fraction is not None else ""
+        return "⏳", f"running{share}" + (f": {item.progress}" if item.progress else "")
+    waits = [d for d in item.spec.depends_on
+             if (dep := board.items.get(d)) is None or not isinstance(dep.end, Succeeded)]
+    if waits:
+        return "⏸", "after " + ", ".join(f"#{d}" for d in waits)
+    return "🕓", "queued"
+
+
+def step_result(item: Item) -> str:
+    """A step's one-line result: for Claude Code steps what its evidence shows, else its result's first line."""
+    return evidence.brief(item.evidence) or next(iter(summary(item.end.result).strip().splitlines()), "")
+
+
+STATES = (("succeeded", Succeeded), ("failed", Failed), ("cancelled", Cancelled))
+
+
+def tally(steps: list[Item]) -> str:
+    """``2 succeeded, 1 failed, 1 open``."""
+    counts = [(word, sum(1 for s in steps if isinstance(s.end, kind))) for word, kind in STATES]
+    counts.append(("open", sum(1 for s in steps if s.end is None)))
+    return ", ".join(f"{k} {word}" for word, k in counts if k)
+
+
+def _names(steps: list[Item]) -> str:
+    return ", ".join(f"#{s.id} {step_name(s)}" for s in steps)
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -23,6 +23,7 @@ from valor.config import DEFAULT, Config
 from . import approval
 from .backoff import retry_delay
 from .effects import Dispatch, Effect, Publish, ids_taken
+from .fairness import Group, turns
 from .intake import spawn_children
 from .projection import CANCELLED, DISPATCHED, FAILED, FAILING, RUNNING, SUCCEEDED, Projection, Promise
 
@@ -131,18 +132,21 @@ def _expire(state: Projection, now: float, grace: float, ended: set[int]) -> lis
     return effects
 
 
-def _candidates(state: Projection, queue: str, due: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
-    """Ready promises of a queue in priority order, then oldest (lowest id) first."""
-    return heapq.merge(state.ready.get(queue, ()), due)
+def _candidates(state: Projection, queue: str, due: dict[Group, list[tuple[int, int]]]) -> Iterator[int]:
+    """Ready promises of a queue (and those whose time came) in priority order, chats taking turns."""
+    ready = state.ready.get(queue, {})
+    groups = {chat: heapq.merge(ready.get(chat, ()), sorted(due.get(chat, ())))
+              for chat in set(ready) | set(due)}
+    return turns(groups, state.served.get(queue, {}))
 
 
 def _dispatch(state: Projection, now: float, capacity: Mapping[str, int], ended: set[int],
               config: Config) -> list[Effect]:
-    due: dict[str, list[tuple[int, int]]] = {}
+    due: dict[str, dict[Group, list[tuple[int, int]]]] = {}
     for _, pid in state.timed.irange(maximum=(now, math.inf)):
         p = state.promises[pid]
         if p.pending_deps == 0 and not p.terminal:
-            due.setdefault(p.spec.queue, []).append((p.spec.priority, pid))
+            due.setdefault(p.spec.queue, {}).setdefault(p.spec.chat_id, []).append((p.spec.priority, pid))
     effects: list[Effect] = []
     keys: Counter[str] = Counter()
     for queue in sorted(set(state.ready) | set(due)):
@@ -152,11 +156,11 @@ def _dispatch(state: Projection, now: float, capacity: Mapping[str, int], ended:
         free = slots + math.ceil(slots * config.queue(queue).dispatch_ahead) - state.in_flight[queue]
         if free <= 0:
             continue
-        for _, pid in _candidates(state, queue, sorted(due.get(queue, []))):
+        for pid in _candidates(state, queue, due.get(queue, {})):
             if free <= 0:
                 break
             p = state.promises[pid]
-            if pid in ended:
+            if pid in ended or not state.answers_next(p):
                 continue
             key = p.spec.concurrency_key
             if key and state.key_in_flight[key] + keys[key] >= p.spec.concurrency_limit:

@@ -179,11 +179,21 @@ def respond_for_message(state: Projection, msg: MessageReceived, now: float, con
     if (msg.chat_id, msg.message_id) in state.by_message:
         return []
     request_id = msg_id_for_message(msg.chat_id, msg.message_id)
-    task = NewPromise(title=f"answer message {msg.message_id} in chat {msg.chat_id}", type="respond",
-                      input=msgspec.to_builtins(msg))
+    task = NewPromise(title=message_title(msg), type="respond", input=msgspec.to_builtins(msg))
     event = build_created(task, next_id or state.max_id + 1, [], now, config, request_id=request_id, index=0,
                           chat_id=msg.chat_id, message_id=msg.message_id)
     return [Publish(event, created_msg_id(request_id, 0), new_subject=True)]
+
+
+TITLE_CHARS = 60
+
+
+def message_title(msg: MessageReceived) -> str:
+    """A respond promise is titled by the start of the message it answers (a file's name when there is no text)."""
+    text = " ".join(msg.text.split()) or " ".join(a.name for a in msg.attachments)
+    if not text:
+        return f"message {msg.message_id}"
+    return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1] + "…"
 
 
 def spawn_children(state: Projection, parent_id: int, now: float, config: Config = DEFAULT,

@@ -33,6 +33,8 @@ from schemas.events import (
     Succeeded,
 )
 
+from .fairness import Group
+
 # Internal statuses.  ``failing`` = an attempt failed and the retry decision is
 # pending; ``dispatched`` = handed to WORK, not started yet.
 WAITING, QUEUED, DISPATCHED, RUNNING, FAILING, RETRYING = (
@@ -63,6 +65,7 @@ class Promise(msgspec.Struct, kw_only=True):
     cancelled_by: str | None = None
     cause_id: int | None = None
     progress: str | None = None
+    turn: int = 0  # the projection's dispatch count at this promise's last dispatch (fair turns)
     children: dict[str, int] | None = None
     spawn_error: str | None = None
     notices: list[str] = []
@@ -91,7 +94,11 @@ class Projection:
         self.applied = 0
         self.ignored = 0
         # Indexes for decisions.
-        self.ready: dict[str, SortedList] = {}  # queue -> (priority, id)
+        self.ready: dict[str, dict[Group, SortedList]] = {}  # queue -> chat -> (priority, id)
+        self.served: dict[str, dict[Group, int]] = {}  # queue -> chat -> turn of its last dispatch
+        self.dispatches = 0  # dispatched events applied: the latest turn
+        # chat -> its respond promises whose effects are not all in the log yet (decision 42)
+        self.unsettled: dict[int, SortedList] = {}
         self.timed = SortedList()  # (not_before, id): delayed or retrying
         self.deadlines = SortedList()  # (deadline, id, attempt) of running attempts
         self.in_flight: Counter[str] = Counter()  # queue -> dispatched + running
@@ -142,6 +149,7 @@ class Projection:
             self.needs_decision.add(e.id)
         elif p.pending_deps == 0 and p.status != AWAITING:
             self._enqueue(p)
+        self._settle_answer(p)
         return True
 
     def _approved(self, e: Approved) -> bool:
@@ -162,6 +170,9 @@ class Projection:
             return False
         self._dequeue(p)
         p.status, p.attempt = DISPATCHED, e.attempt
+        self.dispatches += 1
+        p.turn = self.dispatches
+        self.served.setdefault(p.spec.queue, {})[p.spec.chat_id] = p.turn
         self.in_flight[p.spec.queue] += 1
         if p.spec.concurrency_key:
             self.key_in_flight[p.spec.concurrency_key] += 1
@@ -203,6 +214,7 @@ class Projection:
             e.result.get("promises") or e.result.get("commands")
         ):
             self.needs_decision.add(p.id)
+        self._settle_answer(p)
         return True
 
     def _attempt_failed(self, e: AttemptFailed) -> bool:
@@ -243,6 +255,7 @@ class Projection:
         p.children, p.spawn_error = dict(e.children), e.error
         if p.status == SUCCEEDED:
             self.needs_decision.discard(p.id)
+        self._settle_answer(p)
         return True
 
     def _notice_intended(self, e: NoticeIntended) -> bool:
@@ -269,6 +282,7 @@ class Projection:
             self.needs_decision.add(p.id)  # its dependents must be cancelled
         for dep in p.spec.depends_on:
             self._settle_cascade(dep)
+        self._settle_answer(p)
         return True
 
     def _settle_cascade(self, parent_id: int) -> None:
@@ -287,16 +301,43 @@ class Projection:
             self.timed.add((p.not_before, p.id))
         else:
             p.status = QUEUED
-            self.ready.setdefault(p.spec.queue, SortedList()).add((p.spec.priority, p.id))
+            self.ready.setdefault(p.spec.queue, {}).setdefault(p.spec.chat_id, SortedList()).add(
+                (p.spec.priority, p.id))
 
     def _dequeue(self, p: Promise) -> None:
         if p.status == AWAITING and p.spec.approve_by is not None:
             self.awaiting.discard((p.spec.approve_by, p.id))
-        ready = self.ready.get(p.spec.queue)
+        groups = self.ready.get(p.spec.queue)
+        ready = groups.get(p.spec.chat_id) if groups is not None else None
         if ready is not None:
             ready.discard((p.spec.priority, p.id))
+            if not ready:  # decisions walk the chats with ready promises, not every chat ever seen
+                del groups[p.spec.chat_id]
         if p.not_before is not None:
             self.timed.discard((p.not_before, p.id))
+
+    def _answering(self, p: Promise) -> bool:
+        """A chat's respond promise until its effects are in the log: it ended, and
+        the promises and commands of its result were created (``spawned``) or need none."""
+        if p.spec.task != "respond" or p.spec.chat_id is None:
+            return False
+        if not p.terminal:
+            return True
+        return (p.status == SUCCEEDED and p.children is None and p.spawn_error is None
+                and p.id in self.needs_decision)
+
+    def _settle_answer(self, p: Promise) -> None:
+        if p.spec.chat_id is None:
+            return
+        order = self.unsettled.get(p.spec.chat_id)
+        listed = order is not None and p.id in order
+        if self._answering(p):
+            if not listed:
+                self.unsettled.setdefault(p.spec.chat_id, SortedList()).add(p.id)
+        elif listed:
+            order.discard(p.id)
+            if not order:
+                del self.unsettled[p.spec.chat_id]
 
     def _leave_flight(self, p: Promise) -> None:
         if p.status in IN_FLIGHT:
@@ -324,7 +365,8 @@ class Projection:
         state = cls()
         state.max_id, state.last_seq, state.applied, state.ignored = max_id, last_seq, applied, ignored
         state.needs_decision = needs = set(needs_decision)
-        ready: dict[str, list] = {}
+        ready: dict[str, dict[Group, list]] = {}
+        unsettled: dict[int, list] = {}
         timed, deadlines, awaiting = [], [], []
         for p in promises:
             state.promises[p.id] = p
@@ -335,9 +377,15 @@ class Projection:
                 state.by_request.setdefault(spec.request_id, {})[spec.request_index] = p.id
             if spec.task == "respond" and spec.chat_id is not None and spec.message_id is not None:
                 state.by_message.setdefault((spec.chat_id, spec.message_id), p.id)
+            if p.turn:
+                served = state.served.setdefault(spec.queue, {})
+                served[spec.chat_id] = max(served.get(spec.chat_id, 0), p.turn)
+                state.dispatches = max(state.dispatches, p.turn)
+            if state._answering(p):
+                unsettled.setdefault(spec.chat_id, []).append(p.id)
             status = p.status
             if status == QUEUED:
-                ready.setdefault(spec.queue, []).append((spec.priority, p.id))
+                ready.setdefault(spec.queue, {}).setdefault(spec.chat_id, []).append((spec.priority, p.id))
             elif status == RETRYING or (  # a waiting promise is timed once it was enqueued
                     status == WAITING and p.not_before is not None and p.pending_deps == 0 and p.id not in needs):
                 timed.append((p.not_before, p.id))
@@ -349,7 +397,9 @@ class Projection:
                     state.key_in_flight[spec.concurrency_key] += 1
                 if status == RUNNING and spec.timeout and p.started_at is not None:
                     deadlines.append((p.started_at + spec.timeout, p.id, p.attempt))
-        state.ready = {queue: SortedList(items) for queue, items in ready.items()}
+        state.ready = {queue: {chat: SortedList(items) for chat, items in groups.items()}
+                       for queue, groups in ready.items()}
+        state.unsettled = {chat: SortedList(ids) for chat, ids in unsettled.items()}
         state.timed, state.deadlines, state.awaiting = SortedList(timed), SortedList(deadlines), SortedList(awaiting)
         return state
 
@@ -360,6 +410,17 @@ class Projection:
         times = [p.spec.at, p.not_before or 0.0]
         times += [self.promises[d].finished_at or 0.0 for d in p.spec.depends_on if d in self.promises]
         return max(times)
+
+    def ready_count(self, queue: str) -> int:
+        return sum(len(items) for items in self.ready.get(queue, {}).values())
+
+    def answers_next(self, p: Promise) -> bool:
+        """Whether ``p`` may run as far as its chat's order goes: a chat's respond
+        promises run one at a time, each once the ones before it settled (decision 42)."""
+        if p.spec.task != "respond" or p.spec.chat_id is None:
+            return True
+        order = self.unsettled.get(p.spec.chat_id)
+        return not order or order[0] == p.id
 
     def counts(self) -> Counter[str]:
         return Counter(p.state for p in self.promises.values())

@@ -520,7 +520,7 @@ class Scheduler:
             for state, n in self.state.counts().items():
                 metrics.PROMISES.labels(state).set(n)
             for queue in set(self.state.ready) | set(self.state.in_flight):
-                metrics.QUEUE_READY.labels(queue).set(len(self.state.ready.get(queue, ())))
+                metrics.QUEUE_READY.labels(queue).set(self.state.ready_count(queue))
                 metrics.QUEUE_IN_FLIGHT.labels(queue).set(self.state.in_flight[queue])
             if self.leader:
                 for stream in (subjects.CHAT, subjects.COMMANDS, subjects.WORK):

@@ -47,6 +47,12 @@ async def answer(ctx):
             {"name": "two", "type": "fail", "input": {"times": 9}, "after": ["one"]},
             {"name": "three", "type": "echo", "input": 3, "after": ["two"]},
         ]}
+    if text.startswith("/steps"):  # a plan of three steps, told as one checklist
+        return {"reply": "Three steps.", "promises": [
+            {"name": "setup", "type": "echo", "input": "set up"},
+            {"name": "write", "type": "sleep", "input": {"seconds": 0.5}, "after": ["setup"]},
+            {"name": "run", "type": "echo", "input": "run", "after": ["write"]},
+        ]}
     if text.startswith("/sleep"):
         return {"reply": "Sleeping.", "promises": [{"name": "nap", "type": "sleep", "input": {"seconds": 1.0}}]}
     if text.startswith("/think"):  # an answer that takes a while to make
@@ -88,7 +94,7 @@ async def services(nc, world):
         return ingest
 
     async def start_notifier(**kw):
-        notifier = Notifier(nc, world.transport(), CONFIG, **kw)
+        notifier = Notifier(nc, world.transport(), kw.pop("config", CONFIG), **kw)
         await notifier.start()
         started.append(notifier)
         return notifier
@@ -115,7 +121,7 @@ async def stored_messages(js, chat_id: int | None = None):
 
 
 async def settle(client: ValorClient, notifier: Notifier, expect_respond: int, timeout: float = 30.0):
-    """Until every promise born from a chat ended and has its terminal notice recorded."""
+    """Until every promise born from a chat ended and its terminal notice (a plan step: its plan's final) is recorded."""
     deadline = time.monotonic() + timeout
     while True:
         events = [e for _, e in await client.events()]
@@ -123,6 +129,8 @@ async def settle(client: ValorClient, notifier: Notifier, expect_respond: int, t
         chat_born = [p for p in state.promises.values() if p.spec.chat_id is not None]
         responds = [p for p in chat_born if p.spec.task == "respond"]
         noticed = {e.id for e in events if isinstance(e, Notified) and e.kind == "terminal"}
+        plans = {e.id for e in events if isinstance(e, Notified) and e.kind == "final"}
+        noticed |= {i for p in state.promises.values() if p.id in plans for i in p.children.values()}
         ended = all(p.terminal for p in chat_born)
         if len(responds) >= expect_respond and ended and all(p.id in noticed for p in chat_born):
             await notifier.run_until_idle()

@@ -24,7 +24,7 @@ def replies_to(world, chat_id, message_id):
     return [s for s in world.sent if s.chat_id == chat_id and s.reply_to == message_id]
 
 
-async def test_every_promise_born_from_a_chat_gets_exactly_one_terminal_reply(js, engine, people, services):
+async def test_every_promise_or_plan_born_from_a_chat_gets_exactly_one_terminal_reply(js, engine, people, services):
     start_ingest, start_notifier = services
     await start_ingest()
     notifier = await start_notifier()
@@ -33,18 +33,24 @@ async def test_every_promise_born_from_a_chat_gets_exactly_one_terminal_reply(js
     state, events = await settle(engine, notifier, expect_respond=5)
     chat_born = [p for p in state.promises.values() if p.spec.chat_id == ALICE]
     assert len(chat_born) == 5 + 1 + 3 + 1
-    terminal = Counter(e.id for e in notices(events, "terminal"))
-    assert terminal == {p.id: 1 for p in chat_born}
     by_message = {m.id: [p for p in chat_born if p.spec.message_id == m.id] for m in asked}
-    for message in asked:  # one reply per promise of that request, all replying to the request
-        assert len(replies_to(people, ALICE, message.id)) == len(by_message[message.id]) + sum(
-            1 for p in by_message[message.id] if "status" in {e.kind for e in notices(events) if e.id == p.id})
-    chain = state.promises[max(p.id for p in by_message[asked[2].id] if p.spec.task == "respond")]
+    chain = next(p for p in by_message[asked[2].id] if p.spec.task == "respond")
     assert set(chain.children) == {"one", "two", "three"}
+    steps = set(chain.children.values())
+    terminal = Counter(e.id for e in notices(events, "terminal"))
+    assert terminal == {p.id: 1 for p in chat_born if p.id not in steps}  # the plan's steps: its final reply
+    assert Counter(e.id for e in notices(events, "final")) == {chain.id: 1}
+    for message in asked:  # one reply per promise of that request, all replying to the request
+        replies = replies_to(people, ALICE, message.id)
+        if message is asked[2]:  # the plan: its reply (the checklist) and its final reply
+            assert len(replies) == 2
+            continue
+        assert len(replies) == len(by_message[message.id]) + sum(
+            1 for p in by_message[message.id] if "status" in {e.kind for e in notices(events) if e.id == p.id})
     texts_sent = "\n".join(s.text for s in people.sent)
-    assert f"#{chain.children['two']} two" in texts_sent  # the reply names the real ids
-    assert f"❌ #{chain.children['two']}" in texts_sent
-    assert f"🚫 #{chain.children['three']}" in texts_sent
+    assert f"two #{chain.children['two']}" in texts_sent  # the plan's messages name the real ids
+    assert f"❌ 2. two #{chain.children['two']}" in texts_sent
+    assert f"🚫 3. three #{chain.children['three']}" in texts_sent
     assert "❌ I could not answer this" in texts_sent
     reactions = {(m, e) for _, m, e in people.reactions}
     assert (asked[0].id, "✅") in reactions and (asked[2].id, "❌") in reactions and (asked[3].id, "❌") in reactions
@@ -503,4 +509,25 @@ async def test_a_part_that_arrived_before_its_call_failed_is_not_sent_again(peop
     await time_.run(outbox)
     assert [len(s.text) for s in people.sent] == [4096, 4096, 1808]
     assert outbox.stats["reconciled"] == 1
+    await outbox.stop()
+
+
+async def test_an_intended_message_whose_text_changed_since_is_found_by_the_text_it_was_sent_with(people):
+    """A checklist sent just before a crash shows older text than the one planned after the restart."""
+    outbox, time_, log = paced_outbox(people, chat_interval=1.0)
+    recorded = []
+
+    async def record(event, msg_id):
+        recorded.append(event)
+
+    outbox.record = record
+    first = await people.transport().send(ALICE, "⏳ 1. setup #2 — running", 10)
+    outbox.submit(Send(1, "terminal", ALICE, 10, "✅ 1. setup #2 — 1.0s", intended=True,
+                       recorded=(texts.digest("⏳ 1. setup #2 — running"),)))
+    outbox.submit(Send(3, "terminal", ALICE, 11, "never sent before", intended=True,
+                       recorded=(texts.digest("never sent before either"),)))
+    await time_.run(outbox)
+    assert [s.text for s in people.sent] == ["⏳ 1. setup #2 — running", "never sent before"]
+    assert [(e.id, e.telegram_message_id) for e in recorded] == [(1, first), (3, people.sent[1].id)]
+    assert outbox.stats["reconciled"] == 1 and outbox.stats["sent"] == 1
     await outbox.stop()

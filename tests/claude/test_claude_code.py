@@ -14,10 +14,11 @@ import pytest
 from schemas.commands import WorkItem
 from schemas.events import AttemptFailed, Cancelled, Progress
 from services.executor.claude import claude_handler
-from services.executor.context import AttemptContext
+from services.executor.context import AttemptContext, TaskFailed
 from tests.executor.helpers import last, names, put_work, story
 from tests.fakes import ANY, error, text, tool_use
 from valor import bus
+from valor import config as valor_config
 
 from .conftest import INSTALL_TIMEOUT, group_members, processes_in
 
@@ -173,9 +174,12 @@ async def test_progress_is_throttled_and_a_held_back_step_is_shown_while_the_cli
 
 
 async def test_writes_outside_the_workspace_and_reads_of_valor_secrets_are_refused_and_leave_nothing(
-        claude_env, config, workspace, tmp_path, monkeypatch):
-    # Valor runs from its own directory, whose var/ and .env hold its secrets.
+        claude_env, tmp_path, monkeypatch):
+    # Valor runs from its own directory, whose var/ and .env hold its secrets; the workspace is var/workspace,
+    # as shipped.
     home = tmp_path / "valor"
+    config = valor_config.parse('workspace = "var/workspace"\n')
+    workspace = home / "var" / "workspace"
     (home / "var" / "secrets").mkdir(parents=True)
     password = home / "var" / "secrets" / "nats-executor.password"
     password.write_text("SECRET-NATS-PASSWORD\n")
@@ -184,8 +188,13 @@ async def test_writes_outside_the_workspace_and_reads_of_valor_secrets_are_refus
     monkeypatch.setenv("VALOR_NATS_PASSWORD_FILE", str(password))
     monkeypatch.setenv("VALOR_TG_API_HASH", "SECRET-API-HASH")
     claude_env.script(
+        tool_use("Bash", {"command": "mkdir -p src && echo 'x = 1' > src/ok.py && cat src/ok.py",
+                          "description": "work"}),
+        tool_use("Read", {"file_path": str(workspace / "src" / "ok.py")}),
         tool_use("Bash", {"command": f"echo pwned > {tmp_path}/outside.txt", "description": "escape"}),
         tool_use("Bash", {"command": f"cat {password} {home}/.env", "description": "steal"}),
+        tool_use("Bash", {"command": "curl -sS -m 5 http://example.com -o /dev/null; echo done",
+                          "description": "phone home"}),
         tool_use("Read", {"file_path": str(password)}),
         tool_use("Write", {"file_path": str(tmp_path / "outside2.txt"), "content": "pwned"}),
         tool_use("Bash", {"command": "env | grep -E '^(VALOR_|ANTHROPIC_API_KEY)' | cut -d= -f1",
@@ -196,16 +205,34 @@ async def test_writes_outside_the_workspace_and_reads_of_valor_secrets_are_refus
     result = await claude_handler("code", config.types["code"], config)(ctx)
     assert result["text"] == "I tried."
     assert not (tmp_path / "outside.txt").exists() and not (tmp_path / "outside2.txt").exists()
-    escape, steal, env = ctx.evidence.commands
+    work, escape, steal, phone, env = ctx.evidence.commands
+    assert (work.exit_code, work.output.splitlines()[-1]) == (0, "x = 1")  # the workspace is writable
     assert escape.exit_code == 1 and "Read-only file system" in escape.output
     assert steal.exit_code == 1 and "No such file or directory" in steal.output
     assert (env.exit_code, env.output.splitlines()[-1]) == (0, "ANTHROPIC_API_KEY")  # the task's key, no Valor's
     assert [(r.tool, r.target) for r in ctx.evidence.refusals] == [
-        ("Read", str(password)), ("Write", str(tmp_path / "outside2.txt"))]
-    assert ctx.evidence.files == [] and ctx.evidence.files_unknown is None
+        ("Bash", phone.command), ("Read", str(password)), ("Write", str(tmp_path / "outside2.txt"))]
+    assert "example.com" in ctx.evidence.refusals[0].reason  # the network beyond the type's domains
+    assert [(f.path, f.status) for f in ctx.evidence.files] == [("src/ok.py", "added")]
     # No secret ever reached the model: not in a tool result, not in the environment it was shown.
     seen = "".join(json.dumps(r.body) for r in claude_env.requests)
     assert "SECRET-" not in seen
     # The refusals reached the model as tool errors.
-    results = [r for c in claude_env.calls() for r in c.tool_results]
-    assert [bool(r.get("is_error")) for r in results[:4]] == [True, True, True, True]
+    for refusal in ("outside.txt: Read-only file system", "denied by your permission settings",
+                    "outside2.txt, but you haven't granted it yet"):
+        assert refusal in seen, refusal
+
+
+async def test_a_type_that_fails_on_a_failed_check_fails_the_attempt_for_good_with_its_evidence(
+        claude_env, workspace):
+    config = valor_config.parse(f'workspace = "{workspace}"\n[types.code]\nfailed_check = "fail"\n'
+                                "checks = 'run-checks'\n")
+    claude_env.script(tool_use("Bash", {"command": "echo 2 failed; exit 3 # run-checks", "description": "check"}),
+                      text("All good!"))
+    ctx = AttemptContext(id=10, attempt=1, task="code", title="Check")
+    with pytest.raises(TaskFailed) as failed:
+        await claude_handler("code", config.types["code"], config)(ctx)
+    assert (failed.value.error, failed.value.retryable) == (
+        "the check `echo 2 failed; exit 3 # run-checks` exited 3", False)
+    [check] = ctx.evidence.commands
+    assert check.check and check.exit_code == 3 and check.output.endswith("2 failed")

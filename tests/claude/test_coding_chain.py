@@ -155,18 +155,19 @@ async def test_the_chain_from_a_chat_message_runs_git_a_venv_and_the_tests_and_t
     assert test_run.command == RUN and test_run.check and "Ran 2 tests" in test_run.output
     assert run.session_id and run.turns == 2 and run.cost_usd > 0 and run.tokens.input > 0
 
-    async def run_told():
-        texts = said(world, message.id)
-        return [t for t in texts if f"#{ids['run']} Run the tests" in t and "\n" in t] or None
-    [told] = await until(run_told, what="the run's terminal message")
+    async def final_told():  # the plan's one final reply (decision 43), with each step's line
+        return [t for t in said(world, message.id) if t.startswith(("✅ All 3", "⚠️ All 3", "❌ The plan"))] or None
+    [told] = await until(final_told, what="the plan's final reply")
+    [line] = [t for t in told.splitlines() if f" 3. run #{ids['run']} — " in t]
     if verdict == "passes":
         assert test_run.exit_code == 0 and test_run.output.rstrip().endswith("OK")
-        assert told.startswith(f"✅ #{ids['run']} Run the tests — done in ")
-        assert f"ran `{RUN}`: exit 0" in told
+        assert told.startswith("✅ All 3 steps done in ") and line.startswith("✅ ")
+        assert f"ran `{RUN}`: exit 0" in line
     else:
         assert test_run.exit_code == 1 and "FAILED (failures=1)" in test_run.output
-        assert told.startswith(f"⚠️ #{ids['run']} Run the tests — done in ")
-        assert f"its check failed: `{RUN}` exited 1" in told
+        assert told.splitlines()[0].endswith(f"but the last check of #{ids['run']} run failed.")
+        assert line.startswith("⚠️ ") and f"ran `{RUN}`: exit 1" in line
+    assert len(said(world, message.id)) == 2  # the plan's reply (its checklist) and its final reply
     await notifier.run_until_idle()
     reactions = [emoji for _, msg_id, emoji in world.reactions if msg_id == message.id]
     assert reactions[-1] == ("✅" if verdict == "passes" else "❌")

@@ -1,5 +1,6 @@
 """The handler's pure parts: the prompt, the command line, the environment, errors (no CLI needed)."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,18 @@ def test_a_run_without_a_good_result_fails_with_the_cli_error_retryable_unless_a
 def test_a_successful_result_wins_over_an_odd_exit_code():
     stream = Stream(outcome=Outcome(text="done", is_error=False, session_id="s"))
     assert finish(stream, 1, "noise")["text"] == "done"
+
+
+@pytest.mark.parametrize("command, check", [
+    ("python3 -m pytest -q", True),
+    (".venv/bin/python -m unittest -v test_app", True),
+    ("python3 tests.py", True),
+    ("cd app && python tests/test_api.py", True),
+    ("npm test", True), ("npm run test -- --watch=false", True), ("cargo test", True), ("go test ./...", True),
+    ("make test", True), ("tox -e py311", True),
+    ("printf 'import unittest' > test_app.py", False),  # writing a test is not running one
+    ("cat test_app.py", False), ("git add tests/", False), ("pip install pytest-cov", False),
+    ("python3 -m venv .venv", False),
+])
+def test_the_default_checks_are_test_runs_not_commands_that_mention_tests(command, check):
+    assert bool(re.search(valor_config.DEFAULT.types["code"].checks, command)) == check

@@ -11,10 +11,19 @@ PLACES = Places(workspace=Path("/srv/valor/var/workspace"), valor_home=Path("/sr
                 cache=Path("/srv/valor/var/cache/abc"), secrets=(Path("/home/op/.config/claude"),))
 TYPES = valor_config.DEFAULT.types
 
+VAR = {"/srv/valor/var": ["secrets", "sessions", "workspace", "cache", "log"],
+       "/srv/valor/var/workspace": ["other-chat", "inbox-of-nobody"],
+       "/srv/valor/var/cache": ["abc", "def"]}
+
+
+def listing(path: Path) -> list[Path]:
+    return [path / name for name in VAR.get(str(path), [])]
+
 
 def test_commands_may_not_read_valor_state_or_the_home_credentials():
-    denied = deny_read(TYPES["code"].sandbox, ChatSandbox(), PLACES)
-    assert denied[:3] == ["/srv/valor/var", "/srv/valor/.env", "/home/op/.ssh"]
+    denied = deny_read(TYPES["code"].sandbox, ChatSandbox(), PLACES, listing)
+    assert denied[:6] == ["/srv/valor/var/secrets", "/srv/valor/var/sessions", "/srv/valor/var/cache/def",
+                          "/srv/valor/var/log", "/srv/valor/.env", "/home/op/.ssh"]
     assert {"/home/op/.aws", "/home/op/.claude", "/home/op/.netrc", "/home/op/.config/claude"} <= set(denied)
 
 
@@ -24,14 +33,27 @@ def test_the_code_sandbox_writes_the_workspace_and_caches_reaches_the_registries
     assert box["allowUnsandboxedCommands"] is False
     assert box["network"] == {"allowedDomains": ["pypi.org", "files.pythonhosted.org", "registry.npmjs.org"]}
     assert box["filesystem"]["allowWrite"] == ["/srv/valor/var/cache/abc"]
-    # The workspace lies under the denied var/, so it is read back in; so are its caches.
-    assert box["filesystem"]["allowRead"] == ["/srv/valor/var/workspace", "/srv/valor/var/cache/abc"]
+
+
+def test_a_denied_directory_holding_the_workspace_is_denied_around_it_level_by_level():
+    places = Places(workspace=Path("/srv/valor/var/workspace/chat-7"), valor_home=Path("/srv/valor"),
+                    home=Path("/home/op"), cache=Path("/srv/valor/var/cache/abc"))
+    denied = deny_read(TYPES["code"].sandbox, ChatSandbox(deny_read=["/srv/valor/var/workspace/chat-7/.env"]),
+                       places, listing)
+    # var/ itself would also forbid writing the workspace (deny rules reach the sandbox's write rules).
+    assert "/srv/valor/var" not in denied
+    assert denied[:6] == ["/srv/valor/var/secrets", "/srv/valor/var/sessions",
+                          "/srv/valor/var/workspace/other-chat", "/srv/valor/var/workspace/inbox-of-nobody",
+                          "/srv/valor/var/cache/def", "/srv/valor/var/log"]
+    assert denied[-1] == "/srv/valor/var/workspace/chat-7/.env"  # inside the workspace may be denied
+    assert not any(d in ("/srv/valor/var/workspace/chat-7", "/srv/valor/var/cache/abc") for d in denied)
 
 
 def test_the_file_tools_are_denied_the_same_paths_by_permission_rules():
-    rules = settings(TYPES["code"], ChatSandbox(), PLACES)["permissions"]["deny"]
-    assert {"Read(//srv/valor/var/**)", "Edit(//srv/valor/var/**)", "Read(//srv/valor/.env)",
+    rules = settings(TYPES["code"], ChatSandbox(), PLACES, listing)["permissions"]["deny"]
+    assert {"Read(//srv/valor/var/secrets/**)", "Edit(//srv/valor/var/secrets/**)", "Read(//srv/valor/.env)",
             "Read(//home/op/.ssh/**)"} <= set(rules)
+    assert not any("//srv/valor/var/**" in r or "var/workspace" in r for r in rules)
 
 
 def test_a_chat_adds_domains_and_paths_and_may_turn_the_sandbox_off():

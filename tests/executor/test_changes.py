@@ -55,3 +55,26 @@ async def test_the_workspace_s_own_repository_is_left_as_it_was(tmp_path):
     assert len(log.splitlines()) == 1
     assert subprocess.run(["git", "status", "--porcelain"], cwd=tmp_path, capture_output=True,
                           text=True).stdout == status + " M a\n"
+
+
+async def test_repositories_nested_in_the_workspace_are_read_like_any_directory(tmp_path):
+    sh(tmp_path, "mkdir -p done && cd done && git init -q . && echo a > a && git add a"
+                 " && git -c user.email=a@b -c user.name=a commit -qm one")
+    snapshots = Snapshots(tmp_path)
+    before = await snapshots.take()
+    sh(tmp_path, "mkdir fresh && cd fresh && git init -q . && echo new > app.py && cd ../done && echo b >> a")
+    compared = await snapshots.compare(before, await snapshots.take())
+    snapshots.close()
+    assert compared.files == [FileChange(path="done/a", status="modified", added=1, removed=0),
+                              FileChange(path="fresh/app.py", status="added", added=1, removed=0)]
+
+
+async def test_what_nested_repositories_ignore_or_rebuild_does_not_count(tmp_path):
+    sh(tmp_path, "mkdir -p proj && cd proj && git init -q . && printf 'dist/\\n' > .gitignore")
+    snapshots = Snapshots(tmp_path)
+    before = await snapshots.take()
+    sh(tmp_path, "cd proj && mkdir -p dist .venv/lib __pycache__ && touch dist/x .venv/lib/y __pycache__/m.pyc"
+                 " && echo 1 > app.py")
+    compared = await snapshots.compare(before, await snapshots.take())
+    snapshots.close()
+    assert [f.path for f in compared.files] == ["proj/app.py"]

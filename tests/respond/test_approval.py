@@ -37,8 +37,8 @@ ONE = view_of(*held_plan(10, 11))
 TWO = view_of(*held_plan(10, 11), *held_plan(20, 21, names=("lint",), types=("shell",)))
 
 
-def say(text: str, view=ONE, reply_to: int | None = None, llm: bool = False) -> RespondResult | None:
-    return approval.answer(msgspec.structs.replace(message(text), reply_to=reply_to), view, llm)
+def say(text: str, view=ONE, reply_to: int | None = None) -> RespondResult | None:
+    return approval.answer(msgspec.structs.replace(message(text), reply_to=reply_to), view)
 
 
 @pytest.mark.parametrize("text, verb", [
@@ -91,8 +91,7 @@ def test_other_messages_are_left_to_the_other_agents(text, reply_to):
 
 
 def test_an_edit_goes_to_the_language_model_with_the_plan_in_view():
-    assert say("skip step 2", reply_to=610, llm=True) is None
-    assert say("skip step 2", llm=True) is None
+    assert say("skip step 2", reply_to=610) is None and say("skip step 2") is None
     edit = msgspec.structs.replace(message("skip step 2"), reply_to=610)
     assert approval.context(edit, ONE) == (
         "(This replies to your message about the plan #11 setup, #12 write, #13 run, which awaits approval: "
@@ -104,8 +103,13 @@ def test_without_a_language_model_an_edit_is_refused_with_the_reason():
     refused = "Without a language model I can't change a plan: answer go to run it as it is, or no to cancel it " \
               "and send a new /plan."
     for reply_to in (610, None):
-        result = say("skip step 2", reply_to=reply_to)
+        result = command_answer(msgspec.structs.replace(message("skip step 2"), reply_to=reply_to), ONE, DEFAULT)
         assert result == RespondResult(reply=f"Waiting for approval: #11 setup, #12 write, #13 run. {refused}")
+
+
+def test_show_n_replying_to_a_waiting_plan_still_shows_the_step():
+    shown = command_answer(msgspec.structs.replace(message("show 2"), reply_to=610), ONE, DEFAULT)
+    assert shown.reply.startswith('#12 code "write things" is waiting for approval')
 
 
 @pytest.mark.parametrize("text, reply_to, expected", [
@@ -131,13 +135,13 @@ def test_approve_without_a_waiting_plan_or_an_unknown_id_is_told_why():
 def test_the_plan_is_shown_with_names_types_dependencies_ids_and_how_to_answer():
     steps = [e for e in held_plan(10, 11) if isinstance(e, Created) and e.task != "respond"]
     assert approval.prompt(steps) == "\n".join([
-        "⏸ This plan waits for your approval (3 steps, more than 2):",
         "#11 setup (echo)",
         "#12 write (code, after #11)",
         "#13 run (echo, after #12)",
-        "Answer go or 👍 to run it, no to cancel it, or say what to change. Unanswered, it is cancelled in 1h."])
+        "✋ This plan waits for your approval (3 steps, more than 2). Answer go or 👍 to run it, no to cancel it, "
+        "or say what to change. Unanswered, it is cancelled in 1h."])
     never = [msgspec.structs.replace(s, approve_by=None) for s in steps]
-    assert approval.prompt(never).endswith("or say what to change.")
+    assert approval.how_to_answer(never).endswith("or say what to change.")
 
 
 def test_status_why_and_help_tell_of_approval():

@@ -94,12 +94,64 @@ def test_the_agent_cannot_be_asked_to_run_another_agent():
 
 
 @pytest.mark.parametrize("text, reply", [
-    ("/do", "Usage: /do [type] text, e.g. /do fix the failing login test"),
-    ("/do echo", "What should the echo task do? Usage: /do [type] text"),
+    ("/do", "Usage: /do [!N] [type] text, e.g. /do fix the failing login test, or /do !1 fix it first"),
+    ("/do !1", "Usage: /do [!N] [type] text, e.g. /do fix the failing login test, or /do !1 fix it first"),
+    ("/do echo", "What should the echo task do? Usage: /do [!N] [type] text"),
+    ("/do !2 echo", "What should the echo task do? Usage: /do [!N] [type] text"),
 ])
 def test_do_without_text_promises_nothing(text, reply):
     r = say(text)
     assert (r.reply, r.promises) == (reply, [])
+
+
+# --- priorities: !1 (first) to !9 (last) -----------------------------------------------
+
+
+@pytest.mark.parametrize("text, priority, type_, input_, reply", [
+    ("/do !1 sleep 3", 1, "sleep", "3", "Promised a sleep task (priority 1): 3"),
+    ("/do sleep !2 3", 2, "sleep", "3", "Promised a sleep task (priority 2): 3"),
+    ("/do !9 tidy the docs", 9, "code", "tidy the docs", "Promised a code task (priority 9): tidy the docs"),
+    ("/do !5 echo x", 5, "echo", "x", "Promised an echo task: x"),
+    ("/do echo hey!", 5, "echo", "hey!", "Promised an echo task: hey!"),  # a "!" inside the text is text
+    ("/later !1 30m echo x", 1, "echo", "x", "Promised an echo task (priority 1) to start in 30m: x"),
+    ("/later 30m !3 echo x", 3, "echo", "x", "Promised an echo task (priority 3) to start in 30m: x"),
+])
+def test_a_priority_word_sets_the_tasks_priority(text, priority, type_, input_, reply):
+    r = say(text)
+    assert [(p.priority, p.type, p.input) for p in r.promises] == [(priority, type_, input_)]
+    assert r.reply == reply
+
+
+BAD_PRIORITY = "is not a priority: use !1 (runs first) to !9 (last); without one a task gets 5."
+
+
+@pytest.mark.parametrize("text, word", [
+    ("/do !0 echo x", "!0"), ("/do !10 echo x", "!10"), ("/do !high fix it", "!high"), ("/do echo !-1 x", "!-1"),
+    ("/do !1.5 x", "!1.5"), ("/later !0 30m x", "!0"), ("/later 30m !urgent x", "!urgent"),
+])
+def test_a_bad_priority_is_refused_naming_it_and_promises_nothing(text, word):
+    r = say(text)
+    assert r.reply.startswith(f"'{word}' {BAD_PRIORITY} Usage: /") and r.promises == []
+
+
+def test_plan_lines_end_with_a_priority_before_or_after_their_dependencies():
+    r = say("/plan\nsetup: echo: prepare !2\nwrite: echo: write it [after setup] !1\n"
+            "run: echo: run it !1 [after write]\ntidy: echo: sweep up, done!")
+    assert [(p.name, p.priority, p.input, p.after) for p in r.promises] == [
+        ("setup", 2, "prepare", []), ("write", 1, "write it", ["setup"]), ("run", 1, "run it", ["write"]),
+        ("tidy", 5, "sweep up, done!", [])]
+    assert r.reply == ("Planned 4 tasks: setup (priority 2); write (after setup, priority 1); "
+                       "run (after write, priority 1); tidy")
+
+
+@pytest.mark.parametrize("line, error", [
+    ("b: echo: x !0", f"line 2: '!0' {BAD_PRIORITY}"),
+    ("b: echo: x !top [after a]", f"line 2: '!top' {BAD_PRIORITY}"),
+    ("b: echo: x !1 !2", "line 2 has 2 priorities (!1, !2); give one."),
+])
+def test_a_plan_line_with_a_bad_priority_refuses_the_plan(line, error):
+    r = say("/plan\na: echo: fine\n" + line)
+    assert (r.reply, r.promises) == (f"Plan not accepted, nothing was created: {error}", [])
 
 
 def test_later_promises_a_delayed_task():
@@ -135,7 +187,8 @@ def test_plan_is_a_dag_of_named_tasks():
     assert [(p.name, p.type, p.after) for p in r.promises] == [
         ("setup", "code", []), ("write", "code", ["setup"]), ("run", "shell", ["setup", "write"])]
     assert r.promises[2].input == {"argv": ["pytest"]}
-    assert r.promises[1].title == "write unit tests"
+    assert [p.title for p in r.promises] == ["setup", "write", "run"]  # titled by name, not by input
+    assert r.promises[1].input == "write unit tests"
     assert r.reply == "Planned 3 tasks: setup; write (after setup); run (after setup, write)"
 
 

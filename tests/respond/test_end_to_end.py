@@ -43,24 +43,33 @@ async def valor(nc):
 
 
 class Chat:
-    def __init__(self, js, client: ValorClient):
-        self.js, self.client, self.next_id = js, client, 1
+    def __init__(self, js, client: ValorClient, chat_id: int = CHAT):
+        self.js, self.client, self.chat_id, self.next_id = js, client, chat_id, 1
 
     async def say(self, text: str):
         """Send a message; return its respond promise once it answered (and its plan exists)."""
-        mid, self.next_id = self.next_id, self.next_id + 1
-        msg = MessageReceived(chat_id=CHAT, message_id=mid, sender_id=1, sender_name="Ana", text=text, at=time.time())
-        await self.js.publish(subjects.chat_in(CHAT), encode(msg), headers={bus.MSG_ID: f"tg:{CHAT}:{mid}"})
+        return await self.answer(await self.send(text))
 
+    async def send(self, text: str) -> int:
+        """Send a message as ingest does; return its message id."""
+        mid, self.next_id = self.next_id, self.next_id + 1
+        msg = MessageReceived(chat_id=self.chat_id, message_id=mid, sender_id=1, sender_name="Ana", text=text,
+                              at=time.time())
+        await self.js.publish(subjects.chat_in(self.chat_id), encode(msg),
+                              headers={bus.MSG_ID: f"tg:{self.chat_id}:{mid}"})
+        return mid
+
+    async def answer(self, mid: int, timeout: float = 15.0):
+        """The respond promise of message ``mid`` once it answered (and what it asked for exists)."""
         def answered(state):
-            pid = state.by_message.get((CHAT, mid))
+            pid = state.by_message.get((self.chat_id, mid))
             p = state.promises.get(pid) if pid else None
             if p is None or p.state != "succeeded":
                 return None
             asked = p.result.get("promises") or p.result.get("commands")
             return p if not asked or p.children is not None else None
 
-        return await self.until(answered)
+        return await self.until(answered, timeout)
 
     async def until(self, found, timeout: float = 15.0):
         deadline = time.monotonic() + timeout
@@ -104,14 +113,14 @@ async def test_plan_a_chain_cancel_its_running_second_step_and_ask_why(chat, val
     assert why[1].endswith(f"created by #{planned.id} as step 'two', after #{one}")
     assert why[-1].endswith(f"cancelled by respond #{cancel.id}: no longer needed")
     why3 = (await chat.say(f"/why #{three}")).result["reply"].splitlines()
-    assert why3[0] == (f'#{three} echo "collect" was cancelled before it started: '
+    assert why3[0] == (f'#{three} echo "three" was cancelled before it started: '
                        f"dependency #{two} was cancelled: no longer needed")
     assert why3[-1].endswith(f"cancelled by the scheduler (because #{two} ended): "
                              f"dependency #{two} was cancelled: no longer needed")
 
     listed = (await chat.say("/list")).result["reply"]
     assert listed.splitlines() == [f'#{one} succeeded sleep "one"', f'#{two} cancelled sleep "two"',
-                                   f'#{three} cancelled echo "collect"']
+                                   f'#{three} cancelled echo "three"']
     assert (await chat.say("/status")).result["reply"] == "Nothing is open in this chat. 3 finished; /list shows them."
 
 

@@ -62,8 +62,8 @@ async def test_a_three_step_request_becomes_a_chain_of_promises(responder, fake)
     r = await ask(responder, "set up the test environment, write unit tests, then run them")
     assert [(p.name, p.type, p.after) for p in r.promises] == [
         ("setup", "code", []), ("write", "code", ["setup"]), ("run", "code", ["write"])]
-    assert r.promises[0] == NewPromise(name="setup", type="code", title="Set up the test environment",
-                                       input="Create a venv, install deps")
+    # A title the model gives anyway is left out: a step is titled by its name.
+    assert r.promises[0] == NewPromise(name="setup", type="code", input="Create a venv, install deps")
     assert r.reply == "Planned: setup, then write, then run." and r.commands == []
     first, second = fake.calls()
     assert first.tool_names == ["create_plan", "cancel_promise", "retry_promise", "continue_promise", "approve_plan",
@@ -294,3 +294,25 @@ async def test_an_edit_of_a_waiting_plan_is_made_by_the_model_rejecting_it_and_p
         "#13 run, which awaits approval: to change it, reject it and create the changed plan.)")
     assert '#12 code "write things": awaiting approval (3 steps, more than 2)' in first.system
     assert "To change a waiting plan" in first.system
+
+
+async def test_the_plan_tool_takes_a_priority_and_refuses_a_bad_one(responder, fake):
+    urgent = {"name": "hotfix", "type": "code", "title": "Fix prod", "input": "Fix the login outage"}
+    fake.script(tool_use("create_plan", {"tasks": [{**urgent, "priority": 0}]}),
+                tool_use("create_plan", {"tasks": [{**urgent, "priority": "urgent"}]}),
+                tool_use("create_plan", {"tasks": [{**urgent, "priority": 1}, {**CHAIN[0], "priority": 9}]}),
+                text("hotfix goes first."))
+    r = await ask(responder, "prod login is down, fix it before anything else")
+    assert [(p.name, p.priority) for p in r.promises] == [("hotfix", 1), ("setup", 9)]
+    schema = next(t for t in fake.calls()[0].tools if t["name"] == "create_plan")["input_schema"]
+    assert schema["properties"]["tasks"]["items"]["properties"]["priority"] == {
+        **schema["properties"]["tasks"]["items"]["properties"]["priority"], "type": "integer", "minimum": 1,
+        "maximum": 9}
+    results = [c.tool_results[0] for c in fake.calls()[1:]]
+    assert results[0] == {**results[0], "is_error": True, "content": (
+        "plan refused: task 'hotfix' has priority 0; use 1 (highest) to 9; nothing from this call was planned")}
+    assert results[1]["is_error"] is True and "priority" in results[1]["content"] and (
+        "Expected `int`, got `str`" in results[1]["content"])
+    assert results[2] == {**results[2], "is_error": False, "content": (
+        "planned: hotfix (priority 1), setup (priority 9). These are promised once your reply is sent; "
+        "Valor adds their ids. Refer to them by name.")}

@@ -18,18 +18,19 @@ class Sim:
         self.now = 1000.0
         self.work: list = []  # WorkItems handed out, in order
         self.seq = 0
+        self.log: list = []  # every event folded, in order
 
     def fold(self, effects):
         for e in effects:
             if isinstance(e, Publish):
-                self.seq += 1
-                self.state.apply(e.event, self.seq)
+                self.record(e.event)
             elif isinstance(e, Dispatch):
                 self.work.append(e.item)
 
     def record(self, *events):
         for ev in events:
             self.seq += 1
+            self.log.append(ev)
             self.state.apply(ev, self.seq)
 
     def submit(self, *tasks: NewPromise, request_id="r1") -> dict[str, int]:

@@ -72,7 +72,7 @@ def test_a_chat_plan_above_the_threshold_is_created_awaiting_approval_and_nothin
     assert (spec.awaits_approval, spec.approve_by) == ("3 steps, more than 2; code work", sim.now + 3600)
     sim.now += 3599
     sim.settle()
-    assert sim.take() == [] and sim.state.ready.get("default", []) == []
+    assert sim.take() == [] and sim.state.ready_count("default") == 0
 
 
 def test_a_plan_under_the_threshold_and_a_cli_plan_run_at_once():
@@ -219,7 +219,7 @@ def test_a_snapshot_of_a_held_plan_restores_it_held_and_still_expiring():
     ids = chat_plan(sim)
     _, restored = snapshot.restore(snapshot.encode(sim.state, "created", taken_at=1.0))
     assert list(restored.awaiting) == list(sim.state.awaiting) == [(sim.now + 3600, i) for i in ids.values()]
-    assert restored.ready.get("default", []) == []
+    assert restored.ready_count("default") == 0
     effects = approval.expire(restored, sim.now + 3600, set())
     assert [e.event.id for e in effects] == list(ids.values())
 

@@ -1,10 +1,13 @@
 """The scheduler's decisions, driven with plain values and a simulated clock."""
 
+import pytest
+
 from schemas.commands import NewPromise as T
 from schemas.commands import Submit
-from schemas.events import AttemptFailed, Started, Succeeded
+from schemas.events import Attachment, AttemptFailed, MessageReceived, Started, Succeeded
 from services.scheduler import intake
 from services.scheduler.effects import Publish
+from services.scheduler.projection import Projection
 
 from .sim import Sim
 
@@ -201,3 +204,16 @@ def test_submission_is_idempotent_per_request():
     again = Submit(request_id="same", tasks=[T(name="a"), T(name="b", after=["a"])])
     effects, reply = intake.submit(sim.state, again, sim.now)
     assert effects == [] and reply.ids == first
+
+
+@pytest.mark.parametrize("text, attachments, title", [
+    ("fix the   flaky\nlogin test", [], "fix the flaky login test"),
+    ("x" * 100, [], "x" * 59 + "…"),
+    ("", ["photo.jpg"], "photo.jpg"),
+    ("", [], "message 7"),
+])
+def test_a_respond_promise_is_titled_by_the_start_of_its_message(text, attachments, title):
+    msg = MessageReceived(chat_id=42, message_id=7, sender_id=1, text=text,
+                          attachments=[Attachment(name=n, path=f"inbox/42/7-{n}") for n in attachments])
+    [created] = intake.respond_for_message(Projection(), msg, 1.0)
+    assert created.event.title == title

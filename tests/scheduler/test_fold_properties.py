@@ -164,11 +164,17 @@ def test_nothing_held_for_approval_is_dispatched_before_it_was_approved(seed):
 def full_snapshot(state: Projection):
     """Every fact and index a decision reads."""
     promises = {pid: (p.status, p.attempt, p.pending_deps, p.not_before, p.result, p.error, p.executor,
-                      p.started_at, p.finished_at, p.children, p.spawn_error, tuple(p.notices))
+                      p.started_at, p.finished_at, p.children, p.spawn_error, tuple(p.notices), p.turn)
                 for pid, p in state.promises.items()}
-    ready = {q: list(r) for q, r in state.ready.items() if r}
-    return (promises, ready, list(state.timed), list(state.deadlines), +state.in_flight, +state.key_in_flight,
-            sorted(state.needs_decision), state.max_id, list(state.awaiting))
+    return (promises, ready_lists(state), list(state.timed), list(state.deadlines), +state.in_flight,
+            +state.key_in_flight, sorted(state.needs_decision), state.max_id, state.served, state.dispatches,
+            {chat: list(ids) for chat, ids in state.unsettled.items()}, list(state.awaiting))
+
+
+def ready_lists(state: Projection):
+    """queue -> chat -> (priority, id); no empty lists (the fold drops a chat's once it empties)."""
+    assert all(r for groups in state.ready.values() for r in groups.values())
+    return {q: {chat: list(r) for chat, r in groups.items()} for q, groups in state.ready.items() if groups}
 
 
 def fold_all(events, state: Projection | None = None, start: int = 1) -> Projection:
@@ -271,8 +277,9 @@ FIELD_STRATEGIES = {
     "depends_on": st.sampled_from([[], [], [], [1], [2], [1, 2]]), "queue": st.sampled_from(["default", "respond"]),
     "concurrency_key": st.none() | st.sampled_from(["k1", "k2"]), "task": st.sampled_from(["noop", "respond"]),
     "children": st.dictionaries(TEXT, IDS, max_size=2), "timeout": st.none() | st.floats(0.1, 100),
-    "not_before": st.sampled_from([None, None, None, 5.0]), "at": TIMES,
-    "awaits_approval": st.sampled_from([None, None, "2 steps, more than 1"]), "approve_by": st.none() | TIMES, "kind": st.sampled_from(["terminal", "status", "reaction_end"]),
+    "not_before": st.sampled_from([None, None, None, 5.0]), "at": TIMES, "chat_id": st.sampled_from([None, 7, 8]),
+    "awaits_approval": st.sampled_from([None, None, "2 steps, more than 1"]), "approve_by": st.none() | TIMES,
+    "kind": st.sampled_from(["terminal", "status", "reaction_end"]),
 }
 
 
@@ -304,8 +311,23 @@ def indexes_agree(state: Projection) -> None:
                 keys[p.spec.concurrency_key] += 1
     assert +state.in_flight == in_flight and all(v >= 0 for v in state.in_flight.values())
     assert +state.key_in_flight == keys and all(v >= 0 for v in state.key_in_flight.values())
-    queued = {pid for r in state.ready.values() for _, pid in r}
-    assert queued == {p.id for p in state.promises.values() if p.status == QUEUED}
+    queued = {(q, chat, prio, pid) for q, groups in ready_lists(state).items() for chat, r in groups.items()
+              for prio, pid in r}
+    assert queued == {(p.spec.queue, p.spec.chat_id, p.spec.priority, p.id)
+                      for p in state.promises.values() if p.status == QUEUED}
+    served: dict = {}
+    for p in state.promises.values():  # a chat's last turn on a queue is its latest dispatched promise's
+        if p.turn:
+            chats = served.setdefault(p.spec.queue, {})
+            chats[p.spec.chat_id] = max(chats.get(p.spec.chat_id, 0), p.turn)
+    assert state.served == served and state.dispatches == max((p.turn for p in state.promises.values()), default=0)
+    answering: dict = {}
+    for p in sorted(state.promises.values(), key=lambda p: p.id):
+        waiting_for_spawn = p.status == "succeeded" and p.children is None and p.spawn_error is None and (
+            p.id in state.needs_decision)
+        if p.spec.task == "respond" and p.spec.chat_id is not None and (not p.terminal or waiting_for_spawn):
+            answering.setdefault(p.spec.chat_id, []).append(p.id)
+    assert {chat: list(ids) for chat, ids in state.unsettled.items()} == answering
     assert list(state.awaiting) == sorted((p.spec.approve_by, p.id) for p in state.promises.values()
                                           if p.status == AWAITING and p.spec.approve_by is not None)
     assert state.applied + state.ignored >= len(state.promises)
@@ -330,5 +352,5 @@ def test_a_parent_succeeding_does_not_requeue_a_dependent_already_dispatched():
     state = fold_all([Created(id=1, title="parent"), Created(id=2, title="child", depends_on=[1]),
                       Dispatched(id=2, attempt=1), Dispatched(id=1, attempt=1), Succeeded(id=1, attempt=1)])
     assert state.promises[2].status == "dispatched"
-    assert list(state.ready.get("default", [])) == []
+    assert ready_lists(state) == {}
     indexes_agree(state)

@@ -30,7 +30,7 @@ from services.scheduler import snapshot
 from services.scheduler.projection import Projection
 from services.scheduler.snapshot import FOLD, FORMAT, Header, SnapshotError
 
-from .test_fold_properties import HISTORIES, random_history
+from .test_fold_properties import HISTORIES, random_history, ready_lists
 
 CREATED = "2025-01-01 00:00:00+00:00"
 
@@ -55,8 +55,9 @@ def fold(events, state: Projection | None = None, start: int = 1) -> Projection:
 def everything(s: Projection):
     """Every promise, in creation order, and every index and counter."""
     return (list(s.promises.items()), s.dependents, s.by_message, s.by_request,
-            {q: list(r) for q, r in s.ready.items() if r}, list(s.timed), list(s.deadlines),
-            +s.in_flight, +s.key_in_flight, s.needs_decision, s.max_id, s.last_seq, s.applied, s.ignored,
+            ready_lists(s), list(s.timed), list(s.deadlines), +s.in_flight, +s.key_in_flight, s.needs_decision,
+            s.max_id, s.last_seq, s.applied, s.ignored, s.served, s.dispatches,
+            {chat: list(ids) for chat, ids in s.unsettled.items()},
             list(s.awaiting))
 
 
@@ -87,7 +88,8 @@ def test_a_snapshot_of_any_well_typed_history_fed_the_tail_equals_the_whole_fold
 
 
 def busy_log() -> list:
-    """Every index in use at the end: ready in two queues, timers, deadlines, keys, doomed and respond."""
+    """Every index in use at the end: ready in two queues and several chats, timers, deadlines, keys, doomed,
+    turns served and respond promises answering in order."""
     return through_the_log([
         Created(id=1, title="queued", priority=3),
         Created(id=2, title="later", not_before=500.0),
@@ -121,6 +123,12 @@ def busy_log() -> list:
         RetryScheduled(id=18, next_attempt=2, not_before=30.0), Dispatched(id=18, attempt=2),
         # The same message twice: the first respond promise answers it.
         Created(id=19, title="answer again", task="respond", chat_id=42, message_id=7, queue="respond"),
+        # Another chat: its first message is being answered, its second waits for it, and a task of its own.
+        Created(id=20, title="first", task="respond", chat_id=43, message_id=1, queue="respond"),
+        Dispatched(id=20, attempt=1), Started(id=20, attempt=1),
+        Created(id=21, title="second", task="respond", chat_id=43, message_id=2, queue="respond"),
+        Created(id=22, title="its task", chat_id=43, parent_id=20), Dispatched(id=22, attempt=1),
+        Created(id=23, title="its next task", chat_id=43, parent_id=20, priority=2),
     ])
 
 
@@ -129,6 +137,8 @@ def test_every_index_survives_a_snapshot():
     state = fold(log)
     assert state.ready and state.timed and state.deadlines and +state.in_flight and +state.key_in_flight
     assert state.needs_decision and state.by_message and state.by_request and state.dependents
+    assert len(state.ready["default"]) == 2 and state.served["default"].keys() == {None, 43}
+    assert {chat: list(ids) for chat, ids in state.unsettled.items()} == {42: [19], 43: [20, 21]}
     for cut in range(len(log) + 1):
         resumed_equals_whole(log, cut)
 
@@ -144,8 +154,8 @@ def test_an_integer_past_64_bits_is_kept_by_storing_json():
 def test_the_header_line_tells_what_the_snapshot_holds():
     data = snapshot.encode(fold(busy_log()), CREATED, taken_at=123.0)
     header = msgspec.json.decode(data.split(b"\n", 1)[0])
-    assert header == {"format": FORMAT, "fold": FOLD, "codec": "json", "stream_created": CREATED, "last_seq": 45,
-                      "max_id": 19, "applied": 45, "ignored": 0, "promises": 19, "taken_at": 123.0}
+    assert header == {"format": FORMAT, "fold": FOLD, "codec": "json", "stream_created": CREATED, "last_seq": 52,
+                      "max_id": 23, "applied": 52, "ignored": 0, "promises": 23, "taken_at": 123.0}
 
 
 def header_line(**fields) -> bytes:

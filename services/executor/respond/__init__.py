@@ -75,7 +75,7 @@ class Responder:
         view: ChatView | None = None
         if use_llm or may_follow_up or commands.needs_log(msg.text) or approval.needs_log(msg, self.llm is not None):
             view = await self._read(msg, self.config.agent.history if use_llm else 0)
-        if (answered := approval.answer(msg, view, self.llm is not None)) is not None:
+        if (answered := approval.answer(msg, view)) is not None:
             return attached.noted(answered, msg)  # a go or a no for a waiting plan: no model needed
         if may_follow_up and (follow_up := commands.follow_up(msg, view, self.config)) is not None:
             return follow_up  # the reply names the task to continue: nothing for a model to decide

@@ -106,25 +106,29 @@ def needs_log(msg: MessageReceived, llm: bool) -> bool:
                                                          or not llm)
 
 
-def answer(msg: MessageReceived, view: ChatView | None, llm: bool) -> RespondResult | None:
-    """The answer to a message about a waiting plan; None when the message is about something else."""
+def answer(msg: MessageReceived, view: ChatView | None) -> RespondResult | None:
+    """The answer to a go or a no for a waiting plan; None when the message is not one (or about nothing waiting)."""
+    if view is None or msg.text.lstrip().startswith("/") or (verb := gesture(msg.text)) is None:
+        return None
+    replied = replied_plan(msg, view)
+    if msg.reply_to is not None:
+        return _decided(verb, replied, msg) if replied is not None else None  # else: a reply to something else
+    plans = waiting(view)
+    if len(plans) > 1:
+        return _which(plans, verb)
+    return _decided(verb, plans[0], msg) if plans else None
+
+
+def cannot_edit(msg: MessageReceived, view: ChatView | None) -> RespondResult | None:
+    """The command agent's answer to other text while a plan waits: it cannot change a plan, and says so.
+
+    Only text that is about a waiting plan: a reply to its message, or a message
+    replying to nothing while plans wait.  (The LLM agent makes such edits.)
+    """
     if view is None or not msg.text.strip() or msg.text.lstrip().startswith("/"):
         return None
-    verb = gesture(msg.text)
-    replied = replied_plan(msg, view)
-    if msg.reply_to is not None and replied is None:
-        return None  # a reply to another message: not about a plan that waits
-    if verb is not None:
-        if replied is not None:
-            return _decided(verb, replied, msg)
-        plans = waiting(view)
-        if len(plans) > 1:
-            return _which(plans, verb)
-        return _decided(verb, plans[0], msg) if plans else None
-    if llm:
-        return None  # an edit, or another question: the model answers, with the plan in view
-    if replied is not None:
-        held = [s for s in replied if s.status == AWAITING]
+    if msg.reply_to is not None:
+        held = [s for s in replied_plan(msg, view) or [] if s.status == AWAITING]
         return _cannot_edit([held]) if held else None
     plans = waiting(view)
     return _cannot_edit(plans) if plans else None
@@ -170,14 +174,18 @@ def context(msg: MessageReceived, view: ChatView) -> str:
             "reject it and create the changed plan.)")
 
 
-def prompt(steps: list[Created]) -> str:
-    """What the chat is shown when a plan starts waiting: its steps and how to answer."""
-    names = {s.id: s.name or short(s.title, 40) for s in steps}
-    lines = [f"⏸ This plan waits for your approval ({steps[0].awaits_approval}):"]
-    for s in steps:
-        after = ", ".join(f"#{d}" for d in s.depends_on)
-        lines.append(f"#{s.id} {names[s.id]} ({s.task}{f', after {after}' if after else ''})")
+def how_to_answer(steps: list[Created]) -> str:
+    """The line that says a plan waits, why, how to answer and until when."""
     expiry = steps[0].approve_by
     ends = f" Unanswered, it is cancelled in {waited(expiry - steps[0].at)}." if expiry is not None else ""
-    lines.append(f"Answer go or 👍 to run it, no to cancel it, or say what to change.{ends}")
-    return "\n".join(lines)
+    return (f"✋ This plan waits for your approval ({steps[0].awaits_approval}). Answer go or 👍 to run it, "
+            f"no to cancel it, or say what to change.{ends}")
+
+
+def prompt(steps: list[Created]) -> str:
+    """A waiting plan told without a checklist (one step, or a long reply): its steps and how to answer."""
+    lines = []
+    for s in steps:
+        after = ", ".join(f"#{d}" for d in s.depends_on)
+        lines.append(f"#{s.id} {s.name or short(s.title, 40)} ({s.task}{f', after {after}' if after else ''})")
+    return "\n".join([*lines, how_to_answer(steps)])

@@ -13,9 +13,11 @@ the chat's most recent ended one); a plain reply to Valor's status or result
 message about such a task does the same without a verb (``follow_up``), before
 any language model is asked, because which task is meant is already recorded.
 
-Task text: ``/do [type] text``: the first word is the type only when it names
-a configured type (``/do search flaky tests`` is a ``search``), otherwise the
-type is ``code``.  The text becomes the task's ``input`` (a JSON object text
+Task text: ``/do [!N] [type] text``: the first word is the type only when it
+names a configured type (``/do search flaky tests`` is a ``search``), otherwise
+the type is ``code``.  ``!1`` (first) to ``!9`` (last) sets the priority (5
+without one): right after ``/do`` or the type, after ``/later`` or its delay,
+and at the end of a ``/plan`` line.  The text becomes the task's ``input`` (a JSON object text
 is passed as the object, e.g. ``{"seconds": 5}`` for ``sleep``) and its
 shortened first line the ``title``.  Files sent with the command are added to
 the input of every task it creates (``attached.into``).
@@ -37,6 +39,7 @@ from services.scheduler.projection import Promise
 from valor.config import Config
 
 from . import approval, attached
+from .show import show_step
 from .view import ChatView
 from .why import explain, short, summary
 
@@ -44,11 +47,18 @@ DEFAULT_TYPE = "code"
 AGENT_ONLY = frozenset({"respond"})  # types a chat cannot ask for directly
 NEEDS_LOG = frozenset({"status", "list", "cancel", "retry", "why", "continue", "approve", "reject"})
 LIST_LIMIT = 15
+# A priority word: "!" and what follows up to a space, a bracket or another "!" ("!2", and "!0" or
+# "!high" to refuse); "hey!" or "!!" are text.
+PRIORITY = r"(?<![^\s:])![^\s\[\]!]+"
+PRIORITY_WORD = re.compile(PRIORITY)
+# What may end a plan line, in any order: its dependencies and its priority.
+PLAN_TAIL = re.compile(r"\[\s*after\b(?P<after>[^\]]*)\]|(?P<priority>" + PRIORITY + ")")
 PLAN_LINE = re.compile(
     r"^(?P<name>[A-Za-z0-9_.-]+)\s*:\s*(?P<type>[A-Za-z0-9_-]+)\s*:\s*(?P<text>.*?)"
-    r"\s*(?:\[\s*after\b(?P<after>[^\]]*)\])?\s*$"
+    r"(?P<tail>(?:\s*(?:\[\s*after\b[^\]]*\]|" + PRIORITY + r"))*)\s*$"
 )
 PLAN_FORMAT = "name: type: text [after a, b]"
+DEFAULT_PRIORITY = NewPromise().priority
 DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -88,7 +98,7 @@ def answer(msg: MessageReceived, view: ChatView | None, config: Config) -> Respo
     if not parsed.verb:
         if msg.attachments and not parsed.rest:  # files alone (one not saved is told by the responder)
             return RespondResult(reply=attached.received_reply(msg))
-        return follow_up(msg, view, config) or RespondResult(
+        return follow_up(msg, view, config) or approval.cannot_edit(msg, view) or RespondResult(
             reply=attached.received_reply(msg) or plain_text_reply(config))
     handler = _VERBS.get(parsed.verb)
     if handler is None:
@@ -111,15 +121,16 @@ def plain_text_reply(config: Config) -> str:
 
 def help_text(config: Config) -> str:
     return "\n".join([
-        "/do [type] text: promise one task (type defaults to code)",
-        f"/plan, then one line per task: {PLAN_FORMAT}",
-        "/later 30m [type] text: a task that starts later (s, m, h, d)",
+        "/do [!N] [type] text: promise one task (type defaults to code)",
+        f"/plan, then one line per task: {PLAN_FORMAT} [!N]",
+        "/later 30m [!N] [type] text: a task that starts later (s, m, h, d)",
+        f"!N: the priority, !1 runs first, !9 last ({DEFAULT_PRIORITY} without one)",
         "/continue [id] text: go on with an ended Claude Code task in its session "
         "(or just reply to its result message)",
         "/status [id]: one promise, or what is open in this chat",
         "/list: this chat's promises",
         "/cancel id [reason] · /retry id",
-        "/why id: what happened to a promise",
+        "/why id: what happened to a promise (or reply \"show N\" to a plan's message for step N)",
         "A plan that waits for approval: answer go (or 👍) to run it, no to cancel it; "
         "/approve [id] · /reject [id] [reason] say the same",
         "Types: " + ", ".join(task_types(config)),
@@ -134,7 +145,7 @@ def _help(rest, msg, view, config) -> RespondResult:
 
 
 def new_task(text: str, type_: str, name: str | None = None, after: list[str] | None = None,
-             delay: float | None = None) -> NewPromise:
+             delay: float | None = None, priority: int | None = None) -> NewPromise:
     """A task from chat text: a JSON object text is the input as is, any other text the input string."""
     value: object = text
     if text.startswith("{"):
@@ -145,7 +156,36 @@ def new_task(text: str, type_: str, name: str | None = None, after: list[str] | 
         if isinstance(parsed, dict):
             value = parsed
     title = short(text.splitlines()[0], 80) if text and value is text else (name or type_)
-    return NewPromise(name=name, type=type_, title=title, input=value, after=after or [], delay=delay)
+    return NewPromise(name=name, type=type_, title=title, input=value, after=after or [], delay=delay,
+                      priority=DEFAULT_PRIORITY if priority is None else priority)
+
+
+class BadPriority(ValueError):
+    pass
+
+
+def parse_priority(word: str) -> int | None:
+    """``!2`` -> 2; None when the word is no priority word; BadPriority for ``!0``, ``!10``, ``!high``."""
+    if not PRIORITY_WORD.fullmatch(word):
+        return None
+    value = word[1:]
+    if not (value.isdigit() and 1 <= int(value) <= 9):
+        raise BadPriority(f"'{word}' is not a priority: use !1 (runs first) to !9 (last); "
+                          f"without one a task gets {DEFAULT_PRIORITY}")
+    return int(value)
+
+
+def take_priority(text: str, found: int | None = None) -> tuple[int | None, str]:
+    """A leading priority word off ``text`` (unless one was ``found`` already); raises BadPriority."""
+    if found is not None:
+        return found, text
+    word, rest = _word(text)
+    priority = parse_priority(word)
+    return (None, text) if priority is None else (priority, rest)
+
+
+def with_priority(task: NewPromise) -> str:
+    return f" (priority {task.priority})" if task.priority != DEFAULT_PRIORITY else ""
 
 
 def _word(text: str) -> tuple[str, str]:
@@ -163,13 +203,19 @@ def split_type(text: str, config: Config) -> tuple[str, str]:
 
 
 def _do(rest, msg, view, config) -> RespondResult:
+    usage = "Usage: /do [!N] [type] text, e.g. /do fix the failing login test, or /do !1 fix it first"
+    try:
+        priority, rest = take_priority(rest)
+        type_, text = split_type(rest, config)
+        priority, text = take_priority(text, priority)
+    except BadPriority as exc:
+        return RespondResult(reply=f"{exc}. {usage}")
     if not rest:
-        return RespondResult(reply="Usage: /do [type] text, e.g. /do fix the failing login test")
-    type_, text = split_type(rest, config)
+        return RespondResult(reply=usage)
     if not text:
-        return RespondResult(reply=f"What should the {type_} task do? Usage: /do [type] text")
-    task = new_task(text, type_, name=type_)  # a name, so ``spawned`` reads "code": 12, not "0": 12
-    return _promise([task], config, f"Promised {article(type_)} {type_} task: {task.title}")
+        return RespondResult(reply=f"What should the {type_} task do? Usage: /do [!N] [type] text")
+    task = new_task(text, type_, name=type_, priority=priority)  # a name, so ``spawned`` reads "code": 12
+    return _promise([task], config, f"Promised {article(type_)} {type_} task{with_priority(task)}: {task.title}")
 
 
 def article(word: str) -> str:
@@ -185,8 +231,13 @@ def parse_duration(text: str) -> float | None:
 
 
 def _later(rest, msg, view, config) -> RespondResult:
-    usage = "Usage: /later <delay> [type] text, e.g. /later 30m run the nightly checks (s, m, h, d)"
-    when, text = _word(rest)
+    usage = "Usage: /later <delay> [!N] [type] text, e.g. /later 30m run the nightly checks (s, m, h, d)"
+    try:
+        priority, rest = take_priority(rest)
+        when, text = _word(rest)
+        priority, text = take_priority(text, priority)
+    except BadPriority as exc:
+        return RespondResult(reply=f"{exc}. {usage}")
     delay = parse_duration(when)
     if delay is None:
         return RespondResult(reply=f"'{when}' is not a delay. {usage}" if when else usage)
@@ -195,8 +246,9 @@ def _later(rest, msg, view, config) -> RespondResult:
     type_, text = split_type(text.strip(), config)
     if not text:
         return RespondResult(reply=usage)
-    task = new_task(text, type_, name=type_, delay=delay)
-    return _promise([task], config, f"Promised {article(type_)} {type_} task to start in {when.lower()}: {task.title}")
+    task = new_task(text, type_, name=type_, delay=delay, priority=priority)
+    return _promise([task], config, f"Promised {article(type_)} {type_} task{with_priority(task)} "
+                                    f"to start in {when.lower()}: {task.title}")
 
 
 def parse_plan(text: str) -> list[NewPromise]:
@@ -209,10 +261,25 @@ def parse_plan(text: str) -> list[NewPromise]:
         m = PLAN_LINE.match(line)
         if m is None:
             raise PlanError(f"line {n} ('{short(line, 40)}') is not '{PLAN_FORMAT}'")
-        after = [a for a in re.split(r"[,\s]+", m["after"] or "") if a]
-        if m["after"] is not None and not after:
-            raise PlanError(f"line {n}: [after] names no task")
-        tasks.append(new_task(m["text"], m["type"], name=m["name"], after=after))
+        after: list[str] = []
+        priorities: list[str] = []
+        for part in PLAN_TAIL.finditer(m["tail"]):
+            if part["priority"]:
+                priorities.append(part["priority"])
+                continue
+            names = [a for a in re.split(r"[,\s]+", part["after"]) if a]
+            if not names:
+                raise PlanError(f"line {n}: [after] names no task")
+            after += names
+        if len(priorities) > 1:
+            raise PlanError(f"line {n} has {len(priorities)} priorities ({', '.join(priorities)}); give one")
+        try:
+            priority = parse_priority(priorities[0]) if priorities else None
+        except BadPriority as exc:
+            raise PlanError(f"line {n}: {exc}") from None
+        # A step is titled by its name, in the chat, `valor list` and the web page; its text is its input.
+        tasks.append(msgspec.structs.replace(
+            new_task(m["text"], m["type"], name=m["name"], after=after, priority=priority), title=m["name"]))
     if not tasks:
         raise PlanError(f"the plan has no tasks; write one per line after /plan: {PLAN_FORMAT}")
     return tasks
@@ -223,8 +290,16 @@ def _plan(rest, msg, view, config) -> RespondResult:
         tasks = parse_plan(rest)
     except PlanError as exc:
         return RespondResult(reply=refused(exc, config))
-    steps = "; ".join(t.name + (f" (after {', '.join(t.after)})" if t.after else "") for t in tasks)
+    steps = "; ".join(step(t) for t in tasks)
     return _promise(tasks, config, f"Planned {len(tasks)} task{'s' if len(tasks) != 1 else ''}: {steps}")
+
+
+def step(task: NewPromise) -> str:
+    """``write (after setup, priority 2)``: a planned task as a reply names it."""
+    notes = [f"after {', '.join(task.after)}"] if task.after else []
+    if task.priority != DEFAULT_PRIORITY:
+        notes.append(f"priority {task.priority}")
+    return (task.name or task.type) + (f" ({', '.join(notes)})" if notes else "")
 
 
 def check_plan(tasks: list[NewPromise], config: Config, view: ChatView | None = None) -> None:
@@ -364,6 +439,8 @@ def follow_up(msg: MessageReceived, view: ChatView | None, config: Config) -> Re
     """A plain reply to Valor's message about a Claude Code task continues it; None for any other message."""
     if msg.reply_to is None or view is None or is_command(msg.text):
         return None
+    if (shown := show_step(msg, view)) is not None:  # "show 2" replying to a plan's message
+        return shown
     target = view.about(msg.reply_to)
     if target is None or not is_claude(target, config):
         return None

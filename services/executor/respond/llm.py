@@ -90,17 +90,19 @@ def tools(config: Config) -> list[dict[str, Any]]:
     task = {
         "type": "object",
         "properties": {
-            "name": {"type": "string", "description": "short name, unique in this turn, e.g. 'setup'"},
+            "name": {"type": "string", "description": "short name, unique in this turn: the step's title for the user, e.g. 'setup'"},
             "type": {"type": "string", "enum": commands.task_types(config)},
-            "title": {"type": "string", "description": "one line for the user"},
             "input": {"description": "what to do: full instructions for the task"},
             "after": {"type": "array", "items": {"type": "string"},
                       "description": "names of tasks (this turn) that must succeed first"},
             "depends_on": {"type": "array", "items": {"type": "integer"},
                            "description": "ids of existing promises that must succeed first"},
             "delay_seconds": {"type": "number", "description": "start no earlier than this many seconds from now"},
+            "priority": {"type": "integer", "minimum": 1, "maximum": 9,
+                         "description": f"1 runs first, 9 last; {commands.DEFAULT_PRIORITY} when left out. Only "
+                                        "when the user asks for something to go first or to wait"},
         },
-        "required": ["name", "type", "title", "input"],
+        "required": ["name", "type", "input"],
     }
     return [
         {"name": "create_plan",
@@ -156,7 +158,8 @@ def _create_plan(turn: Turn, args: dict) -> tuple[str, bool]:
     for i, t in enumerate(raw):
         if not isinstance(t, dict):
             return f"task {i + 1} is not an object", True
-        fields = {k: t[k] for k in ("name", "type", "title", "input", "after", "depends_on") if k in t}
+        # No title: a step is titled by its name wherever it is shown (decision 43).
+        fields = {k: t[k] for k in ("name", "type", "input", "after", "depends_on", "priority") if k in t}
         if t.get("delay_seconds") is not None:
             fields["delay"] = t["delay_seconds"]
         try:
@@ -173,7 +176,7 @@ def _create_plan(turn: Turn, args: dict) -> tuple[str, bool]:
             text += ". Types: " + ", ".join(commands.task_types(turn.config))
         return text, True
     turn.tasks += new
-    steps = ", ".join(t.name + (f" (after {', '.join(t.after)})" if t.after else "") for t in new)
+    steps = ", ".join(commands.step(t) for t in new)
     return (f"planned: {steps}. These are promised once your reply is sent; Valor adds their ids. "
             "Refer to them by name."), False
 

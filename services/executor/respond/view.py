@@ -14,7 +14,7 @@ from schemas.events import MessageReceived, Notified, PromiseEvent, Succeeded
 from services.scheduler.projection import Projection, Promise
 from valor import evidence
 
-SENT_NOTICES = ("status", "terminal")  # the notices that are messages Valor sent
+SENT_NOTICES = ("status", "terminal", "final")  # the notices that are messages Valor sent
 
 
 @dataclass

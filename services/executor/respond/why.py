@@ -115,6 +115,22 @@ def _line(e: PromiseEvent, t0: float) -> str | None:
     return None  # dispatched, progress, notified: not part of the story
 
 
+RESULT_KEYS = ("summary", "reply", "text", "output", "stdout")  # where a result keeps its text
+
+
+def result_text(result: Any) -> str:
+    """A result in full: its text where it has one, else its JSON."""
+    if result is None:
+        return ""
+    if isinstance(result, str):
+        return result
+    if isinstance(result, dict):
+        for key in RESULT_KEYS:
+            if isinstance(result.get(key), str) and result[key].strip():
+                return result[key]
+    return json.dumps(result, ensure_ascii=False, default=str)
+
+
 def summary(result: Any, width: int = 200) -> str:
     """A result in one line; a respond result by its reply."""
     if isinstance(result, dict) and isinstance(result.get("reply"), str) and set(result) <= {
