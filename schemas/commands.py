@@ -62,7 +62,21 @@ class Retry(Command, tag="retry"):
     id: int
 
 
-AnyCommand = Submit | Cancel | Retry
+class Approve(Command, tag="approve"):
+    """Let a plan that awaits approval run; ``id`` is any of its steps (or the respond promise that made it)."""
+
+    id: int
+    reason: str = ""
+
+
+class Reject(Command, tag="reject"):
+    """Cancel every step of a plan that awaits approval, naming the refusal."""
+
+    id: int
+    reason: str = ""
+
+
+AnyCommand = Submit | Cancel | Retry | Approve | Reject
 
 
 class CommandReply(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -90,7 +104,7 @@ class WorkItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 class RespondCommand(msgspec.Struct, frozen=True, kw_only=True):
     """An operator command inside a respond result, e.g. cancel #12."""
 
-    verb: str  # cancel | retry | instruct
+    verb: str  # cancel | retry | instruct | approve | reject
     id: int
     reason: str = ""
     text: str = ""  # instruct: the instructions to add

@@ -83,6 +83,18 @@ class Created(Event, tag="created"):
     retry_of: int | None = None
     continues: int | None = None  # the Claude Code promise whose session this one resumes
     resume_session: str | None = None  # that session's id, resolved once when this was created
+    # Held until ``approved`` (decision 45): why it waits (None: it need not), and when it is
+    # cancelled if nobody answered (None: never).  A plan's steps are held and approved together.
+    awaits_approval: str | None = None
+    approve_by: float | None = None
+
+
+class Approved(Event, tag="approved"):
+    """A promise created awaiting approval may run.  Refusing one is a ``cancelled`` saying so."""
+
+    id: int
+    by: str = ""
+    reason: str = ""
 
 
 class Dispatched(Event, tag="dispatched"):
@@ -251,6 +263,7 @@ class NoticeIntended(Event, tag="notice_intended"):
 
 PromiseEvent = (
     Created
+    | Approved
     | Dispatched
     | Started
     | Progress

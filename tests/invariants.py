@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from schemas.events import Cancelled, Created, Dispatched, Failed, Notified, Started, Succeeded
+from schemas.events import Approved, Cancelled, Created, Dispatched, Failed, Notified, Started, Succeeded
 from services.scheduler.projection import Projection
 
 
@@ -24,11 +24,14 @@ def violations(events: list[tuple[int, object]], expect_all_succeeded: bool = Tr
         elif expect_all_succeeded and p.state != "succeeded":
             found.append(f"#{p.id} {p.state}: {p.error}")
     succeeded_at = {e.id: seq for seq, e in events if isinstance(e, Succeeded)}
+    approved_at = {e.id: seq for seq, e in events if isinstance(e, Approved)}
     for seq, e in events:
         if isinstance(e, Started):
             for dep in state.promises[e.id].spec.depends_on:
                 if succeeded_at.get(dep, float("inf")) > seq:
                     found.append(f"#{e.id} started before its dependency #{dep} succeeded")
+            if state.promises[e.id].spec.awaits_approval and approved_at.get(e.id, float("inf")) > seq:
+                found.append(f"#{e.id} started before it was approved")
     return found
 
 

@@ -34,6 +34,10 @@ def test_chats_map_to_workspaces_with_a_default():
     ("[telegram]\nattachment_max_bytes = -1", "valor.toml: telegram.attachment_max_bytes: must not be negative"),
     ('[telegram]\nattachment_max_bytes = "20MB"',
      "valor.toml: telegram.attachment_max_bytes: Expected `int`, got `str`"),
+    ('[approval]\ntypes = ["cod"]', "valor.toml: approval.types: unknown task type 'cod'"),
+    ("[approval]\nmax_steps = -1", "valor.toml: approval.max_steps: must not be negative"),
+    ("[approval]\nexpire_after = -5", "valor.toml: approval.expire_after: must not be negative"),
+    ("[approval]\nsteps = 3", "valor.toml: approval.steps: unknown key"),
     ('[telegram]\nplan_notices = "quiet"', "valor.toml: telegram.plan_notices: 'quiet' is not one of checklist, each"),
     ('[types.code]\nnotify = "all"', "valor.toml: types.code.notify: 'all' is not one of checklist, each"),
 ])

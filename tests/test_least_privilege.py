@@ -13,6 +13,7 @@ import stat
 import sys
 from pathlib import Path
 
+import msgspec
 import nats
 import nats.errors
 import pytest
@@ -27,6 +28,7 @@ from tests.chat.conftest import ALICE, CONFIG, answer, settle
 from tests.chat.fake_telegram import FakeTelegram
 from valor import bus
 from valor.client import ValorClient
+from valor.config import Approval
 from valor.natsserver import Node, free_port, node_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -293,6 +295,40 @@ async def test_the_scheduler_stores_and_loads_its_snapshot_under_its_own_user(se
     finally:
         await again.stop()
     assert secured.violations() == []
+
+
+async def test_a_plan_awaiting_approval_is_approved_and_rejected_from_the_cli_under_its_own_users(secured):
+    config = msgspec.structs.replace(CONFIG, approval=Approval(types=["echo"]))
+    world = FakeTelegram()
+    world.user(ALICE, "alice", "Alice")
+    scheduler = Scheduler(await secured.connect("scheduler"), config=config)
+    executor = Executor(await secured.connect("executor"), ["default", "respond"], slots=4,
+                        handlers={"respond": answer}, executor_id="lp-exec", ack_wait=5)
+    ingest = Ingest(await secured.connect("ingest"), world.inbound(), config)
+    client = ValorClient(await secured.connect("cli"))
+    await executor.start()
+    await scheduler.start()
+    await ingest.start(reconcile_forever=False)
+    try:
+        plans = []
+        for text in ("/do run me", "/do refuse me"):
+            await world.says(ALICE, ALICE, text)
+            await _until(lambda: _held(client, len(plans) + 1), "a plan awaiting approval")
+            plans.append(max(p.id for p in (await client.projection()).promises.values()))
+        await client.approve(plans[0], "approved by the operator")
+        await client.reject(plans[1], "plan rejected by the operator")
+        await _until(lambda: _terminal(client, plans[0]), "the approved plan")
+        await _until(lambda: _terminal(client, plans[1]), "the rejected plan")
+        assert [(await client.promise(pid))[0].state for pid in plans] == ["succeeded", "cancelled"]
+        assert secured.violations() == []
+    finally:
+        await ingest.stop()
+        await scheduler.stop()
+        await executor.stop(grace=1)
+
+
+async def _held(client: ValorClient, n: int) -> bool:
+    return sum(p.state == "awaiting_approval" for p in (await client.projection()).promises.values()) >= n
 
 
 async def _at_least(value: int, floor: int) -> bool:

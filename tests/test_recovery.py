@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import nats.errors
 import pytest
 
+from schemas import subjects
 from schemas.commands import NewPromise as T
+from schemas.events import Dispatched, MessageReceived, encode
 from valor import bus
 from valor.client import ValorClient
 from valor.natsserver import NatsCluster
@@ -150,6 +153,57 @@ async def test_full_stop_and_start_mid_workload_finishes_everything(single):
         await finish_and_check(single.url, ids, stack)
     finally:
         stack.kill()
+
+
+async def test_a_plan_awaiting_approval_survives_kill_9_of_the_leader_and_a_full_restart_then_runs_approved(
+        single, tmp_path):
+    config = tmp_path / "valor.toml"
+    config.write_text("[approval]\nmax_steps = 2\n")
+    stack, nc, client = await started_stack(single, env_extra={"VALOR_CONFIG": str(config)})
+    plan = "/plan\nsetup: echo: env\nwrite: echo: tests [after setup]\nrun: echo: go [after write]"
+    message = MessageReceived(chat_id=9, message_id=1, sender_name="Ana", text=plan, at=time.time())
+    await nc.jetstream().publish(subjects.chat_in(9), encode(message), headers={bus.MSG_ID: "tg:9:1"})
+    try:
+        ids = await until_held(client, 3)
+        leader = await active_scheduler(nc, stack)
+        stack.services[leader].kill()
+        stack.services[leader].start()
+        await active_scheduler(nc, stack)  # the standby (or the restarted one) leads
+        await nc.close()
+        stack.stop()
+        single.stop()
+        time.sleep(0.5)
+        single.start()
+        stack.start()
+        nc = await bus.connect(single.url, name="test")
+        client = ValorClient(nc)
+        # A promise submitted now runs: the new leader has decided since, and held the plan back.
+        marker = await submit_all(client, [[T(name="marker", type="echo")]])
+        assert await client.wait(marker, timeout=60) == {marker[0]: "succeeded"}
+        state = await client.projection()
+        assert {state.promises[pid].state for pid in ids} == {"awaiting_approval"}
+        assert not [e for _, e in await client.events() if isinstance(e, Dispatched) and e.id in ids]
+
+        assert sorted((await client.approve(ids[0], "approved by the operator")).values()) == ids
+        await finish_and_check(single.url, ids + marker, stack)
+    finally:
+        await nc.close()
+        stack.kill()
+
+
+async def until_held(client: ValorClient, n: int, timeout: float = 60.0) -> list[int]:
+    """The ids of the chat's plan once its ``n`` steps exist, all awaiting approval."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = await client.projection()
+        except (TimeoutError, nats.errors.Error):
+            state = None
+        held = sorted(p.id for p in state.promises.values() if p.state == "awaiting_approval") if state else []
+        if len(held) == n:
+            return held
+        assert time.monotonic() < deadline, f"the plan never waited for approval: {held}"
+        await asyncio.sleep(0.2)
 
 
 async def active_scheduler(nc, stack: Stack) -> str:

@@ -8,10 +8,12 @@ import pytest
 from schemas import commands, events, export
 from schemas.commands import (
     AnyCommand,
+    Approve,
     Cancel,
     CommandReply,
     ExecutorHeartbeat,
     NewPromise,
+    Reject,
     RespondCommand,
     RespondResult,
     Retry,
@@ -19,6 +21,7 @@ from schemas.commands import (
     WorkItem,
 )
 from schemas.events import (
+    Approved,
     AttemptFailed,
     Cancelled,
     Created,
@@ -58,8 +61,11 @@ PROMISE_EVENTS = [
         name="review",
         request_id="r-1",
         request_index=1,
+        awaits_approval="4 steps, more than 3",
+        approve_by=1700086400.0,
         at=1700000000.0,
     ),
+    Approved(id=12, by="respond #9", reason="approved in chat by Ana", at=0.5),
     Dispatched(id=12, attempt=1, queue="code", at=1.0),
     Started(id=12, attempt=1, executor="executor-0", delivery=2, at=2.0),
     Progress(id=12, attempt=1, text="half way", fraction=0.5, at=3.0),
@@ -86,6 +92,8 @@ COMMANDS = [
     ),
     Cancel(request_id="r-2", id=12, reason="no longer needed", by="operator"),
     Retry(request_id="r-3", id=12),
+    Approve(request_id="r-4", id=12, reason="approved by the operator"),
+    Reject(request_id="r-5", id=12, reason="plan rejected by the operator: too big"),
 ]
 
 
@@ -209,5 +217,5 @@ def test_a_field_of_the_wrong_type_is_rejected_with_its_path():
 
 def test_the_command_union_is_exported_whole():
     doc = msgspec.json.decode(export.schemas()["command.json"])
-    assert {"Submit", "Cancel", "Retry"} <= set(doc["$defs"])
-    assert AnyCommand.__args__ == (Submit, Cancel, Retry)
+    assert {"Submit", "Cancel", "Retry", "Approve", "Reject"} <= set(doc["$defs"])
+    assert AnyCommand.__args__ == (Submit, Cancel, Retry, Approve, Reject)

@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT = 2.0
 REPLY_TIMEOUT = 10.0
-STATES = ("waiting", "queued", "running", "retrying", "succeeded", "failed", "cancelled")
+STATES = ("awaiting_approval", "waiting", "queued", "running", "retrying", "succeeded", "failed", "cancelled")
 STREAMS = (subjects.CHAT, subjects.PROMISES, subjects.WORK, subjects.COMMANDS, subjects.DLQ)
 
 
@@ -267,6 +267,24 @@ def cancel(promise_id, reason):
 def retry(promise_id):
     """Retry now; a failed or cancelled promise is re-run as a new promise, whose id is printed."""
     click.echo(run(lambda c: ask(c.retry(promise_id))))
+
+
+@main.command(short_help="Let a plan that awaits approval run.")
+@click.argument("promise_id", metavar="ID", type=int)
+def approve(promise_id):
+    """Approve the plan #ID belongs to (any of its steps, or the message that asked for it); prints its ids."""
+    ids = run(lambda c: ask(c.approve(promise_id, "approved by the operator")))
+    click.echo("\n".join(str(i) for i in sorted(ids.values())))
+
+
+@main.command(short_help="Cancel a plan that awaits approval.")
+@click.argument("promise_id", metavar="ID", type=int)
+@click.option("--reason", default="", help="why (recorded with each step's cancel)")
+def reject(promise_id, reason):
+    """Reject the plan #ID belongs to: every step ends cancelled naming the refusal; prints their ids."""
+    why = "plan rejected by the operator" + (f": {reason}" if reason else "")
+    ids = run(lambda c: ask(c.reject(promise_id, why)))
+    click.echo("\n".join(str(i) for i in sorted(ids.values())))
 
 
 @main.command(short_help="Cluster, streams, executors, scheduler, promise counts.")

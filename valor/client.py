@@ -18,7 +18,17 @@ from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
 
 from schemas import subjects
-from schemas.commands import AnyCommand, Cancel, CommandReply, NewPromise, Retry, Submit, reply_decoder
+from schemas.commands import (
+    AnyCommand,
+    Approve,
+    Cancel,
+    CommandReply,
+    NewPromise,
+    Reject,
+    Retry,
+    Submit,
+    reply_decoder,
+)
 from schemas.events import PromiseEvent, decode_promise_event, encode
 from services.scheduler.projection import Projection
 
@@ -76,6 +86,16 @@ class ValorClient:
     async def retry(self, promise_id: int) -> int:
         reply = await self.request(Retry(request_id=uuid.uuid4().hex, by=self.by, id=promise_id))
         return reply.ids["0"]
+
+    async def approve(self, promise_id: int, reason: str = "") -> dict[str, int]:
+        """Let the plan of ``promise_id`` that awaits approval run; its steps' names -> ids."""
+        return (await self.request(Approve(request_id=uuid.uuid4().hex, by=self.by, id=promise_id,
+                                           reason=reason))).ids
+
+    async def reject(self, promise_id: int, reason: str = "") -> dict[str, int]:
+        """Cancel every step of the plan of ``promise_id`` that awaits approval; names -> ids."""
+        return (await self.request(Reject(request_id=uuid.uuid4().hex, by=self.by, id=promise_id,
+                                          reason=reason))).ids
 
     # --- reading the log --------------------------------------------------------
 

@@ -126,6 +126,19 @@ class Agent(Strict):
 DAY = 24 * 3600.0
 
 
+class Approval(Strict):
+    """When a plan a chat asked for waits for the user's go before any of it runs (decision 45).
+
+    Off by default.  A plan waits when it has more than ``max_steps`` steps or a
+    task of one of ``types``; unanswered, it is cancelled after ``expire_after``
+    seconds (0: it waits until answered).
+    """
+
+    max_steps: int = 0  # 0: any number of steps runs at once
+    types: list[str] = []  # e.g. ["code"]: plans that change code wait
+    expire_after: float = DAY
+
+
 class Telegram(Strict):
     """Who may talk to Valor, and how fast Valor may talk back."""
 
@@ -155,6 +168,7 @@ class Config(Strict):
     shell: Shell = Shell()
     agent: Agent = Agent()
     telegram: Telegram = Telegram()
+    approval: Approval = Approval()
 
     def task_type(self, name: str) -> TaskType | None:
         return self.types.get(name)
@@ -241,10 +255,22 @@ def _validate(config: Config) -> Config:
     for user in tg.allow_users:
         if isinstance(user, str) and not user.lstrip("@").replace("_", "").isalnum():
             raise ConfigError(f"telegram.allow_users: '{user}' is neither a user id nor a username")
+    _check_approval(config)
     for program in config.shell.allow:
         if not program or any(c.isspace() for c in program):
             raise ConfigError(f"shell.allow: '{program}' is not a program name")
     return config
+
+
+def _check_approval(config: Config) -> None:
+    rules = config.approval
+    if rules.max_steps < 0:
+        raise ConfigError("approval.max_steps: must not be negative (0: no limit)")
+    if rules.expire_after < 0:
+        raise ConfigError("approval.expire_after: must not be negative (0: never)")
+    for name in rules.types:
+        if name not in config.types:
+            raise ConfigError(f"approval.types: unknown task type '{name}'")
 
 
 _DOMAIN = re.compile(r"(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")

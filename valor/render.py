@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from schemas.events import (
+    Approved,
     AttemptFailed,
     Cancelled,
     Created,
@@ -28,6 +29,7 @@ from schemas.events import (
     Started,
     Succeeded,
 )
+from services.scheduler.approval import waited
 from services.scheduler.projection import TERMINAL, Projection, Promise
 from valor import evidence
 
@@ -57,6 +59,8 @@ def promise_json(p: Promise, dependents: Sequence[int] = (), events: Iterable[Pr
         "retry_of": s.retry_of,
         "continues": s.continues,
         "parent_id": s.parent_id,
+        "awaits_approval": s.awaits_approval,  # why it waited (or waits) for approval; null: it need not
+        "approve_by": s.approve_by,
         "evidence": msgspec.to_builtins(p.evidence) if p.evidence is not None else None,
     }
     if events is not None:
@@ -114,6 +118,9 @@ def fields(p: Promise) -> list[tuple[str, str]]:
         rows.append(("retry of", f"#{s.retry_of}"))
     if s.continues:
         rows.append(("continues", f"#{s.continues} (Claude Code session {s.resume_session})"))
+    if s.awaits_approval:
+        until = f"; cancelled if not approved within {waited(s.approve_by - s.at)}" if s.approve_by is not None else ""
+        rows.append(("approval", f"needed ({s.awaits_approval}){until}"))
     if s.parent_id:
         rows.append(("spawned by", f"#{s.parent_id}"))
     if p.children:
@@ -127,6 +134,8 @@ def describe(e: PromiseEvent) -> str:
     match e:
         case Created():
             return f"created ({e.task}, priority {e.priority}, queue {e.queue})"
+        case Approved():
+            return f"approved by {e.by or '?'}" + (f": {e.reason}" if e.reason else "")
         case Dispatched():
             return f"dispatched attempt {e.attempt}"
         case Started():
@@ -229,7 +238,7 @@ def list_text(promises: Sequence[Promise], now: float) -> str:
 
 
 def counts_text(counts: Mapping[str, int]) -> str:
-    order = ("waiting", "queued", "running", "retrying", "succeeded", "failed", "cancelled")
+    order = ("awaiting_approval", "waiting", "queued", "running", "retrying", "succeeded", "failed", "cancelled")
     parts = [f"{s} {counts[s]}" for s in order if counts.get(s)]
     return ", ".join(parts) if parts else "none"
 

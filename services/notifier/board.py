@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schemas.events import (
+    Approved,
     AttemptFailed,
     Cancelled,
     Created,
@@ -43,10 +44,16 @@ class Item:
     intents: dict[str, NoticeIntended] = field(default_factory=dict)
     notified: dict[str, Notified] = field(default_factory=dict)
     latest_at: float = 0.0  # time of the latest fact about the work (not about notices)
+    approved: bool = False
 
     @property
     def id(self) -> int:
         return self.spec.id
+
+    @property
+    def awaiting(self) -> bool:
+        """Created awaiting approval and neither approved nor ended yet (decision 45)."""
+        return self.spec.awaits_approval is not None and not self.approved and self.end is None
 
     @property
     def respond(self) -> bool:
@@ -97,6 +104,8 @@ class Board:
                 item.evidence = event.evidence or item.evidence
             case RetryScheduled():
                 pass
+            case Approved():
+                item.approved = True
             case Succeeded():
                 item.end, item.evidence = event, event.evidence or item.evidence
             case Failed() | Cancelled():

@@ -20,6 +20,7 @@ import msgspec
 
 from schemas.commands import RespondResult
 from schemas.events import Cancelled, Failed, Succeeded
+from services.executor.respond import approval
 from services.executor.respond.reply import reply_with_ids
 from services.executor.respond.why import result_text as summary
 from valor import evidence
@@ -98,7 +99,11 @@ def respond_terminal(item: Item, board: Board) -> str:
         case Cancelled():
             return f"🚫 Answering this was cancelled (#{item.id}): {end.reason}"
     result = _respond_result(end.result)
-    lines = [reply_with_ids(result.reply.strip(), item.spawned.children if item.spawned else {}, result.promises)]
+    held = [c.spec for c in board.children(item) if c is not None and c.awaiting]
+    if held:  # the plan itself, with how to answer, instead of the list of ids
+        lines = [result.reply.strip(), approval.prompt(held)]
+    else:
+        lines = [reply_with_ids(result.reply.strip(), item.spawned.children if item.spawned else {}, result.promises)]
     if item.spawned is not None and item.spawned.error:
         lines.append(f"⚠️ The promised work could not start: {item.spawned.error}")
     return "\n\n".join(line for line in lines if line) or "✅ Done."
@@ -149,7 +154,9 @@ def plan_reply(item: Item, steps: list[Item], board: Board) -> str:
         return respond_terminal(item, board)
     reply = _respond_result(item.end.result).reply.strip()
     head = f"{reply}\n\n" if reply else ""
-    return head + checklist(steps, board, LIMIT - len(head))
+    held = [s.spec for s in steps if s.awaiting]
+    foot = f"\n{approval.how_to_answer(held)}" if held else ""  # gone once approved: the reply is edited
+    return head + checklist(steps, board, LIMIT - len(head) - len(foot)) + foot
 
 
 def plan_status(item: Item, steps: list[Item], board: Board) -> str:
@@ -209,6 +216,9 @@ def step_state(item: Item, board: Board) -> tuple[str, str]:
             return "❌", f"failed{took}: {end.reason}"
         case Cancelled():
             return "🚫", f"cancelled: {end.reason}"
+    if item.awaiting:
+        after = ", ".join(f"#{d}" for d in item.spec.depends_on)
+        return "✋", f"{item.spec.task}, awaiting approval" + (f", after {after}" if after else "")
     if item.retrying:
         return "🔁", f"attempt {item.attempt} failed, retrying: {item.retrying}"
     if item.started_at is not None:

@@ -20,6 +20,7 @@ from schemas.events import AttemptFailed, Cancelled, Dispatched, Failed, RetrySc
 from schemas.subjects import msg_id_for_event, msg_id_for_work
 from valor.config import DEFAULT, Config
 
+from . import approval
 from .backoff import retry_delay
 from .effects import Dispatch, Effect, Publish, ids_taken
 from .fairness import Group, turns
@@ -48,6 +49,7 @@ def decide(
     ended: set[int] = set()
     for pid in sorted(state.needs_decision):
         effects += _settle(state, state.promises[pid], now, ended, config, effects)
+    effects += approval.expire(state, now, ended)
     effects += _expire(state, now, timeout_grace, ended)
     effects += _dispatch(state, now, capacity, ended, config)
     return Decision(effects, _wake_at(state, now, timeout_grace))
@@ -207,4 +209,6 @@ def _wake_at(state: Projection, now: float, grace: float) -> float | None:
     first_deadline = next(iter(deadlines), None)
     if first_deadline is not None:
         times.append(first_deadline[0] + grace)
+    if (expiry := approval.next_expiry(state, now)) is not None:
+        times.append(expiry)
     return min(times) if times else None

@@ -17,6 +17,7 @@ from schemas.events import Cancelled, Created, InstructionsAdded, MessageReceive
 from schemas.subjects import msg_id_for_event, msg_id_for_message
 from valor.config import DEFAULT, Config, TaskType
 
+from . import approval
 from .continuation import session_to_resume
 from .dag import PlanError, validate_plan
 from .effects import Publish, ids_taken
@@ -41,6 +42,8 @@ def build_created(
     parent_id: int | None = None,
     retry_of: int | None = None,
     resume_session: str | None = None,
+    awaits_approval: str | None = None,
+    approve_by: float | None = None,
 ) -> Created:
     t = config.types.get(task.type, TaskType())
     not_before = task.not_before
@@ -74,6 +77,8 @@ def build_created(
         retry_of=retry_of,
         continues=task.continues,
         resume_session=resume_session,
+        awaits_approval=awaits_approval,
+        approve_by=approve_by,
     )
 
 
@@ -219,7 +224,8 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
         s = parent.spec
         try:
             effects, children = create_plan(state, result.promises, now, config, f"spawn:{parent_id}", next_id,
-                                            chat_id=s.chat_id, message_id=s.message_id, parent_id=parent_id)
+                                            chat_id=s.chat_id, message_id=s.message_id, parent_id=parent_id,
+                                            **approval.hold(result.promises, config.approval, now))
         except PlanError as exc:
             return [Publish(Spawned(at=now, id=parent_id, error=str(exc)), spawned_id)]
     for i, command in enumerate(result.commands):
@@ -231,6 +237,9 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
         elif command.verb == "instruct" and command.text.strip():
             more, _ = instruct(state, command.id, command.text, now, f"respond:{parent_id}:{i}",
                                by=f"respond #{parent_id}", message_id=parent.spec.message_id)
+        elif command.verb in ("approve", "reject"):
+            answer = approval.approve if command.verb == "approve" else approval.reject
+            more, _ = answer(state, command.id, now, f"respond #{parent_id}", command.reason, parent.spec.chat_id)
         else:
             more = []
         effects += more

@@ -16,6 +16,7 @@ import msgspec
 from sortedcontainers import SortedList
 
 from schemas.events import (
+    Approved,
     AttemptFailed,
     Cancelled,
     Created,
@@ -41,6 +42,8 @@ from .fairness import Group
 WAITING, QUEUED, DISPATCHED, RUNNING, FAILING, RETRYING = (
     "waiting", "queued", "dispatched", "running", "failing", "retrying")
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
+# Created held for the user's go (decision 45): never ready, never dispatched, until ``approved``.
+AWAITING = "awaiting_approval"
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 IN_FLIGHT = frozenset({DISPATCHED, RUNNING})
 
@@ -103,6 +106,7 @@ class Projection:
         self.deadlines = SortedList()  # (deadline, id, attempt) of running attempts
         self.in_flight: Counter[str] = Counter()  # queue -> dispatched + running
         self.key_in_flight: Counter[str] = Counter()  # concurrency key -> running
+        self.awaiting = SortedList()  # (approve_by, id): held promises that expire unanswered
         self.needs_decision: set[int] = set()
 
     # --- the fold ---------------------------------------------------------------
@@ -140,11 +144,25 @@ class Projection:
                 doomed = True
             if parent is None or parent.status != SUCCEEDED:
                 p.pending_deps += 1
+        if e.awaits_approval is not None:
+            p.status = AWAITING
+            if e.approve_by is not None:
+                self.awaiting.add((e.approve_by, e.id))
         if doomed:
             self.needs_decision.add(e.id)
-        elif p.pending_deps == 0:
+        elif p.pending_deps == 0 and p.status != AWAITING:
             self._enqueue(p)
         self._settle_answer(p)
+        return True
+
+    def _approved(self, e: Approved) -> bool:
+        p = self.promises.get(e.id)
+        if p is None or p.status != AWAITING:
+            return False
+        self._dequeue(p)
+        p.status = WAITING
+        if p.pending_deps == 0 and p.id not in self.needs_decision:
+            self._enqueue(p)
         return True
 
     def _dispatched(self, e: Dispatched) -> bool:
@@ -300,6 +318,8 @@ class Projection:
                 (p.spec.priority, p.id))
 
     def _dequeue(self, p: Promise) -> None:
+        if p.status == AWAITING and p.spec.approve_by is not None:
+            self.awaiting.discard((p.spec.approve_by, p.id))
         groups = self.ready.get(p.spec.queue)
         ready = groups.get(p.spec.chat_id) if groups is not None else None
         if ready is not None:
@@ -360,7 +380,7 @@ class Projection:
         state.needs_decision = needs = set(needs_decision)
         ready: dict[str, dict[Group, list]] = {}
         unsettled: dict[int, list] = {}
-        timed, deadlines = [], []
+        timed, deadlines, awaiting = [], [], []
         for p in promises:
             state.promises[p.id] = p
             spec = p.spec
@@ -382,6 +402,8 @@ class Projection:
             elif status == RETRYING or (  # a waiting promise is timed once it was enqueued
                     status == WAITING and p.not_before is not None and p.pending_deps == 0 and p.id not in needs):
                 timed.append((p.not_before, p.id))
+            elif status == AWAITING and spec.approve_by is not None:
+                awaiting.append((spec.approve_by, p.id))
             elif status in IN_FLIGHT:
                 state.in_flight[spec.queue] += 1
                 if spec.concurrency_key:
@@ -391,7 +413,7 @@ class Projection:
         state.ready = {queue: {chat: SortedList(items) for chat, items in groups.items()}
                        for queue, groups in ready.items()}
         state.unsettled = {chat: SortedList(ids) for chat, ids in unsettled.items()}
-        state.timed, state.deadlines = SortedList(timed), SortedList(deadlines)
+        state.timed, state.deadlines, state.awaiting = SortedList(timed), SortedList(deadlines), SortedList(awaiting)
         return state
 
     # --- queries ----------------------------------------------------------------
@@ -422,6 +444,7 @@ class Projection:
 
 _HANDLERS = {
     Created: Projection._created,
+    Approved: Projection._approved,
     Dispatched: Projection._dispatched,
     Started: Projection._started,
     Progress: Projection._progress,

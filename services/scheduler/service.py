@@ -25,9 +25,11 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from schemas import subjects
 from schemas.commands import (
+    Approve,
     Cancel,
     CommandReply,
     ExecutorHeartbeat,
+    Reject,
     Retry,
     Submit,
     command_decoder,
@@ -38,7 +40,7 @@ from schemas.subjects import msg_id_for_event
 from valor import bus, metrics
 from valor.config import Config, load
 
-from . import intake
+from . import approval, intake
 from .capacity import slots_per_queue
 from .decide import decide, resend_dispatched
 from .effects import Dispatch, Effect, Publish, ids_taken
@@ -423,6 +425,10 @@ class Scheduler:
             case Retry():
                 effects, reply = intake.retry(self.state, command.id, now, command.request_id, next_id)
                 key = ("request", command.request_id)
+            case Approve() | Reject():
+                answer = approval.approve if isinstance(command, Approve) else approval.reject
+                effects, reply = answer(self.state, command.id, now, command.by, command.reason)
+                key = ("approval", command.id)
         if too_big := self._too_big(effects):  # refuse now rather than fail on every redelivery
             effects, reply = [], CommandReply(ok=False, error=too_big)
         return _Planned(msg, effects, reply, command.reply_to, key)

@@ -21,7 +21,7 @@ from services.executor.worker import Executor
 from services.scheduler.service import Scheduler
 from valor import bus
 from valor.cli import main
-from valor.config import DEFAULT, TaskType
+from valor.config import DEFAULT, Approval, TaskType
 from valor.natsserver import NatsCluster
 
 EXECUTOR_ID = "exec-cli-test"
@@ -36,6 +36,11 @@ async def flaky(ctx: AttemptContext) -> dict[str, Any]:
         _failed_once.add(token)
         raise TaskFailed(f"flaky: first run of {token} fails", retryable=False)
     return {"ok": token}
+
+
+async def plan_two_steps(ctx: AttemptContext) -> dict[str, Any]:
+    """The respond agent of these tests: every chat message asks for two echo steps, one after the other."""
+    return {"reply": "ok", "promises": [{"name": "a", "type": "echo"}, {"name": "b", "type": "echo", "after": ["a"]}]}
 
 
 _gates: dict[str, asyncio.Event] = {}
@@ -78,11 +83,13 @@ class Stack:
     async def _start(self) -> None:
         self.nc = await bus.connect(self.url, name="cli-test-stack")
         # The built-in types plus flaky and held, whose handlers only this test's executor has.
+        # Plans a chat asks for with echo steps wait for approval; the CLI's own plans never do.
         config = msgspec.structs.replace(DEFAULT, types={**DEFAULT.types, "flaky": TaskType(handler="flaky"),
-                                                         "held": TaskType(handler="held")})
+                                                         "held": TaskType(handler="held")},
+                                         approval=Approval(types=["echo"]))
         self.scheduler = Scheduler(self.nc, config=config, lease_ttl=2.0)
         await self.scheduler.start()
-        self.executor = Executor(self.nc, None, "default=4,respond=1", handlers={"flaky": flaky, "held": held}, executor_id=EXECUTOR_ID,
+        self.executor = Executor(self.nc, None, "default=4,respond=1", handlers={"flaky": flaky, "held": held, "respond": plan_two_steps}, executor_id=EXECUTOR_ID,
                                  fetch_timeout=0.2, heartbeat_interval=0.3)
         await self.executor.start()
         # The scheduler dispatches only to capacity it has seen announced.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -11,7 +12,11 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from schemas import subjects
+from schemas.events import MessageReceived, encode
+from valor import bus
 from valor.cli import main
+from valor.client import ValorClient
 from valor.natsserver import free_port
 
 from .conftest import EXECUTOR_ID
@@ -254,6 +259,44 @@ def test_retry_of_a_promise_that_did_not_fail_is_refused(valor):
     result = valor("retry", str(pid))
     assert result.exit_code == 1
     assert result.stderr == f"valor: #{pid} is succeeded; only failed or cancelled promises can be retried\n"
+
+
+# --- plans awaiting approval -------------------------------------------------------------------
+
+
+async def chat_plan(nc, message_id: int) -> list[int]:
+    """A chat asks for two echo steps (the stack's respond agent plans them): the plan waits for approval."""
+    js = nc.jetstream()
+    msg = MessageReceived(chat_id=3, message_id=message_id, text="two steps", at=time.time())
+    await js.publish(subjects.chat_in(3), encode(msg), headers={bus.MSG_ID: f"tg:3:{message_id}"})
+    for _ in range(200):
+        state = await ValorClient(nc).projection()
+        for p in state.promises.values():
+            if p.spec.task == "respond" and p.spec.message_id == message_id and p.children:
+                return sorted(p.children.values())
+        await asyncio.sleep(0.05)
+    raise AssertionError("the plan was never spawned")
+
+
+def test_approve_runs_a_waiting_plan_and_reject_cancels_one_and_list_finds_them(valor, stack):
+    first, second = stack.call(chat_plan(stack.nc, 1)), stack.call(chat_plan(stack.nc, 2))
+    waiting = listed(valor, "--state", "awaiting_approval")
+    assert {p["id"] for p in waiting} == set(first + second)
+    assert {p["awaits_approval"] for p in waiting} == {"echo work"}
+
+    approved = valor("approve", str(first[1]))
+    assert approved.exit_code == 0 and approved.stdout == f"{first[0]}\n{first[1]}\n"
+    wait_ok(valor, *first)
+
+    rejected = valor("reject", str(second[0]), "--reason", "not now")
+    assert rejected.exit_code == 0 and rejected.stdout == f"{second[0]}\n{second[1]}\n"
+    for pid in second:
+        shown = show_json(valor, pid)
+        assert (shown["state"], shown["error"]) == ("cancelled", "plan rejected by the operator: not now")
+    again = valor("approve", str(second[0]))
+    assert again.exit_code == 1
+    assert again.stderr == f"valor: #{second[0]} is not awaiting approval (it is cancelled)\n"
+    assert listed(valor, "--state", "awaiting_approval") == []
 
 
 # --- list, status, replay ----------------------------------------------------------------------------

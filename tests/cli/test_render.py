@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from schemas.events import (
+    Approved,
     AttemptFailed,
     Created,
     Dispatched,
@@ -80,3 +81,14 @@ def test_the_timeline_tells_instructions_added_and_delivered():
     delivered = InstructionsDelivered(at=T0, id=2, attempt=1, request_id="respond:9:0")
     assert render.describe(added) == 'instructions added by respond #9: "use pytest"'
     assert render.describe(delivered) == "instructions respond:9:0 delivered to attempt 1"
+
+
+def test_show_says_why_a_plan_waits_for_approval_and_who_approved_it():
+    events = [Created(at=T0, id=3, title="write", task="code", awaits_approval="code work", approve_by=T0 + 3600),
+              Approved(at=T0 + 60, id=3, by="respond #2", reason="approved in chat by Ana")]
+    state = Projection()
+    state.apply(events[0], 1)
+    assert render.headline(state.promises[3]) == '#3 code "write" awaiting_approval'
+    text = render.show_text(state.promises[3], events, state)
+    assert "  approval  needed (code work); cancelled if not approved within 1h" in text
+    assert text.endswith("  +60.000s approved by respond #2: approved in chat by Ana")

@@ -19,6 +19,7 @@ from tests.fakes.anthropic_api import FakeAnthropic, error, text, tool_use
 from valor.config import DEFAULT, parse
 
 from .helpers import CHAT, failed_after_retries, message, running, succeeded
+from .test_approval import held_plan
 from .test_continue import claude_run
 
 # The SDK warns (an error under pytest) about models it knows are deprecated, as the
@@ -65,8 +66,8 @@ async def test_a_three_step_request_becomes_a_chain_of_promises(responder, fake)
     assert r.promises[0] == NewPromise(name="setup", type="code", input="Create a venv, install deps")
     assert r.reply == "Planned: setup, then write, then run." and r.commands == []
     first, second = fake.calls()
-    assert first.tool_names == ["create_plan", "cancel_promise", "retry_promise", "continue_promise", "list_promises",
-                                "promise_history"]
+    assert first.tool_names == ["create_plan", "cancel_promise", "retry_promise", "continue_promise", "approve_plan",
+                                "reject_plan", "list_promises", "promise_history"]
     assert first.model == "claude-sonnet-4-6" and first.body["max_tokens"] == CONFIG.agent.max_tokens
     assert "Never say you will do" in first.system
     assert first.messages == [{"role": "user", "content": "set up the test environment, write unit tests, then run them"}]
@@ -263,6 +264,36 @@ async def test_the_model_is_told_where_files_sent_with_this_and_earlier_messages
     assert "Put the path of every file a task needs into that task's input" in first.system
     assert r.promises[0].input == f"Sum inbox/{CHAT}/100-report.csv"  # the model's own task, as it wrote it
     assert r.reply == "Planned: sum.\n\ndump.sql was not saved: too big: 9.0 MB, the limit is 8.0 MB."
+
+
+async def test_go_for_a_waiting_plan_approves_it_without_asking_the_model(responder, fake, js):
+    await record(js, *held_plan(10, 11))
+    msg = msgspec.structs.replace(message("go"), reply_to=610)
+    ctx = AttemptContext(id=1, attempt=1, task="respond", input=msgspec.to_builtins(msg), chat_id=CHAT)
+    r = msgspec.convert(await responder(ctx), RespondResult)
+    assert r.commands == [RespondCommand(verb="approve", id=11, reason="approved in chat by Ana")]
+    assert fake.calls() == []
+
+
+async def test_an_edit_of_a_waiting_plan_is_made_by_the_model_rejecting_it_and_planning_anew(responder, fake, js):
+    await record(js, *held_plan(10, 11))
+    changed = [{"name": "setup", "type": "echo", "title": "Set up", "input": "env"},
+               {"name": "run", "type": "echo", "title": "Run", "input": "run", "after": ["setup"]}]
+    fake.script(tool_use("reject_plan", {"id": 12, "reason": "replaced: skip write"}),
+                tool_use("create_plan", {"tasks": changed}),
+                text("Changed the plan: setup, then run, without write."))
+    msg = msgspec.structs.replace(message("skip step 2"), reply_to=610)
+    ctx = AttemptContext(id=1, attempt=1, task="respond", input=msgspec.to_builtins(msg), chat_id=CHAT)
+    r = msgspec.convert(await responder(ctx), RespondResult)
+    assert r.commands == [RespondCommand(verb="reject", id=11,
+                                         reason="plan rejected in chat by Ana: replaced: skip write")]
+    assert [(p.name, p.after) for p in r.promises] == [("setup", []), ("run", ["setup"])]
+    first = fake.calls()[0]
+    assert first.messages[0]["content"] == (
+        "(in reply to message 610) skip step 2\n(This replies to your message about the plan #11 setup, #12 write, "
+        "#13 run, which awaits approval: to change it, reject it and create the changed plan.)")
+    assert '#12 code "write things": awaiting approval (3 steps, more than 2)' in first.system
+    assert "To change a waiting plan" in first.system
 
 
 async def test_the_plan_tool_takes_a_priority_and_refuses_a_bad_one(responder, fake):

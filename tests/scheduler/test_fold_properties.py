@@ -17,11 +17,13 @@ from hypothesis import strategies as st
 from schemas.commands import NewPromise as T
 from schemas.events import (
     TERMINAL,
+    Approved,
     AttemptFailed,
     Cancelled,
     Created,
     Dispatched,
     Failed,
+    MessageReceived,
     NoticeIntended,
     Notified,
     Progress,
@@ -31,8 +33,10 @@ from schemas.events import (
     Started,
     Succeeded,
 )
+from services.scheduler import approval, intake
 from services.scheduler.effects import Publish
-from services.scheduler.projection import IN_FLIGHT, QUEUED, Projection
+from services.scheduler.projection import AWAITING, IN_FLIGHT, QUEUED, Projection
+from valor.config import parse
 
 from .sim import Sim
 
@@ -42,9 +46,15 @@ def snapshot(state: Projection):
 
 
 def random_history(seed: int) -> list:
-    """Run a random DAG with random failures through the pure core; return its log."""
+    """Run a random DAG with random failures through the pure core; return its log.
+
+    Half the histories are a chat's plan that waits for approval: approved,
+    rejected, or left to expire at some random moment.
+    """
     rng = random.Random(seed)
-    sim = Sim(capacity={"default": rng.randint(1, 4)})
+    held = rng.random() < 0.5
+    config = parse(f"[approval]\ntypes = [\"noop\"]\nexpire_after = {rng.randint(1, 40)}") if held else None
+    sim = Sim(capacity={"default": rng.randint(1, 4), "respond": 1}, config=config)
     log = []
     original_fold = sim.fold
 
@@ -56,10 +66,23 @@ def random_history(seed: int) -> list:
     n = rng.randint(1, 8)
     tasks = [T(name=f"t{i}", retries=rng.randint(0, 2), backoff=0.0,
                after=[f"t{j}" for j in range(i) if rng.random() < 0.3]) for i in range(n)]
-    sim.submit(*tasks)
-    for _ in range(60):
+    answer_at, answer = rng.randint(0, 50), rng.choice([approval.approve, approval.approve, approval.reject])
+    if held:  # a chat message whose respond promise plans the tasks
+        sim.fold(intake.respond_for_message(sim.state, MessageReceived(chat_id=7, message_id=1, text="go"), sim.now))
+    else:
+        sim.submit(*tasks)
+    for step in range(60):
+        if held and step == answer_at:
+            sim.fold(answer(sim.state, 1, sim.now, by="user")[0])
         sim.step()
         for item in sim.take():
+            if item.task == "respond":
+                done = [Started(at=sim.now, id=item.id, attempt=item.attempt),
+                        Succeeded(at=sim.now, id=item.id, attempt=item.attempt,
+                                  result={"reply": "ok", "promises": [msgspec.to_builtins(t) for t in tasks]})]
+                log.extend(done)
+                sim.record(*done)
+                continue
             done = [Started(at=sim.now, id=item.id, attempt=item.attempt)]
             if rng.random() < 0.3:
                 done.append(AttemptFailed(at=sim.now, id=item.id, attempt=item.attempt, error="x",
@@ -116,8 +139,24 @@ def test_every_promise_ends_and_cancellations_name_a_failed_cause(seed):
     state = fold(random_history(seed))
     for p in state.promises.values():
         assert p.terminal
-        if p.state == "cancelled":
-            assert p.cause_id is not None and state.promises[p.cause_id].state in ("failed", "cancelled")
+        if p.state == "cancelled" and p.cause_id is None:  # refused or unanswered, before it ever ran
+            assert p.spec.awaits_approval and p.attempt == 0
+            assert p.error.startswith(("plan rejected by user", "not approved within"))
+        elif p.state == "cancelled":
+            assert state.promises[p.cause_id].state in ("failed", "cancelled")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000))
+def test_nothing_held_for_approval_is_dispatched_before_it_was_approved(seed):
+    log = random_history(seed)
+    approved = set()
+    for e in log:
+        if isinstance(e, Approved):
+            approved.add(e.id)
+        if isinstance(e, Dispatched):
+            created = next(c for c in log if isinstance(c, Created) and c.id == e.id)
+            assert created.awaits_approval is None or e.id in approved
 
 
 # --- the rules of the log, one by one -------------------------------------------------
@@ -129,7 +168,7 @@ def full_snapshot(state: Projection):
                 for pid, p in state.promises.items()}
     return (promises, ready_lists(state), list(state.timed), list(state.deadlines), +state.in_flight,
             +state.key_in_flight, sorted(state.needs_decision), state.max_id, state.served, state.dispatches,
-            {chat: list(ids) for chat, ids in state.unsettled.items()})
+            {chat: list(ids) for chat, ids in state.unsettled.items()}, list(state.awaiting))
 
 
 def ready_lists(state: Projection):
@@ -238,7 +277,9 @@ FIELD_STRATEGIES = {
     "depends_on": st.sampled_from([[], [], [], [1], [2], [1, 2]]), "queue": st.sampled_from(["default", "respond"]),
     "concurrency_key": st.none() | st.sampled_from(["k1", "k2"]), "task": st.sampled_from(["noop", "respond"]),
     "children": st.dictionaries(TEXT, IDS, max_size=2), "timeout": st.none() | st.floats(0.1, 100),
-    "not_before": st.sampled_from([None, None, None, 5.0]), "at": TIMES, "chat_id": st.sampled_from([None, 7, 8]), "kind": st.sampled_from(["terminal", "status", "reaction_end"]),
+    "not_before": st.sampled_from([None, None, None, 5.0]), "at": TIMES, "chat_id": st.sampled_from([None, 7, 8]),
+    "awaits_approval": st.sampled_from([None, None, "2 steps, more than 1"]), "approve_by": st.none() | TIMES,
+    "kind": st.sampled_from(["terminal", "status", "reaction_end"]),
 }
 
 
@@ -287,6 +328,8 @@ def indexes_agree(state: Projection) -> None:
         if p.spec.task == "respond" and p.spec.chat_id is not None and (not p.terminal or waiting_for_spawn):
             answering.setdefault(p.spec.chat_id, []).append(p.id)
     assert {chat: list(ids) for chat, ids in state.unsettled.items()} == answering
+    assert list(state.awaiting) == sorted((p.spec.approve_by, p.id) for p in state.promises.values()
+                                          if p.status == AWAITING and p.spec.approve_by is not None)
     assert state.applied + state.ignored >= len(state.promises)
 
 

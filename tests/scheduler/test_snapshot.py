@@ -57,7 +57,8 @@ def everything(s: Projection):
     return (list(s.promises.items()), s.dependents, s.by_message, s.by_request,
             ready_lists(s), list(s.timed), list(s.deadlines), +s.in_flight, +s.key_in_flight, s.needs_decision,
             s.max_id, s.last_seq, s.applied, s.ignored, s.served, s.dispatches,
-            {chat: list(ids) for chat, ids in s.unsettled.items()})
+            {chat: list(ids) for chat, ids in s.unsettled.items()},
+            list(s.awaiting))
 
 
 def round_trip(state: Projection) -> Projection:

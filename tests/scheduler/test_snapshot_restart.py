@@ -15,6 +15,7 @@ from valor import bus, objstore
 from valor.client import ValorClient
 
 from ..test_recovery import finish_and_check, started_stack, submit_all, workload
+from .conftest import gone
 from .test_service import announce, finish, take_work
 from .test_snapshot import everything
 
@@ -26,30 +27,6 @@ async def until(check, what: str, timeout: float = 15.0) -> None:
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def started(nc, nats_server):
-    """Start schedulers, each on its own connection like a process; all stop at the end, also on failure."""
-    running: list[Scheduler] = []
-
-    async def start(**kw) -> Scheduler:
-        s = Scheduler(await bus.connect(nats_server.url, name="scheduler"), lease_ttl=1.0, **kw)
-        running.append(s)
-        await s.start()
-        return s
-
-    yield start
-    for s in running:
-        await gone(s)
-
-
-async def gone(s: Scheduler) -> None:
-    """Stopped and disconnected, as when its process exits: no pull request of its own outlives it."""
-    if not s._stopping:
-        await s.stop()
-    if not s.nc.is_closed:
-        await s.nc.close()
 
 
 async def caught_up(s: Scheduler, js) -> None:

@@ -5,10 +5,13 @@
 result a ``RespondResult`` as a plain dict, from which the scheduler creates
 the promised tasks and applies the commands, then records ``spawned``.
 
-Which agent answers: messages starting with ``/`` always go to the command
-agent (``commands.py``, pure); a plain reply to Valor's message about a
-promise steers that promise (``steer.py``: stop, retry, why, or instructions
-for it, which continue a Claude Code task that ended); other text goes
+Which agent answers: "go", "yes", 👍 or "no" for a plan that waits for
+approval are answered first (``approval.py``, no model needed); messages
+starting with ``/`` always go to the command agent (``commands.py``, pure); a
+plain reply to Valor's message about a promise steers that promise
+(``steer.py``: stop, retry, why, or instructions for it, which continue a
+Claude Code task that ended), or, "show 2" replying to a plan's message,
+shows that step (``show.py``); other text goes
 to the LLM agent (``llm.py``) when ``ANTHROPIC_API_KEY`` is set, else to the
 command agent, which answers with a short help.  The chat's context is read by
 ``history.py``, only when the answer needs it.  Files sent with the message
@@ -35,7 +38,7 @@ from schemas.events import MessageReceived
 from services.executor.context import AttemptContext, TaskFailed
 from valor.config import Config
 
-from . import attached, commands
+from . import approval, attached, commands
 from .history import read_chat
 from .llm import LlmAgent, make_client
 from .reply import honest_reply, reply_with_ids
@@ -74,8 +77,10 @@ class Responder:
         use_llm = self.llm is not None and not commands.is_command(msg.text)
         replying = msg.reply_to is not None and not commands.is_command(msg.text)
         view: ChatView | None = None
-        if use_llm or replying or commands.needs_log(msg.text):
+        if use_llm or replying or commands.needs_log(msg.text) or approval.needs_log(msg, self.llm is not None):
             view = await self._read(msg, self.config.agent.history if use_llm else 0)
+        if (answered := approval.answer(msg, view)) is not None:
+            return attached.noted(answered, msg)  # a go or a no for a waiting plan: no model needed
         if replying and view is not None and (shown := show_step(msg, view)) is not None:
             return shown  # "show 2" replying to a plan's message
         if replying and (steered := steer(msg, view, self.config)) is not None:

@@ -38,14 +38,14 @@ from services.scheduler.dag import PlanError, validate_plan
 from services.scheduler.projection import Promise
 from valor.config import Config
 
-from . import attached
+from . import approval, attached
 from .show import show_step
 from .view import ChatView
 from .why import explain, short, summary
 
 DEFAULT_TYPE = "code"
 AGENT_ONLY = frozenset({"respond"})  # types a chat cannot ask for directly
-NEEDS_LOG = frozenset({"status", "list", "cancel", "retry", "why", "continue"})
+NEEDS_LOG = frozenset({"status", "list", "cancel", "retry", "why", "continue", "approve", "reject"})
 LIST_LIMIT = 15
 # A priority word: "!" and what follows up to a space, a bracket or another "!" ("!2", and "!0" or
 # "!high" to refuse); "hey!" or "!!" are text.
@@ -100,7 +100,8 @@ def answer(msg: MessageReceived, view: ChatView | None, config: Config) -> Respo
             return shown  # "show 2" replying to a plan's message
         if msg.attachments and not parsed.rest:  # files alone (one not saved is told by the responder)
             return RespondResult(reply=attached.received_reply(msg))
-        return RespondResult(reply=attached.received_reply(msg) or plain_text_reply(config))
+        return approval.cannot_edit(msg, view) or RespondResult(
+            reply=attached.received_reply(msg) or plain_text_reply(config))
     handler = _VERBS.get(parsed.verb)
     if handler is None:
         return RespondResult(reply=f"I don't know /{parsed.verb}. Send /help for the commands.")
@@ -135,6 +136,8 @@ def help_text(config: Config) -> str:
         "Reply to my message about a task: stop (or cancel, ❌) cancels it, retry retries it, why? explains it; "
         "anything else adds instructions (before it starts, into a running Claude Code session, "
         "or continuing it once it ended)",
+        "A plan that waits for approval: answer go (or 👍) to run it, no to cancel it; "
+        "/approve [id] · /reject [id] [reason] say the same",
         "Types: " + ", ".join(task_types(config)),
     ])
 
@@ -363,6 +366,8 @@ def status_line(p: Promise) -> str:
     if state == "running":
         tail = f": {p.progress}" if p.progress else ""
         return f"{label(p)}: running, attempt {p.attempt} of {s.max_attempts}{tail}"
+    if state == "awaiting_approval":
+        return f"{label(p)}: awaiting approval ({s.awaits_approval})"
     if state == "waiting" and p.pending_deps:
         return f"{label(p)}: waiting for {', '.join(f'#{d}' for d in s.depends_on)}"
     if state == "waiting":
@@ -475,4 +480,5 @@ _VERBS = {
     "do": _do, "later": _later, "plan": _plan,
     "status": _status, "list": _list, "cancel": _cancel, "retry": _retry, "why": _why,
     "continue": _continue,
+    "approve": approval.approve_command, "reject": approval.reject_command,
 }

@@ -3,8 +3,8 @@
 One respond attempt is one conversation: the model may call tools until it
 ends its turn (at most ``max_turns`` requests).  Tools act only on this turn's
 ``Turn``: ``create_plan`` and ``continue_promise`` add validated tasks,
-``cancel_promise`` and ``retry_promise`` add commands, ``list_promises`` and ``promise_history`` read
-the chat's ``ChatView``.  The respond result is exactly what the tools
+``cancel_promise``, ``retry_promise``, ``approve_plan`` and ``reject_plan`` add commands,
+``list_promises`` and ``promise_history`` read the chat's ``ChatView``.  The respond result is exactly what the tools
 produced; the reply is checked by ``reply.honest_reply`` so it cannot announce
 work that no tool created, nor claim a result the chat's log does not record.
 """
@@ -24,7 +24,7 @@ from services.executor.context import TaskFailed
 from services.scheduler.dag import PlanError
 from valor.config import Config
 
-from . import attached, commands
+from . import approval, attached, commands
 from .reply import honest_reply
 from .view import ChatView
 from .why import explain
@@ -57,6 +57,9 @@ before sending it. Valor posts results to the chat itself when they are recorded
 list_promises and promise_history, never from memory.
 - To go on with an ended code, search, analysis or review task where it left off (it keeps its whole \
 conversation), use continue_promise, not create_plan.
+- A plan awaiting approval runs only once the user answers go (or no); never approve one unless the \
+user's message says to run it. To change a waiting plan as the user asks ("skip step 2", "also run lint"), \
+reject it with reject_plan and create the changed plan with create_plan: it is shown for approval again.
 - Use `after` so a step starts only when the steps it needs succeeded; it receives their results. \
 Independent steps have no `after` and run in parallel.
 - Files the user sent are saved in the chat's workspace, where tasks run; their paths come with the \
@@ -119,6 +122,12 @@ def tools(config: Config) -> list[dict[str, Any]]:
                           "properties": {"id": pid, "instruction": {"type": "string",
                                                                     "description": "what to do next"}},
                           "required": ["id", "instruction"]}},
+        {"name": "approve_plan", "description": "Let a plan of this chat that awaits approval run (any of its ids).",
+         "input_schema": {"type": "object", "properties": {"id": pid}, "required": ["id"]}},
+        {"name": "reject_plan",
+         "description": "Cancel a plan of this chat that awaits approval, every step of it (any of its ids).",
+         "input_schema": {"type": "object", "properties": {"id": pid, "reason": {"type": "string"}},
+                          "required": ["id"]}},
         {"name": "list_promises", "description": "This chat's promises with their states.",
          "input_schema": {"type": "object", "properties": {}}},
         {"name": "promise_history",
@@ -185,7 +194,7 @@ def _steer(verb: str):
         pid = _promise_id(args)
         if pid is None:
             return "'id' must be a promise id such as 12", True
-        reason = str(args.get("reason") or "") if verb == "cancel" else ""
+        reason = str(args.get("reason") or "") if verb in ("cancel", "reject") else ""
         msg = msgspec.structs.replace(turn.msg, text=f"/{verb} {pid} {reason}".strip())
         result = commands.answer(msg, turn.view, turn.config)
         if not result.commands:
@@ -239,6 +248,8 @@ _TOOLS = {
     "create_plan": _create_plan,
     "cancel_promise": _steer("cancel"),
     "retry_promise": _steer("retry"),
+    "approve_plan": _steer("approve"),
+    "reject_plan": _steer("reject"),
     "continue_promise": _continue_promise,
     "list_promises": _list_promises,
     "promise_history": _promise_history,
@@ -290,7 +301,8 @@ class LlmAgent:
 
     async def respond(self, msg: MessageReceived, view: ChatView) -> RespondResult:
         turn = Turn(msg, view, self.config)
-        messages: list[dict[str, Any]] = [{"role": "user", "content": user_content(msg)}]
+        content = "\n".join(part for part in (user_content(msg), approval.context(msg, view)) if part)
+        messages: list[dict[str, Any]] = [{"role": "user", "content": content}]
         system, tool_defs = system_prompt(self.config, view), tools(self.config)
         text = ""
         for _ in range(self.max_turns):

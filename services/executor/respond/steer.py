@@ -30,7 +30,7 @@ from __future__ import annotations
 from schemas.commands import RespondCommand, RespondResult
 from schemas.events import MessageReceived
 from services.scheduler.continuation import is_claude
-from services.scheduler.projection import Promise
+from services.scheduler.projection import AWAITING, Promise
 from valor.config import Config
 
 from . import attached, gestures
@@ -60,6 +60,8 @@ def steer(msg: MessageReceived, view: ChatView | None, config: Config) -> Respon
             return retry(targets, view)
         case gestures.WHY:
             return RespondResult(reply="\n\n".join(explain(view.events.get(p.id, [])) for p in targets))
+    if any(p.status == AWAITING for p in targets):
+        return None  # "skip step 2" to a plan that waits is an edit of the plan: the agents' (decision 45)
     return instruct(targets, gesture.text, msg, config)
 
 

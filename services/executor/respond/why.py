@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from schemas.events import (
+    Approved,
     AttemptFailed,
     Cancelled,
     Created,
@@ -71,6 +72,8 @@ def headline(p: Promise) -> str:
             return f"{what} is running (attempt {p.attempt} of {s.max_attempts})."
         case "retrying":
             return f"{what} is waiting to retry (attempt {p.attempt} of {s.max_attempts} failed)."
+        case "awaiting_approval":
+            return f"{what} is waiting for approval ({s.awaits_approval})."
         case "waiting" if p.pending_deps:
             return f"{what} is waiting for {', '.join(f'#{d}' for d in s.depends_on)}."
         case "waiting":
@@ -99,7 +102,10 @@ def _line(e: PromiseEvent, t0: float, when: str = "", added: dict[str, str] | No
             retry = f", retrying #{e.retry_of}" if e.retry_of else ""
             retry += f", continuing #{e.continues} in its session" if e.continues else ""
             tries = f"; up to {e.max_attempts} attempts" if e.max_attempts > 1 else ""
-            return f"{at}created{origin}{after}{later}{retry}{tries}"
+            held = f"; awaiting approval ({e.awaits_approval})" if e.awaits_approval else ""
+            return f"{at}created{origin}{after}{later}{retry}{tries}{held}"
+        case Approved():
+            return f"{at}approved by {e.by or 'someone'}" + (f": {e.reason}" if e.reason else "")
         case Started():
             again = f" (resumed, delivery {e.delivery})" if e.delivery > 1 else ""
             return f"{at}attempt {e.attempt} started on {e.executor or 'an executor'}{again}"
