@@ -254,9 +254,11 @@ class Chaos:
         return "scheduler-2" if active == "scheduler-1" else "scheduler-1"
 
     async def _active_scheduler(self) -> str:
-        kv = await self.nc.jetstream().key_value("valor_scheduler")
+        # The bucket lookup is a JetStream API call too: right after a node came back it may time out, so it
+        # is retried with the read (a CI run failed here, in the harness, under load).
         for _ in range(100):
             try:
+                kv = await self.nc.jetstream().key_value("valor_scheduler")
                 pid = int((await kv.get("leader")).value.decode().split("-")[-2])
                 for name in ("scheduler-1", "scheduler-2"):
                     s = self.stack.services[name]
