@@ -29,6 +29,8 @@ space := $(empty) $(empty)
 CLUSTER_URL := $(subst $(space),$(comma),$(foreach p,$(CLIENT_PORTS),nats://127.0.0.1:$(p)))
 up down status demo chat login: export VALOR_NATS_URL := $(CLUSTER_URL)
 up down status demo chat login: export VALOR_REPLICAS := 3
+# This checkout's cli password, whichever cluster the context (~/.config/valor/context.json) last recorded.
+up down status demo chat login: export VALOR_SECRETS := $(VAR)/secrets
 
 HEALTH = $(PY) deploy/health.py --var $(VAR) --venv $(VENV_DIR) --monitor-ports $(MONITOR_PORTS)
 
@@ -87,7 +89,7 @@ logs:
 	tail -n 20 -F $(VAR)/log/*.log
 
 test: venv tools
-	env -u VALOR_NATS_URL -u VALOR_REPLICAS -u VALOR_CONFIG $(VENV_DIR)/bin/pytest -q
+	env -u VALOR_NATS_URL -u VALOR_REPLICAS -u VALOR_CONFIG -u VALOR_SECRETS $(VENV_DIR)/bin/pytest -q
 
 lint: venv
 	$(VENV_DIR)/bin/ruff check .

@@ -8,7 +8,9 @@ Node i (1..3) listens on base+i-1 for each kind of port.  A service program
 is kept in supervisord.conf only when services/<name>/__main__.py exists.
 NATS users (deploy/nats/permissions.toml) get a password each, generated once
 into var/secrets/nats-<user>.password (0600); var/nats/auth.conf (0600) holds
-them with their permissions and every node includes it.
+them with their permissions and every node includes it.  The cluster's URL and
+the `cli` user's password file go to the context the `valor` CLI reads from any
+directory (valor/context.py: ~/.config/valor/context.json unless --context).
 Standard library only: `make up` runs it before anything else exists.
 """
 
@@ -26,6 +28,10 @@ from pathlib import Path
 from string import Template
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run as a script from deploy/: valor.context (stdlib only) is one up
+
+from valor import context  # noqa: E402
+
 NODES = ("n1", "n2", "n3")
 SERVICES = ("ingest", "scheduler", "executor", "notifier")
 
@@ -171,6 +177,11 @@ def render_ports_mk(var: Path, bases: dict[str, int]) -> Path:
     return path
 
 
+def render_context(path: Path, root: Path, var: Path, ports: Ports) -> Path:
+    """Record this cluster for the ``valor`` CLI: its URL and the ``cli`` user's password *file*."""
+    return context.write(path, ports.nats_url, "cli", password_file(var / "secrets", "cli"), root)
+
+
 def supervisord_running(var: Path) -> bool:
     try:
         pid = int((var / "supervisord.pid").read_text().strip())
@@ -189,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cluster-port-base", type=int, default=6222)
     p.add_argument("--monitor-port-base", type=int, default=8222)
     p.add_argument("--metrics-port-base", type=int, default=9100)
+    p.add_argument("--context", type=Path, default=None,
+                   help="where the valor CLI finds this cluster (default: $VALOR_CONTEXT or ~/.config/valor/context.json)")
     a = p.parse_args(argv)
     root = a.root.resolve()
     var = (a.var or root / "var").resolve()
@@ -211,10 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     render_nats(var, ports, auth=True)
     render_supervisord(root, var, venv, ports, a.metrics_port_base)
     render_ports_mk(var, bases)
+    recorded = render_context(a.context or context.context_path(), root, var, ports)
     services = present_services(root)
     print(
         f"rendered {var}/nats/n1..n3.conf and {var}/supervisord.conf "
-        f"(services: {', '.join(services) or 'none yet'})"
+        f"(services: {', '.join(services) or 'none yet'}); the valor CLI finds it through {recorded}"
     )
     return 0
 

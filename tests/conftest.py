@@ -10,8 +10,11 @@ from valor.natsserver import NatsCluster
 # Tests start their own servers and fakes: nothing from the developer's shell may
 # point them at a real cluster, a real API or a real Telegram account.
 for _name in ("VALOR_NATS_URL", "VALOR_CONFIG", "VALOR_SHELL_ALLOW", "VALOR_METRICS_PORT", "ANTHROPIC_API_KEY",
-              "ANTHROPIC_BASE_URL", "VALOR_TG_API_ID", "VALOR_TG_API_HASH", "VALOR_TG_PHONE", "VALOR_TG_BOT_TOKEN"):
+              "ANTHROPIC_BASE_URL", "VALOR_TG_API_ID", "VALOR_TG_API_HASH", "VALOR_TG_PHONE", "VALOR_TG_BOT_TOKEN",
+              "VALOR_NATS_USER", "VALOR_NATS_PASSWORD", "VALOR_NATS_PASSWORD_FILE", "VALOR_SECRETS"):
     os.environ.pop(_name, None)
+# Nor the cluster the developer's last `make up` recorded (valor/context.py): a test that wants one writes its own.
+os.environ["VALOR_CONTEXT"] = "/nonexistent/valor-tests/context.json"
 os.environ["VALOR_REPLICAS"] = "1"
 
 

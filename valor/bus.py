@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
@@ -27,6 +28,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from schemas import subjects
 from schemas.events import EVENT_NAMES, encode
 from schemas.streams import bucket_configs, object_store_configs, stream_configs
+from valor import context
 
 log = logging.getLogger("valor.bus")
 
@@ -44,8 +46,13 @@ ORIGIN_SEQ = "Valor-Origin-Seq"
 TRUNCATED = "Valor-Truncated"  # the original size, when the DLQ copy had to be cut to fit
 
 
-def nats_url() -> str:
-    return os.environ.get("VALOR_NATS_URL", DEFAULT_URL)
+def nats_url(environ: Mapping[str, str] | None = None) -> str:
+    """``VALOR_NATS_URL``, else the URL of the cluster ``make up`` recorded (valor/context.py), else the default."""
+    env = os.environ if environ is None else environ
+    if env.get("VALOR_NATS_URL"):
+        return env["VALOR_NATS_URL"]
+    recorded = context.read(env)
+    return recorded.url if recorded else DEFAULT_URL
 
 
 def replicas() -> int:
@@ -55,27 +62,54 @@ def replicas() -> int:
 CLI_USER = "cli"
 
 
-def credentials(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The NATS user and password to connect with, or {} for a server without users.
+@dataclasses.dataclass(frozen=True)
+class Login:
+    user: str
+    password: str
+    origin: str  # where it came from, for an error message: never the password itself
+
+
+def login(environ: Mapping[str, str] | None = None) -> Login | None:
+    """The NATS user and password to connect with, or None for a server without users.
 
     ``VALOR_NATS_USER`` with ``VALOR_NATS_PASSWORD`` or ``VALOR_NATS_PASSWORD_FILE``
-    (supervisord gives each service its own).  Without them, the ``cli`` user's
-    password that ``make up`` generated (``$VALOR_SECRETS``, default
-    ``var/secrets``, file ``nats-cli.password``) when it exists, so the ``valor``
-    command works from the checkout after ``make up``.  A server without users
-    ignores credentials, so tests need nothing.
+    (supervisord gives each service its own).  Else the ``cli`` user's password
+    file in ``$VALOR_SECRETS`` (the Makefile's cluster targets set it to their
+    checkout's ``var/secrets``).  Else the context the last ``make up`` wrote
+    (valor/context.py), so the ``valor`` command works from any directory.  A
+    server without users ignores credentials, so tests need nothing.
     """
     env = os.environ if environ is None else environ
     user = env.get("VALOR_NATS_USER", "").strip()
-    password, password_file = env.get("VALOR_NATS_PASSWORD"), env.get("VALOR_NATS_PASSWORD_FILE")
-    if not user:
-        cli = Path(env.get("VALOR_SECRETS", "var/secrets")) / f"nats-{CLI_USER}.password"
-        if not cli.is_file():
-            return {}
-        user, password, password_file = CLI_USER, None, str(cli)
-    if password is None and password_file:
-        password = Path(password_file).read_text().strip()
-    return {"user": user, "password": password or ""}
+    if user:
+        if env.get("VALOR_NATS_PASSWORD") is not None:
+            return Login(user, env["VALOR_NATS_PASSWORD"], "VALOR_NATS_PASSWORD")
+        if env.get("VALOR_NATS_PASSWORD_FILE"):
+            return Login(user, _read_password(Path(env["VALOR_NATS_PASSWORD_FILE"]), "VALOR_NATS_PASSWORD_FILE"),
+                         f"VALOR_NATS_PASSWORD_FILE={env['VALOR_NATS_PASSWORD_FILE']}")
+        return Login(user, "", "VALOR_NATS_USER without a password")
+    if env.get("VALOR_SECRETS"):
+        cli = Path(env["VALOR_SECRETS"]) / f"nats-{CLI_USER}.password"
+        return Login(CLI_USER, cli.read_text().strip(), str(cli)) if cli.is_file() else None
+    recorded = context.read(env)
+    if recorded is None:
+        return None
+    where = f"{recorded.password_file} (named by {recorded.path})"
+    return Login(recorded.user, _read_password(Path(recorded.password_file), where), where)
+
+
+def _read_password(path: Path, origin: str) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise context.ContextError(f"cannot read the NATS password file {origin}: {exc.strerror or exc}; "
+                                   "run `make up` to write it") from None
+
+
+def credentials(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``login`` as nats-py's connect options: {} when there is none."""
+    found = login(environ)
+    return {"user": found.user, "password": found.password} if found else {}
 
 
 async def connect(url: str | None = None, name: str = "valor", **options) -> Client:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -25,7 +26,7 @@ from schemas import subjects
 from schemas.commands import NewPromise, heartbeat_decoder
 from schemas.events import PromiseEvent
 from services.scheduler.projection import Projection
-from valor import bus, render
+from valor import bus, context, render
 from valor.client import TERMINAL_STATES, CommandRefused, ValorClient
 from valor.planfile import PlanFileError, read_plan
 
@@ -49,22 +50,46 @@ def fail(message: str, code: int = 1) -> NoReturn:
 # --- running a command against NATS ----------------------------------------------------
 
 
-async def _quiet(_exc: Exception) -> None:
-    """nats-py reports every failed attempt through this; the CLI reports once, itself."""
+def _refused(url: str, found: bus.Login | None) -> str:
+    if found is None:
+        return (f"NATS at {url} refused an anonymous client: authorization violation; no credentials found "
+                f"(no context at {context.context_path()}): run `make up`, or set VALOR_NATS_USER and "
+                "VALOR_NATS_PASSWORD_FILE")
+    return (f"NATS refused user '{found.user}': authorization violation (at {url}, password from {found.origin}); "
+            "run `make up` in the checkout that started the cluster to record its credentials again, or set "
+            "VALOR_NATS_USER and VALOR_NATS_PASSWORD_FILE")
+
+
+def _unreachable(url: str, reason: str) -> str:
+    recorded = None if os.environ.get("VALOR_NATS_URL") else context.read()
+    if recorded is not None and recorded.url == url:
+        return (f"cannot reach NATS at {url} ({reason}): the cluster `make up` started in {recorded.root or '?'} "
+                f"is down (recorded in {recorded.path}); start it with `make up` there")
+    return (f"cannot reach NATS at {url} ({reason}); start the local cluster with `make up` "
+            "or point VALOR_NATS_URL at a running one")
 
 
 async def _connect(url: str):
     servers = [s for s in url.split(",") if s.strip()]
+    found = bus.login()
+    errors: list[str] = []
+
+    async def record(exc: Exception) -> None:
+        """nats-py reports every failed attempt through this; the CLI reports once, itself."""
+        errors.append(str(exc))
+
     try:
         return await asyncio.wait_for(
             bus.connect(url, name="valor-cli", max_reconnect_attempts=1, reconnect_time_wait=0.1,
-                        connect_timeout=CONNECT_TIMEOUT, error_cb=_quiet),
+                        connect_timeout=CONNECT_TIMEOUT, error_cb=record,
+                        **({"user": found.user, "password": found.password} if found else {})),
             timeout=CONNECT_TIMEOUT * len(servers) + 1,
         )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise Unreachable(f"cannot reach NATS at {url} ({reason}); start the local cluster with `make up` "
-                          "or point VALOR_NATS_URL at a running one") from None
+        # nats-py ends with NoServersError whatever happened; the server's refusal is in the attempts.
+        if any("authorization violation" in e.lower() for e in errors):
+            raise Unreachable(_refused(url, found)) from None
+        raise Unreachable(_unreachable(url, str(exc) or type(exc).__name__)) from None
 
 
 async def _session(body: Callable[[ValorClient], Awaitable[T]]) -> T:
@@ -92,7 +117,7 @@ async def _session(body: Callable[[ValorClient], Awaitable[T]]) -> T:
 def run(body: Callable[[ValorClient], Awaitable[T]]) -> T:
     try:
         return asyncio.run(_session(body))
-    except Unreachable as exc:
+    except (Unreachable, context.ContextError) as exc:
         fail(str(exc), 3)
     except CommandRefused as exc:
         fail(str(exc), 1)
@@ -124,7 +149,11 @@ def emit_json(obj: Any) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
-    """Valor: promises on NATS JetStream.  VALOR_NATS_URL picks the cluster."""
+    """Valor: promises on NATS JetStream.
+
+    It talks to the cluster the last `make up` recorded (~/.config/valor/context.json, or
+    $VALOR_CONTEXT), from any directory; VALOR_NATS_URL picks another.
+    """
 
 
 def parse_input(_ctx, _param, value: str | None) -> Any:
