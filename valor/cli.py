@@ -149,10 +149,13 @@ def parse_input(_ctx, _param, value: str | None) -> Any:
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="seconds per attempt")
 @click.option("--retries", type=click.IntRange(min=0), help="retries after the first attempt")
 @click.option("--backoff", type=click.FloatRange(min=0), help="seconds before the first retry")
+@click.option("--max-cost", type=click.FloatRange(min=0, min_open=True),
+              help="USD one attempt may spend (default: the type's max_cost)")
 @click.argument("title")
-def submit(type_, input_, after, priority, queue, key, key_limit, delay, timeout, retries, backoff, title):
+def submit(type_, input_, after, priority, queue, key, key_limit, delay, timeout, retries, backoff, max_cost, title):
     """Create one promise; prints its id once it is stored."""
-    optional = dict(queue=queue, key=key, delay=delay, timeout=timeout, retries=retries, backoff=backoff)
+    optional = dict(queue=queue, key=key, delay=delay, timeout=timeout, retries=retries, backoff=backoff,
+                    max_cost=max_cost)
     task = NewPromise(title=title, type=type_, input=input_, depends_on=list(after), priority=priority,
                       key_limit=key_limit, **{k: v for k, v in optional.items() if v is not None})
     ids = run(lambda c: ask(c.submit(task, timeout=REPLY_TIMEOUT)))
