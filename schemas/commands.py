@@ -39,6 +39,7 @@ class NewPromise(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     retries: int | None = None
     backoff: float | None = None
     continues: int | None = None
+    max_cost: float | None = None  # USD per attempt; None: the type's max_cost
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
@@ -98,6 +99,7 @@ class WorkItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     chat_id: int | None = None
     message_id: int | None = None
     resume_session: str | None = None  # Claude Code: resume this session (``--resume``)
+    max_cost: float | None = None  # USD this attempt may spend (Claude Code: --max-budget-usd, and enforced)
     instructions: list[InstructionsAdded] = []  # added by the user since the promise was created
 
 

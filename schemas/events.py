@@ -87,6 +87,8 @@ class Created(Event, tag="created"):
     # cancelled if nobody answered (None: never).  A plan's steps are held and approved together.
     awaits_approval: str | None = None
     approve_by: float | None = None
+    # USD an attempt may spend (decision 47): the type's cap or the request's own; None: no cap.
+    max_cost: float | None = None
 
 
 class Approved(Event, tag="approved"):
@@ -166,6 +168,7 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     files_unknown: str | None = None  # why the files could not be compared
     refusals: list[Refusal] = []
     cost_usd: float | None = None
+    cost_estimated: bool = False  # priced from streamed tokens, not the model client's own figure (decision 47)
     tokens: TokenUsage | None = None
     turns: int | None = None
     session_id: str | None = None
@@ -184,6 +187,20 @@ class AttemptFailed(Event, tag="attempt_failed"):
     attempt: int
     error: str = ""
     retryable: bool = True
+    duration: float = 0.0
+    evidence: Evidence | None = None
+
+
+class AttemptStopped(Event, tag="attempt_stopped"):
+    """An attempt stopped because its promise was cancelled, with what it spent up to then.
+
+    Recorded by the executor after ``cancelled`` (decision 47): the promise's
+    end is the ``cancelled``; this keeps the attempt's spend and evidence in the log.
+    """
+
+    id: int
+    attempt: int
+    reason: str = ""
     duration: float = 0.0
     evidence: Evidence | None = None
 
@@ -269,6 +286,7 @@ PromiseEvent = (
     | Progress
     | Succeeded
     | AttemptFailed
+    | AttemptStopped
     | RetryScheduled
     | Failed
     | Cancelled

@@ -23,9 +23,11 @@ from schemas.commands import (
 from schemas.events import (
     Approved,
     AttemptFailed,
+    AttemptStopped,
     Cancelled,
     Created,
     Dispatched,
+    Evidence,
     Failed,
     InstructionsAdded,
     InstructionsDelivered,
@@ -38,6 +40,7 @@ from schemas.events import (
     Spawned,
     Started,
     Succeeded,
+    TokenUsage,
 )
 
 # One example of every promise event, with its optional fields set so they travel too.
@@ -71,6 +74,8 @@ PROMISE_EVENTS = [
     Progress(id=12, attempt=1, text="half way", fraction=0.5, at=3.0),
     Succeeded(id=12, attempt=1, result={"ok": [1, 2]}, duration=1.25, at=4.0),
     AttemptFailed(id=12, attempt=1, error="boom", retryable=False, duration=0.5, at=5.0),
+    AttemptStopped(id=12, attempt=2, reason="the promise was cancelled", duration=0.7, at=5.5,
+                   evidence=Evidence(cost_usd=0.012, cost_estimated=True, tokens=TokenUsage(input=900, output=12))),
     RetryScheduled(id=12, next_attempt=2, not_before=10.0, delay=5.0, at=5.0),
     Failed(id=12, reason="gave up", attempt=3, at=6.0),
     Cancelled(id=13, reason="#12 failed", by="scheduler", cause_id=12, at=7.0),

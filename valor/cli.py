@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -26,7 +28,7 @@ from schemas import subjects
 from schemas.commands import NewPromise, heartbeat_decoder
 from schemas.events import PromiseEvent
 from services.scheduler.projection import Projection
-from valor import bus, context, render
+from valor import bus, context, render, spend
 from valor.client import TERMINAL_STATES, CommandRefused, ValorClient
 from valor.planfile import PlanFileError, read_plan
 
@@ -178,10 +180,13 @@ def parse_input(_ctx, _param, value: str | None) -> Any:
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="seconds per attempt")
 @click.option("--retries", type=click.IntRange(min=0), help="retries after the first attempt")
 @click.option("--backoff", type=click.FloatRange(min=0), help="seconds before the first retry")
+@click.option("--max-cost", type=click.FloatRange(min=0, min_open=True),
+              help="USD one attempt may spend (default: the type's max_cost)")
 @click.argument("title")
-def submit(type_, input_, after, priority, queue, key, key_limit, delay, timeout, retries, backoff, title):
+def submit(type_, input_, after, priority, queue, key, key_limit, delay, timeout, retries, backoff, max_cost, title):
     """Create one promise; prints its id once it is stored."""
-    optional = dict(queue=queue, key=key, delay=delay, timeout=timeout, retries=retries, backoff=backoff)
+    optional = dict(queue=queue, key=key, delay=delay, timeout=timeout, retries=retries, backoff=backoff,
+                    max_cost=max_cost)
     task = NewPromise(title=title, type=type_, input=input_, depends_on=list(after), priority=priority,
                       key_limit=key_limit, **{k: v for k, v in optional.items() if v is not None})
     ids = run(lambda c: ask(c.submit(task, timeout=REPLY_TIMEOUT)))
@@ -280,6 +285,35 @@ def list_(state_filter, as_json):
         emit_json([render.promise_json(p, state.dependents.get(p.id, [])) for p in promises])
     elif promises:
         click.echo(render.list_text(promises, time.time()))
+
+
+@main.command(short_help="What work spent: today, this month, by type, top promises.")
+@click.option("--chat", "chat_id", type=int, help="only this chat's promises")
+@click.option("--since", help="from this day (YYYY-MM-DD, UTC) or this long ago (30m, 12h, 7d); default: this month")
+@click.option("--json", "as_json", is_flag=True, help="print the totals by day, type, chat, user and plan as JSON")
+def usage(chat_id, since, as_json):
+    """Spend recorded on the attempts' end events, summed from the log (decision 47)."""
+    now = time.time()
+    start = None
+    if since:
+        start = parse_since(since, now)
+        if start is None:
+            fail(f"--since: '{since}' is neither a day (2026-05-01) nor a duration (30m, 12h, 7d)", 2)
+    state, _ = run(read_log)
+    charges = spend.charges(state.promises.values())
+    if as_json:
+        emit_json(spend.totals(charges, since=start, chat_id=chat_id).as_dict())
+    else:
+        click.echo(spend.report(charges, now, since=start, chat_id=chat_id))
+
+
+def parse_since(text: str, now: float) -> float | None:
+    try:
+        return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp()
+    except ValueError:
+        pass
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip().lower())
+    return None if match is None else now - float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
 @main.command(short_help="Cancel a promise; its dependents end cancelled.")

@@ -88,6 +88,7 @@ class TaskType(Strict):
     concurrency_key: str | None = None  # template: {workspace} {chat_id} {type}
     concurrency_limit: int = 1
     notify: str | None = None  # as a plan step: "each" (messages of its own) or "checklist"; None: as the plan
+    max_cost: float | None = None  # USD one attempt may spend (Claude Code, the LLM agent); None: no cap
 
 
 class Queue(Strict):
@@ -218,6 +219,8 @@ def _validate(config: Config) -> Config:
             raise ConfigError(f"{where}.timeout: must be positive")
         if t.retries < 0:
             raise ConfigError(f"{where}.retries: must not be negative")
+        if t.max_cost is not None and t.max_cost <= 0:
+            raise ConfigError(f"{where}.max_cost: must be positive (leave it out for no cap)")
         if t.concurrency_limit < 1:
             raise ConfigError(f"{where}.concurrency_limit: must be at least 1")
         if t.concurrency_key is not None:

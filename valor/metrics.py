@@ -39,6 +39,9 @@ SNAPSHOT_SECONDS = Gauge("valor_snapshot_seconds", "Time the last snapshot took"
 ATTEMPTS = Counter("valor_attempts_total", "Attempts finished", ["type", "outcome"])
 ATTEMPT_SECONDS = Histogram("valor_attempt_duration_seconds", "Attempt run time", ["type"],
                             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800))
+# Spend as recorded on attempts' end events (the log is the truth; this is for dashboards and alerts).
+SPEND_USD = Counter("valor_spend_usd_total", "USD spent by attempts, by task type", ["type"])
+SPEND_TOKENS = Counter("valor_spend_tokens_total", "Model tokens used by attempts", ["type", "kind"])
 BUSY_SLOTS = Gauge("valor_executor_busy_slots", "Attempts running in this executor")
 SLOTS = Gauge("valor_executor_slots", "Attempts this executor may run at once")
 
@@ -81,3 +84,15 @@ def serve(health: Callable[[], dict], port: int | None = None) -> ThreadingHTTPS
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
+
+
+def count_spend(task: str, evidence) -> None:
+    """Add one attempt's recorded spend (an ``Evidence``, or None) to the spend counters."""
+    if evidence is None:
+        return
+    if evidence.cost_usd:
+        SPEND_USD.labels(task).inc(evidence.cost_usd)
+    if evidence.tokens is not None:
+        for kind in ("input", "output", "cache_read", "cache_creation"):
+            if n := getattr(evidence.tokens, kind):
+                SPEND_TOKENS.labels(task, kind).inc(n)

@@ -15,6 +15,7 @@ import msgspec
 from schemas.events import (
     Approved,
     AttemptFailed,
+    AttemptStopped,
     Cancelled,
     Created,
     Dispatched,
@@ -151,6 +152,9 @@ def describe(e: PromiseEvent) -> str:
             kind = "" if e.retryable else " (not retryable)"
             proof = f" ({evidence.brief(e.evidence)})" if e.evidence is not None else ""
             return f"attempt {e.attempt} failed{kind}: {e.error}{proof}"
+        case AttemptStopped():
+            proof = f" ({evidence.brief(e.evidence)})" if e.evidence is not None else ""
+            return f"attempt {e.attempt} stopped: {e.reason}{proof}"
         case RetryScheduled():
             return f"retry scheduled: attempt {e.next_attempt} in {e.delay:.3f}s"
         case Failed():

@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from schemas.commands import WorkItem
 from schemas.events import (
     AttemptFailed,
+    AttemptStopped,
     InstructionsAdded,
     InstructionsDelivered,
     Progress,
@@ -78,6 +79,8 @@ class AttemptRun:
         self.instructions = Instructions(item.instructions, self._delivered)
         self.stopped: str | None = None  # CANCELLED (promise cancelled) or SHUTDOWN (we are leaving)
         self._handler_task: asyncio.Task | None = None
+        self._ctx: AttemptContext | None = None
+        self._began = 0.0
         self._progress_n = 0
         self._progress_at = float("-inf")
 
@@ -130,6 +133,7 @@ class AttemptRun:
                 self.stopped = CANCELLED
                 return await self._leave()
             metrics.ATTEMPTS.labels(self.item.task, "succeeded" if name == "succeeded" else "failed").inc()
+            metrics.count_spend(self.item.task, outcome.evidence)
             metrics.ATTEMPT_SECONDS.labels(self.item.task).observe(outcome.duration)
             logs.info(f"attempt.{name}", duration=round(outcome.duration, 3), **self.fields,
                       **({"error": outcome.error[:200], "retryable": outcome.retryable} if name == "attempt_failed" else {}))
@@ -190,6 +194,7 @@ class AttemptRun:
             known = ", ".join(sorted(self.handlers))
             return self._failed(f"unknown task type '{self.item.task}'; known: {known}", False, 0.0)
         ctx = AttemptContext.of(self.item, self.executor, self.delivery, self._progress, self.instructions)
+        self._ctx, self._began = ctx, time.monotonic()
         self.instructions.start()
         self._handler_task = asyncio.create_task(self._call(handler, ctx))
         if self.stopped:  # cancelled while we were recording Started
@@ -290,7 +295,24 @@ class AttemptRun:
             logs.info("attempt.returned", **self.fields)
             return
         logs.info("attempt.cancelled", **self.fields)
+        await self._record_stopped()
         await self._ack()
+
+    async def _record_stopped(self) -> None:
+        """A cancelled attempt's spend and evidence, recorded after the ``cancelled`` (decision 47)."""
+        evidence = self._ctx.evidence if self._ctx is not None else None
+        if evidence is None:
+            return
+        event = AttemptStopped(id=self.item.id, attempt=self.item.attempt, reason="the promise was cancelled",
+                               duration=time.monotonic() - self._began, evidence=evidence, at=time.time())
+        try:
+            if self.window is not None:
+                await self.window.join()
+            await persist.store(self.js, event, msg_id_for_event(self.item.id, "attempt_stopped", self.item.attempt))
+        except Exception as exc:  # the spend is lost from the log, never the ack
+            logs.warning("attempt_stopped.lost", error=describe(exc), **self.fields)
+            return
+        metrics.count_spend(self.item.task, evidence)
 
     async def _store_started(self) -> None:
         try:

@@ -45,6 +45,7 @@ from typing import Any
 import msgspec
 
 from schemas.events import Evidence, InstructionsAdded
+from valor import spend
 from valor.config import ChatSandbox, Config, TaskType
 from valor.evidence import check_failed
 
@@ -141,7 +142,7 @@ def find_cli(environ: dict[str, str] | os._Environ = os.environ) -> str:
 
 
 def command(cli: str, task_type: TaskType, resume: str | None = None,
-            boundary: list[str] | None = None) -> list[str]:
+            boundary: list[str] | None = None, max_cost: float | None = None) -> list[str]:
     """The CLI's argv; ``boundary`` is ``sandbox.options`` (settings and allowed tools) when given.
 
     The prompt is not in it: it is the first message on stdin, so more can follow while the CLI runs.
@@ -153,6 +154,9 @@ def command(cli: str, task_type: TaskType, resume: str | None = None,
     if resume:
         # One argument: --resume takes an optional value, and this form can never be read as anything else.
         argv.append(f"--resume={resume}")
+    if max_cost is not None:
+        # The CLI checks it between model calls; the executor also stops it as the streamed cost passes it.
+        argv += ["--max-budget-usd", f"{max_cost:.4f}"]
     if task_type.permission_mode:
         argv += ["--permission-mode", task_type.permission_mode]
     if boundary is not None:
@@ -224,7 +228,7 @@ def claude_handler(type_name: str, task_type: TaskType, config: Config) -> Handl
         where.cache.mkdir(parents=True, exist_ok=True)  # the sandbox binds it: it must exist
         prompt = render_prompt(task_type.prompt, ctx.title, ctx.input, ctx.deps, str(cwd), ctx.instructions.texts)
         boundary = sandbox.options(task_type, chat_sandbox, where, entries)
-        argv = command(cli, task_type, ctx.resume_session, boundary)
+        argv = command(cli, task_type, ctx.resume_session, boundary, ctx.max_cost)
         result = await run_claude(ctx, argv, prompt, cwd, type_name, environment(where), checks)
         failed = check_failed(ctx.evidence)
         if failed is not None and task_type.failed_check == "fail":
@@ -334,6 +338,8 @@ async def run_claude(ctx: AttemptContext, argv: list[str], prompt: str, cwd: Pat
     async def seen(now: streamjson.Stream) -> None:
         nonlocal stream
         stream = now
+        if over := over_cap(now, ctx.max_cost):
+            raise over
         await live.seen(now)
 
     try:
@@ -363,7 +369,7 @@ async def run_claude(ctx: AttemptContext, argv: list[str], prompt: str, cwd: Pat
     result = stream.outcome
     logs.info("claude.exited", pid=proc.pid, code=code, cost_usd=result.cost_usd if result else None,
               is_error=result.is_error if result else None, undelivered=len(live.pending), **fields)
-    return finish(stream, code, err.decode(errors="replace"))
+    return finish(stream, code, err.decode(errors="replace"), ctx.max_cost)
 
 
 async def _snapshot(snapshots: changes.Snapshots) -> str | changes.Unknown:
@@ -391,11 +397,27 @@ async def _evidence_with_files(stream: streamjson.Stream, checks: re.Pattern | N
     return _evidence(stream, checks, files=compared.files, files_dropped=compared.dropped)
 
 
-def finish(stream: streamjson.Stream, code: int, stderr: str) -> dict[str, Any]:
+def over_cap(stream: streamjson.Stream, max_cost: float | None) -> TaskFailed | None:
+    """The failure for good of an attempt whose spend passed its cap (decision 47), or None."""
+    spent = stream.cost_usd
+    if max_cost is None or spent is None or spent <= max_cost:
+        return None
+    return cap_reached(max_cost, spent)
+
+
+def cap_reached(max_cost: float | None, spent: float | None) -> TaskFailed:
+    cap = f"its cost cap of {spend.usd(max_cost)}" if max_cost is not None else "its cost cap"
+    so_far = f" ({spend.usd(spent)} spent)" if spent is not None else ""
+    return TaskFailed(f"stopped at {cap}{so_far}; not retried", retryable=False)
+
+
+def finish(stream: streamjson.Stream, code: int, stderr: str, max_cost: float | None = None) -> dict[str, Any]:
     """The promise's result, or the TaskFailed that says why there is none."""
     result = stream.outcome
     if result is not None and not result.is_error:
         return result.as_result()
+    if result is not None and result.subtype == "error_max_budget_usd":
+        raise cap_reached(max_cost, stream.cost_usd)
     if result is not None:
         # A result line without text names only its subtype; the CLI's stderr says more (a missing sandbox).
         bare = result.text in ("", result.subtype.replace("_", " "))

@@ -41,6 +41,7 @@ class AttemptContext:
     resume_session: str | None = None  # Claude Code: the session this attempt continues
     executor: str = ""
     delivery: int = 1
+    max_cost: float | None = None  # USD this attempt may spend (decision 47)
     _progress: ProgressFn = _no_progress
     # What the attempt did, set by handlers that can tell (Claude Code); recorded with its end,
     # whichever end it is: succeeded, failed, timed out.
@@ -64,6 +65,7 @@ class AttemptContext:
             resume_session=item.resume_session,
             executor=executor,
             delivery=delivery,
+            max_cost=item.max_cost,
             _progress=progress or _no_progress,
             instructions=instructions if instructions is not None else Instructions(item.instructions),
         )

@@ -12,7 +12,11 @@ versions.
 
 The fold also keeps the evidence of what the attempt did: the commands it ran
 with their exit codes, the calls that were refused, tokens and cost.  It is
-read from the tools' own results, never from the model's words.
+read from the tools' own results, never from the model's words.  Cost is the
+CLI's own ``total_cost_usd`` (cumulative, on each ``result``) plus, for the
+model calls streamed since the last ``result`` (each ``assistant`` line carries
+its message's ``usage``), an estimate at list price (``valor.spend``): so an
+attempt killed mid-turn still says what it spent, and a cap can stop it early.
 
 Input (``--input-format stream-json``): one ``user_message`` line per turn the
 CLI should take, written to its stdin while it runs; with
@@ -29,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas.events import CommandRun, Evidence, Refusal, TokenUsage
+from valor import spend
 
 COMMAND_CHARS = 60
 PATTERN_CHARS = 60
@@ -72,13 +77,31 @@ class Stream:
     tokens: TokenUsage | None = None
     replayed: frozenset[str] = frozenset()  # uuids of the input messages the CLI took in
     results: int = 0  # result lines so far: one per turn
+    model: str | None = None  # of the last assistant message
+    streamed: dict[str, TokenUsage] = field(default_factory=dict)  # message id -> usage, since the last result
+
+    @property
+    def streamed_tokens(self) -> TokenUsage | None:
+        total = None
+        for usage in self.streamed.values():
+            total = spend.add_tokens(total, usage)
+        return total
+
+    @property
+    def cost_usd(self) -> float | None:
+        """Spent so far: the CLI's figure at its last result, plus an estimate for what streamed since."""
+        known = self.outcome.cost_usd if self.outcome else None
+        since = self.streamed_tokens
+        if since is None:
+            return known
+        return (known or 0.0) + spend.estimate(self.model, since)
 
     def evidence(self) -> Evidence:
         """What the stream proves the attempt did (files are the workspace's to tell)."""
         outcome = self.outcome
         return Evidence(commands=list(self.commands), commands_dropped=self.commands_dropped,
-                        refusals=list(self.refusals), tokens=self.tokens,
-                        cost_usd=outcome.cost_usd if outcome else None,
+                        refusals=list(self.refusals), tokens=spend.add_tokens(self.tokens, self.streamed_tokens),
+                        cost_usd=self.cost_usd, cost_estimated=bool(self.streamed),
                         turns=outcome.turns if outcome else None,
                         session_id=(outcome.session_id if outcome else None) or self.session_id)
 
@@ -111,6 +134,7 @@ def step(stream: Stream, line: bytes | str) -> tuple[Stream, list[str]]:
         calls = {b["id"]: (str(b.get("name") or ""), _target(b)) for b in uses if _str(b.get("id"))}
         if texts:
             stream = replace(stream, last_text=texts[-1])
+        stream = _usage(stream, event.get("message"))
         return (replace(stream, calls={**stream.calls, **calls}) if calls else stream), progress
     if kind == "user":
         if event.get("isReplay") and (uuid := _str(event.get("uuid"))):
@@ -120,8 +144,8 @@ def step(stream: Stream, line: bytes | str) -> tuple[Stream, list[str]]:
                 stream = tool_result(stream, block)
         return stream, []
     if kind == "result":
-        return replace(stream, outcome=outcome(event, stream), tokens=tokens(event.get("usage")),
-                       results=stream.results + 1), []
+        return replace(stream, outcome=outcome(event, stream), results=stream.results + 1, streamed={},
+                       tokens=model_tokens(event.get("modelUsage")) or tokens(event.get("usage"))), []
     return stream, []
 
 
@@ -172,6 +196,31 @@ def tokens(usage: Any) -> TokenUsage | None:
     return TokenUsage(input=_int(usage.get("input_tokens")) or 0, output=_int(usage.get("output_tokens")) or 0,
                       cache_read=_int(usage.get("cache_read_input_tokens")) or 0,
                       cache_creation=_int(usage.get("cache_creation_input_tokens")) or 0)
+
+
+def model_tokens(usage: Any) -> TokenUsage | None:
+    """The session's tokens so far, summed over the models of a result's ``modelUsage``."""
+    if not isinstance(usage, dict) or not usage:
+        return None
+    total = None
+    for per_model in usage.values():
+        if isinstance(per_model, dict):
+            total = spend.add_tokens(total, TokenUsage(
+                input=_int(per_model.get("inputTokens")) or 0, output=_int(per_model.get("outputTokens")) or 0,
+                cache_read=_int(per_model.get("cacheReadInputTokens")) or 0,
+                cache_creation=_int(per_model.get("cacheCreationInputTokens")) or 0))
+    return total
+
+
+def _usage(stream: Stream, message: Any) -> Stream:
+    """Keep an assistant message's usage (one line per content block may repeat it: the latest counts)."""
+    if not isinstance(message, dict) or not (message_id := _str(message.get("id"))):
+        return stream
+    usage = tokens(message.get("usage"))
+    if usage is None:
+        return stream
+    return replace(stream, streamed={**stream.streamed, message_id: usage},
+                   model=_str(message.get("model")) or stream.model)
 
 
 def _add_command(stream: Stream, run: CommandRun) -> Stream:

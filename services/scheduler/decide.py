@@ -185,7 +185,7 @@ def _work(state: Projection, p: Promise, attempt: int) -> Dispatch:
     deps = {str(d): state.promises[d].result for d in s.depends_on}
     item = WorkItem(id=p.id, attempt=attempt, task=s.task, title=s.title, input=s.input, deps=deps,
                     timeout=s.timeout, chat_id=s.chat_id, message_id=s.message_id, resume_session=s.resume_session,
-                    instructions=p.instructions)
+                    max_cost=s.max_cost, instructions=p.instructions)
     return Dispatch(s.queue, item, msg_id_for_work(p.id, attempt))
 
 

@@ -79,6 +79,7 @@ def build_created(
         resume_session=resume_session,
         awaits_approval=awaits_approval,
         approve_by=approve_by,
+        max_cost=task.max_cost if task.max_cost is not None else t.max_cost,
     )
 
 

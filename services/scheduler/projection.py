@@ -18,6 +18,7 @@ from sortedcontainers import SortedList
 from schemas.events import (
     Approved,
     AttemptFailed,
+    AttemptStopped,
     Cancelled,
     Created,
     Dispatched,
@@ -33,6 +34,7 @@ from schemas.events import (
     Spawned,
     Started,
     Succeeded,
+    TokenUsage,
 )
 
 from .fairness import Group
@@ -49,6 +51,15 @@ IN_FLIGHT = frozenset({DISPATCHED, RUNNING})
 
 # What users see: a dispatched attempt is still queued until an executor starts it.
 PUBLIC_STATE = {DISPATCHED: QUEUED, FAILING: RETRYING}
+
+
+class Spent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What one attempt spent, from its end event's evidence (decision 47)."""
+
+    attempt: int
+    at: float
+    cost_usd: float | None = None
+    tokens: TokenUsage | None = None
 
 
 class Promise(msgspec.Struct, kw_only=True):
@@ -72,6 +83,11 @@ class Promise(msgspec.Struct, kw_only=True):
     spawn_error: str | None = None
     notices: list[str] = []
     instructions: list[InstructionsAdded] = []  # added while it was open: every later attempt gets them
+    spent: list[Spent] = []  # one per attempt that recorded its spend, in log order
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(s.cost_usd or 0.0 for s in self.spent)
 
     @property
     def id(self) -> int:
@@ -206,6 +222,7 @@ class Projection:
         p.status, p.result, p.finished_at, p.error = SUCCEEDED, e.result, e.at, None
         if e.evidence is not None:
             p.evidence = e.evidence
+        _charge(p, e)
         for child_id in self.dependents.get(p.id, ()):
             child = self.promises.get(child_id)
             if child is not None and not child.terminal:
@@ -228,7 +245,18 @@ class Projection:
         p.status, p.error, p.retryable = FAILING, e.error, e.retryable
         if e.evidence is not None:
             p.evidence = e.evidence
+        _charge(p, e)
         self.needs_decision.add(p.id)
+        return True
+
+    def _attempt_stopped(self, e: AttemptStopped) -> bool:
+        """A cancelled attempt's spend: only its evidence matters, the promise already ended."""
+        p = self.promises.get(e.id)
+        if p is None or e.attempt > p.attempt or any(s.attempt == e.attempt for s in p.spent):
+            return False
+        if e.evidence is not None:
+            p.evidence = e.evidence
+        _charge(p, e)
         return True
 
     def _retry_scheduled(self, e: RetryScheduled) -> bool:
@@ -442,6 +470,12 @@ class Projection:
         return [c for c in self.dependents.get(promise_id, ()) if c in self.promises and not self.promises[c].terminal]
 
 
+def _charge(p: Promise, e: Succeeded | AttemptFailed | AttemptStopped) -> None:
+    evidence = e.evidence
+    if evidence is not None and (evidence.cost_usd is not None or evidence.tokens is not None):
+        p.spent = [*p.spent, Spent(attempt=e.attempt, at=e.at, cost_usd=evidence.cost_usd, tokens=evidence.tokens)]
+
+
 _HANDLERS = {
     Created: Projection._created,
     Approved: Projection._approved,
@@ -450,6 +484,7 @@ _HANDLERS = {
     Progress: Projection._progress,
     Succeeded: Projection._succeeded,
     AttemptFailed: Projection._attempt_failed,
+    AttemptStopped: Projection._attempt_stopped,
     RetryScheduled: Projection._retry_scheduled,
     Failed: Projection._failed,
     Cancelled: Projection._cancelled,

@@ -104,7 +104,7 @@ async def test_a_cancel_kills_the_cli_and_leaves_no_process_behind(js, claude_en
     await claude_executor.run_until_idle(timeout=15)
     assert processes_in(workspace) == {}
     assert all(group_members(g) == [] for g in groups)
-    assert names(await story(js, 4)) == ["started", "cancelled"]
+    assert names(await story(js, 4)) == ["started", "cancelled", "attempt_stopped"]
 
 
 async def test_a_code_review_runs_read_only_a_write_is_refused_and_it_still_answers(claude_env, config, workspace):

@@ -18,6 +18,9 @@ from .helpers import (
     view_of,
 )
 
+DO_USAGE = ("Usage: /do [!N] [$cap] [type] text, e.g. /do fix the failing login test, /do !1 fix it first, "
+            "or /do $0.50 fix it for at most 50 cents")
+
 
 def say(text, view=None, config=DEFAULT):
     return answer(message(text), view, config)
@@ -94,10 +97,10 @@ def test_the_agent_cannot_be_asked_to_run_another_agent():
 
 
 @pytest.mark.parametrize("text, reply", [
-    ("/do", "Usage: /do [!N] [type] text, e.g. /do fix the failing login test, or /do !1 fix it first"),
-    ("/do !1", "Usage: /do [!N] [type] text, e.g. /do fix the failing login test, or /do !1 fix it first"),
-    ("/do echo", "What should the echo task do? Usage: /do [!N] [type] text"),
-    ("/do !2 echo", "What should the echo task do? Usage: /do [!N] [type] text"),
+    ("/do", DO_USAGE),
+    ("/do !1", DO_USAGE),
+    ("/do echo", "What should the echo task do? Usage: /do [!N] [$cap] [type] text"),
+    ("/do !2 echo", "What should the echo task do? Usage: /do [!N] [$cap] [type] text"),
 ])
 def test_do_without_text_promises_nothing(text, reply):
     r = say(text)
@@ -331,3 +334,20 @@ def test_an_unknown_command_points_to_help():
 def test_commands_that_read_the_log_work_on_an_empty_chat():
     assert say("/why 3").reply == "There is no promise #3 in this chat."
     assert CHAT == 7
+
+
+@pytest.mark.parametrize("text,priority,cap,input_", [
+    ("/do $0.50 fix it", 5, 0.5, "fix it"),
+    ("/do !1 $2 echo hi", 1, 2.0, "hi"),
+    ("/do echo $0.25 !3 hi", 3, 0.25, "hi"),
+    ("/do fix $5 later", 5, None, "fix $5 later"),  # a cost word inside the text is text
+])
+def test_do_takes_a_cost_cap_next_to_the_priority(text, priority, cap, input_):
+    [task] = say(text).promises
+    assert (task.priority, task.max_cost, task.input) == (priority, cap, input_)
+
+
+@pytest.mark.parametrize("word", ["$0", "$-1", "$abc", "$", "$nan"])
+def test_do_refuses_a_cost_cap_that_is_no_amount(word):
+    result = say(f"/do {word} fix it")
+    assert result.promises == [] and result.reply.startswith(f"'{word}' is not a cost cap: use an amount in USD")

@@ -158,6 +158,32 @@ VIEWS = {
                    CAST(state = 'failed' AS INTEGER), CAST(state = 'cancelled' AS INTEGER)
             FROM promises WHERE finished_at IS NOT NULL
         ) GROUP BY day ORDER BY day""",
+    # One row per attempt that recorded its spend on its end event (decision 47).  The user is the sender
+    # of the message its respond promise answered; the plan is that respond promise.
+    "v_spend": """
+        SELECT e.promise_id, e.attempt, e.type AS outcome, e.recorded_at,
+               CAST(e.recorded_at AS DATE) AS day, p.type, p.chat_id,
+               r.id AS plan_id, TRY_CAST(json_extract_string(r.input, '$.sender_id') AS BIGINT) AS user_id,
+               coalesce(TRY_CAST(json_extract_string(e.data, '$.evidence.cost_usd') AS DOUBLE), 0) AS cost_usd,
+               coalesce(TRY_CAST(json_extract_string(e.data, '$.evidence.cost_estimated') AS BOOLEAN), false)
+                   AS estimated,
+               coalesce(TRY_CAST(json_extract_string(e.data, '$.evidence.tokens.input') AS BIGINT), 0) AS input_tokens,
+               coalesce(TRY_CAST(json_extract_string(e.data, '$.evidence.tokens.output') AS BIGINT), 0)
+                   AS output_tokens,
+               coalesce(TRY_CAST(json_extract_string(e.data, '$.evidence.tokens.cache_read') AS BIGINT), 0)
+                   AS cache_read_tokens,
+               coalesce(TRY_CAST(json_extract_string(e.data, '$.evidence.tokens.cache_creation') AS BIGINT), 0)
+                   AS cache_creation_tokens
+        FROM events e
+        JOIN promises p ON p.id = e.promise_id
+        LEFT JOIN promises r ON r.type = 'respond' AND r.id = (CASE WHEN p.type = 'respond' THEN p.id ELSE p.parent_id END)
+        WHERE e.type IN ('succeeded', 'attempt_failed', 'attempt_stopped')
+          AND json_extract(e.data, '$.evidence') IS NOT NULL""",
+    "v_spend_daily": """
+        SELECT day, type, count(*) AS attempts, round(sum(cost_usd), 6) AS cost_usd,
+               sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+               sum(cache_read_tokens) AS cache_read_tokens, sum(cache_creation_tokens) AS cache_creation_tokens
+        FROM v_spend GROUP BY ALL ORDER BY day, type""",
 }
 
 

@@ -69,9 +69,10 @@ class Responder:
 
     async def __call__(self, ctx: AttemptContext) -> dict[str, Any]:
         msg = message_of(ctx.input)
-        return msgspec.to_builtins(await self.answer(msg))
+        return msgspec.to_builtins(await self.answer(msg, ctx))
 
-    async def answer(self, msg: MessageReceived) -> RespondResult:
+    async def answer(self, msg: MessageReceived, ctx: AttemptContext | None = None) -> RespondResult:
+        """The answer to ``msg``; the model's usage, if a model answered, is ``ctx.evidence``."""
         if not msg.text.strip() and not msg.attachments:
             return RespondResult(reply="I can only read text messages.")
         use_llm = self.llm is not None and not commands.is_command(msg.text)
@@ -87,7 +88,7 @@ class Responder:
             # The reply names its promise and the gesture is a word: nothing for a model to decide.
             return attached.noted(steered, msg)
         if use_llm:
-            return attached.noted(await self.llm.respond(msg, view), msg)
+            return attached.noted(await self.llm.respond(msg, view, ctx), msg)
         return attached.noted(commands.answer(msg, view, self.config), msg)
 
     async def _read(self, msg: MessageReceived, history: int) -> ChatView:

@@ -20,13 +20,16 @@ without one): right after ``/do`` or the type, after ``/later`` or its delay,
 and at the end of a ``/plan`` line.  The text becomes the task's ``input`` (a JSON object text
 is passed as the object, e.g. ``{"seconds": 5}`` for ``sleep``) and its
 shortened first line the ``title``.  Files sent with the command are added to
-the input of every task it creates (``attached.into``).
+the input of every task it creates (``attached.into``).  ``$0.50`` (next to
+``!N``) caps what one attempt of the task may spend (decision 47); ``/usage``
+says what this chat spent.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 
 import msgspec
@@ -36,6 +39,7 @@ from schemas.events import MessageReceived
 from services.scheduler.continuation import CannotContinue, is_claude, session_to_resume
 from services.scheduler.dag import PlanError, validate_plan
 from services.scheduler.projection import Promise
+from valor import spend
 from valor.config import Config
 
 from . import approval, attached
@@ -45,7 +49,8 @@ from .why import explain, short, summary
 
 DEFAULT_TYPE = "code"
 AGENT_ONLY = frozenset({"respond"})  # types a chat cannot ask for directly
-NEEDS_LOG = frozenset({"status", "list", "cancel", "retry", "why", "continue", "approve", "reject"})
+NEEDS_LOG = frozenset({"status", "list", "cancel", "retry", "why", "continue", "approve", "reject", "usage"})
+COST_WORD = re.compile(r"\$\S*")
 LIST_LIMIT = 15
 # A priority word: "!" and what follows up to a space, a bracket or another "!" ("!2", and "!0" or
 # "!high" to refuse); "hey!" or "!!" are text.
@@ -123,7 +128,8 @@ def plain_text_reply(config: Config) -> str:
 
 def help_text(config: Config) -> str:
     return "\n".join([
-        "/do [!N] [type] text: promise one task (type defaults to code)",
+        "/do [!N] [$cap] [type] text: promise one task (type defaults to code); $0.50 caps what it may spend",
+        "/usage: what this chat spent today and this month, by type, and the costliest promises",
         f"/plan, then one line per task: {PLAN_FORMAT} [!N]",
         "/later 30m [!N] [type] text: a task that starts later (s, m, h, d)",
         f"!N: the priority, !1 runs first, !9 last ({DEFAULT_PRIORITY} without one)",
@@ -189,6 +195,31 @@ def take_priority(text: str, found: int | None = None) -> tuple[int | None, str]
     return (None, text) if priority is None else (priority, rest)
 
 
+def parse_cost(word: str) -> float | None:
+    """``$0.50`` -> 0.5; None when the word is no cost word; BadPriority for ``$0``, ``$x``."""
+    if not COST_WORD.fullmatch(word):
+        return None
+    try:
+        value = float(word[1:])
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise BadPriority(f"'{word}' is not a cost cap: use an amount in USD such as $0.50")
+    return value
+
+
+def take_flags(text: str, priority: int | None = None, cost: float | None = None) -> tuple[int | None, float | None, str]:
+    """Leading ``!N`` and ``$X`` words off ``text``, in either order; raises BadPriority."""
+    while True:
+        word, rest = _word(text)
+        if priority is None and (found := parse_priority(word)) is not None:
+            priority, text = found, rest
+        elif cost is None and (capped := parse_cost(word)) is not None:
+            cost, text = capped, rest
+        else:
+            return priority, cost, text
+
+
 def with_priority(task: NewPromise) -> str:
     return f" (priority {task.priority})" if task.priority != DEFAULT_PRIORITY else ""
 
@@ -208,19 +239,30 @@ def split_type(text: str, config: Config) -> tuple[str, str]:
 
 
 def _do(rest, msg, view, config) -> RespondResult:
-    usage = "Usage: /do [!N] [type] text, e.g. /do fix the failing login test, or /do !1 fix it first"
+    usage = ("Usage: /do [!N] [$cap] [type] text, e.g. /do fix the failing login test, /do !1 fix it first, "
+             "or /do $0.50 fix it for at most 50 cents")
     try:
-        priority, rest = take_priority(rest)
+        priority, cost, rest = take_flags(rest)
         type_, text = split_type(rest, config)
-        priority, text = take_priority(text, priority)
+        priority, cost, text = take_flags(text, priority, cost)
     except BadPriority as exc:
         return RespondResult(reply=f"{exc}. {usage}")
     if not rest:
         return RespondResult(reply=usage)
     if not text:
-        return RespondResult(reply=f"What should the {type_} task do? Usage: /do [!N] [type] text")
+        return RespondResult(reply=f"What should the {type_} task do? Usage: /do [!N] [$cap] [type] text")
     task = new_task(text, type_, name=type_, priority=priority)  # a name, so ``spawned`` reads "code": 12
-    return _promise([task], config, f"Promised {article(type_)} {type_} task{with_priority(task)}: {task.title}")
+    if cost is not None:
+        task = msgspec.structs.replace(task, max_cost=cost)
+    capped = f" (at most {spend.usd(cost)})" if cost is not None else ""
+    return _promise([task], config,
+                    f"Promised {article(type_)} {type_} task{with_priority(task)}{capped}: {task.title}")
+
+
+def _usage(rest, msg, view, config) -> RespondResult:
+    if view is None:
+        return RespondResult(reply="I cannot read this chat's log right now.")
+    return RespondResult(reply=spend.report(spend.charges(view.promises.values()), msg.at or time.time()))
 
 
 def article(word: str) -> str:
@@ -477,7 +519,7 @@ def _why(rest, msg, view, config) -> RespondResult:
 
 _VERBS = {
     "help": _help, "start": _help,
-    "do": _do, "later": _later, "plan": _plan,
+    "do": _do, "later": _later, "plan": _plan, "usage": _usage,
     "status": _status, "list": _list, "cancel": _cancel, "retry": _retry, "why": _why,
     "continue": _continue,
     "approve": approval.approve_command, "reject": approval.reject_command,

@@ -20,8 +20,9 @@ import msgspec
 
 from schemas.commands import NewPromise, RespondCommand, RespondResult
 from schemas.events import MessageReceived
-from services.executor.context import TaskFailed
+from services.executor.context import AttemptContext, TaskFailed
 from services.scheduler.dag import PlanError
+from valor import spend
 from valor.config import Config
 
 from . import approval, attached, commands
@@ -299,7 +300,8 @@ class LlmAgent:
         self.client = client
         self.max_turns = max_turns
 
-    async def respond(self, msg: MessageReceived, view: ChatView) -> RespondResult:
+    async def respond(self, msg: MessageReceived, view: ChatView, ctx: AttemptContext | None = None) -> RespondResult:
+        """Answer ``msg``; each model call's usage is added to ``ctx.evidence`` as it returns (decision 47)."""
         turn = Turn(msg, view, self.config)
         content = "\n".join(part for part in (user_content(msg), approval.context(msg, view)) if part)
         messages: list[dict[str, Any]] = [{"role": "user", "content": content}]
@@ -307,6 +309,12 @@ class LlmAgent:
         text = ""
         for _ in range(self.max_turns):
             response = await self._create(system=system, tools=tool_defs, messages=messages)
+            if ctx is not None:
+                ctx.evidence = spend.with_call(ctx.evidence, getattr(response, "model", None) or self.config.agent.model,
+                                               getattr(response, "usage", None))
+                if ctx.max_cost is not None and (ctx.evidence.cost_usd or 0.0) > ctx.max_cost:
+                    raise TaskFailed(f"stopped at its cost cap of {spend.usd(ctx.max_cost)} "
+                                     f"({spend.usd(ctx.evidence.cost_usd or 0.0)} spent); not retried", retryable=False)
             text = "".join(b.text for b in response.content if b.type == "text").strip()
             uses = [b for b in response.content if b.type == "tool_use"]
             if response.stop_reason != "tool_use" or not uses:

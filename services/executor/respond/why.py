@@ -15,6 +15,7 @@ from typing import Any
 from schemas.events import (
     Approved,
     AttemptFailed,
+    AttemptStopped,
     Cancelled,
     Created,
     Failed,
@@ -47,7 +48,7 @@ def explain(events: Sequence[PromiseEvent]) -> str:
             line = _line(e, created.at, when, added)
             if line:
                 story.append(line)
-            if isinstance(e, Succeeded | AttemptFailed) and e.evidence is not None:
+            if isinstance(e, Succeeded | AttemptFailed | AttemptStopped) and e.evidence is not None:
                 story += ["    " + fact for fact in evidence.lines(e.evidence)]
     p = state.promises[created.id]
     out = [headline(p)]
@@ -112,6 +113,8 @@ def _line(e: PromiseEvent, t0: float, when: str = "", added: dict[str, str] | No
         case AttemptFailed():
             kind = "" if e.retryable else " (not retryable)"
             return f"{at}attempt {e.attempt} failed{kind}: {e.error}"
+        case AttemptStopped():
+            return f"{at}attempt {e.attempt} stopped: {e.reason}"
         case RetryScheduled():
             return f"{at}attempt {e.next_attempt} scheduled in {e.delay:.1f}s"
         case Failed():
