@@ -20,6 +20,7 @@ import pytest
 
 from schemas import subjects
 from schemas.commands import NewPromise
+from services.executor.respond.history import read_chat
 from services.executor.worker import Executor
 from services.ingest.service import Ingest
 from services.notifier.service import Notifier
@@ -182,6 +183,9 @@ DENIED_PUBLISH = [
     ("cli", "promise.1.cancelled"),
     ("cli", "chat.1.in"),
     ("cli", "work.default"),
+    ("ingest", "valor.read.promises"),
+    ("notifier", "valor.read.chat"),
+    ("executor", "valor.read.promises"),
 ]
 
 
@@ -210,7 +214,8 @@ async def test_no_service_may_delete_or_rewrite_the_log(secured, user, api):
     assert f'nats: permissions violation for publish to "{api.lower()}"' in secured.errors[user]
 
 
-@pytest.mark.parametrize("user, subject", [("ingest", "promise.>"), ("notifier", "chat.*.in"), ("executor", "cmd.*")])
+@pytest.mark.parametrize("user, subject", [("ingest", "promise.>"), ("notifier", "chat.*.in"), ("executor", "cmd.*"),
+                                           ("cli", "valor.read.*"), ("executor", "valor.read.*")])
 async def test_a_service_may_not_listen_outside_its_subjects(secured, user, subject):
     nc = await secured.connect(user)
     await nc.subscribe(subject)
@@ -264,9 +269,14 @@ async def test_every_service_works_under_its_own_user(secured):
         await _until(lambda: _terminal(client, ids["0"]), "the CLI's promise")
         state, _ = await client.promise(ids["0"])
         assert state.state == "succeeded"
+        assert client.reads == {"served": client.reads["served"]} and client.reads["served"] > 0
         await world.says(ALICE, ALICE, "/do it under least privilege")
         await settle(client, notifier, expect_respond=1)
         assert any(s.text.startswith("On it.") for s in world.sent)
+        # respond's read of the chat (/status, the agent's context), served by the scheduler
+        view = await read_chat(await secured.connect("executor"), ALICE, history=5)
+        assert "respond" in {p.spec.task for p in view.promises.values()}
+        assert [m.text for m in view.messages] == ["/do it under least privilege"]
         with pytest.raises(Exception):  # noqa: B017 - the CLI may read and request, never record a fact
             await client.js.publish("promise.99.succeeded", b"{}", timeout=1.0)
         assert [v for v in secured.violations() if "promise.99.succeeded" not in v] == []

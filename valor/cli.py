@@ -28,6 +28,7 @@ from schemas import subjects
 from schemas.commands import NewPromise, heartbeat_decoder
 from schemas.events import PromiseEvent
 from services.scheduler.projection import Projection
+from services.scheduler.readmodel import PromiseQuery, PromisesQuery
 from valor import bus, context, render, spend
 from valor.client import TERMINAL_STATES, CommandRefused, ValorClient
 from valor.planfile import PlanFileError, read_plan
@@ -243,19 +244,16 @@ def wait(ids, timeout):
 
 
 async def look(client: ValorClient, ids: list[int]) -> dict[int, Any]:
-    """Each promise's state; fewer when a node is away or a stream is electing its leader."""
-    states = {}
-    for pid in ids:
-        try:
-            p, _ = await client.promise(pid)
-        except nats.errors.ConnectionClosedError:
-            raise
-        except (TimeoutError, nats.errors.Error):
-            break
-        if p is None:
-            raise CommandRefused(f"no promise #{pid}")
-        states[pid] = p
-    return states
+    """Each promise's state, in one read; none when a node is away or a stream is electing its leader."""
+    try:
+        found = {p.id: p for p in await client.promises(ids=ids)}
+    except nats.errors.ConnectionClosedError:
+        raise
+    except (TimeoutError, nats.errors.Error):
+        return {}
+    if unknown := [pid for pid in ids if pid not in found]:
+        raise CommandRefused(f"no promise #{unknown[0]}")
+    return found
 
 
 @main.command(short_help="One promise: state, result, timeline, dependencies.")
@@ -263,11 +261,16 @@ async def look(client: ValorClient, ids: list[int]) -> dict[int, Any]:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def show(promise_id, as_json):
     """A promise's state, attempts, result, dependencies and event timeline."""
-    state, events = run(read_log)
+
+    async def body(client: ValorClient):
+        state = await client.read_state(PromiseQuery(id=promise_id))  # it, its dependencies and dependents
+        found = promise_id in state.promises
+        return state, [e for _, e in await client.events(subjects.promise_all(promise_id))] if found else []
+
+    state, own = run(body)
     p = state.promises.get(promise_id)
     if p is None:
         fail(f"no promise #{promise_id}")
-    own = [e for _, e in events if e.id == promise_id]
     if as_json:
         emit_json(render.promise_json(p, state.dependents.get(promise_id, []), own))
     else:
@@ -279,8 +282,8 @@ def show(promise_id, as_json):
 @click.option("--json", "as_json", is_flag=True, help="print JSON (the `show --json` objects without events)")
 def list_(state_filter, as_json):
     """Every promise, oldest first."""
-    state, _ = run(read_log)
-    promises = [p for _, p in sorted(state.promises.items()) if state_filter in (None, p.state)]
+    state = run(lambda c: c.read_state(PromisesQuery(state=state_filter)))
+    promises = [p for _, p in sorted(state.promises.items())]
     if as_json:
         emit_json([render.promise_json(p, state.dependents.get(p.id, [])) for p in promises])
     elif promises:
@@ -503,8 +506,7 @@ async def gather_status(client: ValorClient, state: Projection | None = None) ->
         peers = [promises_cluster["leader"]] + [r["name"] for r in promises_cluster.get("replicas", [])]
     promises: dict[str, int] = {}
     if streams.get(subjects.PROMISES) and "error" not in streams[subjects.PROMISES]:
-        folded = state if state is not None else await part("promises", client.projection(), Projection())
-        promises = dict(folded.counts())
+        promises = dict(state.counts()) if state is not None else await part("promises", client.counts(), {})
     return {
         "server": server,
         "cluster": {"name": server["cluster"], "peers": peers},

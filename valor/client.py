@@ -1,8 +1,10 @@
 """Talking to a running Valor from Python: what the CLI, tests and demos use.
 
 Requests go to COMMANDS and are answered on a private inbox once the resulting
-events are stored.  Reads come straight from the PROMISES log and are folded
-with the scheduler's own projection, so every reader sees the same states.
+events are stored.  Reads ask the schedulers' ``valor-reads`` service (decision
+46), which answers from its projection once it has applied every event stored
+before the request; with no scheduler answering, the client folds the PROMISES
+log itself with the same projection (slower: it grows with the log).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 
 import msgspec
 import nats.errors
@@ -30,9 +33,13 @@ from schemas.commands import (
     reply_decoder,
 )
 from schemas.events import PromiseEvent, decode_promise_event, encode
-from services.scheduler.projection import Projection
+from services.scheduler import readmodel
+from services.scheduler.projection import Projection, Promise
+from services.scheduler.readmodel import Answer, PromiseQuery, PromisesQuery, StatusQuery
 
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+# Longer than the service's own wait for its projection to catch up (reads.FRESH_WAIT).
+READ_TIMEOUT = 3.0
 
 
 class CommandRefused(Exception):
@@ -46,6 +53,7 @@ class ValorClient:
         self.nc = nc
         self.js = nc.jetstream()
         self.by = by
+        self.reads = Counter()  # "served" / "folded": how reads were answered (tests, bench)
 
     async def request(self, command: AnyCommand, timeout: float = 10.0) -> CommandReply:
         """Publish a command durably and wait for the scheduler's answer.
@@ -135,29 +143,74 @@ class ValorClient:
             state.apply(event, seq)
         return state
 
-    async def promise(self, promise_id: int):
-        """(promise state or None, its events) for one promise."""
-        events = await self.events(subjects.promise_all(promise_id))
+    # --- the served read model (decision 48) -------------------------------------
+
+    async def served(self, query: msgspec.Struct) -> Answer | None:
+        """A scheduler's answer to ``query``, or None when none answered (or one said it lags)."""
+        endpoint = next(e for e, q in readmodel.QUERIES.items() if isinstance(query, q))
+        try:
+            msg = await self.nc.request(readmodel.subject(endpoint), msgspec.json.encode(query),
+                                        timeout=READ_TIMEOUT)
+        except (TimeoutError, nats.errors.Error):
+            return None
+        if msg.headers and msg.headers.get("Nats-Service-Error-Code"):
+            return None
+        try:
+            return readmodel.answer_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            return None
+
+    async def read(self, query: msgspec.Struct) -> Answer:
+        """The answer to ``query``: served by a scheduler, else folded here from the whole log."""
+        answer = await self.served(query)
+        if answer is not None:
+            self.reads["served"] += 1
+            return answer
+        self.reads["folded"] += 1
+        return readmodel.fold_answer(await self.projection(), query)
+
+    async def read_state(self, query: msgspec.Struct) -> Projection:
+        """The answer as a projection holding just the promises answered (and their dependents' ids)."""
+        answer = await self.read(query)
         state = Projection()
-        for seq, event in events:
-            state.apply(event, seq)
-        return state.promises.get(promise_id), [e for _, e in events]
+        state.promises = {p.id: p for p in answer.promises}
+        state.dependents = answer.dependents
+        state.last_seq = answer.seq
+        return state
+
+    async def promises(self, *, state: str | None = None, chat_id: int | None = None, type: str | None = None,
+                       ids: list[int] | None = None, limit: int = 0) -> list[Promise]:
+        answer = await self.read(PromisesQuery(state=state, chat_id=chat_id, type=type, ids=ids, limit=limit))
+        return answer.promises
+
+    async def counts(self) -> dict[str, int]:
+        """Promises by state."""
+        return (await self.read(StatusQuery())).counts
+
+    async def promise(self, promise_id: int):
+        """(promise state or None, its events) for one promise: the state served, the events by its subject."""
+        answer = await self.read(PromiseQuery(id=promise_id))
+        p = next((p for p in answer.promises if p.id == promise_id), None)
+        events = await self.events(subjects.promise_all(promise_id)) if p is not None else []
+        return p, [e for _, e in events]
 
     async def wait(self, ids: list[int], timeout: float | None = None, poll: float = 0.2) -> dict[int, str]:
-        """Block until every promise is terminal; returns id -> state (TimeoutError past ``timeout``)."""
+        """Block until every promise is terminal; returns id -> state (TimeoutError past ``timeout``).
+
+        One read per round for all the open ids, not one per id.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         states: dict[int, str] = {}
         pending = set(ids)
         while pending:
-            for pid in sorted(pending):
-                try:
-                    p, _ = await self.promise(pid)
-                except (TimeoutError, nats.errors.Error):
-                    break  # a node is away or a stream leader is being elected: look again
-                if p is None:
-                    raise CommandRefused(f"no promise #{pid}")
-                if p.state in TERMINAL_STATES:
-                    states[pid] = p.state
+            try:
+                found = {p.id: p for p in await self.promises(ids=sorted(pending))}
+            except (TimeoutError, nats.errors.Error):
+                found = None  # a node is away or a stream leader is being elected: look again
+            if found is not None:
+                if unknown := sorted(pending - set(found)):
+                    raise CommandRefused(f"no promise #{unknown[0]}")
+                states.update({pid: p.state for pid, p in found.items() if p.state in TERMINAL_STATES})
             pending -= set(states)
             if not pending:
                 break

@@ -49,6 +49,9 @@ AWAITING = "awaiting_approval"
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 IN_FLIGHT = frozenset({DISPATCHED, RUNNING})
 
+# The notices that are messages Valor sent (a reaction's record names the user's own message).
+SENT_NOTICES = ("status", "terminal", "final")
+
 # What users see: a dispatched attempt is still queued until an executor starts it.
 PUBLIC_STATE = {DISPATCHED: QUEUED, FAILING: RETRYING}
 
@@ -82,6 +85,8 @@ class Promise(msgspec.Struct, kw_only=True):
     children: dict[str, int] | None = None
     spawn_error: str | None = None
     notices: list[str] = []
+    # Valor's messages about it in its own chat (Telegram ids): what a reply to one of them is about.
+    sent: list[int] = []
     instructions: list[InstructionsAdded] = []  # added while it was open: every later attempt gets them
     spent: list[Spent] = []  # one per attempt that recorded its spend, in log order
 
@@ -307,6 +312,8 @@ class Projection:
         if p is None:
             return False
         p.notices.append(e.kind)
+        if e.kind in SENT_NOTICES and e.chat_id == p.spec.chat_id and e.telegram_message_id is not None:
+            p.sent.append(e.telegram_message_id)
         return True
 
     # --- index upkeep -----------------------------------------------------------

@@ -46,6 +46,8 @@ from .decide import decide, resend_dispatched
 from .effects import Dispatch, Effect, Publish, ids_taken
 from .lease import Lease
 from .projection import Projection
+from .readmodel import ReadIndex
+from .reads import Applied, ReadService
 from .snapshot_store import Snapshots, resume_after, tail_after
 
 log = logging.getLogger("valor.scheduler")
@@ -80,6 +82,7 @@ class Scheduler:
         ack_wait: float = 10.0,
         snapshot_every: int = 50_000,  # events between snapshots; 0: never store one
         snapshot_interval: float = 30.0,  # seconds at least between two snapshots
+        serve_reads: bool = True,  # answer valor-reads requests (decision 48)
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
@@ -92,6 +95,10 @@ class Scheduler:
         self.state = Projection()
         self.snapshots = Snapshots(self.js, snapshot_every, snapshot_interval, clock)
         self.executors: dict[str, ExecutorHeartbeat] = {}
+        self.index = ReadIndex(self.state)
+        self.applied = Applied()
+        self.reads: ReadService | None = None
+        self.serve_reads = serve_reads
         self.lease: Lease | None = None
         self.published_seq = 0  # highest PROMISES sequence we stored ourselves
         self.inbox: asyncio.Queue[tuple[str, Msg]] = asyncio.Queue()
@@ -109,11 +116,15 @@ class Scheduler:
     async def start(self) -> None:
         await bus.ensure_streams(self.js)
         self.state = await self.snapshots.load() or self.state  # then the tail: the events after it
+        self.index, self.applied = ReadIndex(self.state), Applied(self.state.last_seq)
         self._tail = await self.js.subscribe(
             subjects.ALL_PROMISE_EVENTS, stream=subjects.PROMISES, cb=self._on_event,
             ordered_consumer=True, config=tail_after(self.state.last_seq), idle_heartbeat=1.0,
         )
         resume_after(self._tail, self.state.last_seq)
+        if self.serve_reads:
+            self.reads = ReadService(self.nc, self.index, self.applied, self.name, lambda: self.leader)
+            await self.reads.start()
         kv = await self.js.key_value(subjects.LEASE_BUCKET)
         # The bucket's TTL is the lease length: renew well within it.
         self.lease_ttl = (await kv.status()).ttl or self.lease_ttl
@@ -130,6 +141,9 @@ class Scheduler:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self.reads is not None:
+            with contextlib.suppress(Exception):
+                await self.reads.stop()
         await self._step_down()
         tasks = self._tasks + self._leader_tasks
         for task in tasks:
@@ -167,6 +181,9 @@ class Scheduler:
         else:
             applied = self.state.apply(event, seq)
             (metrics.EVENTS_APPLIED if applied else metrics.EVENTS_IGNORED).inc()
+            if applied:
+                self.index.touch(event)
+        self.applied.advance(self.state.last_seq)
         self._wake.set()
 
     async def _watch_executors(self) -> None:

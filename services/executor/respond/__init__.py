@@ -25,6 +25,7 @@ or the model being unreachable fails the attempt retryably.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -93,9 +94,19 @@ class Responder:
 
     async def _read(self, msg: MessageReceived, history: int) -> ChatView:
         try:
-            return await read_chat(self.nc, msg.chat_id, history, before=msg.message_id)
+            view = await read_chat(self.nc, msg.chat_id, history, before=msg.message_id,
+                                   about=mentioned(msg.text))
+            # A reply is about Valor's message's promise and, for a plan, its steps (``show 2``, steering).
+            if msg.reply_to is not None and (p := view.about(msg.reply_to)) is not None:
+                await view.load_events([p.id, *(p.children or {}).values()])
+            return view
         except (TimeoutError, nats.errors.Error) as exc:
             raise TaskFailed(f"cannot read chat {msg.chat_id}'s context: {type(exc).__name__}: {exc}") from None
+
+
+def mentioned(text: str) -> list[int]:
+    """The promise ids a message names (``/why 12``, ``#12``): whose events the answer may tell."""
+    return [int(n) for n in re.findall(r"(?<![\w.])#?(\d{1,12})\b", text)]
 
 
 def respond_handler(config: Config, nc: Client, *, env: Mapping[str, str] | None = None,

@@ -1,63 +1,100 @@
 """Reading a chat's context from NATS: its recent messages and its promises.
 
 The only module of the agents that does I/O on the log.  Messages come from
-``chat.<id>.in`` on CHAT, promises from the PROMISES log folded with the
-scheduler's projection (``view.chat_view``).
+``chat.<id>.in`` on CHAT (the last few, read back from the end), promises
+from the scheduler's served read model (the log folded here when no
+scheduler answers).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections.abc import Iterable
 
 import msgspec
 from nats.aio.client import Client
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from schemas import subjects
-from schemas.events import MessageReceived, decode_message
+from schemas.events import MessageReceived, PromiseEvent, decode_message
+from services.scheduler.readmodel import ChatQuery
 from valor.client import ValorClient
 
 from .view import ChatView, chat_view
 
 READ_TIMEOUT = 30.0
+WINDOW = 256  # stream sequences in the first window read back from a chat's last message
 
 
 async def read_messages(nc: Client, chat_id: int, limit: int, before: int | None = None) -> list[MessageReceived]:
-    """The last ``limit`` messages of the chat with a message id below ``before``, oldest first."""
+    """The last ``limit`` messages of the chat with a message id below ``before``, oldest first.
+
+    Read backwards from the subject's last message (a direct get by subject) in
+    windows of the stream that grow fourfold: each window is one filtered
+    reader that the stream's subject index serves, so the cost follows the
+    messages read, not the chat's (or the stream's) whole history.
+    """
     if limit <= 0:
         return []
     js = nc.jetstream()
     subject = subjects.chat_in(chat_id)
     try:
-        await js.get_last_msg(subjects.CHAT, subject)
+        last = (await js.get_last_msg(subjects.CHAT, subject)).seq
     except NotFoundError:
         return []  # an empty subject would never deliver
-    kept: deque[MessageReceived] = deque(maxlen=limit)
+    window = max(WINDOW, 4 * limit)
+    while True:
+        start = max(1, last - window + 1)
+        kept = [m for m in await _read_from(js, subject, start)
+                if before is None or m.message_id < before]
+        if len(kept) >= limit or start == 1:
+            return sorted(kept, key=lambda m: m.message_id)[-limit:]
+        window *= 4
+
+
+async def _read_from(js, subject: str, start: int) -> list[MessageReceived]:
+    """Every message on ``subject`` at or after stream sequence ``start`` (one exists: the last)."""
+    out: list[MessageReceived] = []
     done = asyncio.Event()
 
     async def on_msg(msg) -> None:
         try:
-            m = decode_message(msg.data)
+            out.append(decode_message(msg.data))
         except msgspec.DecodeError:
-            m = None
-        if m is not None and (before is None or m.message_id < before):
-            kept.append(m)
+            pass
         if msg.metadata.num_pending == 0:
             done.set()
 
     sub = await js.subscribe(subject, stream=subjects.CHAT, cb=on_msg, ordered_consumer=True,
-                             deliver_policy=DeliverPolicy.ALL)
+                             config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                                   opt_start_seq=start))
     try:
         await asyncio.wait_for(done.wait(), READ_TIMEOUT)
     finally:
         await sub.unsubscribe()
-    return sorted(kept, key=lambda m: m.message_id)
+    return out
 
 
-async def read_chat(nc: Client, chat_id: int, history: int = 0, before: int | None = None) -> ChatView:
-    """The chat's promises (with their events) and, when ``history`` > 0, its recent messages."""
-    events = await ValorClient(nc).events()
+async def read_chat(nc: Client, chat_id: int, history: int = 0, before: int | None = None,
+                    about: Iterable[int] = ()) -> ChatView:
+    """The chat's promises and, when ``history`` > 0, its recent messages.
+
+    The promises come from the scheduler's served chat view (decision 48), the
+    events of those in ``about`` (and more, on demand, through
+    ``ChatView.load_events``) from each promise's own subject.  With no
+    scheduler answering, the whole log is folded here as before.
+    """
+    client = ValorClient(nc)
     messages = await read_messages(nc, chat_id, history, before) if history else []
-    return chat_view(events, chat_id, messages)
+    served = await client.served(ChatQuery(chat_id=chat_id))
+    if served is None:
+        return chat_view(await client.events(), chat_id, messages)
+
+    async def read_events(ids: list[int]) -> dict[int, list[PromiseEvent]]:
+        logs = await asyncio.gather(*(client.events(subjects.promise_all(i)) for i in ids))
+        return {i: [e for _, e in log] for i, log in zip(ids, logs, strict=True)}
+
+    view = ChatView(chat_id, {p.id: p for p in served.promises}, {}, messages, read_events)
+    await view.load_events(about)
+    return view

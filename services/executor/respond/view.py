@@ -1,20 +1,22 @@
 """What the agents see of a chat: its recent messages and its promises.
 
-Built by a pure fold (``chat_view``) from the PROMISES log; ``history.py``
-does the reading.  A promise belongs to a chat when ``spec.chat_id`` is that
+Built from the scheduler's served chat view (decision 48) or, as a fallback,
+by a pure fold (``chat_view``) of the PROMISES log; ``history.py`` does the
+reading.  ``events`` holds the log of the promises a message may be about
+(``load_events`` reads more on demand), not of every promise of the chat.  A promise belongs to a chat when ``spec.chat_id`` is that
 chat: promises submitted from the CLI belong to no chat and are not shown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from schemas.events import MessageReceived, Notified, PromiseEvent, Succeeded
+from schemas.events import MessageReceived, PromiseEvent
 from services.scheduler.projection import Projection, Promise
 from valor import evidence
 
-SENT_NOTICES = ("status", "terminal", "final")  # the notices that are messages Valor sent
+EventReader = Callable[[list[int]], Awaitable[dict[int, list[PromiseEvent]]]]
 
 
 @dataclass
@@ -23,6 +25,13 @@ class ChatView:
     promises: dict[int, Promise] = field(default_factory=dict)  # this chat's, by id
     events: dict[int, list[PromiseEvent]] = field(default_factory=dict)  # per promise, log order
     messages: list[MessageReceived] = field(default_factory=list)  # before the current one, oldest first
+    read_events: EventReader | None = None  # reads more promises' events (None: ``events`` is complete)
+
+    async def load_events(self, ids: Iterable[int]) -> None:
+        """Make sure ``events`` holds the log of these promises of the chat."""
+        missing = sorted({i for i in ids if i in self.promises and i not in self.events})
+        if missing and self.read_events is not None:
+            self.events.update(await self.read_events(missing))
 
     def get(self, promise_id: int) -> Promise | None:
         return self.promises.get(promise_id)
@@ -35,8 +44,8 @@ class ChatView:
         """
         out = {}
         for pid, p in self.promises.items():
-            ended = next((e for e in reversed(self.events.get(pid, [])) if isinstance(e, Succeeded)), None)
-            failed = evidence.check_failed(ended.evidence) if p.state == "succeeded" and ended else None
+            # A succeeded promise's evidence is its succeeding attempt's: the last one that ended.
+            failed = evidence.check_failed(p.evidence) if p.state == "succeeded" and p.evidence else None
             out[pid] = f"succeeded but its last check exited {failed.exit_code}" if failed else p.state
         return out
 
@@ -47,15 +56,11 @@ class ChatView:
     def about(self, message_id: int) -> Promise | None:
         """The promise that Valor's message ``message_id`` in this chat is about (its status or result).
 
-        Read from the notifier's ``notified`` records; a reaction's record names
-        the user's own message, so only messages Valor sent count.
+        Read from the notifier's ``notified`` records (``Promise.sent``); a
+        reaction's record names the user's own message, so only messages Valor
+        sent count.
         """
-        for pid, events in self.events.items():
-            for e in events:
-                if (isinstance(e, Notified) and e.kind in SENT_NOTICES and e.chat_id == self.chat_id
-                        and e.telegram_message_id == message_id):
-                    return self.promises.get(pid)
-        return None
+        return next((p for p in self.promises.values() if message_id in p.sent), None)
 
     def open_dependents(self, promise_id: int) -> list[int]:
         return [p.id for p in self.promises.values()

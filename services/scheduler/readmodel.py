@@ -1,0 +1,167 @@
+"""The reads the scheduler serves (decision 48): queries, answers and their indexes.
+
+Pure: the shell (``reads.py``) feeds every applied event to ``ReadIndex.touch``
+and turns requests into calls of ``answer``.  The indexes (promises by public
+state and by chat) are derived from the projection alone, so an index built
+from a restored snapshot equals one kept up to date event by event; a query
+costs what it returns, not the size of the log.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from schemas.events import PromiseEvent
+
+from .projection import Projection, Promise
+
+ENDPOINTS = ("promise", "promises", "chat", "status")
+SUBJECT_PREFIX = "valor.read"  # endpoint subjects: valor.read.<endpoint>
+SERVICE = "valor-reads"
+
+
+def subject(endpoint: str) -> str:
+    return f"{SUBJECT_PREFIX}.{endpoint}"
+
+
+# --- the wire ------------------------------------------------------------------------
+
+
+class PromiseQuery(msgspec.Struct, kw_only=True):
+    id: int
+
+
+class PromisesQuery(msgspec.Struct, kw_only=True):
+    state: str | None = None  # a public state (Promise.state)
+    chat_id: int | None = None
+    type: str | None = None  # spec.task
+    ids: list[int] | None = None  # only these (``valor wait`` asks for all its ids at once)
+    limit: int = 0  # the newest ``limit`` of the matches (0: all), answered oldest first
+
+
+class ChatQuery(msgspec.Struct, kw_only=True):
+    chat_id: int
+
+
+class StatusQuery(msgspec.Struct, kw_only=True):
+    pass
+
+
+class Answer(msgspec.Struct, kw_only=True):
+    """Every answer: the projection's sequence it reflects, and which scheduler gave it."""
+
+    seq: int = 0
+    by: str = ""
+    promises: list[Promise] = []
+    # promise -> its dependents' ids, for the promises answered (and, for ``promise``, their relatives)
+    dependents: dict[int, list[int]] = {}
+    counts: dict[str, int] = {}
+    leader: bool = False
+
+
+QUERIES: dict[str, type[msgspec.Struct]] = {
+    "promise": PromiseQuery, "promises": PromisesQuery, "chat": ChatQuery, "status": StatusQuery}
+answer_decoder = msgspec.json.Decoder(Answer)
+
+Endpoint = Literal["promise", "promises", "chat", "status"]
+
+
+# --- the indexes ---------------------------------------------------------------------
+
+
+class ReadIndex:
+    """Promise ids by public state and by chat, kept beside a projection."""
+
+    def __init__(self, state: Projection) -> None:
+        self.state = state
+        self.by_state: dict[str, set[int]] = {}
+        self.where: dict[int, str] = {}
+        self.by_chat: dict[int, list[int]] = {}  # creation order
+        for pid in state.promises:
+            self._place(pid)
+
+    def _place(self, pid: int) -> None:
+        p = self.state.promises.get(pid)
+        if p is None:
+            return
+        now = p.state
+        was = self.where.get(pid)
+        if was == now:
+            return
+        if was is None and p.spec.chat_id is not None:
+            self.by_chat.setdefault(p.spec.chat_id, []).append(pid)
+        if was is not None:
+            self.by_state[was].discard(pid)
+        self.by_state.setdefault(now, set()).add(pid)
+        self.where[pid] = now
+
+    def touch(self, event: PromiseEvent) -> None:
+        """After ``event`` was applied: its promise's state, and its dependents' (a success readies them)."""
+        pid = getattr(event, "id", 0)
+        self._place(pid)
+        for child in self.state.dependents.get(pid, ()):
+            self._place(child)
+
+    def counts(self) -> dict[str, int]:
+        return {s: len(ids) for s, ids in self.by_state.items() if ids}
+
+
+# --- answering -----------------------------------------------------------------------
+
+
+def _dependents(state: Projection, ids) -> dict[int, list[int]]:
+    return {i: list(state.dependents[i]) for i in ids if state.dependents.get(i)}
+
+
+def answer(index: ReadIndex, query: msgspec.Struct) -> Answer:
+    """What the projection says to ``query``."""
+    state = index.state
+    match query:
+        case PromiseQuery(id=pid):
+            p = state.promises.get(pid)
+            if p is None:
+                return Answer(seq=state.last_seq)
+            # Its dependencies, dependents and theirs: what ``valor show`` names beside it.
+            children = state.dependents.get(pid, [])
+            related = [pid, *p.spec.depends_on, *children,
+                       *(g for c in children for g in state.dependents.get(c, ()))]
+            ids = list(dict.fromkeys(i for i in related if i in state.promises))
+            return Answer(seq=state.last_seq, promises=[state.promises[i] for i in ids],
+                          dependents=_dependents(state, ids))
+        case PromisesQuery():
+            ids = _matching(index, query)
+            promises = [state.promises[i] for i in ids]
+            return Answer(seq=state.last_seq, promises=promises, dependents=_dependents(state, ids))
+        case ChatQuery(chat_id=chat_id):
+            ids = index.by_chat.get(chat_id, [])
+            return Answer(seq=state.last_seq, promises=[state.promises[i] for i in ids])
+        case StatusQuery():
+            return Answer(seq=state.last_seq, counts=index.counts())
+    raise ValueError(f"unknown query {type(query).__name__}")
+
+
+def _matching(index: ReadIndex, q: PromisesQuery) -> list[int]:
+    state = index.state
+    # Start from the smallest set the query names, then filter: the cost is what is answered.
+    if q.ids is not None:
+        ids = sorted({i for i in q.ids if i in state.promises})
+    elif q.chat_id is not None:
+        ids = index.by_chat.get(q.chat_id, [])
+    elif q.state is not None:
+        ids = sorted(index.by_state.get(q.state, ()))
+    else:
+        ids = sorted(state.promises)
+    out = [i for i in ids if _fits(state.promises[i], q)]
+    return out[-q.limit:] if q.limit > 0 else out
+
+
+def _fits(p: Promise, q: PromisesQuery) -> bool:
+    return ((q.state is None or p.state == q.state) and (q.chat_id is None or p.spec.chat_id == q.chat_id)
+            and (q.type is None or p.spec.task == q.type))
+
+
+def fold_answer(state: Projection, query: msgspec.Struct) -> Answer:
+    """The same answer from a projection folded on the spot (the fallback, and the tests' oracle)."""
+    return answer(ReadIndex(state), query)

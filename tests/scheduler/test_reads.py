@@ -1,0 +1,188 @@
+"""The read model the schedulers serve (decision 48): equal to the fold, fresh, and a fallback without them."""
+
+import asyncio
+import time
+
+import msgspec
+import pytest
+
+from schemas import subjects
+from schemas.commands import NewPromise
+from schemas.events import Cancelled, Created, MessageReceived, encode
+from services.executor.respond import history
+from services.scheduler.projection import Projection
+from services.scheduler.readmodel import (
+    ChatQuery,
+    PromiseQuery,
+    PromisesQuery,
+    ReadIndex,
+    StatusQuery,
+    answer,
+    fold_answer,
+)
+from valor import bus
+from valor.client import ValorClient
+
+from .test_fold_properties import random_history
+
+STATES = ("awaiting_approval", "waiting", "queued", "running", "retrying", "succeeded", "failed", "cancelled")
+
+
+def _queries(state: Projection):
+    ids = sorted(state.promises)
+    yield StatusQuery()
+    yield ChatQuery(chat_id=7)
+    for s in (None, *STATES):
+        yield PromisesQuery(state=s)
+        yield PromisesQuery(state=s, chat_id=7, limit=2)
+    yield PromisesQuery(ids=ids[::2] + [10_000])
+    for pid in ids:
+        yield PromiseQuery(id=pid)
+
+
+def _wire(a):
+    return msgspec.json.encode(a)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_an_index_kept_event_by_event_answers_what_a_fold_of_the_whole_log_answers(seed):
+    kept = Projection()
+    index = ReadIndex(kept)
+    for seq, event in enumerate(random_history(seed), 1):
+        if kept.apply(event, seq):
+            index.touch(event)
+    folded = Projection()
+    for seq, event in enumerate(random_history(seed), 1):
+        folded.apply(event, seq)
+    assert kept.promises, "the history created promises"
+    for q in _queries(folded):
+        assert _wire(answer(index, q)) == _wire(fold_answer(folded, q)), q
+    assert answer(index, StatusQuery()).counts == dict(folded.counts())
+
+
+# --- served by a running scheduler -----------------------------------------------------------
+
+
+async def _served(client: ValorClient, query):
+    """The served answer, once the scheduler's service is up (it starts with the scheduler)."""
+    for _ in range(200):
+        if (a := await client.served(query)) is not None:
+            return a
+        await asyncio.sleep(0.02)
+    raise AssertionError("no scheduler answered")
+
+
+async def test_the_served_reads_equal_a_replay_of_the_log(nc, started):
+    scheduler = await started()
+    client = ValorClient(nc)
+    ids = await client.submit(NewPromise(name="a", title="a"), NewPromise(name="b", title="b", after=["a"]),
+                              NewPromise(name="c", title="c", type="echo", delay=3600))
+    await client.cancel(ids["a"], "not needed")
+    await _served(client, StatusQuery())
+    replayed = await client.projection()
+    for q in (*_queries(replayed), PromisesQuery(type="echo"), PromisesQuery(state="cancelled")):
+        served = await client.served(q)
+        assert served is not None and served.by == scheduler.name
+        want = fold_answer(replayed, q)
+        assert (served.promises, served.dependents, served.counts) == (want.promises, want.dependents, want.counts)
+    assert [p.id for p in await client.promises(state="cancelled")] == [ids["a"], ids["b"]]
+    assert client.reads == {"served": 1}
+
+
+async def test_a_read_reflects_an_event_stored_just_before_it(nc, js, started):
+    await started()
+    client = ValorClient(nc)
+    pid = (await client.submit(NewPromise(title="long", delay=3600)))["0"]
+    await _served(client, StatusQuery())
+    for n in range(5):  # stored by someone else (the scheduler did not write it), then read at once
+        new = pid + 100 + n
+        await bus.publish_event(js, Created(id=new, title=f"direct {n}", task="noop", queue="default"), f"c{new}")
+        assert [p.id for p in (await client.read(PromiseQuery(id=new))).promises] == [new]
+    await bus.publish_event(js, Cancelled(id=pid, by="test", reason="now"), f"x{pid}")
+    p, events = await client.promise(pid)
+    assert p.state == "cancelled" and type(events[-1]) is Cancelled
+    assert client.reads["folded"] == 0
+
+
+async def test_a_standby_answers_too_and_both_are_listed_as_one_service(nc, started):
+    a, b = await started(), await started()
+    client = ValorClient(nc)
+    await client.submit(NewPromise(title="x"))
+    answered = set()
+    for _ in range(100):
+        if (got := await client.served(StatusQuery())) is not None:
+            answered.add(got.by)
+        if answered == {a.name, b.name}:
+            break
+    assert answered == {a.name, b.name}
+    pings = await nc.request("$SRV.INFO.valor-reads", b"", timeout=2)
+    assert msgspec.json.decode(pings.data)["name"] == "valor-reads"
+
+
+async def test_with_no_scheduler_the_client_folds_the_log_itself(nc, started):
+    scheduler = await started()
+    client = ValorClient(nc)
+    ids = await client.submit(NewPromise(name="a", title="a"), NewPromise(name="b", title="b", after=["a"]))
+    await scheduler.stop()
+    assert await client.served(StatusQuery()) is None
+    p, events = await client.promise(ids["b"])
+    assert p.state == "waiting" and len(events) == 1
+    assert [q.id for q in await client.promises(state="queued")] == [ids["a"]]
+    assert client.reads == {"folded": 2}
+
+
+async def test_waiting_for_many_promises_asks_once_per_round(nc, js, started):
+    await started()
+    client = ValorClient(nc)
+    ids = list((await client.submit(*(NewPromise(name=f"t{i}", title=f"t{i}") for i in range(10)))).values())
+    asked: list[list[int]] = []
+
+    async def on_request(msg) -> None:
+        asked.append(msgspec.json.decode(msg.data, type=PromisesQuery).ids)
+
+    sub = await nc.subscribe("valor.read.>", cb=on_request)
+    rounds = 0
+    look = client.promises
+
+    async def one_round(**kw):
+        nonlocal rounds
+        rounds += 1
+        if rounds == 3:  # the promises end between the third look and the fourth
+            for pid in ids:
+                await bus.publish_event(js, Cancelled(id=pid, by="test", reason="done"), f"x{pid}")
+        return await look(**kw)
+
+    client.promises = one_round
+    states = await client.wait(ids, timeout=30, poll=0.01)
+    await nc.flush()
+    await sub.unsubscribe()
+    assert states == {pid: "cancelled" for pid in ids}
+    assert rounds == 3
+    assert asked == [sorted(ids)] * rounds  # one request a round, naming every open id
+
+
+# --- a chat's last messages ----------------------------------------------------------------
+
+
+async def test_the_last_messages_of_a_chat_are_read_back_from_its_end_not_replayed(nc, js, monkeypatch):
+    await bus.ensure_streams(js)
+    for i in range(1, 1201):  # two chats interleaved: 600 messages each
+        chat = 1 if i % 2 else 2
+        await js.publish(subjects.chat_in(chat),
+                         encode(MessageReceived(chat_id=chat, message_id=i, text=f"m{i}", at=time.time())))
+    delivered = []
+    read_from = history._read_from
+
+    async def counted(js_, subject, start):
+        got = await read_from(js_, subject, start)
+        delivered.append(len(got))
+        return got
+
+    monkeypatch.setattr(history, "_read_from", counted)
+    got = await history.read_messages(nc, 1, 5, before=1199)
+    assert [m.message_id for m in got] == [1189, 1191, 1193, 1195, 1197]
+    assert sum(delivered) < 200  # of the chat's 600
+    delivered.clear()
+    assert [m.message_id for m in await history.read_messages(nc, 2, 3)] == [1196, 1198, 1200]
+    assert [m.message_id for m in await history.read_messages(nc, 2, 700)][:2] == [2, 4]  # fewer than asked
+    assert await history.read_messages(nc, 3, 5) == []
