@@ -106,10 +106,10 @@ class WorkItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 class RespondCommand(msgspec.Struct, frozen=True, kw_only=True):
     """An operator command inside a respond result, e.g. cancel #12."""
 
-    verb: str  # cancel | retry | instruct | approve | reject
-    id: int
+    verb: str  # cancel | retry | instruct | approve | reject | budget
+    id: int  # the promise it is about (budget: unused, the text says what)
     reason: str = ""
-    text: str = ""  # instruct: the instructions to add
+    text: str = ""  # instruct: the instructions to add; budget: "+5 today", "reset"
 
 
 class RespondResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -89,6 +89,10 @@ class Created(Event, tag="created"):
     approve_by: float | None = None
     # USD an attempt may spend (decision 47): the type's cap or the request's own; None: no cap.
     max_cost: float | None = None
+    # What it will likely cost (decision 49): the mean spend of the last ``estimate_runs`` ended
+    # promises of its type when it was created; None: no history to go by.
+    estimate_usd: float | None = None
+    estimate_runs: int = 0
 
 
 class Approved(Event, tag="approved"):
@@ -97,6 +101,24 @@ class Approved(Event, tag="approved"):
     id: int
     by: str = ""
     reason: str = ""
+
+
+class BudgetAdjusted(Event, tag="budget_adjusted"):
+    """An owner raised or reset a budget from the chat (decision 49), on the subject of the
+    respond promise that carried the command.
+
+    ``add`` USD more for the current ``period`` (day or month, UTC) of the chat's or the
+    user's budget; ``reset``: that period's spend counts from ``at`` on, and earlier raises go.
+    """
+
+    id: int
+    scope: str = "chat"  # chat | user
+    target: int = 0  # the chat id or the user id
+    period: str = "day"  # day | month
+    add: float = 0.0
+    reset: bool = False
+    by: str = ""
+    request_id: str = ""  # "budget:<respond promise id>:<command index>:<period>", once per request
 
 
 class Dispatched(Event, tag="dispatched"):
@@ -281,6 +303,7 @@ class NoticeIntended(Event, tag="notice_intended"):
 PromiseEvent = (
     Created
     | Approved
+    | BudgetAdjusted
     | Dispatched
     | Started
     | Progress

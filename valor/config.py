@@ -107,6 +107,24 @@ class Chat(Strict):
     workspace: str | None = None  # the project directory its code tasks run in
     sandbox: ChatSandbox = ChatSandbox()
     work_group: bool = False  # a group where every message is for Valor, mention or not
+    daily_budget: float | None = None  # USD; None: as ``[budgets] chat_daily`` says
+    monthly_budget: float | None = None
+
+
+class Budgets(Strict):
+    """What a chat and a user may spend per day and per month, in USD (decision 49).
+
+    Off by default (None: no budget).  A plan a chat asks for while one of its
+    budgets is spent is held for approval, saying how much is left; ``owners``
+    (user ids) may raise or reset a chat's budget from the chat (``/budget``).
+    Days and months are UTC.
+    """
+
+    chat_daily: float | None = None
+    chat_monthly: float | None = None
+    user_daily: float | None = None
+    user_monthly: float | None = None
+    owners: list[int] = []
 
 
 # No interpreters by default ("python3 -c ..." would make the allowlist meaningless), and no
@@ -170,6 +188,7 @@ class Config(Strict):
     agent: Agent = Agent()
     telegram: Telegram = Telegram()
     approval: Approval = Approval()
+    budgets: Budgets = Budgets()
 
     def task_type(self, name: str) -> TaskType | None:
         return self.types.get(name)
@@ -259,6 +278,7 @@ def _validate(config: Config) -> Config:
         if isinstance(user, str) and not user.lstrip("@").replace("_", "").isalnum():
             raise ConfigError(f"telegram.allow_users: '{user}' is neither a user id nor a username")
     _check_approval(config)
+    _check_budgets(config)
     for program in config.shell.allow:
         if not program or any(c.isspace() for c in program):
             raise ConfigError(f"shell.allow: '{program}' is not a program name")
@@ -274,6 +294,17 @@ def _check_approval(config: Config) -> None:
     for name in rules.types:
         if name not in config.types:
             raise ConfigError(f"approval.types: unknown task type '{name}'")
+
+
+def _check_budgets(config: Config) -> None:
+    b = config.budgets
+    for key in ("chat_daily", "chat_monthly", "user_daily", "user_monthly"):
+        if (value := getattr(b, key)) is not None and value < 0:
+            raise ConfigError(f"budgets.{key}: must not be negative (leave it out for no budget)")
+    for chat_id, chat in config.chats.items():
+        for key in ("daily_budget", "monthly_budget"):
+            if (value := getattr(chat, key)) is not None and value < 0:
+                raise ConfigError(f"chats.{chat_id}.{key}: must not be negative (leave it out for the default)")
 
 
 _DOMAIN = re.compile(r"(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")

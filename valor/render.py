@@ -16,6 +16,7 @@ from schemas.events import (
     Approved,
     AttemptFailed,
     AttemptStopped,
+    BudgetAdjusted,
     Cancelled,
     Created,
     Dispatched,
@@ -32,7 +33,7 @@ from schemas.events import (
 )
 from services.scheduler.approval import waited
 from services.scheduler.projection import TERMINAL, Projection, Promise
-from valor import evidence
+from valor import budget, evidence
 
 # --- JSON -----------------------------------------------------------------------
 
@@ -137,6 +138,8 @@ def describe(e: PromiseEvent) -> str:
             return f"created ({e.task}, priority {e.priority}, queue {e.queue})"
         case Approved():
             return f"approved by {e.by or '?'}" + (f": {e.reason}" if e.reason else "")
+        case BudgetAdjusted():
+            return f"budget adjusted by {e.by or '?'}: {budget.describe(e)}"
         case Dispatched():
             return f"dispatched attempt {e.attempt}"
         case Started():

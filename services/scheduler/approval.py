@@ -34,9 +34,12 @@ def needs_approval(tasks: list[NewPromise], rules: Approval) -> str | None:
     return "; ".join(reasons) or None
 
 
-def hold(tasks: list[NewPromise], rules: Approval, now: float) -> dict:
-    """The ``created`` fields that hold this plan: none when it need not wait."""
-    reason = needs_approval(tasks, rules)
+def hold(tasks: list[NewPromise], rules: Approval, now: float, over_budget: str | None = None) -> dict:
+    """The ``created`` fields that hold this plan: none when it need not wait.
+
+    ``over_budget``: why a budget holds it too (decision 49), whatever the rules say.
+    """
+    reason = "; ".join(r for r in (needs_approval(tasks, rules), over_budget) if r) or None
     if reason is None:
         return {}
     return {"awaits_approval": reason, "approve_by": now + rules.expire_after if rules.expire_after else None}

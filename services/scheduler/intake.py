@@ -13,8 +13,17 @@ from __future__ import annotations
 import msgspec
 
 from schemas.commands import CommandReply, NewPromise, RespondResult, Submit
-from schemas.events import Cancelled, Created, InstructionsAdded, MessageReceived, RetryScheduled, Spawned
+from schemas.events import (
+    BudgetAdjusted,
+    Cancelled,
+    Created,
+    InstructionsAdded,
+    MessageReceived,
+    RetryScheduled,
+    Spawned,
+)
 from schemas.subjects import msg_id_for_event, msg_id_for_message
+from valor import budget, spend
 from valor.config import DEFAULT, Config, TaskType
 
 from . import approval
@@ -44,12 +53,14 @@ def build_created(
     resume_session: str | None = None,
     awaits_approval: str | None = None,
     approve_by: float | None = None,
+    estimates: dict[str, budget.Estimate] | None = None,
 ) -> Created:
     t = config.types.get(task.type, TaskType())
     not_before = task.not_before
     if not_before is None and task.delay:
         not_before = now + task.delay
     retries = t.retries if task.retries is None else task.retries
+    guess = (estimates or {}).get(task.type)
     return Created(
         at=now,
         id=promise_id,
@@ -80,6 +91,8 @@ def build_created(
         awaits_approval=awaits_approval,
         approve_by=approve_by,
         max_cost=task.max_cost if task.max_cost is not None else t.max_cost,
+        estimate_usd=guess.usd if guess is not None else None,
+        estimate_runs=guess.runs if guess is not None else 0,
     )
 
 
@@ -223,10 +236,15 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
     children: dict[str, int] = {}
     if result.promises:
         s = parent.spec
+        guesses = plan_estimates(state, result.promises, config)
+        total = sum(g.usd for t in result.promises if (g := guesses.get(t.type)) is not None) if guesses else None
+        over = budget.check(config, s.chat_id, spend.sender_of(s.input), _charges(state, config, s),
+                            budget.adjustments(state.promises.values()), now, total)
         try:
             effects, children = create_plan(state, result.promises, now, config, f"spawn:{parent_id}", next_id,
                                             chat_id=s.chat_id, message_id=s.message_id, parent_id=parent_id,
-                                            **approval.hold(result.promises, config.approval, now))
+                                            estimates=guesses,
+                                            **approval.hold(result.promises, config.approval, now, over))
         except PlanError as exc:
             return [Publish(Spawned(at=now, id=parent_id, error=str(exc)), spawned_id)]
     for i, command in enumerate(result.commands):
@@ -238,6 +256,8 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
         elif command.verb == "instruct" and command.text.strip():
             more, _ = instruct(state, command.id, command.text, now, f"respond:{parent_id}:{i}",
                                by=f"respond #{parent_id}", message_id=parent.spec.message_id)
+        elif command.verb == "budget":
+            more = adjust_budget(parent, command.text, now, config, i)
         elif command.verb in ("approve", "reject"):
             answer = approval.approve if command.verb == "approve" else approval.reject
             more, _ = answer(state, command.id, now, f"respond #{parent_id}", command.reason, parent.spec.chat_id)
@@ -245,3 +265,43 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
             more = []
         effects += more
     return effects + [Publish(Spawned(at=now, id=parent_id, children=children), spawned_id)]
+
+
+def plan_estimates(state: Projection, tasks: list[NewPromise], config: Config) -> dict[str, budget.Estimate]:
+    """What each spending type of the plan cost lately (decision 49); types that never spend are not looked up."""
+    spending = {t.type for t in tasks if (tt := config.types.get(t.type)) is not None and tt.handler == "claude"}
+    return budget.estimates(state.promises.values(), spending) if spending else {}
+
+
+def _charges(state: Projection, config: Config, spec: Created):
+    """Every charge in the log, read only when a budget applies to this request (a walk of every promise)."""
+    if not budget.budgets(config, spec.chat_id, spend.sender_of(spec.input)):
+        return []
+    return spend.charges(state.promises.values())
+
+
+def adjust_budget(parent, text: str, now: float, config: Config, index: int) -> list[Publish]:
+    """``/budget +5 today`` from an owner: ``budget_adjusted`` on the respond promise's subject.
+
+    The sender is the message's, checked here against ``[budgets] owners``: what the
+    agent answered is not trusted to say who may spend.
+    """
+    sender = spend.sender_of(parent.spec.input)
+    if sender is None or sender not in config.budgets.owners or parent.spec.chat_id is None:
+        return []
+    try:
+        change = budget.parse_change(text)
+    except budget.BadBudget:
+        return []
+    if change is None:
+        return []
+    target = parent.spec.chat_id if change.target is None else change.target
+    name = (parent.spec.input or {}).get("sender_name", "") if isinstance(parent.spec.input, dict) else ""
+    by = f"{name} ({sender})" if name else str(sender)
+    out = []
+    for period in change.periods:
+        request_id = f"budget:{parent.id}:{index}:{period}"
+        event = BudgetAdjusted(at=now, id=parent.id, scope=change.scope, target=target, period=period,
+                               add=change.add, reset=change.reset, by=by, request_id=request_id)
+        out.append(Publish(event, msg_id_for_event(parent.id, "budget_adjusted", index, period)))
+    return out

@@ -19,6 +19,7 @@ from schemas.events import (
     Approved,
     AttemptFailed,
     AttemptStopped,
+    BudgetAdjusted,
     Cancelled,
     Created,
     Dispatched,
@@ -89,6 +90,7 @@ class Promise(msgspec.Struct, kw_only=True):
     sent: list[int] = []
     instructions: list[InstructionsAdded] = []  # added while it was open: every later attempt gets them
     spent: list[Spent] = []  # one per attempt that recorded its spend, in log order
+    budget: list[BudgetAdjusted] = []  # budgets raised or reset by the command it carried (decision 49)
 
     @property
     def cost_usd(self) -> float:
@@ -262,6 +264,13 @@ class Projection:
         if e.evidence is not None:
             p.evidence = e.evidence
         _charge(p, e)
+        return True
+
+    def _budget_adjusted(self, e: BudgetAdjusted) -> bool:
+        p = self.promises.get(e.id)
+        if p is None or any(b.request_id == e.request_id for b in p.budget):
+            return False
+        p.budget = [*p.budget, e]
         return True
 
     def _retry_scheduled(self, e: RetryScheduled) -> bool:
@@ -486,6 +495,7 @@ def _charge(p: Promise, e: Succeeded | AttemptFailed | AttemptStopped) -> None:
 _HANDLERS = {
     Created: Projection._created,
     Approved: Projection._approved,
+    BudgetAdjusted: Projection._budget_adjusted,
     Dispatched: Projection._dispatched,
     Started: Projection._started,
     Progress: Projection._progress,

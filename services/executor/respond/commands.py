@@ -39,7 +39,7 @@ from schemas.events import MessageReceived
 from services.scheduler.continuation import CannotContinue, is_claude, session_to_resume
 from services.scheduler.dag import PlanError, validate_plan
 from services.scheduler.projection import Promise
-from valor import spend
+from valor import budget, spend
 from valor.config import Config
 
 from . import approval, attached
@@ -49,7 +49,8 @@ from .why import explain, short, summary
 
 DEFAULT_TYPE = "code"
 AGENT_ONLY = frozenset({"respond"})  # types a chat cannot ask for directly
-NEEDS_LOG = frozenset({"status", "list", "cancel", "retry", "why", "continue", "approve", "reject", "usage"})
+NEEDS_LOG = frozenset({"status", "list", "cancel", "retry", "why", "continue", "approve", "reject", "usage",
+                       "budget"})
 COST_WORD = re.compile(r"\$\S*")
 LIST_LIMIT = 15
 # A priority word: "!" and what follows up to a space, a bracket or another "!" ("!2", and "!0" or
@@ -130,6 +131,7 @@ def help_text(config: Config) -> str:
     return "\n".join([
         "/do [!N] [$cap] [type] text: promise one task (type defaults to code); $0.50 caps what it may spend",
         "/usage: what this chat spent today and this month, by type, and the costliest promises",
+        "/budget: what is left of this chat's budgets; owners: /budget +5 [today|month], /budget reset",
         f"/plan, then one line per task: {PLAN_FORMAT} [!N]",
         "/later 30m [!N] [type] text: a task that starts later (s, m, h, d)",
         f"!N: the priority, !1 runs first, !9 last ({DEFAULT_PRIORITY} without one)",
@@ -263,6 +265,27 @@ def _usage(rest, msg, view, config) -> RespondResult:
     if view is None:
         return RespondResult(reply="I cannot read this chat's log right now.")
     return RespondResult(reply=spend.report(spend.charges(view.promises.values()), msg.at or time.time()))
+
+
+def _budget(rest, msg, view, config) -> RespondResult:
+    """``/budget`` reports this chat's budgets; an owner's ``+5 today`` or ``reset`` is applied by the scheduler."""
+    try:
+        change = budget.parse_change(rest)
+    except budget.BadBudget as exc:
+        return RespondResult(reply=str(exc))
+    if change is None:
+        if view is None:
+            return RespondResult(reply="I cannot read this chat's log right now.")
+        promises = view.promises.values()
+        return RespondResult(reply=budget.report(config, msg.chat_id, None, spend.charges(promises),
+                                                 budget.adjustments(promises), msg.at or time.time()))
+    if msg.sender_id not in config.budgets.owners:
+        return RespondResult(reply="Only an owner ([budgets] owners in valor.toml) can change a budget.")
+    whose = "This chat's" if change.target is None else f"User {change.target}'s"
+    periods = " and ".join("daily" if p == "day" else "monthly" for p in change.periods)
+    did = "reset: its spend counts afresh from now" if change.reset else f"raised by {spend.usd(change.add)}"
+    return RespondResult(reply=f"{whose} {periods} budget {did}.",
+                         commands=[RespondCommand(verb="budget", id=0, text=rest)])
 
 
 def article(word: str) -> str:
@@ -519,7 +542,7 @@ def _why(rest, msg, view, config) -> RespondResult:
 
 _VERBS = {
     "help": _help, "start": _help,
-    "do": _do, "later": _later, "plan": _plan, "usage": _usage,
+    "do": _do, "later": _later, "plan": _plan, "usage": _usage, "budget": _budget,
     "status": _status, "list": _list, "cancel": _cancel, "retry": _retry, "why": _why,
     "continue": _continue,
     "approve": approval.approve_command, "reject": approval.reject_command,

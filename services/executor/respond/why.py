@@ -16,6 +16,7 @@ from schemas.events import (
     Approved,
     AttemptFailed,
     AttemptStopped,
+    BudgetAdjusted,
     Cancelled,
     Created,
     Failed,
@@ -28,7 +29,7 @@ from schemas.events import (
     Succeeded,
 )
 from services.scheduler.projection import Projection, Promise
-from valor import evidence
+from valor import budget, evidence
 
 
 def explain(events: Sequence[PromiseEvent]) -> str:
@@ -107,6 +108,8 @@ def _line(e: PromiseEvent, t0: float, when: str = "", added: dict[str, str] | No
             return f"{at}created{origin}{after}{later}{retry}{tries}{held}"
         case Approved():
             return f"{at}approved by {e.by or 'someone'}" + (f": {e.reason}" if e.reason else "")
+        case BudgetAdjusted():
+            return f"{at}{e.by or 'someone'} {budget.describe(e)}"
         case Started():
             again = f" (resumed, delivery {e.delivery})" if e.delivery > 1 else ""
             return f"{at}attempt {e.attempt} started on {e.executor or 'an executor'}{again}"
