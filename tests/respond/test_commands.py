@@ -1,8 +1,10 @@
 """The command agent's grammar: pure, message text (and the chat's log) in, result out."""
 
+import msgspec
 import pytest
 
 from schemas.commands import NewPromise, RespondCommand
+from schemas.events import Created, Dispatched, Evidence, Started, Succeeded
 from services.executor.respond import commands
 from services.executor.respond.commands import answer, parse, parse_duration, parse_id
 from valor.config import DEFAULT
@@ -351,3 +353,31 @@ def test_do_takes_a_cost_cap_next_to_the_priority(text, priority, cap, input_):
 def test_do_refuses_a_cost_cap_that_is_no_amount(word):
     result = say(f"/do {word} fix it")
     assert result.promises == [] and result.reply.startswith(f"'{word}' is not a cost cap: use an amount in USD")
+
+
+# --- /budget (decision 49) -----------------------------------------------------------------------------
+
+BUDGETS = parse_config("[budgets]\nchat_daily = 5.0\nchat_monthly = 40\nowners = [1]\n")
+NOON = 1741953600.0  # 2025-03-14 12:00 UTC
+
+
+def test_budget_says_what_is_left_of_this_chats_budgets():
+    spent = [Created(at=NOON - 7200, id=12, title="fix", task="code", chat_id=CHAT),
+             Dispatched(at=NOON - 7199, id=12, attempt=1), Started(at=NOON - 7198, id=12, attempt=1),
+             Succeeded(at=NOON - 3600, id=12, attempt=1, evidence=Evidence(cost_usd=1.25))]
+    asked = msgspec.structs.replace(message("/budget"), at=NOON)
+    assert answer(asked, view_of(*spent), BUDGETS).reply == (
+        "This chat's daily budget of $5.00: $1.25 spent, $3.75 left today\n"
+        "This chat's monthly budget of $40.00: $1.25 spent, $38.75 left this month")
+    assert say("/budget", view_of()).reply == "No budget is set for this chat ([budgets] in valor.toml)."
+
+
+def test_an_owner_raises_or_resets_the_budget_and_anyone_else_is_told_who_may():
+    raised = say("/budget +5 today", view_of(), BUDGETS)
+    assert raised.reply == "This chat's daily budget raised by $5.00."
+    assert raised.commands == [RespondCommand(verb="budget", id=0, text="+5 today")]
+    reset = say("/budget reset", view_of(), BUDGETS)
+    assert reset.reply == "This chat's daily and monthly budget reset: its spend counts afresh from now."
+    guest = answer(msgspec.structs.replace(message("/budget +5"), sender_id=2), view_of(), BUDGETS)
+    assert (guest.reply, guest.commands) == ("Only an owner ([budgets] owners in valor.toml) can change a budget.", [])
+    assert say("/budget lots", view_of(), BUDGETS).reply.startswith("'lots' is not an amount. Usage: /budget")
