@@ -23,7 +23,7 @@ from schemas.events import Cancelled, Failed, Succeeded
 from services.executor.respond import approval
 from services.executor.respond.reply import reply_with_ids
 from services.executor.respond.why import result_text as summary
-from valor import evidence
+from valor import budget, evidence
 
 from .board import Board, Item
 
@@ -99,11 +99,13 @@ def respond_terminal(item: Item, board: Board) -> str:
         case Cancelled():
             return f"🚫 Answering this was cancelled (#{item.id}): {end.reason}"
     result = _respond_result(end.result)
+    children = [c.spec for c in board.children(item) if c is not None]
     held = [c.spec for c in board.children(item) if c is not None and c.awaiting]
     if held:  # the plan itself, with how to answer, instead of the list of ids
         lines = [result.reply.strip(), approval.prompt(held)]
     else:
         lines = [reply_with_ids(result.reply.strip(), item.spawned.children if item.spawned else {}, result.promises)]
+    lines.append(budget.plan_estimate(children))
     if item.spawned is not None and item.spawned.error:
         lines.append(f"⚠️ The promised work could not start: {item.spawned.error}")
     return "\n\n".join(line for line in lines if line) or "✅ Done."
@@ -156,6 +158,8 @@ def plan_reply(item: Item, steps: list[Item], board: Board) -> str:
     head = f"{reply}\n\n" if reply else ""
     held = [s.spec for s in steps if s.awaiting]
     foot = f"\n{approval.how_to_answer(held)}" if held else ""  # gone once approved: the reply is edited
+    if estimate := budget.plan_estimate([s.spec for s in steps]):
+        foot = f"\n{estimate}{foot}"
     return head + checklist(steps, board, LIMIT - len(head) - len(foot)) + foot
 
 

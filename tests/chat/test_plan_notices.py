@@ -145,6 +145,20 @@ def test_a_three_step_plan_is_one_checklist_edited_in_place_and_one_final_reply(
     assert chat.reactions == [(REQUEST, "👀"), (REQUEST, "✅")]
 
 
+def test_a_plan_with_history_shows_its_estimate_in_its_checklist_and_a_single_task_in_its_reply():
+    chat = Chat()
+    events = respond(types=("code", "code", "echo"))
+    events[3] = msgspec.structs.replace(events[3], estimate_usd=0.4, estimate_runs=3)
+    events[4] = msgspec.structs.replace(events[4], estimate_usd=0.4, estimate_runs=3)
+    chat.play(*events)
+    assert ("💲 About $0.80 in all: $0.40 (estimate from the last 3 code runs), and 1 step with no history."
+            in chat.message(1, "terminal"))
+    alone = Chat()
+    [*head, fix, spawned] = respond(10, reply="On it.", names=("fix",), types=("code",))
+    alone.play(*head, msgspec.structs.replace(fix, estimate_usd=0.4, estimate_runs=3), spawned)
+    assert alone.message(10, "terminal").endswith("💲 About $0.40 (estimate from the last 3 code runs).")
+
+
 def test_each_mode_keeps_a_status_message_and_a_result_reply_per_step():
     chat = Chat(Policy(plan_notices="each"))
     chat.play(*respond(), *ran(2, 110.0), *ran(3, 113.0), *ran(4, 120.0))
