@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -191,3 +192,10 @@ def test_top_stops_cleanly_on_ctrl_c(stack, history):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_spend_answers_the_last_fourteen_days_from_the_live_fold(web, history):
+    shown = web.get("/api/spend")
+    assert len(shown["by_day"]) == 14 and shown["by_day"][-1]["day"] == time.strftime("%Y-%m-%d", time.gmtime())
+    assert shown["total"]["usd"] == sum(d["usd"] for d in shown["by_day"])
+    assert web.get("/api/spend?chat=424242")["total"]["attempts"] == 0

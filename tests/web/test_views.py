@@ -109,3 +109,27 @@ def test_a_detail_shows_the_attempt_s_evidence_in_full():
                                  "files: 1 file changed (+2 −1)", "    modified  app.py (+2 −1)"]
     assert shown["timeline"][-1]["text"] == (
         "succeeded attempt 1 in 0.250s (1 file changed (+2 −1) · ran `pytest -q`: exit 1 · $0.25)")
+
+
+DAY = 86400.0
+NOW = 1741953600.0  # 2025-03-14 12:00 UTC
+
+
+def spent(pid: int, usd: float, at: float, chat: int = 7) -> list:
+    return [Created(id=pid, title=f"p{pid}", task="code", chat_id=chat, at=at - 10),
+            Dispatched(id=pid, attempt=1, at=at - 9), Started(id=pid, attempt=1, executor="e1", at=at - 8),
+            Succeeded(id=pid, attempt=1, evidence=Evidence(cost_usd=usd), at=at)]
+
+
+def test_the_page_shows_spend_per_promise_and_per_day_empty_days_included():
+    state = fold(*spent(1, 0.5, NOW - 2 * DAY), *spent(2, 1.25, NOW - 3600), *spent(3, 0.25, NOW - 60, chat=8),
+                 *spent(4, 9.0, NOW - 30 * DAY), created(5))
+    rows = {p["id"]: p for p in views.promise_list(state, {}, 100, seq=1)["promises"]}
+    assert (rows[2]["cost_usd"], rows[5]["cost_usd"]) == (1.25, None)
+
+    shown = views.spend_view(state, {}, NOW, days=3)
+    assert [(d["day"], d["usd"], d["attempts"]) for d in shown["by_day"]] == [
+        ("2025-03-12", 0.5, 1), ("2025-03-13", 0.0, 0), ("2025-03-14", 1.5, 2)]
+    assert shown["total"]["usd"] == 2.0  # the month-old promise is outside the days shown
+    assert [(t["id"], t["usd"], t["title"]) for t in shown["top"]] == [(2, 1.25, "p2"), (1, 0.5, "p1"), (3, 0.25, "p3")]
+    assert [d["usd"] for d in views.spend_view(state, {"chat": "8"}, NOW, days=3)["by_day"]] == [0.0, 0.0, 0.25]

@@ -5,6 +5,7 @@ Routes:
   /api/promises          newest first; ?state=&type=&chat= filter, ?limit= (default 500)
   /api/promises/<id>     one promise: show --json object, timeline, dependency graph laid out
   /api/status            what `valor status --json` prints (promise counts from the live fold)
+  /api/spend             spend per day (the last 14, UTC) and the costliest promises; ?chat= one chat's
   /api/events?since=SEQ  SSE: `promises` events with the rows that changed after SEQ
 
 Read-only by construction: any method but GET/HEAD is answered 405 and nothing
@@ -141,6 +142,8 @@ class Dashboard:
             return 200, found, None
         if path == "/api/status":
             return 200, await self.status(), None
+        if path == "/api/spend":
+            return 200, views.spend_view(self.live.state, query, time.time()), None
         raise HttpError(404, f"nothing at {path}")
 
     async def status(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from services.scheduler.projection import Projection, Promise
-from valor import evidence, render
+from valor import evidence, render, spend
 
 NODE_W, NODE_H = 170, 44  # one promise's box in the SVG
 COL_W, ROW_H = 230, 64  # distance between layers and between rows
@@ -25,7 +25,8 @@ GRAPH_LIMIT = 200  # nodes drawn around one promise
 def row(p: Promise, state: Projection) -> dict[str, Any]:
     """One line of the promises table: the ``list --json`` object plus what the page filters on."""
     out = render.promise_json(p, state.dependents.get(p.id, []))
-    out.update(chat_id=p.spec.chat_id, executor=p.executor or None, progress=None if p.terminal else p.progress)
+    out.update(chat_id=p.spec.chat_id, executor=p.executor or None, progress=None if p.terminal else p.progress,
+               cost_usd=round(p.cost_usd, 6) if p.spent else None, estimate_usd=p.spec.estimate_usd)
     return out
 
 
@@ -55,6 +56,22 @@ def promise_list(state: Projection, filters: Mapping[str, str], limit: int, seq:
         "chats": sorted({p.spec.chat_id for p in state.promises.values() if p.spec.chat_id is not None}),
         "promises": rows,
     }
+
+
+SPEND_DAYS = 14  # days of spend the page shows
+SPEND_TOP = 10
+
+
+def spend_view(state: Projection, filters: Mapping[str, str], now: float, days: int = SPEND_DAYS) -> dict[str, Any]:
+    """Spend per day (the last ``days``, empty days included) and the costliest promises, of one chat if asked."""
+    chat = filters.get("chat") or ""
+    totals = spend.totals(spend.charges(state.promises.values()), since=spend.day_start(now) - (days - 1) * 86400,
+                          chat_id=int(chat) if chat.lstrip("-").isdigit() else None)
+    by_day = [{"day": day, **(totals.by_day[day].as_dict() if day in totals.by_day else spend.Total().as_dict())}
+              for day in (spend.day_of(now - i * 86400) for i in range(days - 1, -1, -1))]
+    top = [{"id": pid, "title": state.promises[pid].spec.title, "type": state.promises[pid].spec.task,
+            "chat_id": state.promises[pid].spec.chat_id, **t.as_dict()} for pid, t in totals.top(SPEND_TOP) if t.usd > 0]
+    return {"total": totals.all.as_dict(), "by_day": by_day, "top": top}
 
 
 def timeline(events: Sequence[Any]) -> list[dict[str, Any]]:
