@@ -52,6 +52,22 @@ class MessageReceived(Event, tag="message.received"):
     attachments: list[Attachment] = []
 
 
+class MessageEdited(Event, tag="message.edited", kw_only=True):
+    """A message Valor took was edited (subject ``chat.<chat_id>.in``, after the message itself).
+
+    ``message`` is the message as it reads now, accepted by the same rules as a
+    new one; ``edited_at`` (Telegram's edit date) tells one edit from the next.
+    """
+
+    chat_id: int
+    message_id: int
+    edited_at: float = 0.0
+    message: MessageReceived
+
+
+ChatEvent = MessageReceived | MessageEdited
+
+
 # --- promises (subject ``promise.<id>.<type>``) -------------------------------
 
 
@@ -256,6 +272,23 @@ class InstructionsAdded(Event, tag="instructions_added"):
     message_id: int | None = None  # the chat message that carried them
 
 
+class InputEdited(Event, tag="input_edited"):
+    """The chat message a promise answers was edited (decision 50).
+
+    ``applied``: the promise had not been dispatched, and ``input`` (the message
+    as it reads now) is its input from here on.  Otherwise the edit came too
+    late for it, is kept for ``/why``, and the user is told how to run the new text.
+    """
+
+    id: int
+    message_id: int
+    edited_at: float = 0.0
+    applied: bool = False
+    input: Any = None
+    title: str = ""  # the promise's title from the new text, when applied
+    text: str = ""  # the new text, for the story and the notice
+
+
 class InstructionsDelivered(Event, tag="instructions_delivered"):
     """A running attempt took instructions in (Claude Code: the CLI acknowledged the message)."""
 
@@ -295,6 +328,7 @@ PromiseEvent = (
     | NoticeIntended
     | InstructionsAdded
     | InstructionsDelivered
+    | InputEdited
 )
 
 TERMINAL = (Succeeded, Failed, Cancelled)
@@ -306,6 +340,7 @@ EVENT_NAMES: dict[type, str] = {
 encoder = msgspec.json.Encoder()
 promise_event_decoder = msgspec.json.Decoder(PromiseEvent)
 message_decoder = msgspec.json.Decoder(MessageReceived)
+chat_decoder = msgspec.json.Decoder(ChatEvent)
 
 
 def encode(obj: msgspec.Struct) -> bytes:
@@ -318,3 +353,8 @@ def decode_promise_event(data: bytes) -> PromiseEvent:
 
 def decode_message(data: bytes) -> MessageReceived:
     return message_decoder.decode(data)
+
+
+def decode_chat(data: bytes) -> ChatEvent:
+    """Anything on ``chat.<id>.in``: a message, or an edit of one."""
+    return chat_decoder.decode(data)

@@ -13,7 +13,16 @@ from __future__ import annotations
 import msgspec
 
 from schemas.commands import CommandReply, NewPromise, RespondResult, Submit
-from schemas.events import Cancelled, Created, InstructionsAdded, MessageReceived, RetryScheduled, Spawned
+from schemas.events import (
+    Cancelled,
+    Created,
+    InputEdited,
+    InstructionsAdded,
+    MessageEdited,
+    MessageReceived,
+    RetryScheduled,
+    Spawned,
+)
 from schemas.subjects import msg_id_for_event, msg_id_for_message
 from valor.config import DEFAULT, Config, TaskType
 
@@ -21,7 +30,7 @@ from . import approval
 from .continuation import session_to_resume
 from .dag import PlanError, validate_plan
 from .effects import Publish, ids_taken
-from .projection import CANCELLED, FAILED, RETRYING, SUCCEEDED, Projection
+from .projection import AWAITING, CANCELLED, FAILED, QUEUED, RETRYING, SUCCEEDED, WAITING, Projection
 
 
 def created_msg_id(request_id: str, index: int) -> str:
@@ -197,6 +206,23 @@ def respond_for_message(state: Projection, msg: MessageReceived, now: float, con
     event = build_created(task, next_id or state.max_id + 1, [], now, config, request_id=request_id, index=0,
                           chat_id=msg.chat_id, message_id=msg.message_id)
     return [Publish(event, created_msg_id(request_id, 0), new_subject=True)]
+
+
+def edit_for_message(state: Projection, edit: MessageEdited, now: float):
+    """An edit of a chat message: it replaces the input of the message's respond promise if that was
+    never dispatched, else it is recorded as too late (the notifier says how to run the new text).
+
+    None for a message without a promise (it was never for Valor, or is older than the log).
+    """
+    promise_id = state.by_message.get((edit.chat_id, edit.message_id))
+    p = state.promises.get(promise_id) if promise_id is not None else None
+    if p is None:
+        return []
+    unsent = p.attempt == 0 and p.status in (WAITING, QUEUED, AWAITING)
+    event = InputEdited(at=now, id=p.id, message_id=edit.message_id, edited_at=edit.edited_at, applied=unsent,
+                        input=msgspec.to_builtins(edit.message) if unsent else None,
+                        title=message_title(edit.message) if unsent else "", text=edit.message.text)
+    return [Publish(event, msg_id_for_event(p.id, "input_edited", int(edit.edited_at)))]
 
 
 TITLE_CHARS = 60

@@ -35,7 +35,14 @@ from schemas.commands import (
     command_decoder,
     heartbeat_decoder,
 )
-from schemas.events import AttemptFailed, RetryScheduled, decode_message, decode_promise_event, encode
+from schemas.events import (
+    AttemptFailed,
+    MessageEdited,
+    RetryScheduled,
+    decode_chat,
+    decode_promise_event,
+    encode,
+)
 from schemas.subjects import msg_id_for_event
 from valor import bus, metrics
 from valor.config import Config, load
@@ -410,13 +417,16 @@ class Scheduler:
         """What one input should store and answer; None when it was settled here (dead-lettered)."""
         if kind == "chat":
             try:
-                message = decode_message(msg.data)
+                message = decode_chat(msg.data)
             except msgspec.DecodeError as exc:
                 metrics.EVENTS_REJECTED.labels(subjects.CHAT).inc()
                 await bus.dead_letter(self.js, msg, "chat", f"undecodable message: {exc}")
                 await msg.ack()
                 return None
-            effects = intake.respond_for_message(self.state, message, now, self.config, next_id)
+            if isinstance(message, MessageEdited):
+                effects = intake.edit_for_message(self.state, message, now)
+            else:
+                effects = intake.respond_for_message(self.state, message, now, self.config, next_id)
             if too_big := self._too_big(effects):  # would be refused by NATS on every redelivery
                 await bus.dead_letter(self.js, msg, "chat", too_big)
                 await msg.ack()
