@@ -65,7 +65,19 @@ class MessageEdited(Event, tag="message.edited", kw_only=True):
     message: MessageReceived
 
 
-ChatEvent = MessageReceived | MessageEdited
+class MessageDeleted(Event, tag="message.deleted", kw_only=True):
+    """Messages were deleted (subject ``chat.<chat_id>.in``).
+
+    Telegram does not always say where: for a user account's private chats and
+    basic groups a deletion names message ids only (they are unique across
+    those chats), and ``chat_id`` is then 0 (subject ``chat.0.in``).
+    """
+
+    chat_id: int = 0
+    message_ids: list[int] = []
+
+
+ChatEvent = MessageReceived | MessageEdited | MessageDeleted
 
 
 # --- promises (subject ``promise.<id>.<type>``) -------------------------------
@@ -289,6 +301,18 @@ class InputEdited(Event, tag="input_edited"):
     text: str = ""  # the new text, for the story and the notice
 
 
+class RequestDeleted(Event, tag="request_deleted"):
+    """The chat message a promise answers was deleted (decision 50).
+
+    ``cancelled``: it had not been dispatched, and a ``cancelled`` naming the
+    deletion follows; otherwise nothing changes (work is not undone).
+    """
+
+    id: int
+    message_id: int
+    cancelled: bool = False
+
+
 class InstructionsDelivered(Event, tag="instructions_delivered"):
     """A running attempt took instructions in (Claude Code: the CLI acknowledged the message)."""
 
@@ -329,6 +353,7 @@ PromiseEvent = (
     | InstructionsAdded
     | InstructionsDelivered
     | InputEdited
+    | RequestDeleted
 )
 
 TERMINAL = (Succeeded, Failed, Cancelled)
@@ -356,5 +381,5 @@ def decode_message(data: bytes) -> MessageReceived:
 
 
 def decode_chat(data: bytes) -> ChatEvent:
-    """Anything on ``chat.<id>.in``: a message, or an edit of one."""
+    """Anything on ``chat.<id>.in``: a message, an edit of one, or a deletion."""
     return chat_decoder.decode(data)

@@ -41,7 +41,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from telethon.errors import FloodWaitError, RPCError
 
 from schemas import subjects
-from schemas.events import ChatEvent, MessageEdited, MessageReceived, decode_message, encode
+from schemas.events import ChatEvent, MessageDeleted, MessageEdited, MessageReceived, decode_message, encode
 from valor import bus, metrics
 from valor.config import Config, load
 
@@ -95,7 +95,7 @@ class Ingest:
         # Cursors before listening: a live message must not move one past a gap.
         chats = await self._retrying("dialogs", self.allowed_chats)
         await asyncio.gather(*(self.cursor(chat_id, at_start=True) for chat_id in chats))
-        await self._retrying("listen", lambda: self.source.listen(self.on_live, self.on_edit))
+        await self._retrying("listen", lambda: self.source.listen(self.on_live, self.on_edit, self.on_deleted))
         logs.info("ingest.started", me=getattr(self.me, "id", None), bot=self.bot, chats=sorted(self.cursors))
         if self.bot:
             logs.info("ingest.no_backfill", reason="bot accounts cannot read history; Telethon catch-up only")
@@ -134,6 +134,16 @@ class Ingest:
                                                 edited_at=edited.timestamp() if edited else self.clock(),
                                                 message=msg))
 
+    async def on_deleted(self, chat_id: int | None, message_ids: list[int]) -> bool:
+        """Deleted messages, recorded for the scheduler to match with requests (decision 50).
+
+        Telegram names no chat for a user account's private chats and basic
+        groups: recorded under chat 0.  A group or channel not allowed is skipped.
+        """
+        if not message_ids or (chat_id is not None and chat_id < 0 and chat_id not in self.rules.chats):
+            return False
+        return await self.publish(MessageDeleted(chat_id=chat_id or 0, message_ids=sorted(message_ids)))
+
     async def take(self, message, caught_up: bool) -> bool:
         """Publish if it is for Valor; True when it was new to CHAT."""
         verdict = self._accepted(message, caught_up)
@@ -160,8 +170,12 @@ class Ingest:
 
     def _stamped(self, msg: ChatEvent) -> tuple[str, bytes, dict[str, str]]:
         msg = msgspec.structs.replace(msg, at=self.clock())
-        msg_id = subjects.msg_id_for_edit(msg.chat_id, msg.message_id, msg.edited_at) \
-            if isinstance(msg, MessageEdited) else subjects.msg_id_for_message(msg.chat_id, msg.message_id)
+        if isinstance(msg, MessageDeleted):
+            msg_id = subjects.msg_id_for_deletion(msg.chat_id, msg.message_ids)
+        elif isinstance(msg, MessageEdited):
+            msg_id = subjects.msg_id_for_edit(msg.chat_id, msg.message_id, msg.edited_at)
+        else:
+            msg_id = subjects.msg_id_for_message(msg.chat_id, msg.message_id)
         return subjects.chat_in(msg.chat_id), encode(msg), {bus.MSG_ID: msg_id}
 
     async def publish(self, msg: ChatEvent) -> bool:
@@ -205,7 +219,9 @@ class Ingest:
         return new
 
     def _stored(self, msg: ChatEvent, ack: PubAck) -> bool:
-        if not ack.duplicate and isinstance(msg, MessageEdited):
+        if not ack.duplicate and isinstance(msg, MessageDeleted):
+            logs.info("ingest.deleted", chat_id=msg.chat_id, messages=msg.message_ids)
+        elif not ack.duplicate and isinstance(msg, MessageEdited):
             logs.info("ingest.edited", chat_id=msg.chat_id, message=msg.message_id, edited_at=msg.edited_at)
         elif not ack.duplicate:
             self.published += 1

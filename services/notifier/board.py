@@ -24,6 +24,7 @@ from schemas.events import (
     NoticeIntended,
     Notified,
     Progress,
+    RequestDeleted,
     RetryScheduled,
     Spawned,
     Started,
@@ -49,6 +50,7 @@ class Item:
     latest_at: float = 0.0  # time of the latest fact about the work (not about notices)
     approved: bool = False
     edits: list[InputEdited] = field(default_factory=list)  # of the message it answers (decision 50)
+    deleted: bool = False  # the message it answers is gone: nothing replies to it or reacts on it
 
     @property
     def id(self) -> int:
@@ -93,6 +95,9 @@ class Board:
                 return {item.id}
             case Notified():
                 item.notified.setdefault(event.kind, event)
+                return {item.id}
+            case RequestDeleted():
+                item.deleted = True
                 return {item.id}
             case InputEdited():  # answered even after the end: "too late, here is how"
                 if all(e.edited_at != event.edited_at for e in item.edits):

@@ -110,7 +110,9 @@ def due(board: Board, item: Item, now: float, horizon: float, policy: Policy = C
     if item.spec.message_id is None or item.latest_at < now - horizon:
         return []
     if item.respond:
-        return edit_notices(item) + respond_notices(board, item, policy)
+        out = edit_notices(item) + respond_notices(board, item, policy)
+        # Its message is gone: no reaction on it (Telegram would refuse), replies stand alone.
+        return [a for a in out if not (item.deleted and isinstance(a, React))]
     plan = board.plan_of(item)
     if plan is not None and not policy.each(item) and policy.checklist(board, plan):
         return []  # its plan's checklist and final reply tell it
@@ -184,7 +186,8 @@ def plan_notices(board: Board, item: Item, steps: list[Item]) -> list[Action]:
 
 def _send(item: Item, kind: str, text: str) -> Send:
     intent = item.intents.get(kind)
-    return Send(item.id, kind, item.chat_id, item.spec.message_id, text, intended=intent is not None,
+    return Send(item.id, kind, item.chat_id, None if item.deleted else item.spec.message_id, text,
+                intended=intent is not None,
                 recorded=tuple(intent.parts) if intent is not None else (), answer=item.respond)
 
 

@@ -18,8 +18,10 @@ from schemas.events import (
     Created,
     InputEdited,
     InstructionsAdded,
+    MessageDeleted,
     MessageEdited,
     MessageReceived,
+    RequestDeleted,
     RetryScheduled,
     Spawned,
 )
@@ -223,6 +225,26 @@ def edit_for_message(state: Projection, edit: MessageEdited, now: float):
                         input=msgspec.to_builtins(edit.message) if unsent else None,
                         title=message_title(edit.message) if unsent else "", text=edit.message.text)
     return [Publish(event, msg_id_for_event(p.id, "input_edited", int(edit.edited_at)))]
+
+
+def deletion(state: Projection, deleted: MessageDeleted, now: float):
+    """Deleted messages: a request never dispatched is cancelled, naming the deletion; a later one is only
+    recorded (the work is not undone).  A deletion without a chat (``chat_id`` 0) names ids that are unique
+    across a user account's private chats and basic groups, so those are searched."""
+    ids = set(deleted.message_ids)
+    if deleted.chat_id:
+        found = [state.by_message.get((deleted.chat_id, m)) for m in sorted(ids)]
+    else:  # rare (deletions), so a scan; channels and supergroups always name their chat
+        found = [pid for (chat, m), pid in state.by_message.items() if m in ids and chat > -1_000_000_000_000]
+    effects: list[Publish] = []
+    for pid in sorted(p for p in found if p is not None):
+        p = state.promises[pid]
+        unsent = p.attempt == 0 and p.status in (WAITING, QUEUED, AWAITING)
+        effects.append(Publish(RequestDeleted(at=now, id=pid, message_id=p.spec.message_id, cancelled=unsent),
+                               msg_id_for_event(pid, "request_deleted")))
+        if unsent:
+            effects += cancel(state, pid, now, "its message was deleted before it started", by="chat")[0]
+    return effects
 
 
 TITLE_CHARS = 60

@@ -31,6 +31,7 @@ from schemas.events import (
     Notified,
     Progress,
     PromiseEvent,
+    RequestDeleted,
     RetryScheduled,
     Spawned,
     Started,
@@ -510,4 +511,5 @@ _HANDLERS = {
     InstructionsAdded: Projection._instructions_added,
     InstructionsDelivered: Projection._instructions_delivered,
     InputEdited: Projection._input_edited,
+    RequestDeleted: Projection._instructions_delivered,  # a fact for /why; its cancel (if any) is its own event
 }

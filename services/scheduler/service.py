@@ -37,6 +37,7 @@ from schemas.commands import (
 )
 from schemas.events import (
     AttemptFailed,
+    MessageDeleted,
     MessageEdited,
     RetryScheduled,
     decode_chat,
@@ -423,15 +424,21 @@ class Scheduler:
                 await bus.dead_letter(self.js, msg, "chat", f"undecodable message: {exc}")
                 await msg.ack()
                 return None
-            if isinstance(message, MessageEdited):
+            # An edit or deletion shares its message's key: pulled in the same round, it waits for its promise.
+            if isinstance(message, MessageDeleted):
+                effects = intake.deletion(self.state, message, now)
+                chat_key: tuple = ("chat", message.chat_id, min(message.message_ids, default=0))
+            elif isinstance(message, MessageEdited):
                 effects = intake.edit_for_message(self.state, message, now)
+                chat_key = ("chat", message.chat_id, message.message_id)
             else:
                 effects = intake.respond_for_message(self.state, message, now, self.config, next_id)
+                chat_key = ("chat", message.chat_id, message.message_id)
             if too_big := self._too_big(effects):  # would be refused by NATS on every redelivery
                 await bus.dead_letter(self.js, msg, "chat", too_big)
                 await msg.ack()
                 return None
-            return _Planned(msg, effects, None, None, ("chat", message.chat_id, message.message_id))
+            return _Planned(msg, effects, None, None, chat_key)
         try:
             command = command_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:

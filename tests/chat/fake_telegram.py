@@ -62,6 +62,7 @@ class FakeTelegram:
     calls: list[str] = field(default_factory=list)
     listeners: list = field(default_factory=list)
     edit_listeners: list = field(default_factory=list)
+    delete_listeners: list = field(default_factory=list)
     next_id: int = 100
     files: dict[int, bytes] = field(default_factory=dict)  # photo or document id -> its bytes
     downloads: list[int] = field(default_factory=list)  # message ids whose media was downloaded
@@ -149,6 +150,13 @@ class FakeTelegram:
                 await listener(event.message)
         return message
 
+    async def deletes(self, chat_id: int, message_ids: list[int], chat_known: bool = True) -> None:
+        """Messages are deleted; as Telethon gives it, a user account's private chat names no chat."""
+        self.history[chat_id] = [m for m in self.history[chat_id] if m.id not in message_ids]
+        if self.online and not self.skip_live:
+            for listener in list(self.delete_listeners):
+                await listener(chat_id if chat_known else None, list(message_ids))
+
     def _event(self, message, kind=events.NewMessage.Event):
         event = kind(message)
         event._entities = self._entities()
@@ -191,10 +199,12 @@ class FakeInbound:
     async def connect(self) -> None:
         self.world._call("connect")
 
-    async def listen(self, on_message, on_edit=None) -> None:
+    async def listen(self, on_message, on_edit=None, on_deleted=None) -> None:
         self.world.listeners.append(on_message)
         if on_edit is not None:
             self.world.edit_listeners.append(on_edit)
+        if on_deleted is not None:
+            self.world.delete_listeners.append(on_deleted)
 
     async def me(self):
         self.world._call("get_me")
@@ -232,6 +242,7 @@ class FakeInbound:
     async def stop(self) -> None:
         self.world.listeners.clear()
         self.world.edit_listeners.clear()
+        self.world.delete_listeners.clear()
 
 
 class FakeTransport:

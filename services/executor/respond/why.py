@@ -23,6 +23,7 @@ from schemas.events import (
     InstructionsAdded,
     InstructionsDelivered,
     PromiseEvent,
+    RequestDeleted,
     RetryScheduled,
     Spawned,
     Started,
@@ -134,6 +135,10 @@ def _line(e: PromiseEvent, t0: float, when: str = "", added: dict[str, str] | No
             if e.applied:
                 return f"{at}message {e.message_id} was edited before it started; the new text replaced its input: {text}"
             return f"{at}message {e.message_id} was edited after it started; the new text was not run: {text}"
+        case RequestDeleted():
+            if e.cancelled:
+                return f"{at}message {e.message_id} was deleted before it started"
+            return f"{at}message {e.message_id} was deleted after it started; nothing was undone"
         case InstructionsDelivered():
             text = (added or {}).get(e.request_id)
             what = f" {json.dumps(short(text, 60), ensure_ascii=False)}" if text else ""
