@@ -52,6 +52,34 @@ class MessageReceived(Event, tag="message.received"):
     attachments: list[Attachment] = []
 
 
+class MessageEdited(Event, tag="message.edited", kw_only=True):
+    """A message Valor took was edited (subject ``chat.<chat_id>.in``, after the message itself).
+
+    ``message`` is the message as it reads now, accepted by the same rules as a
+    new one; ``edited_at`` (Telegram's edit date) tells one edit from the next.
+    """
+
+    chat_id: int
+    message_id: int
+    edited_at: float = 0.0
+    message: MessageReceived
+
+
+class MessageDeleted(Event, tag="message.deleted", kw_only=True):
+    """Messages were deleted (subject ``chat.<chat_id>.in``).
+
+    Telegram does not always say where: for a user account's private chats and
+    basic groups a deletion names message ids only (they are unique across
+    those chats), and ``chat_id`` is then 0 (subject ``chat.0.in``).
+    """
+
+    chat_id: int = 0
+    message_ids: list[int] = []
+
+
+ChatEvent = MessageReceived | MessageEdited | MessageDeleted
+
+
 # --- promises (subject ``promise.<id>.<type>``) -------------------------------
 
 
@@ -278,6 +306,35 @@ class InstructionsAdded(Event, tag="instructions_added"):
     message_id: int | None = None  # the chat message that carried them
 
 
+class InputEdited(Event, tag="input_edited"):
+    """The chat message a promise answers was edited (decision 50).
+
+    ``applied``: the promise had not been dispatched, and ``input`` (the message
+    as it reads now) is its input from here on.  Otherwise the edit came too
+    late for it, is kept for ``/why``, and the user is told how to run the new text.
+    """
+
+    id: int
+    message_id: int
+    edited_at: float = 0.0
+    applied: bool = False
+    input: Any = None
+    title: str = ""  # the promise's title from the new text, when applied
+    text: str = ""  # the new text, for the story and the notice
+
+
+class RequestDeleted(Event, tag="request_deleted"):
+    """The chat message a promise answers was deleted (decision 50).
+
+    ``cancelled``: it had not been dispatched, and a ``cancelled`` naming the
+    deletion follows; otherwise nothing changes (work is not undone).
+    """
+
+    id: int
+    message_id: int
+    cancelled: bool = False
+
+
 class InstructionsDelivered(Event, tag="instructions_delivered"):
     """A running attempt took instructions in (Claude Code: the CLI acknowledged the message)."""
 
@@ -318,6 +375,8 @@ PromiseEvent = (
     | NoticeIntended
     | InstructionsAdded
     | InstructionsDelivered
+    | InputEdited
+    | RequestDeleted
 )
 
 TERMINAL = (Succeeded, Failed, Cancelled)
@@ -329,6 +388,7 @@ EVENT_NAMES: dict[type, str] = {
 encoder = msgspec.json.Encoder()
 promise_event_decoder = msgspec.json.Decoder(PromiseEvent)
 message_decoder = msgspec.json.Decoder(MessageReceived)
+chat_decoder = msgspec.json.Decoder(ChatEvent)
 
 
 def encode(obj: msgspec.Struct) -> bytes:
@@ -341,3 +401,8 @@ def decode_promise_event(data: bytes) -> PromiseEvent:
 
 def decode_message(data: bytes) -> MessageReceived:
     return message_decoder.decode(data)
+
+
+def decode_chat(data: bytes) -> ChatEvent:
+    """Anything on ``chat.<id>.in``: a message, an edit of one, or a deletion."""
+    return chat_decoder.decode(data)

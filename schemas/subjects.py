@@ -62,6 +62,16 @@ def msg_id_for_message(chat_id: int, message_id: int) -> str:
     return f"tg:{chat_id}:{message_id}"
 
 
+def msg_id_for_edit(chat_id: int, message_id: int, edited_at: float) -> str:
+    """One edit of a message: Telegram's edit date tells it from the next (whole seconds, as Telegram has them)."""
+    return f"tg:{chat_id}:{message_id}:edit:{int(edited_at)}"
+
+
+def msg_id_for_deletion(chat_id: int, message_ids: list[int]) -> str:
+    ids = sorted(message_ids)
+    return f"tg:{chat_id}:deleted:{ids[0] if ids else 0}-{ids[-1] if ids else 0}:{len(ids)}"
+
+
 def msg_id_for_event(promise_id: int, name: str, *parts: object) -> str:
     return ":".join([str(promise_id), name, *map(str, parts)])
 

@@ -30,6 +30,7 @@ from schemas.events import (
     Dispatched,
     Evidence,
     Failed,
+    InputEdited,
     InstructionsAdded,
     InstructionsDelivered,
     MessageReceived,
@@ -37,6 +38,7 @@ from schemas.events import (
     Notified,
     Progress,
     PromiseEvent,
+    RequestDeleted,
     RetryScheduled,
     Spawned,
     Started,
@@ -89,6 +91,9 @@ PROMISE_EVENTS = [
     NoticeIntended(id=12, kind="terminal", chat_id=42, reply_to=7, parts=["0123456789abcdef"], at=9.0),
     InstructionsAdded(id=12, text="use pytest", request_id="respond:9:0", by="respond #9", message_id=8, at=10.0),
     InstructionsDelivered(id=12, attempt=1, request_id="respond:9:0", at=11.0),
+    RequestDeleted(id=12, message_id=7, cancelled=True, at=11.0),
+    InputEdited(id=12, message_id=7, edited_at=10.0, applied=True, input={"text": "/do y"}, title="/do y",
+                text="/do y", at=11.0),
 ]
 
 COMMANDS = [

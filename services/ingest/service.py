@@ -41,7 +41,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from telethon.errors import FloodWaitError, RPCError
 
 from schemas import subjects
-from schemas.events import MessageReceived, decode_message, encode
+from schemas.events import ChatEvent, MessageDeleted, MessageEdited, MessageReceived, decode_message, encode
 from valor import bus, metrics
 from valor.config import Config, load
 
@@ -95,7 +95,7 @@ class Ingest:
         # Cursors before listening: a live message must not move one past a gap.
         chats = await self._retrying("dialogs", self.allowed_chats)
         await asyncio.gather(*(self.cursor(chat_id, at_start=True) for chat_id in chats))
-        await self._retrying("listen", lambda: self.source.listen(self.on_live))
+        await self._retrying("listen", lambda: self.source.listen(self.on_live, self.on_edit, self.on_deleted))
         logs.info("ingest.started", me=getattr(self.me, "id", None), bot=self.bot, chats=sorted(self.cursors))
         if self.bot:
             logs.info("ingest.no_backfill", reason="bot accounts cannot read history; Telethon catch-up only")
@@ -117,6 +117,32 @@ class Ingest:
     async def on_live(self, message) -> None:
         caught_up = message.date is not None and message.date.timestamp() < self.started_at - LIVE_SLACK
         await self.take(message, caught_up)
+
+    async def on_edit(self, message) -> bool:
+        """An edit of a message, as it reads now, after the message itself; True when new to CHAT.
+
+        Accepted by the same rules as a new message: an edit that makes a message
+        not for Valor (a mention taken out) is not recorded.  The scheduler
+        decides what it changes (decision 50).
+        """
+        verdict = self._accepted(message, caught_up=False)
+        if verdict is None:
+            return False
+        edited = message.edit_date or message.date
+        msg = await self.saved(message, verdict)
+        return await self.publish(MessageEdited(chat_id=msg.chat_id, message_id=msg.message_id,
+                                                edited_at=edited.timestamp() if edited else self.clock(),
+                                                message=msg))
+
+    async def on_deleted(self, chat_id: int | None, message_ids: list[int]) -> bool:
+        """Deleted messages, recorded for the scheduler to match with requests (decision 50).
+
+        Telegram names no chat for a user account's private chats and basic
+        groups: recorded under chat 0.  A group or channel not allowed is skipped.
+        """
+        if not message_ids or (chat_id is not None and chat_id < 0 and chat_id not in self.rules.chats):
+            return False
+        return await self.publish(MessageDeleted(chat_id=chat_id or 0, message_ids=sorted(message_ids)))
 
     async def take(self, message, caught_up: bool) -> bool:
         """Publish if it is for Valor; True when it was new to CHAT."""
@@ -142,12 +168,17 @@ class Ingest:
         return await inbox.save_all(msg, self.config.workspace_for(msg.chat_id), download,
                                     self.tg.attachment_max_bytes)
 
-    def _stamped(self, msg: MessageReceived) -> tuple[str, bytes, dict[str, str]]:
+    def _stamped(self, msg: ChatEvent) -> tuple[str, bytes, dict[str, str]]:
         msg = msgspec.structs.replace(msg, at=self.clock())
-        return subjects.chat_in(msg.chat_id), encode(msg), {
-            bus.MSG_ID: subjects.msg_id_for_message(msg.chat_id, msg.message_id)}
+        if isinstance(msg, MessageDeleted):
+            msg_id = subjects.msg_id_for_deletion(msg.chat_id, msg.message_ids)
+        elif isinstance(msg, MessageEdited):
+            msg_id = subjects.msg_id_for_edit(msg.chat_id, msg.message_id, msg.edited_at)
+        else:
+            msg_id = subjects.msg_id_for_message(msg.chat_id, msg.message_id)
+        return subjects.chat_in(msg.chat_id), encode(msg), {bus.MSG_ID: msg_id}
 
-    async def publish(self, msg: MessageReceived) -> bool:
+    async def publish(self, msg: ChatEvent) -> bool:
         delay = 0.2
         while True:  # at-least-once into CHAT: NATS being away is waited out
             subject, payload, headers = self._stamped(msg)
@@ -187,8 +218,12 @@ class Ingest:
             new += self._stored(msg, ack) if isinstance(ack, PubAck) else await self.publish(msg)
         return new
 
-    def _stored(self, msg: MessageReceived, ack: PubAck) -> bool:
-        if not ack.duplicate:
+    def _stored(self, msg: ChatEvent, ack: PubAck) -> bool:
+        if not ack.duplicate and isinstance(msg, MessageDeleted):
+            logs.info("ingest.deleted", chat_id=msg.chat_id, messages=msg.message_ids)
+        elif not ack.duplicate and isinstance(msg, MessageEdited):
+            logs.info("ingest.edited", chat_id=msg.chat_id, message=msg.message_id, edited_at=msg.edited_at)
+        elif not ack.duplicate:
             self.published += 1
             metrics.INGESTED.labels("caught_up" if msg.caught_up else "live").inc()
             logs.info("ingest.received", chat_id=msg.chat_id, message=msg.message_id, caught_up=msg.caught_up)

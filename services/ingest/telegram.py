@@ -1,7 +1,7 @@
 """The few Telegram calls Valor makes, behind one port, and where credentials come from.
 
 ``Inbound`` is what ingest needs from a Telegram client: who we are, the
-dialogs, history after a message id, live new messages, and a message's photo
+dialogs, history after a message id, live new and edited messages, and a message's photo
 or document downloaded to a file.  Messages are
 real Telethon ``Message`` objects in every implementation (the Telethon one
 here, the fake in ``tests/chat``), so parsing is Telethon's own.
@@ -24,6 +24,7 @@ from typing import Any, Protocol
 SESSIONS = Path("var/sessions")
 
 OnMessage = Callable[[Any], Awaitable[None]]  # called with a telethon Message
+OnDeleted = Callable[[int | None, list[int]], Awaitable[None]]  # chat id (None: Telegram did not say), message ids
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,9 @@ async def login(creds: Credentials, name: str) -> str:
 
 class Inbound(Protocol):
     async def connect(self) -> None: ...
-    async def listen(self, on_message: OnMessage) -> None: ...  # live messages, after a catch-up
+    # live messages (and edits of messages, ``on_edit``), after a catch-up
+    async def listen(self, on_message: OnMessage, on_edit: OnMessage | None = None,
+                     on_deleted: OnDeleted | None = None) -> None: ...
     async def me(self) -> Any: ...  # a telethon User
     async def dialogs(self, limit: int) -> list[tuple[int, Any]]: ...  # (chat id, entity)
     def history(self, chat_id: int, min_id: int, since: datetime | None, limit: int) -> AsyncIterator[Any]: ...
@@ -136,13 +139,25 @@ class TelethonInbound:
         if not await self.client.is_user_authorized():
             raise RuntimeError("the ingest session is not logged in: run `make login`")
 
-    async def listen(self, on_message: OnMessage) -> None:
+    async def listen(self, on_message: OnMessage, on_edit: OnMessage | None = None,
+                     on_deleted: OnDeleted | None = None) -> None:
         from telethon import events
 
         async def handler(event) -> None:
             await on_message(event.message)
 
         self.client.add_event_handler(handler, events.NewMessage())
+        if on_edit is not None:
+            async def edited(event) -> None:
+                await on_edit(event.message)
+
+            self.client.add_event_handler(edited, events.MessageEdited())
+        if on_deleted is not None:
+            async def deleted(event) -> None:
+                # A user account's private chats and basic groups: ids only, no chat.
+                await on_deleted(event.chat_id, list(event.deleted_ids))
+
+            self.client.add_event_handler(deleted, events.MessageDeleted())
         await self.client.catch_up()
 
     async def me(self):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from msgspec.structs import replace
+
 from schemas.events import (
     Approved,
     AttemptFailed,
@@ -18,9 +20,11 @@ from schemas.events import (
     Created,
     Evidence,
     Failed,
+    InputEdited,
     NoticeIntended,
     Notified,
     Progress,
+    RequestDeleted,
     RetryScheduled,
     Spawned,
     Started,
@@ -45,6 +49,8 @@ class Item:
     notified: dict[str, Notified] = field(default_factory=dict)
     latest_at: float = 0.0  # time of the latest fact about the work (not about notices)
     approved: bool = False
+    edits: list[InputEdited] = field(default_factory=list)  # of the message it answers (decision 50)
+    deleted: bool = False  # the message it answers is gone: nothing replies to it or reacts on it
 
     @property
     def id(self) -> int:
@@ -89,6 +95,16 @@ class Board:
                 return {item.id}
             case Notified():
                 item.notified.setdefault(event.kind, event)
+                return {item.id}
+            case RequestDeleted():
+                item.deleted = True
+                return {item.id}
+            case InputEdited():  # answered even after the end: "too late, here is how"
+                if all(e.edited_at != event.edited_at for e in item.edits):
+                    item.edits.append(event)
+                    item.latest_at = max(item.latest_at, event.at)
+                    if event.applied and event.title:
+                        item.spec = replace(item.spec, title=event.title)
                 return {item.id}
         if item.end is not None and not isinstance(event, Spawned):
             return set()  # the first terminal event wins

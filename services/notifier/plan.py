@@ -54,7 +54,7 @@ class React:
 @dataclass(frozen=True)
 class Send:
     id: int
-    kind: str  # status | terminal | final
+    kind: str  # status | terminal | final | edited:<edit date>
     chat_id: int
     reply_to: int | None
     text: str
@@ -110,7 +110,9 @@ def due(board: Board, item: Item, now: float, horizon: float, policy: Policy = C
     if item.spec.message_id is None or item.latest_at < now - horizon:
         return []
     if item.respond:
-        return respond_notices(board, item, policy)
+        out = edit_notices(item) + respond_notices(board, item, policy)
+        # Its message is gone: no reaction on it (Telegram would refuse), replies stand alone.
+        return [a for a in out if not (item.deleted and isinstance(a, React))]
     plan = board.plan_of(item)
     if plan is not None and not policy.each(item) and policy.checklist(board, plan):
         return []  # its plan's checklist and final reply tell it
@@ -139,6 +141,20 @@ def respond_notices(board: Board, item: Item, policy: Policy = CHECKLIST) -> lis
                 isinstance(c.end, Succeeded) and not evidence.check_failed(c.evidence) for c in children)
             out.append(React(item.id, "reaction_end", chat, msg, DONE if ok else FAILED))
     return out
+
+
+def edit_notices(item: Item) -> list[Action]:
+    """One short reply per edit of the message: taken, or too late and how to run it (decision 50)."""
+    out: list[Action] = []
+    for edit in item.edits:
+        kind = edit_kind(edit.edited_at)
+        if kind not in item.notified:
+            out.append(_send(item, kind, texts.edited(item, edit)))
+    return out
+
+
+def edit_kind(edited_at: float) -> str:
+    return f"edited:{int(edited_at)}"
 
 
 def background_notices(item: Item, board: Board) -> list[Action]:
@@ -170,7 +186,8 @@ def plan_notices(board: Board, item: Item, steps: list[Item]) -> list[Action]:
 
 def _send(item: Item, kind: str, text: str) -> Send:
     intent = item.intents.get(kind)
-    return Send(item.id, kind, item.chat_id, item.spec.message_id, text, intended=intent is not None,
+    return Send(item.id, kind, item.chat_id, None if item.deleted else item.spec.message_id, text,
+                intended=intent is not None,
                 recorded=tuple(intent.parts) if intent is not None else (), answer=item.respond)
 
 

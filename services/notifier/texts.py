@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from schemas.commands import RespondResult
-from schemas.events import Cancelled, Failed, Succeeded
+from schemas.events import Cancelled, Failed, InputEdited, Succeeded
 from services.executor.respond import approval
 from services.executor.respond.reply import reply_with_ids
 from services.executor.respond.why import result_text as summary
@@ -116,6 +116,15 @@ def _respond_result(result: Any) -> RespondResult:
         return msgspec.convert(result, RespondResult)
     except msgspec.ValidationError:
         return RespondResult(reply=summary(result))
+
+
+def edited(item: Item, edit: InputEdited) -> str:
+    """The answer to an edit of a request: taken, or too late and what to do instead."""
+    if edit.applied:
+        return "✏️ Got your edit before I started: I'm answering the new text."
+    return (f"✏️ Your edit came after I had started on this message (#{item.id}), so the earlier text is what I "
+            f"answered. To run the new text, send it as a new message; to change work under way, reply to my "
+            f"message about it.")
 
 
 def status(item: Item) -> str:

@@ -17,8 +17,12 @@ from schemas.events import (
     BudgetAdjusted,
     Cancelled,
     Created,
+    InputEdited,
     InstructionsAdded,
+    MessageDeleted,
+    MessageEdited,
     MessageReceived,
+    RequestDeleted,
     RetryScheduled,
     Spawned,
 )
@@ -30,7 +34,7 @@ from . import approval
 from .continuation import session_to_resume
 from .dag import PlanError, validate_plan
 from .effects import Publish, ids_taken
-from .projection import CANCELLED, FAILED, RETRYING, SUCCEEDED, Projection
+from .projection import AWAITING, CANCELLED, FAILED, QUEUED, RETRYING, SUCCEEDED, WAITING, Projection
 
 
 def created_msg_id(request_id: str, index: int) -> str:
@@ -210,6 +214,43 @@ def respond_for_message(state: Projection, msg: MessageReceived, now: float, con
     event = build_created(task, next_id or state.max_id + 1, [], now, config, request_id=request_id, index=0,
                           chat_id=msg.chat_id, message_id=msg.message_id)
     return [Publish(event, created_msg_id(request_id, 0), new_subject=True)]
+
+
+def edit_for_message(state: Projection, edit: MessageEdited, now: float):
+    """An edit of a chat message: it replaces the input of the message's respond promise if that was
+    never dispatched, else it is recorded as too late (the notifier says how to run the new text).
+
+    None for a message without a promise (it was never for Valor, or is older than the log).
+    """
+    promise_id = state.by_message.get((edit.chat_id, edit.message_id))
+    p = state.promises.get(promise_id) if promise_id is not None else None
+    if p is None:
+        return []
+    unsent = p.attempt == 0 and p.status in (WAITING, QUEUED, AWAITING)
+    event = InputEdited(at=now, id=p.id, message_id=edit.message_id, edited_at=edit.edited_at, applied=unsent,
+                        input=msgspec.to_builtins(edit.message) if unsent else None,
+                        title=message_title(edit.message) if unsent else "", text=edit.message.text)
+    return [Publish(event, msg_id_for_event(p.id, "input_edited", int(edit.edited_at)))]
+
+
+def deletion(state: Projection, deleted: MessageDeleted, now: float):
+    """Deleted messages: a request never dispatched is cancelled, naming the deletion; a later one is only
+    recorded (the work is not undone).  A deletion without a chat (``chat_id`` 0) names ids that are unique
+    across a user account's private chats and basic groups, so those are searched."""
+    ids = set(deleted.message_ids)
+    if deleted.chat_id:
+        found = [state.by_message.get((deleted.chat_id, m)) for m in sorted(ids)]
+    else:  # rare (deletions), so a scan; channels and supergroups always name their chat
+        found = [pid for (chat, m), pid in state.by_message.items() if m in ids and chat > -1_000_000_000_000]
+    effects: list[Publish] = []
+    for pid in sorted(p for p in found if p is not None):
+        p = state.promises[pid]
+        unsent = p.attempt == 0 and p.status in (WAITING, QUEUED, AWAITING)
+        effects.append(Publish(RequestDeleted(at=now, id=pid, message_id=p.spec.message_id, cancelled=unsent),
+                               msg_id_for_event(pid, "request_deleted")))
+        if unsent:
+            effects += cancel(state, pid, now, "its message was deleted before it started", by="chat")[0]
+    return effects
 
 
 TITLE_CHARS = 60

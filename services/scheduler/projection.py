@@ -25,12 +25,14 @@ from schemas.events import (
     Dispatched,
     Evidence,
     Failed,
+    InputEdited,
     InstructionsAdded,
     InstructionsDelivered,
     NoticeIntended,
     Notified,
     Progress,
     PromiseEvent,
+    RequestDeleted,
     RetryScheduled,
     Spawned,
     Started,
@@ -310,6 +312,14 @@ class Projection:
         p.instructions = [*p.instructions, e]
         return True
 
+    def _input_edited(self, e: InputEdited) -> bool:
+        """An edit before the first dispatch is the input from now on (decision 50); a later one changes nothing."""
+        p = self.promises.get(e.id)
+        if p is None or not e.applied or p.attempt != 0 or p.terminal:
+            return False
+        p.spec = msgspec.structs.replace(p.spec, input=e.input, title=e.title or p.spec.title)
+        return True
+
     def _instructions_delivered(self, e: InstructionsDelivered) -> bool:
         return e.id in self.promises  # the executor's fact about an attempt; nothing here depends on it
 
@@ -510,4 +520,6 @@ _HANDLERS = {
     NoticeIntended: Projection._notice_intended,
     InstructionsAdded: Projection._instructions_added,
     InstructionsDelivered: Projection._instructions_delivered,
+    InputEdited: Projection._input_edited,
+    RequestDeleted: Projection._instructions_delivered,  # a fact for /why; its cancel (if any) is its own event
 }

@@ -35,7 +35,15 @@ from schemas.commands import (
     command_decoder,
     heartbeat_decoder,
 )
-from schemas.events import AttemptFailed, RetryScheduled, decode_message, decode_promise_event, encode
+from schemas.events import (
+    AttemptFailed,
+    MessageDeleted,
+    MessageEdited,
+    RetryScheduled,
+    decode_chat,
+    decode_promise_event,
+    encode,
+)
 from schemas.subjects import msg_id_for_event
 from valor import bus, metrics
 from valor.config import Config, load
@@ -410,18 +418,27 @@ class Scheduler:
         """What one input should store and answer; None when it was settled here (dead-lettered)."""
         if kind == "chat":
             try:
-                message = decode_message(msg.data)
+                message = decode_chat(msg.data)
             except msgspec.DecodeError as exc:
                 metrics.EVENTS_REJECTED.labels(subjects.CHAT).inc()
                 await bus.dead_letter(self.js, msg, "chat", f"undecodable message: {exc}")
                 await msg.ack()
                 return None
-            effects = intake.respond_for_message(self.state, message, now, self.config, next_id)
+            # An edit or deletion shares its message's key: pulled in the same round, it waits for its promise.
+            if isinstance(message, MessageDeleted):
+                effects = intake.deletion(self.state, message, now)
+                chat_key: tuple = ("chat", message.chat_id, min(message.message_ids, default=0))
+            elif isinstance(message, MessageEdited):
+                effects = intake.edit_for_message(self.state, message, now)
+                chat_key = ("chat", message.chat_id, message.message_id)
+            else:
+                effects = intake.respond_for_message(self.state, message, now, self.config, next_id)
+                chat_key = ("chat", message.chat_id, message.message_id)
             if too_big := self._too_big(effects):  # would be refused by NATS on every redelivery
                 await bus.dead_letter(self.js, msg, "chat", too_big)
                 await msg.ack()
                 return None
-            return _Planned(msg, effects, None, None, ("chat", message.chat_id, message.message_id))
+            return _Planned(msg, effects, None, None, chat_key)
         try:
             command = command_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from schemas import subjects
-from schemas.events import NoticeIntended, Notified, decode_message
+from schemas.events import NoticeIntended, Notified, decode_chat
 from services.executor.context import TaskFailed
 from services.executor.worker import Executor
 from services.ingest.service import Ingest
@@ -105,7 +105,7 @@ async def services(nc, world):
 
 
 async def stored_messages(js, chat_id: int | None = None):
-    """Every message.received on CHAT (optionally one chat), in order."""
+    """Every message.received (and message.edited) on CHAT (optionally one chat), in order."""
     info = await js.stream_info(subjects.CHAT)
     subject = subjects.chat_in(chat_id) if chat_id is not None else "chat.*.in"
     out = []
@@ -114,7 +114,7 @@ async def stored_messages(js, chat_id: int | None = None):
             raw = await js.get_msg(subjects.CHAT, seq)
         except Exception:
             continue
-        msg = decode_message(raw.data)
+        msg = decode_chat(raw.data)
         if chat_id is None or raw.subject == subject:
             out.append(msg)
     return out

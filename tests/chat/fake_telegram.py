@@ -3,7 +3,7 @@
 Messages are real Telethon ``types.Message`` objects; live ones are delivered
 as ``events.NewMessage.Event(message)`` after ``_set_client``, exactly as
 Telethon builds them, so ingest parses what the real library parses.  The
-fake records what Valor did (``sent``, ``edits``, ``reactions``, ``downloads``)
+fake records what Valor did (``sent``, ``edits`` (Valor's own), ``reactions``, ``downloads``)
 and can inject flood waits, disconnects and skipped live updates.  Photos and
 documents are real Telethon media whose bytes the fake keeps (``files``) and
 serves to ``download``; a file it no longer has is an RPC error, as on Telegram.
@@ -61,6 +61,8 @@ class FakeTelegram:
     reactions: list[tuple[int, int, str]] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     listeners: list = field(default_factory=list)
+    edit_listeners: list = field(default_factory=list)
+    delete_listeners: list = field(default_factory=list)
     next_id: int = 100
     files: dict[int, bytes] = field(default_factory=dict)  # photo or document id -> its bytes
     downloads: list[int] = field(default_factory=list)  # message ids whose media was downloaded
@@ -129,8 +131,34 @@ class FakeTelegram:
             return message, self._event(message)
         return message, None
 
-    def _event(self, message):
-        event = events.NewMessage.Event(message)
+    def edit(self, chat_id: int, message_id: int, text: str, when: datetime | None = None):
+        """The sender edits a message: history reads the new text; the edit is delivered live when online."""
+        old = next(m for m in self.history[chat_id] if m.id == message_id)
+        message = types.Message(id=old.id, peer_id=old.peer_id, from_id=old.from_id, date=old.date,
+                                message=text, media=old.media, mentioned=old.mentioned, reply_to=old.reply_to,
+                                edit_date=when or self.now())
+        message._finish_init(self.shim, self._entities(), None)
+        self.history[chat_id][self.history[chat_id].index(old)] = message
+        if self.online and not self.skip_live:
+            return message, self._event(message, events.MessageEdited.Event)
+        return message, None
+
+    async def edits_message(self, *args, **kwargs):
+        message, event = self.edit(*args, **kwargs)
+        if event is not None:
+            for listener in list(self.edit_listeners):
+                await listener(event.message)
+        return message
+
+    async def deletes(self, chat_id: int, message_ids: list[int], chat_known: bool = True) -> None:
+        """Messages are deleted; as Telethon gives it, a user account's private chat names no chat."""
+        self.history[chat_id] = [m for m in self.history[chat_id] if m.id not in message_ids]
+        if self.online and not self.skip_live:
+            for listener in list(self.delete_listeners):
+                await listener(chat_id if chat_known else None, list(message_ids))
+
+    def _event(self, message, kind=events.NewMessage.Event):
+        event = kind(message)
         event._entities = self._entities()
         event._set_client(self.shim)
         return event
@@ -171,8 +199,12 @@ class FakeInbound:
     async def connect(self) -> None:
         self.world._call("connect")
 
-    async def listen(self, on_message) -> None:
+    async def listen(self, on_message, on_edit=None, on_deleted=None) -> None:
         self.world.listeners.append(on_message)
+        if on_edit is not None:
+            self.world.edit_listeners.append(on_edit)
+        if on_deleted is not None:
+            self.world.delete_listeners.append(on_deleted)
 
     async def me(self):
         self.world._call("get_me")
@@ -209,6 +241,8 @@ class FakeInbound:
 
     async def stop(self) -> None:
         self.world.listeners.clear()
+        self.world.edit_listeners.clear()
+        self.world.delete_listeners.clear()
 
 
 class FakeTransport:

@@ -20,9 +20,11 @@ from schemas.events import (
     Cancelled,
     Created,
     Failed,
+    InputEdited,
     InstructionsAdded,
     InstructionsDelivered,
     PromiseEvent,
+    RequestDeleted,
     RetryScheduled,
     Spawned,
     Started,
@@ -131,6 +133,15 @@ def _line(e: PromiseEvent, t0: float, when: str = "", added: dict[str, str] | No
         case InstructionsAdded():
             by = f" from message {e.message_id}" if e.message_id else ""
             return f"{at}instructions added{by} {when}: {json.dumps(short(e.text, 200), ensure_ascii=False)}"
+        case InputEdited():
+            text = json.dumps(short(e.text, 200), ensure_ascii=False)
+            if e.applied:
+                return f"{at}message {e.message_id} was edited before it started; the new text replaced its input: {text}"
+            return f"{at}message {e.message_id} was edited after it started; the new text was not run: {text}"
+        case RequestDeleted():
+            if e.cancelled:
+                return f"{at}message {e.message_id} was deleted before it started"
+            return f"{at}message {e.message_id} was deleted after it started; nothing was undone"
         case InstructionsDelivered():
             text = (added or {}).get(e.request_id)
             what = f" {json.dumps(short(text, 60), ensure_ascii=False)}" if text else ""
