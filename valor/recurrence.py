@@ -159,3 +159,19 @@ def describe(*, cron: str | None = None, every: float | None = None, tz: str = "
                 return f"every {int(every // size)}{unit}"
         return f"every {every:g}s"
     return f"cron {cron} ({tz})"
+
+
+def latest_tick(after: float, until: float, **recurrence) -> tuple[float, int] | None:
+    """The last tick in (after, until] and how many there are, or None when there is none."""
+    n = count_ticks(after, until, **recurrence)
+    if n == 0:
+        return None
+    every = recurrence.get("every")
+    if every is not None:
+        return next_fire(after, **recurrence) + (n - 1) * every, n
+    return list(ticks(after, until, 100_000, **recurrence))[-1], n
+
+
+def tick_key(t: float) -> str:
+    """A tick's time as it appears in ids: whole seconds when it is one."""
+    return str(int(t)) if float(t).is_integer() else repr(float(t))
