@@ -77,7 +77,26 @@ class Reject(Command, tag="reject"):
     reason: str = ""
 
 
-AnyCommand = Submit | Cancel | Retry | Approve | Reject
+class Schedule(Command, tag="schedule"):
+    """A recurring promise: ``task`` is the template every tick creates (decision 51)."""
+
+    task: NewPromise
+    cron: str | None = None
+    every: float | None = None  # seconds; ticks at now + k * every
+    tz: str = "UTC"
+    missed: str = "skip"  # skip | catch_up_one
+    overlap: str = "skip"  # skip | queue | run
+    chat_id: int | None = None
+    message_id: int | None = None
+
+
+class ScheduleChange(Command, tag="schedule_change"):
+    id: int
+    verb: str  # pause | resume | delete
+    chat_id: int | None = None  # asked from this chat: only its own schedules
+
+
+AnyCommand = Submit | Cancel | Retry | Approve | Reject | Schedule | ScheduleChange
 
 
 class CommandReply(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -121,6 +121,11 @@ class Created(Event, tag="created"):
     # promises of its type when it was created; None: no history to go by.
     estimate_usd: float | None = None
     estimate_runs: int = 0
+    # A schedule's tick (decision 51): which schedule, the tick's time, and how many of its
+    # ticks were skipped since its previous run (told to the chat with this one).
+    schedule_id: int | None = None
+    tick: float | None = None
+    skipped: int = 0
 
 
 class Approved(Event, tag="approved"):
@@ -357,6 +362,64 @@ class NoticeIntended(Event, tag="notice_intended"):
     parts: list[str] = []
 
 
+# --- schedules (subject ``promise.<schedule id>.<event>``, ids shared with promises) ---
+
+
+class ScheduleCreated(Event, tag="schedule_created"):
+    """A recurring promise (decision 51): every tick creates one promise from this template.
+
+    Either ``cron`` (read on the wall clock of ``tz``) or ``every`` seconds from
+    ``anchor``.  ``missed``: what a tick passed while nothing ran becomes (``skip``:
+    skipped and told with the next run; ``catch_up_one``: one run stands for them all).
+    ``overlap``: a tick while the previous run is open is skipped, queued behind it, or run.
+    """
+
+    id: int
+    cron: str | None = None
+    every: float | None = None
+    tz: str = "UTC"
+    anchor: float = 0.0
+    title: str = ""
+    task: str = "noop"
+    input: Any = None
+    queue: str | None = None
+    priority: int = 5
+    max_cost: float | None = None
+    chat_id: int | None = None
+    message_id: int | None = None  # the message that asked for it: every run replies to it
+    missed: str = "skip"
+    overlap: str = "skip"
+    request_id: str | None = None
+    by: str = ""
+
+
+class SchedulePaused(Event, tag="schedule_paused"):
+    id: int
+    by: str = ""
+
+
+class ScheduleResumed(Event, tag="schedule_resumed"):
+    """Ticks fire again from the next one after this; those passed while paused are not runs owed."""
+
+    id: int
+    by: str = ""
+
+
+class ScheduleDeleted(Event, tag="schedule_deleted"):
+    id: int
+    by: str = ""
+
+
+class TicksSkipped(Event, tag="ticks_skipped"):
+    """Ticks of a schedule that will not run: missed while nothing ran, or the previous run still open."""
+
+    id: int  # the schedule
+    first: float
+    last: float  # the schedule's ticks up to here are settled
+    count: int = 1
+    reason: str = "missed"  # missed | overlap
+
+
 PromiseEvent = (
     Created
     | Approved
@@ -377,7 +440,14 @@ PromiseEvent = (
     | InstructionsDelivered
     | InputEdited
     | RequestDeleted
+    | ScheduleCreated
+    | SchedulePaused
+    | ScheduleResumed
+    | ScheduleDeleted
+    | TicksSkipped
 )
+
+SCHEDULE_EVENTS = (ScheduleCreated, SchedulePaused, ScheduleResumed, ScheduleDeleted, TicksSkipped)
 
 TERMINAL = (Succeeded, Failed, Cancelled)
 

@@ -17,6 +17,8 @@ from schemas.commands import (
     RespondCommand,
     RespondResult,
     Retry,
+    Schedule,
+    ScheduleChange,
     Submit,
     WorkItem,
 )
@@ -94,6 +96,14 @@ PROMISE_EVENTS = [
     RequestDeleted(id=12, message_id=7, cancelled=True, at=11.0),
     InputEdited(id=12, message_id=7, edited_at=10.0, applied=True, input={"text": "/do y"}, title="/do y",
                 text="/do y", at=11.0),
+    events.ScheduleCreated(id=20, cron="0 9 * * 1-5", tz="Europe/Berlin", anchor=12.0, title="run the tests",
+                           task="code", input="run the tests", queue="code", priority=3, max_cost=0.5, chat_id=42,
+                           message_id=7, missed="catch_up_one", overlap="queue", request_id="tg:42:7:every",
+                           by="chat", at=12.0),
+    events.SchedulePaused(id=20, by="chat", at=13.0),
+    events.ScheduleResumed(id=20, by="cli", at=14.0),
+    events.ScheduleDeleted(id=20, by="cli", at=15.0),
+    events.TicksSkipped(id=20, first=100.0, last=130.0, count=4, reason="overlap", at=16.0),
 ]
 
 COMMANDS = [
@@ -109,6 +119,9 @@ COMMANDS = [
     Retry(request_id="r-3", id=12),
     Approve(request_id="r-4", id=12, reason="approved by the operator"),
     Reject(request_id="r-5", id=12, reason="plan rejected by the operator: too big"),
+    Schedule(request_id="r-6", task=NewPromise(title="ping", type="echo", input="hi"), every=1800.0,
+             tz="Europe/Berlin", missed="catch_up_one", overlap="run", chat_id=42, message_id=7),
+    ScheduleChange(request_id="r-7", id=20, verb="pause", chat_id=42),
 ]
 
 
@@ -232,5 +245,5 @@ def test_a_field_of_the_wrong_type_is_rejected_with_its_path():
 
 def test_the_command_union_is_exported_whole():
     doc = msgspec.json.decode(export.schemas()["command.json"])
-    assert {"Submit", "Cancel", "Retry", "Approve", "Reject"} <= set(doc["$defs"])
-    assert AnyCommand.__args__ == (Submit, Cancel, Retry, Approve, Reject)
+    assert {"Submit", "Cancel", "Retry", "Approve", "Reject", "Schedule", "ScheduleChange"} <= set(doc["$defs"])
+    assert AnyCommand.__args__ == (Submit, Cancel, Retry, Approve, Reject, Schedule, ScheduleChange)

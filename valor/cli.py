@@ -29,7 +29,7 @@ from schemas.commands import NewPromise, heartbeat_decoder
 from schemas.events import PromiseEvent
 from services.scheduler.projection import Projection
 from services.scheduler.readmodel import PromiseQuery, PromisesQuery
-from valor import bus, context, render, spend
+from valor import bus, context, recurrence, render, spend
 from valor.client import TERMINAL_STATES, CommandRefused, ValorClient
 from valor.planfile import PlanFileError, read_plan
 
@@ -571,3 +571,70 @@ async def executors(js) -> dict[str, Any]:
                     "pools": [msgspec.to_builtins(p) for p in hb.slot_pools()], "host": hb.host, "pid": hb.pid,
                     "age": round(now - hb.at, 3)}
     return out
+
+
+# --- schedules (decision 51) ---------------------------------------------------------------
+
+
+@main.group(short_help="Recurring promises: add, list, pause, resume, rm.")
+def schedule() -> None:
+    """Recurring promises: every tick creates one promise from the schedule's template."""
+
+
+@schedule.command(name="add")
+@click.argument("every", metavar="EVERY")
+@click.argument("title")
+@click.option("--type", "type_", default="noop", show_default=True, help="task type of every run")
+@click.option("--input", "input_", callback=parse_input, help="each run's input, as JSON")
+@click.option("--at", "at_", help="time of day for 1d or 1w<day> (HH:MM), e.g. `add 1d --at 09:00`")
+@click.option("--tz", default="UTC", show_default=True, help="time zone the cron times are read in")
+@click.option("--priority", type=click.IntRange(1, 9), default=5, show_default=True)
+@click.option("--queue", help="queue (default: the task type's)")
+@click.option("--max-cost", type=click.FloatRange(min=0, min_open=True), help="USD one run may spend")
+@click.option("--missed", type=click.Choice(recurrence.MISSED), default="skip", show_default=True,
+              help="ticks passed while Valor was down: skipped (told with the next run), or one run for them")
+@click.option("--overlap", type=click.Choice(recurrence.OVERLAP), default="skip", show_default=True,
+              help="a tick while the last run is still open: skipped, queued behind it, or run anyway")
+def schedule_add(every, title, type_, input_, at_, tz, priority, queue, max_cost, missed, overlap):
+    """Every EVERY (30m, 2h, 1d, weekdays, or a cron expression in quotes), run TITLE; prints its id."""
+    words = every.split()
+    if len(words) == 5:
+        words = ["cron", *words]
+    words += at_.split() if at_ else []
+    try:
+        rule, rest = recurrence.parse_every(words)
+        recurrence.next_fire(0.0, anchor=0.0, tz=tz, **rule)
+    except recurrence.RecurrenceError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if rest:
+        raise click.BadParameter(f"unexpected {' '.join(rest)!r} after the recurrence")
+    task = NewPromise(title=title, type=type_, input=input_, priority=priority, queue=queue, max_cost=max_cost)
+    click.echo(run(lambda c: ask(c.schedule(task, tz=tz, missed=missed, overlap=overlap, **rule))))
+
+
+@schedule.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def schedule_list(as_json):
+    """Every schedule that is not deleted: its recurrence, state, runs and next tick."""
+    state, _ = run(read_log)
+    rows = [render.schedule_json(s) for s in state.schedules.values() if not s.deleted]
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        click.echo(render.schedule_line(row))
+    if not rows:
+        click.echo("no schedules")
+
+
+def _change(verb: str):
+    @click.argument("schedule_id", metavar="ID", type=int)
+    def command(schedule_id):
+        run(lambda c: ask(c.change_schedule(schedule_id, verb)))
+        click.echo(schedule_id)
+    return command
+
+
+schedule.command(name="pause", short_help="Stop a schedule's ticks until resumed.")(_change("pause"))
+schedule.command(name="resume", short_help="Tick again, from the next tick on.")(_change("resume"))
+schedule.command(name="rm", short_help="Delete a schedule (its runs stay).")(_change("delete"))

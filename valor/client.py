@@ -29,6 +29,8 @@ from schemas.commands import (
     NewPromise,
     Reject,
     Retry,
+    Schedule,
+    ScheduleChange,
     Submit,
     reply_decoder,
 )
@@ -104,6 +106,18 @@ class ValorClient:
         """Cancel every step of the plan of ``promise_id`` that awaits approval; names -> ids."""
         return (await self.request(Reject(request_id=uuid.uuid4().hex, by=self.by, id=promise_id,
                                           reason=reason))).ids
+
+    async def schedule(self, task: NewPromise, *, cron: str | None = None, every: float | None = None,
+                       tz: str = "UTC", missed: str = "skip", overlap: str = "skip", chat_id: int | None = None,
+                       message_id: int | None = None) -> int:
+        """A recurring promise (decision 51); its id."""
+        cmd = Schedule(request_id=uuid.uuid4().hex, by=self.by, task=task, cron=cron, every=every, tz=tz,
+                       missed=missed, overlap=overlap, chat_id=chat_id, message_id=message_id)
+        return (await self.request(cmd)).ids["0"]
+
+    async def change_schedule(self, schedule_id: int, verb: str) -> None:
+        """Pause, resume or delete a schedule."""
+        await self.request(ScheduleChange(request_id=uuid.uuid4().hex, by=self.by, id=schedule_id, verb=verb))
 
     # --- reading the log --------------------------------------------------------
 

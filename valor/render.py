@@ -6,6 +6,7 @@ to NATS or reads the clock, so each form is pinned by a test.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -32,8 +33,8 @@ from schemas.events import (
     Succeeded,
 )
 from services.scheduler.approval import waited
-from services.scheduler.projection import TERMINAL, Projection, Promise
-from valor import budget, evidence
+from services.scheduler.projection import TERMINAL, Projection, Promise, Schedule
+from valor import budget, evidence, recurrence
 
 # --- JSON -----------------------------------------------------------------------
 
@@ -312,3 +313,24 @@ def status_text(status: Mapping[str, Any]) -> str:
     out.append(f"promises   {counts_text(status['promises'])}")
     out += [f"problem    {e}" for e in status.get("errors", [])]
     return "\n".join(out)
+
+
+def schedule_json(s: Schedule) -> dict:
+    spec = s.spec
+    rule = {"cron": spec.cron, "every": spec.every, "tz": spec.tz}
+    return {"id": s.id, "recurrence": recurrence.describe(**rule), "title": spec.title, "type": spec.task,
+            "state": "deleted" if s.deleted else "paused" if s.paused else "active", "runs": s.runs,
+            "last_run": s.last_run, "skipped_untold": s.skipped, "missed": spec.missed, "overlap": spec.overlap,
+            "chat_id": spec.chat_id,
+            "next_tick": None if not s.active else recurrence.next_fire(s.settled, anchor=spec.anchor, **rule)}
+
+
+def schedule_line(row: dict) -> str:
+    when = f", next {_clock(row['next_tick'])}" if row["next_tick"] is not None else ""
+    last = f", last run #{row['last_run']}" if row["last_run"] is not None else ""
+    return (f"⏰ #{row['id']} {row['recurrence']}: {row['title']} [{row['type']}] — {row['state']}, "
+            f"{row['runs']} run{'s' if row['runs'] != 1 else ''}{last}{when}")
+
+
+def _clock(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -20,7 +20,7 @@ from schemas.events import AttemptFailed, Cancelled, Dispatched, Failed, RetrySc
 from schemas.subjects import msg_id_for_event, msg_id_for_work
 from valor.config import DEFAULT, Config
 
-from . import approval
+from . import approval, schedules
 from .backoff import retry_delay
 from .effects import Dispatch, Effect, Publish, ids_taken
 from .fairness import Group, turns
@@ -52,6 +52,7 @@ def decide(
     effects += approval.expire(state, now, ended)
     effects += _expire(state, now, timeout_grace, ended)
     effects += _dispatch(state, now, capacity, ended, config)
+    effects += schedules.fire(state, now, config, state.max_id + 1 + ids_taken(effects))
     return Decision(effects, _wake_at(state, now, timeout_grace))
 
 
@@ -211,4 +212,6 @@ def _wake_at(state: Projection, now: float, grace: float) -> float | None:
         times.append(first_deadline[0] + grace)
     if (expiry := approval.next_expiry(state, now)) is not None:
         times.append(expiry)
+    if (tick := schedules.wake_at(state)) is not None:
+        times.append(tick)
     return min(times) if times else None

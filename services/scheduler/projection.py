@@ -34,9 +34,14 @@ from schemas.events import (
     PromiseEvent,
     RequestDeleted,
     RetryScheduled,
+    ScheduleCreated,
+    ScheduleDeleted,
+    SchedulePaused,
+    ScheduleResumed,
     Spawned,
     Started,
     Succeeded,
+    TicksSkipped,
     TokenUsage,
 )
 
@@ -111,9 +116,30 @@ class Promise(msgspec.Struct, kw_only=True):
         return self.status in TERMINAL
 
 
+class Schedule(msgspec.Struct, kw_only=True):
+    """A recurring promise (decision 51) and how far its ticks are settled."""
+
+    spec: ScheduleCreated
+    paused: bool = False
+    deleted: bool = False
+    settled: float = 0.0  # every tick up to here ran or was skipped: only later ones are due
+    last_run: int | None = None  # the promise of its latest tick that ran
+    skipped: int = 0  # ticks skipped since that run, told with the next one
+    runs: int = 0
+
+    @property
+    def id(self) -> int:
+        return self.spec.id
+
+    @property
+    def active(self) -> bool:
+        return not (self.paused or self.deleted)
+
+
 class Projection:
     def __init__(self) -> None:
         self.promises: dict[int, Promise] = {}
+        self.schedules: dict[int, Schedule] = {}
         self.dependents: dict[int, list[int]] = {}
         self.by_message: dict[tuple[int, int], int] = {}
         self.by_request: dict[str, dict[int, int]] = {}
@@ -152,11 +178,13 @@ class Projection:
         return ok
 
     def _created(self, e: Created) -> bool:
-        if e.id in self.promises or e.id <= 0:
+        if e.id in self.promises or e.id in self.schedules or e.id <= 0:
             return False
         p = Promise(spec=e, not_before=e.not_before)
         self.promises[e.id] = p
         self.max_id = max(self.max_id, e.id)
+        if e.schedule_id is not None and (sched := self.schedules.get(e.schedule_id)) is not None:
+            _ran(sched, e)
         if e.request_id is not None:
             self.by_request.setdefault(e.request_id, {})[e.request_index] = e.id
         if e.task == "respond" and e.chat_id is not None and e.message_id is not None:
@@ -335,6 +363,46 @@ class Projection:
             p.sent.append(e.telegram_message_id)
         return True
 
+    # --- schedules (decision 51) ---------------------------------------------------
+
+    def _schedule_created(self, e: ScheduleCreated) -> bool:
+        if e.id in self.promises or e.id in self.schedules or e.id <= 0:
+            return False
+        self.schedules[e.id] = Schedule(spec=e, settled=e.at)
+        self.max_id = max(self.max_id, e.id)
+        if e.request_id is not None:
+            self.by_request.setdefault(e.request_id, {})[0] = e.id
+        return True
+
+    def _schedule_paused(self, e: SchedulePaused) -> bool:
+        s = self.schedules.get(e.id)
+        if s is None or not s.active:
+            return False
+        s.paused = True
+        return True
+
+    def _schedule_resumed(self, e: ScheduleResumed) -> bool:
+        s = self.schedules.get(e.id)
+        if s is None or s.deleted or not s.paused:
+            return False
+        # Ticks that passed while paused are not owed: the next one after the resume runs.
+        s.paused, s.settled = False, max(s.settled, e.at)
+        return True
+
+    def _schedule_deleted(self, e: ScheduleDeleted) -> bool:
+        s = self.schedules.get(e.id)
+        if s is None or s.deleted:
+            return False
+        s.deleted = True
+        return True
+
+    def _ticks_skipped(self, e: TicksSkipped) -> bool:
+        s = self.schedules.get(e.id)
+        if s is None or e.last <= s.settled:
+            return False
+        s.settled, s.skipped = e.last, s.skipped + e.count
+        return True
+
     # --- index upkeep -----------------------------------------------------------
 
     def _end(self, promise_id: int, status: str, reason: str, at: float) -> bool:
@@ -421,7 +489,8 @@ class Projection:
 
     @classmethod
     def restored(cls, promises: list[Promise], needs_decision: list[int], *,
-                 max_id: int, last_seq: int, applied: int, ignored: int) -> Projection:
+                 max_id: int, last_seq: int, applied: int, ignored: int,
+                 schedules: list[Schedule] = ()) -> Projection:
         """The projection whose promises (in creation order) and counters are these.
 
         Every index is derived again from the promises, stating as membership
@@ -432,6 +501,10 @@ class Projection:
         state = cls()
         state.max_id, state.last_seq, state.applied, state.ignored = max_id, last_seq, applied, ignored
         state.needs_decision = needs = set(needs_decision)
+        for sched in schedules:
+            state.schedules[sched.id] = sched
+            if sched.spec.request_id is not None:
+                state.by_request.setdefault(sched.spec.request_id, {})[0] = sched.id
         ready: dict[str, dict[Group, list]] = {}
         unsettled: dict[int, list] = {}
         timed, deadlines, awaiting = [], [], []
@@ -496,6 +569,13 @@ class Projection:
         return [c for c in self.dependents.get(promise_id, ()) if c in self.promises and not self.promises[c].terminal]
 
 
+def _ran(sched: Schedule, e: Created) -> None:
+    """A tick's promise settles its schedule up to that tick (and the skips it told)."""
+    if e.tick is not None:
+        sched.settled = max(sched.settled, e.tick)
+    sched.last_run, sched.skipped, sched.runs = e.id, max(0, sched.skipped - e.skipped), sched.runs + 1
+
+
 def _charge(p: Promise, e: Succeeded | AttemptFailed | AttemptStopped) -> None:
     evidence = e.evidence
     if evidence is not None and (evidence.cost_usd is not None or evidence.tokens is not None):
@@ -522,4 +602,9 @@ _HANDLERS = {
     InstructionsDelivered: Projection._instructions_delivered,
     InputEdited: Projection._input_edited,
     RequestDeleted: Projection._instructions_delivered,  # a fact for /why; its cancel (if any) is its own event
+    ScheduleCreated: Projection._schedule_created,
+    SchedulePaused: Projection._schedule_paused,
+    ScheduleResumed: Projection._schedule_resumed,
+    ScheduleDeleted: Projection._schedule_deleted,
+    TicksSkipped: Projection._ticks_skipped,
 }

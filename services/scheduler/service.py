@@ -31,6 +31,8 @@ from schemas.commands import (
     ExecutorHeartbeat,
     Reject,
     Retry,
+    Schedule,
+    ScheduleChange,
     Submit,
     command_decoder,
     heartbeat_decoder,
@@ -48,7 +50,7 @@ from schemas.subjects import msg_id_for_event
 from valor import bus, metrics
 from valor.config import Config, load
 
-from . import approval, intake
+from . import approval, intake, schedules
 from .capacity import slots_per_queue
 from .decide import decide, resend_dispatched
 from .effects import Dispatch, Effect, Publish, ids_taken
@@ -463,6 +465,12 @@ class Scheduler:
                 answer = approval.approve if isinstance(command, Approve) else approval.reject
                 effects, reply = answer(self.state, command.id, now, command.by, command.reason)
                 key = ("approval", command.id)
+            case Schedule():
+                effects, reply = schedules.create(self.state, command, now, self.config, next_id)
+                key = ("request", command.request_id)
+            case ScheduleChange():
+                effects, reply = schedules.change(self.state, command, now)
+                key = ("schedule", command.id)
         if too_big := self._too_big(effects):  # refuse now rather than fail on every redelivery
             effects, reply = [], CommandReply(ok=False, error=too_big)
         return _Planned(msg, effects, reply, command.reply_to, key)

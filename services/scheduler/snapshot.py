@@ -26,7 +26,7 @@ import msgspec
 from schemas import events
 
 from . import projection
-from .projection import Projection, Promise
+from .projection import Projection, Promise, Schedule
 
 FORMAT = 1
 NAME = "scheduler"  # the object's name in the snapshot bucket
@@ -55,6 +55,7 @@ class Header(msgspec.Struct, frozen=True, kw_only=True):
 class Body(msgspec.Struct, array_like=True):
     promises: list[Promise]
     needs_decision: list[int]
+    schedules: list[Schedule] = []
 
 
 _header_decoder = msgspec.json.Decoder(Header)
@@ -65,7 +66,7 @@ MAX_HEADER = 4096
 
 def freeze(state: Projection, stream_created: str, taken_at: float) -> tuple[Header, bytes]:
     """The projection as it is now, serialised: call it between two events (one consistent point)."""
-    body = Body(list(state.promises.values()), sorted(state.needs_decision))
+    body = Body(list(state.promises.values()), sorted(state.needs_decision), list(state.schedules.values()))
     try:
         codec, data = "msgpack", _encoders["msgpack"].encode(body)
     except OverflowError:  # an integer past 64 bits in some input or result
@@ -127,7 +128,8 @@ def restore(data: bytes) -> tuple[Header, Projection]:
         if len(body.promises) != header.promises:
             raise SnapshotError(f"{len(body.promises)} promises, the header says {header.promises}")
         state = Projection.restored(body.promises, body.needs_decision, max_id=header.max_id,
-                                    last_seq=header.last_seq, applied=header.applied, ignored=header.ignored)
+                                    last_seq=header.last_seq, applied=header.applied, ignored=header.ignored,
+                                    schedules=body.schedules)
     except (msgspec.DecodeError, zlib.error) as exc:
         raise SnapshotError(f"unreadable body: {exc}") from None
     finally:

@@ -1,0 +1,1 @@
+from tests.scheduler.conftest import started  # noqa: F401  (schedulers started as processes would be)
