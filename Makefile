@@ -52,12 +52,13 @@ help:
 	      "NATS_CLUSTER_PORT_BASE=$(NATS_CLUSTER_PORT_BASE) NATS_MONITOR_PORT_BASE=$(NATS_MONITOR_PORT_BASE)" \
 	      "UP_TIMEOUT=$(UP_TIMEOUT)"
 
-# The venv counts as installed once the dev tools are in it.
-venv: $(VENV_DIR)/bin/pytest
-$(VENV_DIR)/bin/pytest:
+# The venv is (re)installed when pyproject.toml is newer than the last install (a new pinned dependency).
+venv: $(VENV_DIR)/.installed
+$(VENV_DIR)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV_DIR)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
 
 # Claude Code's sandbox (code tasks refuse to run without it) needs bubblewrap and socat.
 tools:
