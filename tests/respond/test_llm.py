@@ -67,7 +67,8 @@ async def test_a_three_step_request_becomes_a_chain_of_promises(responder, fake)
     assert r.reply == "Planned: setup, then write, then run." and r.commands == []
     first, second = fake.calls()
     assert first.tool_names == ["create_plan", "cancel_promise", "retry_promise", "continue_promise", "approve_plan",
-                                "reject_plan", "list_promises", "promise_history"]
+                                "reject_plan", "create_schedule", "list_schedules", "pause_schedule",
+                                "resume_schedule", "delete_schedule", "list_promises", "promise_history"]
     assert first.model == "claude-sonnet-4-6" and first.body["max_tokens"] == CONFIG.agent.max_tokens
     assert "Never say you will do" in first.system
     assert first.messages == [{"role": "user", "content": "set up the test environment, write unit tests, then run them"}]
