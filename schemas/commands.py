@@ -151,6 +151,12 @@ class RespondResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     schedules: list[NewSchedule] = []  # created answering this message: each run replies to it
 
 
+def asks_for_anything(result: Any) -> bool:
+    """Whether a recorded respond result asks the scheduler for something: it records ``spawned`` exactly then."""
+    return isinstance(result, dict) and bool(result.get("promises") or result.get("commands")
+                                             or result.get("schedules"))
+
+
 class SlotPool(msgspec.Struct, frozen=True, kw_only=True):
     """Slots only attempts of ``queues`` take: a queue's own when it is the only one, else shared."""
 
