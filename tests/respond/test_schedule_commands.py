@@ -7,6 +7,8 @@ import pytest
 from schemas.commands import NewPromise, NewSchedule, RespondCommand, RespondResult
 from schemas.events import Created, Dispatched, ScheduleCreated, SchedulePaused, Spawned, Started, Succeeded
 from services.executor.respond import commands
+from services.notifier import texts
+from services.notifier.board import Board
 from services.scheduler import intake
 from services.scheduler.projection import Projection
 from valor.config import DEFAULT
@@ -180,3 +182,14 @@ def test_a_chat_changes_only_its_own_schedules():
     events = apply(state, intake.spawn_children(state, 10, NOON + 1, DEFAULT))
     assert [(type(e).__name__, e.id) for e in events] == [("SchedulePaused", 3), ("Spawned", 10)]
     assert state.schedules[3].paused and not state.schedules[5].deleted
+
+
+def test_the_reply_to_every_names_the_schedule_it_made():
+    board = Board()
+    result = RespondResult(reply="Scheduled an echo task, every 30m: x.", schedules=[
+        NewSchedule(task=NewPromise(type="echo", input="x"), every=1800.0)])
+    for seq, e in enumerate([Created(at=0.0, id=1, title="/every", task="respond", chat_id=CHAT, message_id=5),
+                             Succeeded(at=1.0, id=1, attempt=1, result=msgspec.to_builtins(result)),
+                             Spawned(at=1.0, id=1, schedules=[2])], 1):
+        board.apply(e, seq)
+    assert texts.respond_terminal(board.items[1], board) == "Scheduled an echo task, every 30m: x.\nSchedule: #2"
