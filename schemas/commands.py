@@ -125,10 +125,21 @@ class WorkItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 class RespondCommand(msgspec.Struct, frozen=True, kw_only=True):
     """An operator command inside a respond result, e.g. cancel #12."""
 
-    verb: str  # cancel | retry | instruct | approve | reject | budget
-    id: int  # the promise it is about (budget: unused, the text says what)
+    verb: str  # cancel | retry | instruct | approve | reject | budget | pause | resume | unschedule
+    id: int  # the promise (pause, resume, unschedule: the schedule) it is about (budget: unused)
     reason: str = ""
     text: str = ""  # instruct: the instructions to add; budget: "+5 today", "reset"
+
+
+class NewSchedule(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A schedule asked for in a chat: the fields of a ``Schedule`` command but the chat's (decision 51)."""
+
+    task: NewPromise
+    cron: str | None = None
+    every: float | None = None
+    tz: str = "UTC"
+    missed: str = "skip"
+    overlap: str = "skip"
 
 
 class RespondResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -137,6 +148,13 @@ class RespondResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     reply: str = ""
     promises: list[NewPromise] = []
     commands: list[RespondCommand] = []
+    schedules: list[NewSchedule] = []  # created answering this message: each run replies to it
+
+
+def asks_for_anything(result: Any) -> bool:
+    """Whether a recorded respond result asks the scheduler for something: it records ``spawned`` exactly then."""
+    return isinstance(result, dict) and bool(result.get("promises") or result.get("commands")
+                                             or result.get("schedules"))
 
 
 class SlotPool(msgspec.Struct, frozen=True, kw_only=True):

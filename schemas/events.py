@@ -286,6 +286,7 @@ class Spawned(Event, tag="spawned"):
     id: int
     children: dict[str, int] = {}
     error: str | None = None
+    schedules: list[int] = []  # the schedules the result asked for, by id (decision 51)
 
 
 class Notified(Event, tag="notified"):

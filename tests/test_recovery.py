@@ -15,7 +15,7 @@ import pytest
 
 from schemas import subjects
 from schemas.commands import NewPromise as T
-from schemas.events import Dispatched, MessageReceived, encode
+from schemas.events import Created, Dispatched, MessageReceived, ScheduleCreated, TicksSkipped, encode
 from valor import bus
 from valor.client import ValorClient
 from valor.natsserver import NatsCluster
@@ -222,3 +222,53 @@ async def active_scheduler(nc, stack: Stack) -> str:
                 return name
         await asyncio.sleep(0.1)
     raise AssertionError(f"no live scheduler holds the lease ({holder})")
+
+
+async def test_a_schedule_from_a_chat_survives_a_full_stop_and_start_and_fires_once_per_tick(single):
+    """Every 2 s from a chat; all services and NATS stopped and started again: the schedule goes on, no tick
+    ran twice, and every tick from the first run to the last either ran or was skipped on the record."""
+    stack, nc, client = await started_stack(single)
+    message = MessageReceived(chat_id=9, message_id=1, sender_name="Ana", text="/every 2s echo tick", at=time.time())
+    await nc.jetstream().publish(subjects.chat_in(9), encode(message), headers={bus.MSG_ID: "tg:9:1"})
+    try:
+        await until_runs(client, 2)
+        await nc.close()
+        stack.stop()
+        single.stop()
+        time.sleep(0.5)
+        single.start()
+        stack.start()
+        restarted = time.time()
+        nc = await bus.connect(single.url, name="test")
+        client = ValorClient(nc)
+        await until_runs(client, 2, after=restarted)  # it keeps firing
+        events = [e for _, e in await client.events()]
+        [sched] = [e for e in events if isinstance(e, ScheduleCreated)]
+        assert (sched.chat_id, sched.message_id, sched.every) == (9, 1, 2.0)
+        runs = [e for e in events if isinstance(e, Created) and e.schedule_id == sched.id]
+        ticks = [e.tick for e in runs]
+        assert len(set(ticks)) == len(ticks)  # one promise per tick
+        skipped = [sched.anchor + k * 2.0 for e in events if isinstance(e, TicksSkipped)
+                   for k in range(int((e.first - sched.anchor) / 2), int((e.last - sched.anchor) / 2) + 1)]
+        assert not set(skipped) & set(ticks)  # a tick either ran or was skipped
+        assert sorted(ticks + skipped) == [sched.anchor + k * 2.0 for k in range(1, len(ticks) + len(skipped) + 1)]
+        assert {(e.chat_id, e.message_id) for e in runs} == {(9, 1)}  # every run answers the message that asked
+    finally:
+        await nc.close()
+        stack.kill()
+
+
+async def until_runs(client: ValorClient, n: int, after: float = 0.0, timeout: float = 60.0) -> list:
+    """The schedule's runs, once the first ``n`` of those whose tick is past ``after`` succeeded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = await client.projection()
+        except (TimeoutError, nats.errors.Error):
+            state = None
+        runs = sorted((p for p in state.promises.values() if p.spec.schedule_id is not None and p.spec.tick > after),
+                      key=lambda p: p.id) if state else []
+        if len(runs) >= n and all(p.state == "succeeded" for p in runs[:n]):
+            return runs
+        assert time.monotonic() < deadline, f"{len(runs)} runs of {n}"
+        await asyncio.sleep(0.2)

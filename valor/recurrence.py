@@ -108,15 +108,18 @@ def _instant(wall: datetime, tzinfo: ZoneInfo) -> float:
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _INTERVAL = re.compile(r"^(\d+)([smhdw])$")
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_OPEN_QUOTES, _CLOSE_QUOTES = "\"'“‘", "\"'”’"  # a phone's keyboard may curl them
 _WEEKDAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 0}
 
 
 def parse_every(words: list[str]) -> tuple[dict, list[str]]:
-    """Read ``30m``, ``1d 09:00``, ``1w mon 09:00``, ``weekdays 09:00`` or ``cron "m h dom mon dow"``
-    from the front of ``words``: the recurrence (``cron`` or ``every``) and the words left."""
+    """Read ``30m``, ``1d 09:00``, ``1w mon 09:00``, ``weekdays 09:00``, ``cron m h dom mon dow`` or
+    ``"m h dom mon dow"`` from the front of ``words``: the recurrence (``cron`` or ``every``) and the words left."""
     if not words:
         raise RecurrenceError("say how often: 30m, 2h, 1d 09:00, 1w mon 09:00, weekdays 09:00")
     head, rest = words[0].lower(), words[1:]
+    if head[:1] in _OPEN_QUOTES:
+        return _quoted_cron(words)
     if head == "cron":
         fields = rest[:5]
         if len(fields) < 5:
@@ -127,7 +130,8 @@ def parse_every(words: list[str]) -> tuple[dict, list[str]]:
         return {"cron": f"{minute} {hour} * * 1-5"}, rest
     m = _INTERVAL.match(head)
     if not m:
-        raise RecurrenceError(f"not an interval: {words[0]!r} (e.g. 30m, 2h, 1d 09:00)")
+        raise RecurrenceError(f"not an interval: {words[0]!r} (e.g. 30m, 2h, 1d 09:00, weekdays 09:00, "
+                              f'or cron in quotes: "0 9 * * 1-5")')
     n, unit = int(m.group(1)), m.group(2)
     if n <= 0:
         raise RecurrenceError("an interval must be positive")
@@ -143,6 +147,19 @@ def parse_every(words: list[str]) -> tuple[dict, list[str]]:
         hour, minute, rest = _clock(rest, "1d")
         return {"cron": f"{minute} {hour} * * *"}, rest
     return {"every": float(n * _UNITS[unit])}, rest
+
+
+def _quoted_cron(words: list[str]) -> tuple[dict, list[str]]:
+    """``"0 9 * * 1-5" rest``: the words up to the closing quote are the cron fields."""
+    for n, word in enumerate(words):
+        if word[-1:] in _CLOSE_QUOTES and (n > 0 or len(word) > 1):
+            return {"cron": check_cron(" ".join(words[: n + 1])[1:-1])}, words[n + 1:]
+    raise RecurrenceError('a quoted cron expression needs its closing quote: "0 9 * * 1-5"')
+
+
+def wall(t: float, tz: str = "UTC") -> str:
+    """An instant as the zone's wall clock: ``2025-03-31 09:00 CEST``."""
+    return datetime.fromtimestamp(t, zone(tz)).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _clock(words: list[str], what: str) -> tuple[int, int, list[str]]:

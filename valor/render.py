@@ -325,9 +325,11 @@ def schedule_json(s: Schedule) -> dict:
             "next_tick": None if not s.active else recurrence.next_fire(s.settled, anchor=spec.anchor, **rule)}
 
 
-def schedule_line(row: dict) -> str:
+def schedule_line(row: dict, last_state: str | None = None) -> str:
+    """``last_state``: the last run's state, when the caller knows it (the chat's ``/schedules``)."""
     when = f", next {_clock(row['next_tick'])}" if row["next_tick"] is not None else ""
     last = f", last run #{row['last_run']}" if row["last_run"] is not None else ""
+    last += f" {last_state}" if last and last_state else ""
     return (f"⏰ #{row['id']} {row['recurrence']}: {row['title']} [{row['type']}] — {row['state']}, "
             f"{row['runs']} run{'s' if row['runs'] != 1 else ''}{last}{when}")
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from schemas.commands import asks_for_anything
 from schemas.events import Succeeded
 from valor import evidence
 from valor.config import Config
@@ -127,7 +128,7 @@ def respond_notices(board: Board, item: Item, policy: Policy = CHECKLIST) -> lis
         out.append(React(item.id, "reaction_start", chat, msg, EYES))
     if end is None:
         return out
-    waits_for_spawn = isinstance(end, Succeeded) and _promised_anything(end.result) and item.spawned is None
+    waits_for_spawn = isinstance(end, Succeeded) and asks_for_anything(end.result) and item.spawned is None
     steps = [] if waits_for_spawn else policy.checklist(board, item)
     if not waits_for_spawn and "terminal" not in item.notified:
         text = texts.plan_reply(item, steps, board) if steps else texts.terminal(item, board)
@@ -191,6 +192,3 @@ def _send(item: Item, kind: str, text: str) -> Send:
                 recorded=tuple(intent.parts) if intent is not None else (), answer=item.respond)
 
 
-def _promised_anything(result) -> bool:
-    # The scheduler records `spawned` exactly when the result names promises or commands.
-    return isinstance(result, dict) and bool(result.get("promises") or result.get("commands"))

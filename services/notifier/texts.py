@@ -105,6 +105,8 @@ def respond_terminal(item: Item, board: Board) -> str:
         lines = [result.reply.strip(), approval.prompt(held)]
     else:
         lines = [reply_with_ids(result.reply.strip(), item.spawned.children if item.spawned else {}, result.promises)]
+    if item.spawned is not None and item.spawned.schedules:  # its id, for /pause and /unschedule
+        lines[-1] += "\nSchedule: " + ", ".join(f"#{sid}" for sid in item.spawned.schedules)
     lines.append(budget.plan_estimate(children))
     if item.spawned is not None and item.spawned.error:
         lines.append(f"⚠️ The promised work could not start: {item.spawned.error}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas.commands import CommandReply, NewPromise, RespondResult, Submit
+from schemas.commands import CommandReply, NewPromise, RespondResult, Schedule, ScheduleChange, Submit
 from schemas.events import (
     BudgetAdjusted,
     Cancelled,
@@ -30,7 +30,7 @@ from schemas.subjects import msg_id_for_event, msg_id_for_message
 from valor import budget, spend
 from valor.config import DEFAULT, Config, TaskType
 
-from . import approval
+from . import approval, schedules
 from .continuation import session_to_resume
 from .dag import PlanError, validate_plan
 from .effects import Publish, ids_taken
@@ -288,6 +288,14 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
                                             **approval.hold(result.promises, config.approval, now, over))
         except PlanError as exc:
             return [Publish(Spawned(at=now, id=parent_id, error=str(exc)), spawned_id)]
+    made: list[int] = []
+    refused: list[str] = []
+    for i, asked in enumerate(result.schedules):
+        more, reply = _schedule_from_chat(state, parent, asked, i, now, config,
+                                          (next_id or state.max_id + 1) + ids_taken(effects))
+        effects += more
+        made += [reply.ids["0"]] if reply.ok else []
+        refused += [] if reply.ok else [f"schedule not created: {reply.error}"]
     for i, command in enumerate(result.commands):
         if command.verb == "cancel":
             more, _ = cancel(state, command.id, now, command.reason, by=f"respond #{parent_id}")
@@ -302,10 +310,34 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
         elif command.verb in ("approve", "reject"):
             answer = approval.approve if command.verb == "approve" else approval.reject
             more, _ = answer(state, command.id, now, f"respond #{parent_id}", command.reason, parent.spec.chat_id)
+        elif command.verb in SCHEDULE_VERBS:
+            # Only the chat's own schedules: a schedule of another chat (or none) is "no schedule #N".
+            change = ScheduleChange(request_id=f"respond:{parent_id}:{i}", by=f"respond #{parent_id}", id=command.id,
+                                    verb=SCHEDULE_VERBS[command.verb], chat_id=parent.spec.chat_id)
+            more, _ = schedules.change(state, change, now)
         else:
             more = []
         effects += more
-    return effects + [Publish(Spawned(at=now, id=parent_id, children=children), spawned_id)]
+    spawned = Spawned(at=now, id=parent_id, children=children, schedules=made, error="; ".join(refused) or None)
+    return effects + [Publish(spawned, spawned_id)]
+
+
+SCHEDULE_VERBS = {"pause": "pause", "resume": "resume", "unschedule": "delete"}
+
+
+def _schedule_from_chat(state: Projection, parent, asked, index: int, now: float, config: Config, next_id: int):
+    """A schedule a respond result asks for: the chat's, each run replying to the message that asked.
+
+    Its request id comes from the respond promise and the position, so a redelivered result creates it once.
+    A chat cannot have ``respond`` run on a schedule (the agent's own type), like a chat cannot ask for it.
+    """
+    if asked.task.type == "respond":
+        return [], CommandReply(ok=False, error="a chat cannot schedule respond")
+    s = parent.spec
+    cmd = Schedule(request_id=f"spawn:{parent.id}:schedule:{index}", by=f"respond #{parent.id}", task=asked.task,
+                   cron=asked.cron, every=asked.every, tz=asked.tz, missed=asked.missed, overlap=asked.overlap,
+                   chat_id=s.chat_id, message_id=s.message_id)
+    return schedules.create(state, cmd, now, config, next_id)
 
 
 def plan_estimates(state: Projection, tasks: list[NewPromise], config: Config) -> dict[str, budget.Estimate]:

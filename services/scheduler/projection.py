@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from sortedcontainers import SortedList
 
+from schemas.commands import asks_for_anything
 from schemas.events import (
     Approved,
     AttemptFailed,
@@ -267,9 +268,7 @@ class Projection:
                 # Only a child still waiting: one already dispatched (decision 16) stays in flight.
                 if child.pending_deps == 0 and child.id not in self.needs_decision and child.status == WAITING:
                     self._enqueue(child)
-        if p.spec.task == "respond" and isinstance(e.result, dict) and (
-            e.result.get("promises") or e.result.get("commands")
-        ):
+        if p.spec.task == "respond" and asks_for_anything(e.result):
             self.needs_decision.add(p.id)
         self._settle_answer(p)
         return True

@@ -15,7 +15,7 @@ import msgspec
 
 from schemas.events import PromiseEvent
 
-from .projection import Projection, Promise
+from .projection import Projection, Promise, Schedule
 
 ENDPOINTS = ("promise", "promises", "chat", "status")
 SUBJECT_PREFIX = "valor.read"  # endpoint subjects: valor.read.<endpoint>
@@ -59,6 +59,7 @@ class Answer(msgspec.Struct, kw_only=True):
     dependents: dict[int, list[int]] = {}
     counts: dict[str, int] = {}
     leader: bool = False
+    schedules: list[Schedule] = []  # ``chat``: the chat's schedules not deleted (decision 51)
 
 
 QUERIES: dict[str, type[msgspec.Struct]] = {
@@ -136,10 +137,16 @@ def answer(index: ReadIndex, query: msgspec.Struct) -> Answer:
             return Answer(seq=state.last_seq, promises=promises, dependents=_dependents(state, ids))
         case ChatQuery(chat_id=chat_id):
             ids = index.by_chat.get(chat_id, [])
-            return Answer(seq=state.last_seq, promises=[state.promises[i] for i in ids])
+            return Answer(seq=state.last_seq, promises=[state.promises[i] for i in ids],
+                          schedules=chat_schedules(state, chat_id))
         case StatusQuery():
             return Answer(seq=state.last_seq, counts=index.counts())
     raise ValueError(f"unknown query {type(query).__name__}")
+
+
+def chat_schedules(state: Projection, chat_id: int) -> list[Schedule]:
+    """A scan: schedules are few, and a chat asks for them by hand."""
+    return [s for _, s in sorted(state.schedules.items()) if s.spec.chat_id == chat_id and not s.deleted]
 
 
 def _matching(index: ReadIndex, q: PromisesQuery) -> list[int]:

@@ -18,8 +18,8 @@ from schemas.subjects import msg_id_for_event
 from valor import recurrence
 from valor.config import Config
 
+from . import intake  # a module, not its names: intake applies the schedules a respond result asks for
 from .effects import Publish
-from .intake import build_created, created_msg_id
 from .projection import Projection
 from .projection import Schedule as Sched
 
@@ -41,7 +41,7 @@ def create(state: Projection, cmd: Schedule, now: float, config: Config, next_id
         title=t.title or (t.input if isinstance(t.input, str) else "") or t.type, task=t.type, input=t.input,
         queue=t.queue, priority=t.priority, max_cost=t.max_cost, chat_id=cmd.chat_id, message_id=cmd.message_id,
         missed=cmd.missed, overlap=cmd.overlap, request_id=cmd.request_id, by=cmd.by)
-    return [Publish(event, created_msg_id(cmd.request_id, 0), new_subject=True)], CommandReply(ok=True, ids={"0": sid})
+    return [Publish(event, intake.created_msg_id(cmd.request_id, 0), new_subject=True)], CommandReply(ok=True, ids={"0": sid})
 
 
 def _invalid(cmd: Schedule, config: Config, now: float) -> str | None:
@@ -146,10 +146,10 @@ def _run(spec: ScheduleCreated, tick: float, skipped: int, now: float, config: C
                       priority=spec.priority, queue=spec.queue, max_cost=spec.max_cost,
                       key=f"schedule:{spec.id}" if spec.overlap == "queue" else None)
     request = tick_request(spec.id, tick)
-    event = build_created(task, promise_id, [], now, config, request_id=request, index=0,
+    event = intake.build_created(task, promise_id, [], now, config, request_id=request, index=0,
                           chat_id=spec.chat_id, message_id=spec.message_id)
     event = msgspec.structs.replace(event, schedule_id=spec.id, tick=tick, skipped=skipped)
-    return Publish(event, created_msg_id(request, 0), new_subject=True)
+    return Publish(event, intake.created_msg_id(request, 0), new_subject=True)
 
 
 def wake_at(state: Projection) -> float | None:

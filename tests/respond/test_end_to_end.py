@@ -11,6 +11,7 @@ import time
 import pytest
 
 from schemas import subjects
+from schemas.commands import asks_for_anything
 from schemas.events import MessageReceived, Started, Succeeded, encode
 from services.executor.respond import respond_handler
 from services.executor.worker import Executor
@@ -66,8 +67,7 @@ class Chat:
             p = state.promises.get(pid) if pid else None
             if p is None or p.state != "succeeded":
                 return None
-            asked = p.result.get("promises") or p.result.get("commands")
-            return p if not asked or p.children is not None else None
+            return p if not asks_for_anything(p.result) or p.children is not None else None
 
         return await self.until(answered, timeout)
 

@@ -9,7 +9,7 @@ import pytest
 
 from schemas import subjects
 from schemas.commands import NewPromise, RespondCommand, RespondResult, WorkItem
-from schemas.events import EVENT_NAMES, Attachment, encode
+from schemas.events import EVENT_NAMES, Attachment, ScheduleCreated, encode
 from services.executor.context import AttemptContext, TaskFailed
 from services.executor.respond import respond_handler
 from services.executor.respond.reply import NO_RECORDED_RESULT
@@ -67,7 +67,8 @@ async def test_a_three_step_request_becomes_a_chain_of_promises(responder, fake)
     assert r.reply == "Planned: setup, then write, then run." and r.commands == []
     first, second = fake.calls()
     assert first.tool_names == ["create_plan", "cancel_promise", "retry_promise", "continue_promise", "approve_plan",
-                                "reject_plan", "list_promises", "promise_history"]
+                                "reject_plan", "create_schedule", "list_schedules", "pause_schedule",
+                                "resume_schedule", "delete_schedule", "list_promises", "promise_history"]
     assert first.model == "claude-sonnet-4-6" and first.body["max_tokens"] == CONFIG.agent.max_tokens
     assert "Never say you will do" in first.system
     assert first.messages == [{"role": "user", "content": "set up the test environment, write unit tests, then run them"}]
@@ -316,3 +317,47 @@ async def test_the_plan_tool_takes_a_priority_and_refuses_a_bad_one(responder, f
     assert results[2] == {**results[2], "is_error": False, "content": (
         "planned: hotfix (priority 1), setup (priority 9). These are promised once your reply is sent; "
         "Valor adds their ids. Refer to them by name.")}
+
+
+async def test_every_morning_becomes_a_schedule_the_reply_may_announce(responder, fake):
+    fake.script(tool_use("create_schedule", {"when": "weekdays 09:00", "type": "code", "tz": "Europe/Berlin",
+                                             "input": "Run the test suite and tell me what broke"}),
+                text("I'll run the test suite every weekday at 9."))
+    r = await ask(responder, "every weekday morning at 9, run the tests and tell me what broke")
+    [s] = r.schedules
+    assert (s.cron, s.every, s.tz, s.missed, s.overlap) == ("0 9 * * 1-5", None, "Europe/Berlin", "skip", "skip")
+    assert (s.task.type, s.task.input) == ("code", "Run the test suite and tell me what broke")
+    assert r.promises == [] and r.reply == "I'll run the test suite every weekday at 9."  # backed: not qualified
+    [result] = fake.calls()[1].tool_results
+    assert result["is_error"] is False and result["content"].startswith(
+        "scheduled cron 0 9 * * 1-5 (Europe/Berlin): Run the test suite")
+
+
+@pytest.mark.parametrize("args, error", [
+    ({"when": "every morning", "type": "code", "input": "x"}, "not scheduled: not an interval: 'every'"),
+    ({"when": "1d 09:00 tomorrow", "type": "code", "input": "x"}, "'when' must be only the recurrence"),
+    ({"when": "1h", "type": "respond", "input": "x"}, "unknown type 'respond'"),
+    ({"when": "1h", "type": "code", "input": "x", "overlap": "never"}, "overlap must be one of skip, queue, run"),
+    ({"when": "1h", "type": "code"}, "'input' must say what each run does"),
+])
+async def test_a_schedule_the_grammar_refuses_is_an_error_the_model_sees_and_nothing_is_scheduled(
+        responder, fake, args, error):
+    fake.script(tool_use("create_schedule", args), text("I could not schedule that."))
+    r = await ask(responder, "check it regularly")
+    assert r.schedules == []
+    [result] = fake.calls()[1].tool_results
+    assert result["is_error"] is True and error in result["content"]
+
+
+async def test_pause_and_delete_a_schedule_of_this_chat_but_not_of_another(responder, fake, js):
+    await record(js, ScheduleCreated(id=30, every=3600.0, title="deploy check", task="echo", chat_id=CHAT),
+                 ScheduleCreated(id=31, every=3600.0, title="theirs", task="echo", chat_id=CHAT + 1))
+    fake.script(tool_use("list_schedules", {}), tool_use("pause_schedule", {"id": 30}),
+                tool_use("delete_schedule", {"id": 31}), text("Paused the deploy check."))
+    r = await ask(responder, "stop the deploy checks for now")
+    assert r.commands == [RespondCommand(verb="pause", id=30)]
+    listed, paused, refused = (call.tool_results[0] for call in fake.calls()[1:])
+    assert listed["content"].startswith("⏰ #30 every 1h: deploy check [echo] — active, 0 runs") \
+        and "#31" not in listed["content"]
+    assert (paused["is_error"], refused["is_error"]) == (False, True)
+    assert refused["content"] == "There is no schedule #31 in this chat; /schedules lists them."

@@ -34,12 +34,12 @@ from dataclasses import dataclass
 
 import msgspec
 
-from schemas.commands import NewPromise, RespondCommand, RespondResult
+from schemas.commands import NewPromise, NewSchedule, RespondCommand, RespondResult
 from schemas.events import MessageReceived
 from services.scheduler.continuation import CannotContinue, is_claude, session_to_resume
 from services.scheduler.dag import PlanError, validate_plan
-from services.scheduler.projection import Promise
-from valor import budget, spend
+from services.scheduler.projection import Promise, Schedule
+from valor import budget, recurrence, render, spend
 from valor.config import Config
 
 from . import approval, attached
@@ -50,7 +50,7 @@ from .why import explain, short, summary
 DEFAULT_TYPE = "code"
 AGENT_ONLY = frozenset({"respond"})  # types a chat cannot ask for directly
 NEEDS_LOG = frozenset({"status", "list", "cancel", "retry", "why", "continue", "approve", "reject", "usage",
-                       "budget"})
+                       "budget", "schedules", "pause", "resume", "unschedule"})
 COST_WORD = re.compile(r"\$\S*")
 LIST_LIMIT = 15
 # A priority word: "!" and what follows up to a space, a bracket or another "!" ("!2", and "!0" or
@@ -134,6 +134,9 @@ def help_text(config: Config) -> str:
         "/budget: what is left of this chat's budgets; owners: /budget +5 [today|month], /budget reset",
         f"/plan, then one line per task: {PLAN_FORMAT} [!N]",
         "/later 30m [!N] [type] text: a task that starts later (s, m, h, d)",
+        f"/every {EVERY_FORMS} [!N] [$cap] [type] text: a task on a schedule, each run answering here; "
+        "tz=Europe/Berlin, missed=catch_up_one, overlap=queue|run after the when",
+        "/schedules: this chat's schedules · /pause id · /resume id · /unschedule id",
         f"!N: the priority, !1 runs first, !9 last ({DEFAULT_PRIORITY} without one)",
         "/continue [id] text: go on with an ended Claude Code task in its session "
         "(or just reply to its result message)",
@@ -540,10 +543,114 @@ def _why(rest, msg, view, config) -> RespondResult:
     return RespondResult(reply=error or explain(view.events.get(p.id, [])))
 
 
+# --- schedules (decision 51) -------------------------------------------------------------
+
+EVERY_FORMS = '30m|2h|1d 09:00|1w mon 09:00|weekdays 09:00|"0 9 * * 1-5"'
+EVERY_USAGE = (f"Usage: /every {EVERY_FORMS} [!N] [$cap] [type] text, e.g. /every 1d 09:00 run the test suite "
+               "and tell me what broke")
+# Words after the when that set how the schedule runs: the zone its times are read in, and its policies.
+SCHEDULE_OPTIONS = {"tz": None, "missed": recurrence.MISSED, "overlap": recurrence.OVERLAP}
+
+
+class BadSchedule(ValueError):
+    pass
+
+
+def parse_schedule(text: str, config: Config) -> NewSchedule:
+    """``1d 09:00 tz=Europe/Berlin !2 $0.50 search flaky tests`` -> the schedule; raises BadSchedule."""
+    if not text.strip():
+        raise BadSchedule(EVERY_USAGE)
+    words = text.split()
+    try:
+        rule, left = recurrence.parse_every(words)
+    except recurrence.RecurrenceError as exc:
+        raise BadSchedule(f"{exc}. {EVERY_USAGE}") from None
+    for _ in range(len(words) - len(left)):  # the rest as written, its line breaks kept
+        _, text = _word(text)
+    options: dict[str, str] = {}
+    while (word := _word(text)[0]).partition("=")[0].lower() in SCHEDULE_OPTIONS and "=" in word:
+        key, _, value = word.partition("=")
+        key, allowed = key.lower(), SCHEDULE_OPTIONS[key.lower()]
+        if allowed is not None and value not in allowed:
+            raise BadSchedule(f"{key} must be one of {', '.join(allowed)}, not {value!r}")
+        options[key], text = value, _word(text)[1]
+    tz = options.get("tz", "UTC")
+    try:
+        recurrence.zone(tz)  # an interval never reads it, but a zone named wrong is a mistake to tell
+        recurrence.next_fire(0.0, anchor=0.0, tz=tz, **rule)  # the zone exists and the cron fires
+        priority, cost, rest = take_flags(text)
+        type_, body = split_type(rest, config)
+        priority, cost, body = take_flags(body, priority, cost)
+    except (recurrence.RecurrenceError, BadPriority) as exc:
+        raise BadSchedule(f"{exc}. {EVERY_USAGE}") from None
+    if not body:
+        raise BadSchedule(f"What should each run do? {EVERY_USAGE}")
+    task = new_task(body, type_, name=type_, priority=priority)
+    if cost is not None:
+        task = msgspec.structs.replace(task, max_cost=cost)
+    return NewSchedule(task=task, tz=tz, missed=options.get("missed", "skip"),
+                       overlap=options.get("overlap", "skip"), **rule)
+
+
+def _every(rest, msg, view, config) -> RespondResult:
+    try:
+        asked = parse_schedule(rest, config)
+    except BadSchedule as exc:
+        return RespondResult(reply=str(exc))
+    now = msg.at or time.time()
+    first = recurrence.next_fire(now, cron=asked.cron, every=asked.every, anchor=float(int(now)), tz=asked.tz)
+    t = asked.task
+    capped = f", at most {spend.usd(t.max_cost)} a run" if t.max_cost is not None else ""
+    return RespondResult(
+        reply=(f"Scheduled {article(t.type)} {t.type} task{with_priority(t)}, {describe(asked)}{capped}: {t.title}. "
+               f"First run {recurrence.wall(first, asked.tz)}; each run answers this message."),
+        schedules=[asked])
+
+
+def describe(s) -> str:
+    """``every 30m`` or ``cron 0 9 * * * (UTC)``, of a schedule asked for or recorded."""
+    return recurrence.describe(cron=s.cron, every=s.every, tz=s.tz)
+
+
+def schedule_line(s: Schedule, view: ChatView) -> str:
+    last = view.get(s.last_run) if s.last_run is not None else None
+    return render.schedule_line(render.schedule_json(s), last.state if last is not None else None)
+
+
+def _schedules(rest, msg, view, config) -> RespondResult:
+    if not view.schedules:
+        return RespondResult(reply="This chat has no schedules. " + EVERY_USAGE)
+    return RespondResult(reply="\n".join(schedule_line(s, view) for s in view.schedules.values()))
+
+
+def _change_schedule(verb: str):
+    """``/pause N``, ``/resume N``, ``/unschedule N``: the scheduler checks again that N is this chat's."""
+    def handler(rest, msg, view, config) -> RespondResult:
+        sid = parse_id(rest)
+        if sid is None:
+            return RespondResult(reply=f"Usage: /{verb} id, e.g. /{verb} 12; /schedules lists this chat's.")
+        s = view.schedules.get(sid)
+        if s is None:
+            return RespondResult(reply=f"There is no schedule #{sid} in this chat; /schedules lists them.")
+        what = f"schedule #{sid} ({describe(s.spec)}: {short(s.spec.title, 50)})"
+        if verb == "pause" and s.paused:
+            return RespondResult(reply=f"{what[:1].upper()}{what[1:]} is already paused; /resume {sid} runs it again.")
+        if verb == "resume" and not s.paused:
+            return RespondResult(reply=f"{what[:1].upper()}{what[1:]} is not paused.")
+        reply = {"pause": f"Pausing {what}: no runs until /resume {sid}.",
+                 "resume": f"Resuming {what}: it runs from its next tick; the ones passed while paused are not "
+                           "made up.",
+                 "unschedule": f"Deleting {what}: no more runs; those made stay."}[verb]
+        return RespondResult(reply=reply, commands=[RespondCommand(verb=verb, id=sid)])
+    return handler
+
+
 _VERBS = {
     "help": _help, "start": _help,
     "do": _do, "later": _later, "plan": _plan, "usage": _usage, "budget": _budget,
     "status": _status, "list": _list, "cancel": _cancel, "retry": _retry, "why": _why,
     "continue": _continue,
     "approve": approval.approve_command, "reject": approval.reject_command,
+    "every": _every, "schedules": _schedules, "pause": _change_schedule("pause"),
+    "resume": _change_schedule("resume"), "unschedule": _change_schedule("unschedule"),
 }

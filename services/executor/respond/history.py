@@ -95,6 +95,7 @@ async def read_chat(nc: Client, chat_id: int, history: int = 0, before: int | No
         logs = await asyncio.gather(*(client.events(subjects.promise_all(i)) for i in ids))
         return {i: [e for _, e in log] for i, log in zip(ids, logs, strict=True)}
 
-    view = ChatView(chat_id, {p.id: p for p in served.promises}, {}, messages, read_events)
+    view = ChatView(chat_id, {p.id: p for p in served.promises}, {}, messages, read_events,
+                    {s.id: s for s in served.schedules})
     await view.load_events(about)
     return view

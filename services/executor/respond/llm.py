@@ -3,8 +3,9 @@
 One respond attempt is one conversation: the model may call tools until it
 ends its turn (at most ``max_turns`` requests).  Tools act only on this turn's
 ``Turn``: ``create_plan`` and ``continue_promise`` add validated tasks,
-``cancel_promise``, ``retry_promise``, ``approve_plan`` and ``reject_plan`` add commands,
-``list_promises`` and ``promise_history`` read the chat's ``ChatView``.  The respond result is exactly what the tools
+``create_schedule`` a schedule (read with the chat's ``/every`` grammar),
+``cancel_promise``, ``retry_promise``, ``approve_plan``, ``reject_plan`` and the schedule changes add commands,
+``list_promises``, ``list_schedules`` and ``promise_history`` read the chat's ``ChatView``.  The respond result is exactly what the tools
 produced; the reply is checked by ``reply.honest_reply`` so it cannot announce
 work that no tool created, nor claim a result the chat's log does not record.
 """
@@ -18,7 +19,7 @@ from typing import Any
 import anthropic
 import msgspec
 
-from schemas.commands import NewPromise, RespondCommand, RespondResult
+from schemas.commands import NewPromise, NewSchedule, RespondCommand, RespondResult
 from schemas.events import MessageReceived
 from services.executor.context import AttemptContext, TaskFailed
 from services.scheduler.dag import PlanError
@@ -65,6 +66,9 @@ reject it with reject_plan and create the changed plan with create_plan: it is s
 Independent steps have no `after` and run in parallel.
 - Files the user sent are saved in the chat's workspace, where tasks run; their paths come with the \
 messages. Put the path of every file a task needs into that task's input.
+- Recurring work ("every morning at 9", "check the deploy every hour") is a schedule: create_schedule, \
+not create_plan. Each run reports in this chat. list_schedules shows the chat's schedules; pause_schedule, \
+resume_schedule and delete_schedule change one when the user asks.
 - Keep replies short and plain.
 
 Task types:
@@ -80,14 +84,18 @@ class Turn:
     config: Config
     tasks: list[NewPromise] = field(default_factory=list)
     commands: list[RespondCommand] = field(default_factory=list)
+    schedules: list[NewSchedule] = field(default_factory=list)
 
     def result(self, reply: str) -> RespondResult:
-        return RespondResult(reply=honest_reply(reply, self.tasks, self.commands, self.view.states()),
-                             promises=list(self.tasks), commands=list(self.commands))
+        # A schedule promises its runs: it backs a reply announcing them.
+        promised = self.tasks + [s.task for s in self.schedules]
+        return RespondResult(reply=honest_reply(reply, promised, self.commands, self.view.states()),
+                             promises=list(self.tasks), commands=list(self.commands), schedules=list(self.schedules))
 
 
 def tools(config: Config) -> list[dict[str, Any]]:
     pid = {"type": "integer", "description": "the promise id, e.g. 12 for #12"}
+    sid = {"type": "integer", "description": "the schedule id, e.g. 7 for #7"}
     task = {
         "type": "object",
         "properties": {
@@ -129,6 +137,30 @@ def tools(config: Config) -> list[dict[str, Any]]:
          "description": "Cancel a plan of this chat that awaits approval, every step of it (any of its ids).",
          "input_schema": {"type": "object", "properties": {"id": pid, "reason": {"type": "string"}},
                           "required": ["id"]}},
+        {"name": "create_schedule",
+         "description": "Promise recurring work: every tick of the schedule creates one task of this type with "
+                        "this input, and its result is posted in this chat.",
+         "input_schema": {"type": "object", "properties": {
+             "when": {"type": "string",
+                      "description": 'how often: "30m", "2h", "1d 09:00", "1w mon 09:00", "weekdays 09:00", or a '
+                                     'cron expression in quotes, "0 9 * * 1-5"'},
+             "type": task["properties"]["type"],
+             "input": {"description": "what each run does: full instructions"},
+             "tz": {"type": "string", "description": "the time zone times of day are read in (default UTC)"},
+             "overlap": {"type": "string", "enum": ["skip", "queue", "run"],
+                         "description": "a tick while the last run is still going: skipped (default), queued, run"},
+             "missed": {"type": "string", "enum": ["skip", "catch_up_one"],
+                        "description": "ticks passed while Valor was down: skipped and told (default), or one run"},
+             "priority": task["properties"]["priority"]},
+             "required": ["when", "type", "input"]}},
+        {"name": "list_schedules", "description": "This chat's schedules: when, next run, state, last run.",
+         "input_schema": {"type": "object", "properties": {}}},
+        {"name": "pause_schedule", "description": "Stop a schedule of this chat from running until resumed.",
+         "input_schema": {"type": "object", "properties": {"id": sid}, "required": ["id"]}},
+        {"name": "resume_schedule", "description": "Run a paused schedule again, from its next tick.",
+         "input_schema": {"type": "object", "properties": {"id": sid}, "required": ["id"]}},
+        {"name": "delete_schedule", "description": "Delete a schedule of this chat (its past runs stay).",
+         "input_schema": {"type": "object", "properties": {"id": sid}, "required": ["id"]}},
         {"name": "list_promises", "description": "This chat's promises with their states.",
          "input_schema": {"type": "object", "properties": {}}},
         {"name": "promise_history",
@@ -227,6 +259,36 @@ def _continue_promise(turn: Turn, args: dict) -> tuple[str, bool]:
     return f"{result.reply} (promised once your reply is sent; Valor adds its id)", False
 
 
+def _create_schedule(turn: Turn, args: dict) -> tuple[str, bool]:
+    """Read like the chat's ``/every``: one grammar, one set of errors."""
+    when, type_, value = args.get("when"), args.get("type"), args.get("input")
+    if not isinstance(when, str) or not when.strip():
+        return "'when' must say how often, e.g. \"1d 09:00\" or \"30m\"", True
+    if type_ not in commands.task_types(turn.config):
+        return f"unknown type {type_!r}; types: {', '.join(commands.task_types(turn.config))}", True
+    if value is None or value == "":
+        return "'input' must say what each run does", True
+    options = " ".join(f"{k}={args[k]}" for k in ("tz", "missed", "overlap") if args.get(k))
+    priority = f"!{args['priority']}" if args.get("priority") is not None else ""
+    try:
+        asked = commands.parse_schedule(f"{when} {options} {priority} {type_} each run", turn.config)
+    except commands.BadSchedule as exc:
+        return f"not scheduled: {str(exc).split(' Usage:')[0]}", True
+    if (asked.task.type, asked.task.input) != (type_, "each run"):  # words the grammar did not read
+        return f"not scheduled: 'when' must be only the recurrence, not {when!r}", True
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    task = commands.new_task(text, type_, name=type_, priority=asked.task.priority)
+    turn.schedules.append(msgspec.structs.replace(asked, task=task))
+    return (f"scheduled {commands.describe(asked)}: {task.title}. Created once your reply is sent; Valor adds its "
+            "id. Each run's result is posted in this chat."), False
+
+
+def _list_schedules(turn: Turn, args: dict) -> tuple[str, bool]:
+    if not turn.view.schedules:
+        return "this chat has no schedules", False
+    return "\n".join(commands.schedule_line(s, turn.view) for s in turn.view.schedules.values()), False
+
+
 def _list_promises(turn: Turn, args: dict) -> tuple[str, bool]:
     work = turn.view.work()[-30:]
     if not work:
@@ -252,6 +314,11 @@ _TOOLS = {
     "approve_plan": _steer("approve"),
     "reject_plan": _steer("reject"),
     "continue_promise": _continue_promise,
+    "create_schedule": _create_schedule,
+    "list_schedules": _list_schedules,
+    "pause_schedule": _steer("pause"),
+    "resume_schedule": _steer("resume"),
+    "delete_schedule": _steer("unschedule"),
     "list_promises": _list_promises,
     "promise_history": _promise_history,
 }

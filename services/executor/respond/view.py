@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from schemas.events import MessageReceived, PromiseEvent
-from services.scheduler.projection import Projection, Promise
+from services.scheduler.projection import Projection, Promise, Schedule
+from services.scheduler.readmodel import chat_schedules
 from valor import evidence
 
 EventReader = Callable[[list[int]], Awaitable[dict[int, list[PromiseEvent]]]]
@@ -26,6 +27,7 @@ class ChatView:
     events: dict[int, list[PromiseEvent]] = field(default_factory=dict)  # per promise, log order
     messages: list[MessageReceived] = field(default_factory=list)  # before the current one, oldest first
     read_events: EventReader | None = None  # reads more promises' events (None: ``events`` is complete)
+    schedules: dict[int, Schedule] = field(default_factory=dict)  # this chat's, not deleted, by id
 
     async def load_events(self, ids: Iterable[int]) -> None:
         """Make sure ``events`` holds the log of these promises of the chat."""
@@ -75,4 +77,5 @@ def chat_view(events: Iterable[tuple[int, PromiseEvent]], chat_id: int,
         state.apply(event, seq)
         by_id.setdefault(getattr(event, "id", 0), []).append(event)
     mine = {pid: p for pid, p in state.promises.items() if p.spec.chat_id == chat_id}
-    return ChatView(chat_id, mine, {pid: by_id.get(pid, []) for pid in mine}, list(messages or []))
+    return ChatView(chat_id, mine, {pid: by_id.get(pid, []) for pid in mine}, list(messages or []),
+                    schedules={s.id: s for s in chat_schedules(state, chat_id)})
