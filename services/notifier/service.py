@@ -100,6 +100,10 @@ class Notifier:
             if not self.ready:
                 continue
             dirty, self.dirty = self.dirty, set()
+            for chat_id in self.board.take_reopened():
+                self.outbox.reachable(chat_id)
+            for chat_id, refusal in self.board.unreachable.items():  # after a restart, too
+                self.outbox.refused(chat_id, refusal.reason)
             now = self.clock()
             for promise_id in sorted(dirty):
                 item = self.board.items.get(promise_id)
