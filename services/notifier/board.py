@@ -52,6 +52,7 @@ class Item:
     approved: bool = False
     edits: list[InputEdited] = field(default_factory=list)  # of the message it answers (decision 50)
     deleted: bool = False  # the message it answers is gone: nothing replies to it or reacts on it
+    in_digest: int | None = None  # the promise whose digest intent names it, told or not yet (decision 52)
 
     @property
     def id(self) -> int:
@@ -101,6 +102,9 @@ class Board:
         match event:
             case NoticeIntended():
                 item.intents.setdefault(event.kind, event)
+                for covered in event.covers:
+                    if (told := self.items.get(covered)) is not None and told.in_digest is None:
+                        told.in_digest = item.id
                 return {item.id}
             case Notified():
                 item.notified.setdefault(event.kind, event)

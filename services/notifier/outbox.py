@@ -270,7 +270,8 @@ class Outbox:
                     return
             else:
                 await self._record(NoticeIntended(id=action.id, kind=action.kind, chat_id=action.chat_id,
-                                                  reply_to=action.reply_to, parts=digests, at=self.clock()),
+                                                  reply_to=action.reply_to, parts=digests,
+                                                  covers=list(action.covers), at=self.clock()),
                                    f"{action.id}:notice_intended:{action.kind}")
                 found = {}
             self.progress[action.key] = found
@@ -296,7 +297,7 @@ class Outbox:
 
     async def _sent(self, action: Send, message_id: int) -> None:
         await self._record(Notified(id=action.id, kind=action.kind, chat_id=action.chat_id,
-                                    telegram_message_id=message_id, at=self.clock()),
+                                    telegram_message_id=message_id, covers=list(action.covers), at=self.clock()),
                            f"{action.id}:notified:{action.kind}")
         self.progress.pop(action.key, None)
 
