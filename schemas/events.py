@@ -294,6 +294,7 @@ class Notified(Event, tag="notified"):
     kind: str  # reaction_start | reaction_end | status | terminal | final (a plan's last reply)
     chat_id: int
     telegram_message_id: int | None = None
+    covers: list[int] = []  # a digest (decision 52): the promises it told
 
 
 class InstructionsAdded(Event, tag="instructions_added"):
@@ -361,6 +362,23 @@ class NoticeIntended(Event, tag="notice_intended"):
     chat_id: int
     reply_to: int | None = None
     parts: list[str] = []
+    covers: list[int] = []  # a digest (decision 52): the promises it tells, this one among them
+
+
+class NoticeFailed(Event, tag="notice_failed"):
+    """Telegram refused a notice for good: the chat cannot be reached (decision 52).
+
+    ``reason`` is Telegram's answer (e.g. ``UserIsBlockedError``).  The notice is
+    not tried again; neither is anything else for that chat until a new request
+    comes from it (a respond promise created after this).  ``unsent`` is true when
+    the notifier did not call Telegram because the chat was already known unreachable.
+    """
+
+    id: int
+    kind: str
+    chat_id: int
+    reason: str = ""
+    unsent: bool = False
 
 
 # --- schedules (subject ``promise.<schedule id>.<event>``, ids shared with promises) ---
@@ -437,6 +455,7 @@ PromiseEvent = (
     | Spawned
     | Notified
     | NoticeIntended
+    | NoticeFailed
     | InstructionsAdded
     | InstructionsDelivered
     | InputEdited

@@ -51,6 +51,7 @@ INGESTED = Counter("valor_ingest_messages_total", "Messages stored on CHAT", ["s
 INGEST_FLOOD_WAITS = Counter("valor_ingest_flood_waits_total", "Telegram flood waits waited out by ingest")
 NOTICES_SENT = Counter("valor_notifier_sends_total", "Chat messages sent by the notifier", ["kind"])
 NOTICES_RECONCILED = Counter("valor_notifier_reconciled_total", "Intended notices found already sent after a restart")
+NOTICES_REFUSED = Counter("valor_notifier_refused_total", "Notices not sent because their chat cannot be reached")
 NOTIFIER_FLOOD_WAITS = Counter("valor_notifier_flood_waits_total", "Telegram flood waits waited out by the notifier")
 
 

@@ -24,6 +24,7 @@ from schemas.events import (
     Failed,
     InstructionsAdded,
     InstructionsDelivered,
+    NoticeFailed,
     Notified,
     Progress,
     PromiseEvent,
@@ -171,6 +172,8 @@ def describe(e: PromiseEvent) -> str:
             return "spawned " + (" ".join(f"{n}=#{i}" for n, i in e.children.items()) or "nothing")
         case Notified():
             return f"notified {e.kind} in chat {e.chat_id}"
+        case NoticeFailed():
+            return f"notice {e.kind} not sent: chat {e.chat_id} cannot be reached ({e.reason})"
         case InstructionsAdded():
             return f"instructions added by {e.by or '?'}: {compact(e.text)}"
         case InstructionsDelivered():

@@ -21,6 +21,7 @@ from schemas.events import (
     Evidence,
     Failed,
     InputEdited,
+    NoticeFailed,
     NoticeIntended,
     Notified,
     Progress,
@@ -51,6 +52,7 @@ class Item:
     approved: bool = False
     edits: list[InputEdited] = field(default_factory=list)  # of the message it answers (decision 50)
     deleted: bool = False  # the message it answers is gone: nothing replies to it or reacts on it
+    in_digest: int | None = None  # the promise whose digest intent names it, told or not yet (decision 52)
 
     @property
     def id(self) -> int:
@@ -74,6 +76,12 @@ class Board:
     def __init__(self) -> None:
         self.items: dict[int, Item] = {}
         self.last_seq = 0
+        self.unreachable: dict[int, NoticeFailed] = {}  # chat -> the refusal that closed it (decision 52)
+        self.reopened: set[int] = set()  # chats a new request came from since they were closed; the service takes it
+
+    def take_reopened(self) -> set[int]:
+        out, self.reopened = self.reopened, set()
+        return out
 
     def apply(self, event, seq: int = 0) -> set[int]:
         """Fold one event; return the ids whose notices may have changed (the promise and its parent)."""
@@ -85,6 +93,8 @@ class Board:
             if event.chat_id is None or event.id in self.items:
                 return set()
             self.items[event.id] = Item(spec=event, latest_at=event.at)
+            if event.task == "respond" and event.message_id is not None and self.unreachable.pop(event.chat_id, None):
+                self.reopened.add(event.chat_id)  # someone wrote from it after it refused us: try it again
             return {event.id}
         item = self.items.get(getattr(event, "id", None))
         if item is None:
@@ -92,9 +102,22 @@ class Board:
         match event:
             case NoticeIntended():
                 item.intents.setdefault(event.kind, event)
+                for covered in event.covers:
+                    if (told := self.items.get(covered)) is not None and told.in_digest is None:
+                        told.in_digest = item.id
                 return {item.id}
             case Notified():
                 item.notified.setdefault(event.kind, event)
+                for covered in event.covers:  # a digest told these too
+                    if (told := self.items.get(covered)) is not None:
+                        told.notified.setdefault("digest", event)
+                return {item.id}
+            case NoticeFailed():  # settled as surely as a sent one: never planned again
+                item.notified.setdefault(event.kind, Notified(id=item.id, kind=event.kind, chat_id=event.chat_id,
+                                                              at=event.at))
+                if not event.unsent:  # Telegram's own answer closes the chat; the notices after it only follow
+                    self.unreachable[event.chat_id] = event
+                    self.reopened.discard(event.chat_id)
                 return {item.id}
             case RequestDeleted():
                 item.deleted = True

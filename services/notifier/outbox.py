@@ -24,6 +24,13 @@ looks through Valor's own recent messages in that chat for the parts (user
 accounts); only what it cannot find is sent.  A transport that cannot read
 history (bots, the console) sends it again: a duplicate is possible only in
 that crash window, a loss never.
+
+A chat Telegram says Valor cannot write to any more (blocked, kicked, deleted,
+no rights: ``transport.UNREACHABLE``) is not retried: the refused notice is
+recorded ``notice_failed`` with Telegram's answer, and so is every later one for
+that chat, without calling Telegram, until the service says the chat is
+reachable again (a new request came from it, decision 52).  Its lanes never
+stall, and other chats were never waiting on them.
 """
 
 from __future__ import annotations
@@ -35,13 +42,13 @@ from collections.abc import Awaitable, Callable
 
 from telethon.errors import FloodWaitError, RPCError
 
-from schemas.events import NoticeIntended, Notified
+from schemas.events import NoticeFailed, NoticeIntended, Notified
 from valor import metrics
 from valor.config import Telegram
 
 from . import logs, texts
 from .plan import Action, Edit, React, Send
-from .transport import Transport
+from .transport import Transport, unreachable
 
 Record = Callable[[object, str], Awaitable[None]]  # (event, Nats-Msg-Id) -> stored
 RECENT = 100  # own messages looked at when reconciling
@@ -75,7 +82,8 @@ class Outbox:
         self.group_sends: dict[int, deque[float]] = {}
         self.progress: dict[tuple, dict[int, int]] = {}  # send key -> part -> message id, until notified
         self.unsure: set[tuple] = set()  # sends whose last call failed in a way that may have delivered it
-        self.stats = {"sent": 0, "edited": 0, "reacted": 0, "reconciled": 0, "flood_waits": 0}
+        self.unreachable: dict[int, str] = {}  # chat -> Telegram's refusal, until it is reachable again
+        self.stats = {"sent": 0, "edited": 0, "reacted": 0, "reconciled": 0, "flood_waits": 0, "refused": 0}
 
     # --- intake -----------------------------------------------------------------
 
@@ -94,6 +102,15 @@ class Outbox:
             self.wakeups[lane] = asyncio.Event()
             self.workers[lane] = asyncio.create_task(self._work(lane), name=f"chat-{lane[0]}-{lane[1]}")
         self.wakeups[lane].set()
+
+    def refused(self, chat_id: int, reason: str) -> None:
+        """Telegram refused this chat for good (told by the log after a restart, or found here)."""
+        self.unreachable.setdefault(chat_id, reason)
+
+    def reachable(self, chat_id: int) -> None:
+        """The chat may take messages again: the next notice calls Telegram."""
+        if self.unreachable.pop(chat_id, None) is not None:
+            logs.info("notifier.chat_reachable_again", chat_id=chat_id)
 
     def idle(self) -> bool:
         return not self.busy and not any(self.queues.values())
@@ -176,6 +193,9 @@ class Outbox:
     async def _perform_with_retries(self, action: Action) -> bool:
         delay, failures = 1.0, 0
         while True:
+            if (known := self.unreachable.get(action.chat_id)) is not None:
+                await self._refused(action, known, unsent=True)
+                return True
             try:
                 await self._perform(action)
                 return True
@@ -187,6 +207,10 @@ class Outbox:
                 logs.warning("notifier.flood_wait", chat_id=action.chat_id, promise_id=action.id, seconds=exc.seconds)
                 await self.sleep(exc.seconds + 1)
             except (ConnectionError, OSError, TimeoutError, RPCError) as exc:
+                if (reason := unreachable(exc)) is not None:
+                    self.unreachable[action.chat_id] = reason
+                    await self._refused(action, reason, unsent=False)
+                    return True
                 failures += 1
                 if isinstance(action, Send):
                     self.unsure.add(action.key)
@@ -199,6 +223,19 @@ class Outbox:
                     return False
                 await self.sleep(delay)
                 delay = min(delay * 2, 300.0)  # a message is never dropped; other chats go on meanwhile
+
+    async def _refused(self, action: Action, reason: str, unsent: bool) -> None:
+        """The notice cannot reach its chat: say so in the log, once, and move on."""
+        self.progress.pop(action.key, None)
+        self.unsure.discard(action.key)
+        if isinstance(action, Edit):
+            return  # an edit is no notice of its own: the message it would change is unreachable too
+        self.stats["refused"] += 1
+        metrics.NOTICES_REFUSED.inc()
+        logs.warning("notifier.chat_unreachable", chat_id=action.chat_id, promise_id=action.id, kind=action.kind,
+                     reason=reason, called=not unsent)
+        await self._record(NoticeFailed(id=action.id, kind=action.kind, chat_id=action.chat_id, reason=reason,
+                                        unsent=unsent, at=self.clock()), f"{action.id}:notice_failed:{action.kind}")
 
     # --- performing ---------------------------------------------------------------
 
@@ -233,7 +270,8 @@ class Outbox:
                     return
             else:
                 await self._record(NoticeIntended(id=action.id, kind=action.kind, chat_id=action.chat_id,
-                                                  reply_to=action.reply_to, parts=digests, at=self.clock()),
+                                                  reply_to=action.reply_to, parts=digests,
+                                                  covers=list(action.covers), at=self.clock()),
                                    f"{action.id}:notice_intended:{action.kind}")
                 found = {}
             self.progress[action.key] = found
@@ -259,7 +297,7 @@ class Outbox:
 
     async def _sent(self, action: Send, message_id: int) -> None:
         await self._record(Notified(id=action.id, kind=action.kind, chat_id=action.chat_id,
-                                    telegram_message_id=message_id, at=self.clock()),
+                                    telegram_message_id=message_id, covers=list(action.covers), at=self.clock()),
                            f"{action.id}:notified:{action.kind}")
         self.progress.pop(action.key, None)
 

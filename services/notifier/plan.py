@@ -18,9 +18,15 @@ Per promise born from a chat:
   ``notify = "each"`` (or every step, with ``plan_notices = "each"``): they
   are told as background promises, and still have their checklist line.
 
-A notice already recorded (``notified``) is never planned again; one whose
-intent is recorded but not its ``notified`` is planned with ``intended`` so
-the outbox looks for it before sending.
+A notice already recorded (``notified``, or ``notice_failed`` for a chat that
+cannot be reached) is never planned again; one whose intent is recorded but not
+its ``notified`` is planned with ``intended`` so the outbox looks for it before
+sending.
+
+Past the notice horizon a promise gets no notices of its own: the promises that
+ended unheard meanwhile (the notifier was away longer than that) are told in
+one *digest* per chat (``digests``), a notice like the others, recorded on the
+first of them with the ids it covers (decision 52).
 """
 
 from __future__ import annotations
@@ -55,13 +61,14 @@ class React:
 @dataclass(frozen=True)
 class Send:
     id: int
-    kind: str  # status | terminal | final | edited:<edit date>
+    kind: str  # status | terminal | final | edited:<edit date> | digest
     chat_id: int
     reply_to: int | None
     text: str
     intended: bool = False  # an intent is already logged: look for it before sending
     recorded: tuple[str, ...] = ()  # the intent's digests: the text as first sent (a checklist changes since)
     answer: bool = False  # a respond promise's reply: goes before background notices waiting in the chat
+    covers: tuple[int, ...] = ()  # a digest: the promises it tells
 
     @property
     def key(self) -> tuple:
@@ -118,6 +125,56 @@ def due(board: Board, item: Item, now: float, horizon: float, policy: Policy = C
     if plan is not None and not policy.each(item) and policy.checklist(board, plan):
         return []  # its plan's checklist and final reply tell it
     return background_notices(item, board)
+
+
+def digests(board: Board, items: list[Item], now: float, horizon: float,
+            policy: Policy = CHECKLIST) -> list[Send]:
+    """One message per chat telling the ``items`` that ended unheard longer than ``horizon`` ago.
+
+    A digest whose intent is logged is planned again as it was (same promises,
+    same text), so the outbox finds it rather than sending a second one.
+    """
+    pending: dict[int, Item] = {}  # anchor id -> anchor, for digests intended but not recorded as sent
+    fresh: dict[int, list[Item]] = {}  # chat -> promises no digest names yet
+    for item in items:
+        if not _owed_digest(board, item, now, horizon, policy):
+            continue
+        anchor = board.items.get(item.in_digest) if item.in_digest is not None else None
+        if anchor is not None:
+            if "digest" not in anchor.notified:
+                pending[anchor.id] = anchor
+            continue
+        fresh.setdefault(item.chat_id, []).append(item)
+    out = []
+    for anchor in pending.values():
+        told = [board.items[i] for i in anchor.intents["digest"].covers if i in board.items]
+        out.append(_digest(board, anchor, told, policy))
+    for chat_items in fresh.values():
+        told = sorted(chat_items, key=lambda i: i.id)
+        out.append(_digest(board, told[0], told, policy))
+    return out
+
+
+def _digest(board: Board, anchor: Item, told: list[Item], policy: Policy) -> Send:
+    text = texts.away_digest([(i, policy.checklist(board, i) if i.respond else []) for i in told], board)
+    intent = anchor.intents.get("digest")
+    return Send(anchor.id, "digest", anchor.chat_id, None, text, intended=intent is not None,
+                recorded=tuple(intent.parts) if intent is not None else (),
+                covers=tuple(i.id for i in told))
+
+
+def _owed_digest(board: Board, item: Item, now: float, horizon: float, policy: Policy) -> bool:
+    """Ended past the horizon and never told: not its own end notice, nor its plan's, nor a digest."""
+    if item.spec.message_id is None or item.end is None or item.latest_at >= now - horizon:
+        return False
+    if "digest" in item.notified:
+        return False
+    plan = board.plan_of(item)
+    if plan is not None and not policy.each(item) and policy.checklist(board, plan):
+        return False  # its plan's line in the digest (or final reply) tells it
+    if item.respond and policy.checklist(board, item):
+        return "final" not in item.notified
+    return "terminal" not in item.notified
 
 
 def respond_notices(board: Board, item: Item, policy: Policy = CHECKLIST) -> list[Action]:

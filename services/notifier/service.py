@@ -27,7 +27,7 @@ from valor.config import Config, load
 from . import logs
 from .board import Board
 from .outbox import Outbox
-from .plan import Policy, due
+from .plan import Policy, digests, due
 from .transport import Transport
 
 
@@ -100,13 +100,17 @@ class Notifier:
             if not self.ready:
                 continue
             dirty, self.dirty = self.dirty, set()
-            now = self.clock()
-            for promise_id in sorted(dirty):
-                item = self.board.items.get(promise_id)
-                if item is None:
-                    continue
-                for action in due(self.board, item, now, self.config.telegram.notice_horizon, self.policy):
+            for chat_id in self.board.take_reopened():
+                self.outbox.reachable(chat_id)
+            for chat_id, refusal in self.board.unreachable.items():  # after a restart, too
+                self.outbox.refused(chat_id, refusal.reason)
+            now, horizon = self.clock(), self.config.telegram.notice_horizon
+            items = [item for i in sorted(dirty) if (item := self.board.items.get(i)) is not None]
+            for item in items:
+                for action in due(self.board, item, now, horizon, self.policy):
                     self.outbox.submit(action)
+            for action in digests(self.board, items, now, horizon, self.policy):  # ended while we were away
+                self.outbox.submit(action)
 
     async def record(self, event, msg_id: str) -> None:
         """Store a notifier fact; NATS being away is waited out (the action is not done until stored)."""

@@ -268,3 +268,21 @@ def _names(steps: list[Item]) -> str:
 def _clip(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+DIGEST_LINES = 50  # a chat away for long gets the latest this many, and a count of the rest
+
+
+def away_digest(told: list[tuple[Item, list[Item]]], board: Board) -> str:
+    """``While I was away, these ended:`` and a line per promise (a plan: its tally), newest last (decision 52)."""
+    lines = []
+    for item, steps in told[-DIGEST_LINES:]:
+        if steps:
+            ok = all(isinstance(s.end, Succeeded) for s in steps) and isinstance(item.end, Succeeded)
+            icon, detail = ("✅" if ok else "❌"), tally(steps)
+        else:
+            icon, detail = step_state(item, board)
+        lines.append(f"{icon} {_clip(f'{label(item)} — {detail}', 120)}")
+    more = len(told) - len(lines)
+    head = "While I was away, these ended" + (f" ({more} earlier ones not listed)" if more > 0 else "") + ":"
+    return "\n".join([head, *lines, "Ask /why <id> for one of them."])

@@ -14,6 +14,21 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from nats.aio.client import Client
+from telethon import errors
+
+# Telegram's answers that mean this chat takes nothing from Valor any more (blocked, kicked,
+# deleted, no right to write): retrying cannot help, only the chat changing can (decision 52).
+UNREACHABLE = (
+    errors.UserIsBlockedError, errors.ChatWriteForbiddenError, errors.ChannelPrivateError,
+    errors.PeerIdInvalidError, errors.InputUserDeactivatedError, errors.UserKickedError,
+    errors.ChannelBannedError, errors.ChatRestrictedError, errors.UserBannedInChannelError,
+    errors.ChatIdInvalidError, errors.ChatForbiddenError, errors.ChatAdminRequiredError,
+)
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """Why the chat cannot be reached, when ``exc`` is Telegram saying so; else None (try again)."""
+    return type(exc).__name__ if isinstance(exc, UNREACHABLE) else None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from schemas.events import (
     InputEdited,
     InstructionsAdded,
     InstructionsDelivered,
+    NoticeFailed,
     NoticeIntended,
     Notified,
     Progress,
@@ -597,6 +598,7 @@ _HANDLERS = {
     Spawned: Projection._spawned,
     Notified: Projection._notified,
     NoticeIntended: Projection._notice_intended,
+    NoticeFailed: Projection._notice_intended,  # the notifier's fact; nothing here depends on it
     InstructionsAdded: Projection._instructions_added,
     InstructionsDelivered: Projection._instructions_delivered,
     InputEdited: Projection._input_edited,

@@ -4,7 +4,8 @@ Messages are real Telethon ``types.Message`` objects; live ones are delivered
 as ``events.NewMessage.Event(message)`` after ``_set_client``, exactly as
 Telethon builds them, so ingest parses what the real library parses.  The
 fake records what Valor did (``sent``, ``edits`` (Valor's own), ``reactions``, ``downloads``)
-and can inject flood waits, disconnects and skipped live updates.  Photos and
+and can inject flood waits, disconnects, skipped live updates and chats that
+refuse Valor for good (``refuse``: chat -> a Telethon error such as ``UserIsBlockedError``).  Photos and
 documents are real Telethon media whose bytes the fake keeps (``files``) and
 serves to ``download``; a file it no longer has is an RPC error, as on Telegram.
 """
@@ -56,6 +57,7 @@ class FakeTelegram:
     online: bool = True  # False: live updates are lost and calls raise ConnectionError
     skip_live: bool = False  # True: Telethon "missed" these (a gap it gave up on)
     floods: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # call -> waits to raise
+    refuse: dict[int, type] = field(default_factory=dict)  # chat -> the Telethon error every call to it raises
     sent: list[Outgoing] = field(default_factory=list)
     edits: list[tuple[int, int, str]] = field(default_factory=list)
     reactions: list[tuple[int, int, str]] = field(default_factory=list)
@@ -180,6 +182,12 @@ class FakeTelegram:
         if self.floods[name]:
             raise FloodWaitError(request=None, capture=self.floods[name].pop(0))
 
+    def _call_chat(self, name: str, chat_id: int) -> None:
+        self._call(name)
+        if (error := self.refuse.get(chat_id)) is not None:
+            self.calls.append(f"refused:{chat_id}")
+            raise error(request=None)
+
     # --- ports ------------------------------------------------------------------------
 
     def inbound(self) -> FakeInbound:
@@ -254,18 +262,18 @@ class FakeTransport:
         pass
 
     async def send(self, chat_id: int, text: str, reply_to: int | None) -> int:
-        self.world._call("send")
+        self.world._call_chat("send", chat_id)
         self.world.next_id += 1
         out = Outgoing(chat_id, self.world.next_id, text, reply_to)
         self.world.sent.append(out)
         return out.id
 
     async def edit(self, chat_id: int, message_id: int, text: str) -> None:
-        self.world._call("edit")
+        self.world._call_chat("edit", chat_id)
         self.world.edits.append((chat_id, message_id, text))
 
     async def react(self, chat_id: int, message_id: int, emoji: str) -> None:
-        self.world._call("react")
+        self.world._call_chat("react", chat_id)
         self.world.reactions.append((chat_id, message_id, emoji))
 
     async def recent_own(self, chat_id: int, limit: int) -> list[Sent]:
