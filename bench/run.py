@@ -2,8 +2,10 @@
 
     python -m bench.run [--quick] [--only NAME ...]
 
-Every figure runs on fresh nats-server processes with the shipped durability
-(file storage, ``sync_interval: always``).  Ratios divide an engine figure by
+The headline (``shipped``, bench/shipped.py) is the ``make up`` stack as shipped,
+driven through ``valor plan``/``valor wait`` and the client API.  The rest is the
+engine floor: fresh nats-server processes with the shipped durability (file
+storage, ``sync_interval: always``) under a stripped set of services.  Ratios divide an engine figure by
 the ceiling measured in the same run (pipelined publish+ack on the same
 cluster size), so results read the same on a noisy machine.
 """
