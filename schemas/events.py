@@ -77,7 +77,25 @@ class MessageDeleted(Event, tag="message.deleted", kw_only=True):
     message_ids: list[int] = []
 
 
-ChatEvent = MessageReceived | MessageEdited | MessageDeleted
+class MessagesSkipped(Event, tag="messages_skipped", kw_only=True):
+    """Catch-up found messages for Valor older than ``catchup_horizon``: not acted on, but told
+    (subject ``chat.<chat_id>.in``; decision 54).
+
+    One fact per chat and skipped range, ``first_id`` to ``last_id`` (``count`` messages sent
+    between ``oldest`` and ``newest``); ``texts`` are the first few, cut short, for the reply.
+    """
+
+    chat_id: int
+    count: int = 0
+    first_id: int = 0
+    last_id: int = 0
+    oldest: float = 0.0
+    newest: float = 0.0
+    horizon: float = 0.0  # seconds: the catchup_horizon they were older than
+    texts: list[str] = []
+
+
+ChatEvent = MessageReceived | MessageEdited | MessageDeleted | MessagesSkipped
 
 
 # --- promises (subject ``promise.<id>.<type>``) -------------------------------
@@ -494,5 +512,5 @@ def decode_message(data: bytes) -> MessageReceived:
 
 
 def decode_chat(data: bytes) -> ChatEvent:
-    """Anything on ``chat.<id>.in``: a message, an edit of one, or a deletion."""
+    """Anything on ``chat.<id>.in``: a message, an edit of one, a deletion, or what catch-up skipped."""
     return chat_decoder.decode(data)

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 from telethon import types, utils
 
-from schemas.events import Attachment, MessageReceived, encode
+from schemas.events import Attachment, MessageReceived, MessagesSkipped, encode
 from valor.config import Config, Telegram
 
 from . import inbox
@@ -26,6 +26,9 @@ from . import inbox
 # A message.received travels again inside its respond promise and work item, each
 # one NATS message (1 MiB by default): keep it well under, whatever the escaping costs.
 MAX_EVENT_BYTES = 256 * 1024
+
+SKIPPED_TEXTS = 3  # texts a skipped-messages summary quotes
+SKIPPED_TEXT_CHARS = 120
 
 MEDIA_NAMES = {
     types.MessageMediaPhoto: "photo",
@@ -170,3 +173,18 @@ def fit(msg: MessageReceived, limit: int = MAX_EVENT_BYTES) -> MessageReceived:
         size = len(encode(cut))
         if size <= limit or not text:
             return cut
+
+
+def skipped(messages: list[MessageReceived], horizon: float) -> MessagesSkipped | None:
+    """What catch-up found for Valor but older than the horizon, summed up for the chat (decision 54).
+
+    None when nothing was skipped: no summary for a chat that lost nothing.
+    """
+    if not messages:
+        return None
+    ordered = sorted(messages, key=lambda m: m.message_id)
+    texts = [m.text if len(m.text) <= SKIPPED_TEXT_CHARS else m.text[:SKIPPED_TEXT_CHARS - 1] + "…"
+             for m in ordered[:SKIPPED_TEXTS]]
+    return MessagesSkipped(chat_id=ordered[0].chat_id, count=len(ordered), first_id=ordered[0].message_id,
+                           last_id=ordered[-1].message_id, oldest=min(m.sent_at for m in ordered),
+                           newest=max(m.sent_at for m in ordered), horizon=horizon, texts=texts)

@@ -18,6 +18,10 @@ and each page of history is published without waiting for each ack in turn,
 then the acks are awaited before the cursor moves past the page.  A publish
 that fails is retried one by one, its duplicates absorbed.
 
+Messages for Valor older than ``catchup_horizon`` are not acted on but told:
+one ``messages_skipped`` per chat and skipped range, which the scheduler turns
+into a reply (decision 54).
+
 Bot accounts cannot read history: they get Telethon's catch-up only.
 
 A photo or document is saved into the chat's workspace (``inbox.py``) before
@@ -41,12 +45,20 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from telethon.errors import FloodWaitError, RPCError
 
 from schemas import subjects
-from schemas.events import ChatEvent, MessageDeleted, MessageEdited, MessageReceived, decode_message, encode
+from schemas.events import (
+    ChatEvent,
+    MessageDeleted,
+    MessageEdited,
+    MessageReceived,
+    MessagesSkipped,
+    decode_message,
+    encode,
+)
 from valor import bus, metrics
 from valor.config import Config, load
 
 from . import inbox, logs
-from .accept import Rules, accept
+from .accept import Rules, accept, skipped
 from .telegram import Inbound
 
 BUCKET = "valor_ingest"
@@ -174,6 +186,8 @@ class Ingest:
             msg_id = subjects.msg_id_for_deletion(msg.chat_id, msg.message_ids)
         elif isinstance(msg, MessageEdited):
             msg_id = subjects.msg_id_for_edit(msg.chat_id, msg.message_id, msg.edited_at)
+        elif isinstance(msg, MessagesSkipped):
+            msg_id = subjects.msg_id_for_skipped(msg.chat_id, msg.first_id, msg.last_id)
         else:
             msg_id = subjects.msg_id_for_message(msg.chat_id, msg.message_id)
         return subjects.chat_in(msg.chat_id), encode(msg), {bus.MSG_ID: msg_id}
@@ -188,7 +202,8 @@ class Ingest:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logs.warning("ingest.publish_retry", chat_id=msg.chat_id, message=msg.message_id, error=str(exc))
+                logs.warning("ingest.publish_retry", chat_id=msg.chat_id, message=getattr(msg, "message_id", None),
+                             error=str(exc))
                 await self.sleep(delay)
                 delay = min(delay * 2, 5.0)
         return self._stored(msg, ack)
@@ -223,6 +238,9 @@ class Ingest:
             logs.info("ingest.deleted", chat_id=msg.chat_id, messages=msg.message_ids)
         elif not ack.duplicate and isinstance(msg, MessageEdited):
             logs.info("ingest.edited", chat_id=msg.chat_id, message=msg.message_id, edited_at=msg.edited_at)
+        elif not ack.duplicate and isinstance(msg, MessagesSkipped):
+            logs.warning("ingest.skipped", chat_id=msg.chat_id, messages=msg.count, first=msg.first_id,
+                         last=msg.last_id)
         elif not ack.duplicate:
             self.published += 1
             metrics.INGESTED.labels("caught_up" if msg.caught_up else "live").inc()
@@ -271,28 +289,47 @@ class Ingest:
         return new
 
     async def fill(self, chat_id: int) -> int:
-        """One chat: history after the cursor, oldest first, capped per read, within the horizon."""
+        """One chat: history after the cursor, oldest first, capped per read, within the horizon.
+
+        Messages for Valor older than the horizon are not published but told: one
+        ``messages_skipped`` per chat and range (decision 54).  Until it is stored
+        the cursor stays in memory only, so a crash re-reads the same range and the
+        summary, with the same ``Nats-Msg-Id``, is stored once.
+        """
         since = self.clock() - self.tg.catchup_horizon
         new = 0
+        too_old: list[MessageReceived] = []
         for _ in range(100):  # a long backlog is read in capped pages; the bound keeps one chat from hogging
             cursor = await self.cursor(chat_id) or 0
-            top, count, page = cursor, 0, []
+            top, count, page, fresh = cursor, 0, [], False
             history = self.source.history(chat_id, cursor, datetime.fromtimestamp(since, UTC),
                                           self.tg.catchup_limit)
             async for message in history:
                 count += 1
                 top = max(top, message.id)
-                if message.date is not None and message.date.timestamp() < since:
+                old = message.date is not None and message.date.timestamp() < since
+                fresh = fresh or not old
+                if (msg := self._accepted(message, caught_up=True)) is None:
                     continue
-                if (msg := self._accepted(message, caught_up=True)) is not None:
+                if old:  # not saved nor published: only counted and quoted
+                    too_old.append(msg)
+                else:
                     page.append(await self.saved(message, msg))
             if page:  # stored before the cursor moves past it
                 new += await self.publish_many(page)
+            last = count < self.tg.catchup_limit
+            if too_old and (fresh or last):  # the old ones come first: their range is complete
+                await self.publish(skipped(too_old, self.tg.catchup_horizon))
+                too_old = []
             if top > cursor:
                 self.cursors[chat_id] = top
-                await self._kv.put(str(chat_id), str(top).encode())
-            if count < self.tg.catchup_limit:
+                if not too_old:
+                    await self._kv.put(str(chat_id), str(top).encode())
+            if last:
                 break
+        if too_old:  # the page bound stopped the read inside the old ones
+            await self.publish(skipped(too_old, self.tg.catchup_horizon))
+            await self._kv.put(str(chat_id), str(self.cursors[chat_id]).encode())
         return new
 
     async def _reconcile_forever(self) -> None:

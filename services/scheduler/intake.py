@@ -22,11 +22,12 @@ from schemas.events import (
     MessageDeleted,
     MessageEdited,
     MessageReceived,
+    MessagesSkipped,
     RequestDeleted,
     RetryScheduled,
     Spawned,
 )
-from schemas.subjects import msg_id_for_event, msg_id_for_message
+from schemas.subjects import msg_id_for_event, msg_id_for_message, msg_id_for_skipped
 from valor import budget, spend
 from valor.config import DEFAULT, Config, TaskType
 
@@ -216,6 +217,29 @@ def respond_for_message(state: Projection, msg: MessageReceived, now: float, con
     return [Publish(event, created_msg_id(request_id, 0), new_subject=True)]
 
 
+SKIPPED_TITLE = "messages skipped while away"
+
+
+def summary_for_skipped(state: Projection, fact: MessagesSkipped, now: float, config: Config = DEFAULT,
+                        next_id: int | None = None):
+    """One respond promise per skipped range, whose reply tells the chat (decision 54); none when it exists.
+
+    It replies to the newest skipped message: a notice needs a message to answer, and
+    that one was never a request (it was too old), so no other promise claims it.
+    """
+    request_id = msg_id_for_skipped(fact.chat_id, fact.first_id, fact.last_id)
+    if request_id in state.by_request or (fact.chat_id, fact.last_id) in state.by_message:
+        return []
+    task = NewPromise(title=SKIPPED_TITLE, type="respond", input=msgspec.to_builtins(fact))
+    event = build_created(task, next_id or state.max_id + 1, [], now, config, request_id=request_id, index=0,
+                          chat_id=fact.chat_id, message_id=fact.last_id)
+    return [Publish(event, created_msg_id(request_id, 0), new_subject=True)]
+
+
+def is_skipped_summary(p) -> bool:
+    return ":skipped:" in (p.spec.request_id or "")
+
+
 def edit_for_message(state: Projection, edit: MessageEdited, now: float):
     """An edit of a chat message: it replaces the input of the message's respond promise if that was
     never dispatched, else it is recorded as too late (the notifier says how to run the new text).
@@ -224,8 +248,8 @@ def edit_for_message(state: Projection, edit: MessageEdited, now: float):
     """
     promise_id = state.by_message.get((edit.chat_id, edit.message_id))
     p = state.promises.get(promise_id) if promise_id is not None else None
-    if p is None:
-        return []
+    if p is None or is_skipped_summary(p):
+        return []  # no promise, or the summary replying to a skipped message: not that message's request
     unsent = p.attempt == 0 and p.status in (WAITING, QUEUED, AWAITING)
     event = InputEdited(at=now, id=p.id, message_id=edit.message_id, edited_at=edit.edited_at, applied=unsent,
                         input=msgspec.to_builtins(edit.message) if unsent else None,
@@ -245,6 +269,8 @@ def deletion(state: Projection, deleted: MessageDeleted, now: float):
     effects: list[Publish] = []
     for pid in sorted(p for p in found if p is not None):
         p = state.promises[pid]
+        if is_skipped_summary(p):  # it replies to a skipped message; it is not that message's request
+            continue
         unsent = p.attempt == 0 and p.status in (WAITING, QUEUED, AWAITING)
         effects.append(Publish(RequestDeleted(at=now, id=pid, message_id=p.spec.message_id, cancelled=unsent),
                                msg_id_for_event(pid, "request_deleted")))

@@ -41,6 +41,7 @@ from schemas.events import (
     AttemptFailed,
     MessageDeleted,
     MessageEdited,
+    MessagesSkipped,
     RetryScheduled,
     decode_chat,
     decode_promise_event,
@@ -433,6 +434,9 @@ class Scheduler:
             elif isinstance(message, MessageEdited):
                 effects = intake.edit_for_message(self.state, message, now)
                 chat_key = ("chat", message.chat_id, message.message_id)
+            elif isinstance(message, MessagesSkipped):
+                effects = intake.summary_for_skipped(self.state, message, now, self.config, next_id)
+                chat_key = ("chat", message.chat_id, message.last_id)
             else:
                 effects = intake.respond_for_message(self.state, message, now, self.config, next_id)
                 chat_key = ("chat", message.chat_id, message.message_id)

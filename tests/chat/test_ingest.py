@@ -3,12 +3,14 @@
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from prometheus_client import REGISTRY
 from telethon import types
 
-from services.ingest.accept import Rules, accept
-from services.ingest.service import Ingest
+from schemas.events import MessageReceived, MessagesSkipped
+from services.ingest.accept import Rules, accept, skipped
+from services.ingest.service import BUCKET, Ingest
 
 from .conftest import ALICE, CAROL, CONFIG, GROUP, OTHER_GROUP, STRANGER, WORK_GROUP, stored_messages
 from .fake_telegram import FakeTelegram
@@ -123,6 +125,73 @@ async def test_messages_older_than_the_horizon_are_not_caught_up(js, people, ser
     people.online = True
     await start_ingest()
     assert [m.text for m in await stored_messages(js, ALICE)] == ["fresh"]
+
+
+def test_a_skipped_range_is_summed_up_with_its_first_texts_cut_short():
+    def msg(i, text):
+        return MessageReceived(chat_id=ALICE, message_id=i, text=text, sent_at=1000.0 + i)
+
+    assert skipped([], 7 * 86400) is None
+    summary = skipped([msg(9, "last"), msg(3, "first " + "x" * 300), msg(5, "second"), msg(7, "third")], 60.0)
+    assert (summary.chat_id, summary.count, summary.first_id, summary.last_id) == (ALICE, 4, 3, 9)
+    assert (summary.oldest, summary.newest, summary.horizon) == (1003.0, 1009.0, 60.0)
+    assert summary.texts[1:] == ["second", "third"]
+    assert summary.texts[0].startswith("first x") and summary.texts[0].endswith("…") and len(summary.texts[0]) == 120
+
+
+def summaries(stored):
+    return [m for m in stored if isinstance(m, MessagesSkipped)]
+
+
+async def test_an_eight_day_outage_stores_one_summary_per_chat_once_across_two_catch_ups(js, people, services):
+    start_ingest, _ = services
+    await people.says(ALICE, ALICE, "before the outage")
+    await people.says(CAROL, CAROL, "before the outage")
+    await people.says(GROUP, ALICE, "@valor before the outage")
+    ingest = await start_ingest()  # every chat has a cursor now
+    await ingest.stop()
+    people.online = False
+    days_ago = datetime.now(UTC) - timedelta(days=9)
+    old_alice = [people.say(ALICE, ALICE, f"old {i}", when=days_ago + timedelta(hours=i))[0] for i in range(4)]
+    people.say(GROUP, ALICE, "old chatter, not to the bot", when=days_ago)
+    old_group, _ = people.say(GROUP, ALICE, "@valor old", when=days_ago + timedelta(days=1))
+    people.say(ALICE, ALICE, "fresh")
+    people.say(CAROL, CAROL, "fresh")  # Carol lost nothing: no summary
+    people.online = True
+    await start_ingest()
+
+    told = summaries(await stored_messages(js))
+    assert sorted((s.chat_id, s.count, s.first_id, s.last_id) for s in told) == [
+        (GROUP, 1, old_group.id, old_group.id), (ALICE, 4, old_alice[0].id, old_alice[-1].id)]
+    alice = next(s for s in told if s.chat_id == ALICE)
+    assert (alice.oldest, alice.newest) == (old_alice[0].date.timestamp(), old_alice[-1].date.timestamp())
+    assert alice.texts == ["old 0", "old 1", "old 2"]
+    assert [m.text for m in await stored_messages(js, ALICE) if isinstance(m, MessageReceived)] == [
+        "before the outage", "fresh"]  # the old ones are told, never acted on
+
+    # A second catch-up over the same range (killed before its cursors were stored) stores nothing new.
+    kv = await js.key_value(BUCKET)
+    for chat in (ALICE, GROUP):
+        await kv.put(str(chat), str(min(m.id for m in people.history[chat])).encode())
+    again = await start_ingest()
+    assert await again.reconcile() == 0
+    assert summaries(await stored_messages(js)) == told
+
+
+async def test_a_summary_waits_for_the_old_messages_of_every_capped_page(js, people, services):
+    start_ingest, _ = services
+    await people.says(ALICE, ALICE, "before the outage")
+    await (await start_ingest()).stop()
+    people.online = False
+    days_ago = datetime.now(UTC) - timedelta(days=8)
+    for i in range(5):
+        people.say(ALICE, ALICE, f"old {i}", when=days_ago + timedelta(minutes=i))
+    people.online = True
+    capped = msgspec.structs.replace(CONFIG, telegram=msgspec.structs.replace(CONFIG.telegram, catchup_limit=2))
+    ingest = Ingest(js._nc, people.inbound(), capped)
+    await ingest.start(reconcile_forever=False)
+    await ingest.stop()
+    assert [(s.count, s.texts[0]) for s in summaries(await stored_messages(js, ALICE))] == [(5, "old 0")]
 
 
 async def test_flood_waits_and_disconnects_in_catch_up_are_waited_out(js, people, services):
