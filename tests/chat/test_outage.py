@@ -3,7 +3,11 @@
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from .conftest import ALICE, CAROL, GROUP, notices, settle, stored_messages
+import msgspec
+
+from services.ingest.service import Ingest
+
+from .conftest import ALICE, CAROL, CONFIG, GROUP, notices, settle, stored_messages
 
 
 async def test_thirty_messages_across_three_chats_sent_during_a_ten_minute_outage_are_all_answered_exactly_once_after_restart(
@@ -48,3 +52,42 @@ async def test_thirty_messages_across_three_chats_sent_during_a_ten_minute_outag
         assert len(terminal) == len(owed), (m.message, [s.text for s in terminal])
     assert Counter(e.id for e in notices(events, "terminal")) == {
         p.id: 1 for p in state.promises.values() if p.spec.chat_id is not None}
+
+
+async def test_after_eight_days_away_each_chat_that_lost_messages_is_told_once_what_was_too_old(
+        js, engine, world, services):
+    start_ingest, start_notifier = services
+    world.user(ALICE, "alice", "Alice")
+    world.user(CAROL, "carol", "Carol")
+    before = await world.says(ALICE, ALICE, "are you there?")
+    await world.says(CAROL, CAROL, "hello")
+    ingest = await start_ingest()
+    notifier = await start_notifier()
+    await settle(engine, notifier, expect_respond=2)
+    await ingest.stop()
+    await notifier.stop()
+
+    world.online = False  # eight days away
+    eight_days_ago = datetime(2026, 11, 3, 9, tzinfo=UTC)
+    old = [world.say(ALICE, ALICE, f"old {i}", when=eight_days_ago + timedelta(days=i / 4))[0] for i in range(5)]
+    fresh, _ = world.say(ALICE, ALICE, "fresh")
+    world.say(CAROL, CAROL, "fresh too")
+    world.online = True
+    horizon = (datetime.now(UTC) - eight_days_ago).total_seconds() - 1.5 * 86400  # the newest old one is too old
+    config = msgspec.structs.replace(CONFIG, telegram=msgspec.structs.replace(CONFIG.telegram,
+                                                                              catchup_horizon=horizon))
+    for _ in range(2):  # a second catch-up finds the range again and stores nothing new
+        await ingest.stop()
+        ingest = Ingest(js._nc, world.inbound(), config)
+        await ingest.start(reconcile_forever=False)
+        await ingest._kv.put(str(ALICE), str(before.id).encode())  # as if killed before its cursor was stored
+    notifier = await start_notifier()
+    state, _ = await settle(engine, notifier, expect_respond=5)
+    await ingest.stop()
+
+    told = [s for s in world.sent if "too old" in s.text]
+    assert [(s.chat_id, s.reply_to) for s in told] == [(ALICE, old[-1].id)]  # Carol lost nothing
+    assert told[0].text.startswith("While I was away you sent 5 messages between 3 Nov and 4 Nov that are too old")
+    assert "• old 0\n• old 1\n• old 2\n• … and 2 more\nResend the ones you still want." in told[0].text
+    answered = {p.spec.message_id for p in state.promises.values() if p.spec.task == "respond"}
+    assert fresh.id in answered and not answered & {m.id for m in old[:-1]}
