@@ -24,7 +24,7 @@ DEFAULT_DIR = Path(__file__).resolve().parent / "json"
 RECORDS: dict[str, tuple[Any, str]] = {
     "promise_event": (PromiseEvent, "An event of the PROMISES stream (subject promise.<id>.<type>)"),
     "message_received": (MessageReceived, "An inbound chat message on the CHAT stream (chat.<chat_id>.in)"),
-    "chat_event": (ChatEvent, "Anything on chat.<chat_id>.in: a message.received, or a message.edited (decision 50)"),
+    "chat_event": (ChatEvent, "Anything on chat.<chat_id>.in: a message.received, a message.edited or message.deleted (decision 50), or messages_skipped (decision 54)"),
     "command": (AnyCommand, "A request on the COMMANDS stream (cmd.<verb>)"),
     "command_reply": (CommandReply, "The scheduler's answer to a command, on its reply subject"),
     "work_item": (WorkItem, "An attempt to run, on the WORK stream (work.<queue>)"),
