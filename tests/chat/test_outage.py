@@ -5,9 +5,41 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from schemas.events import MessageDeleted, MessageEdited, MessageReceived, MessagesSkipped
+from services.executor.respond.skipped import reply
 from services.ingest.service import Ingest
+from services.scheduler.intake import deletion, edit_for_message, summary_for_skipped
+from services.scheduler.projection import Projection
 
 from .conftest import ALICE, CAROL, CONFIG, GROUP, notices, settle, stored_messages
+
+SKIPPED = MessagesSkipped(chat_id=ALICE, count=1, first_id=7, last_id=7, oldest=1762160400.0,
+                          newest=1762160400.0, horizon=7 * 86400, texts=["/do old thing"])
+
+
+# --- the rules, with plain values ------------------------------------------------------------------------
+
+
+def test_a_skipped_range_becomes_one_respond_promise_replying_to_its_newest_message_that_edits_and_deletions_leave_alone():
+    state = Projection()
+    [effect] = summary_for_skipped(state, SKIPPED, now=5.0, next_id=1)
+    created = effect.event
+    assert (created.task, created.chat_id, created.message_id, created.input["type"]) == (
+        "respond", ALICE, 7, "messages_skipped")
+    state.apply(created)
+    assert summary_for_skipped(state, SKIPPED, now=6.0, next_id=2) == []  # the same range again: nothing new
+    old = MessageReceived(chat_id=ALICE, message_id=7, text="/do other thing")
+    assert edit_for_message(state, MessageEdited(chat_id=ALICE, message_id=7, edited_at=9.0, message=old), 7.0) == []
+    assert deletion(state, MessageDeleted(chat_id=ALICE, message_ids=[7]), 7.0) == []
+
+
+def test_the_summary_reply_says_how_many_when_and_what_in_one_message():
+    one = reply(SKIPPED).reply
+    assert one == ("While I was away you sent a message on 3 Nov that is too old for me to act on "
+                   "(older than 7 days):\n• /do old thing\nResend the ones you still want.")
+
+
+# --- end to end ------------------------------------------------------------------------------------------
 
 
 async def test_thirty_messages_across_three_chats_sent_during_a_ten_minute_outage_are_all_answered_exactly_once_after_restart(
