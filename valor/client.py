@@ -48,6 +48,8 @@ READ_TIMEOUT = 3.0
 RECHECK = 5.0
 # Up to this many ids a waiter's consumer filters by id; past it, by the three wildcards.
 PER_ID_FILTERS = 32
+# Endings arriving one after another are confirmed together, in one read at most this often.
+BATCH = 0.1
 
 
 class CommandRefused(Exception):
@@ -235,11 +237,12 @@ class ValorClient:
 
         sub = await self._endings(ids, on_end)
         found: dict[int, Promise] = {}
-        to_read = list(ids)
+        to_read, last_read = list(ids), 0.0
         try:
             while True:
                 read_ok = True
                 if to_read:
+                    last_read = time.monotonic()
                     try:
                         found.update({p.id: p for p in await self.promises(ids=to_read)})
                     except nats.errors.ConnectionClosedError:
@@ -261,6 +264,9 @@ class ValorClient:
                 except TimeoutError:
                     to_read = still_open
                 else:
+                    # Endings come in streams: gather them into one read at most every BATCH seconds.
+                    if (gap := last_read + BATCH - time.monotonic()) > 0:
+                        await asyncio.sleep(gap if left is None else min(gap, left))
                     woke.clear()
                     to_read = [pid for pid in still_open if pid in ended]
                     ended.clear()
