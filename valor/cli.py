@@ -218,16 +218,11 @@ def wait(ids, timeout):
     """
     ids = list(dict.fromkeys(ids))
 
+    def any_ended_badly(found) -> bool:
+        return any(p.state in ("failed", "cancelled") for p in found.values())
+
     async def body(client: ValorClient):
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            states = await look(client, ids)
-            ended = [p.state for p in states.values() if p.state in TERMINAL_STATES]
-            if any(state != "succeeded" for state in ended) or len(ended) == len(ids):
-                return states, False
-            if deadline is not None and time.monotonic() >= deadline:
-                return states, True
-            await asyncio.sleep(0.2)
+        return await client.follow(ids, timeout, enough=any_ended_badly)
 
     states, timed_out = run(body)
     for pid, p in states.items():
@@ -241,19 +236,6 @@ def wait(ids, timeout):
         sys.exit(1)
     if timed_out:
         fail(f"timed out after {timeout:g}s; still open: " + ", ".join(still_open), 2)
-
-
-async def look(client: ValorClient, ids: list[int]) -> dict[int, Any]:
-    """Each promise's state, in one read; none when a node is away or a stream is electing its leader."""
-    try:
-        found = {p.id: p for p in await client.promises(ids=ids)}
-    except nats.errors.ConnectionClosedError:
-        raise
-    except (TimeoutError, nats.errors.Error):
-        return {}
-    if unknown := [pid for pid in ids if pid not in found]:
-        raise CommandRefused(f"no promise #{unknown[0]}")
-    return found
 
 
 @main.command(short_help="One promise: state, result, timeline, dependencies.")

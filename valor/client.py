@@ -10,15 +10,17 @@ log itself with the same projection (slower: it grows with the log).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 
 import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from schemas import subjects
 from schemas.commands import (
@@ -42,6 +44,12 @@ from services.scheduler.readmodel import Answer, PromiseQuery, PromisesQuery, St
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
 # Longer than the service's own wait for its projection to catch up (reads.FRESH_WAIT).
 READ_TIMEOUT = 3.0
+# How often a waiter reads the open ids anyway, in case its subscription to their endings lost one.
+RECHECK = 5.0
+# Up to this many ids a waiter's consumer filters by id; past it, by the three wildcards.
+PER_ID_FILTERS = 32
+# Endings arriving one after another are confirmed together, in one read at most this often.
+BATCH = 0.1
 
 
 class CommandRefused(Exception):
@@ -208,27 +216,90 @@ class ValorClient:
         events = await self.events(subjects.promise_all(promise_id)) if p is not None else []
         return p, [e for _, e in events]
 
+    async def follow(self, ids: list[int], timeout: float | None = None, *,
+                     enough: Callable[[dict[int, Promise]], bool] = lambda found: False,
+                     recheck: float = RECHECK, retry: float = 0.2) -> tuple[dict[int, Promise], bool]:
+        """Each promise as last read, once all have ended or ``enough(found)``; (found, timed out).
+
+        Learns of endings from the log instead of polling (decision 55): it subscribes to the ids' terminal
+        events before its one read of them all, so an ending stored after that read is delivered; each
+        delivered ending is confirmed by reading the ids it names (a late attempt's ``succeeded`` can be one
+        the projection refuses).  Every ``recheck`` seconds it reads the open ids again in case the
+        subscription lost something (an ordered consumer being reset, a node going away).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wanted, ended, woke = set(ids), set(), asyncio.Event()
+
+        async def on_end(msg) -> None:
+            if (pid := subjects.promise_id_of(msg.subject)) in wanted:
+                ended.add(pid)
+                woke.set()
+
+        sub = await self._endings(ids, on_end)
+        found: dict[int, Promise] = {}
+        to_read, last_read = list(ids), 0.0
+        try:
+            while True:
+                read_ok = True
+                if to_read:
+                    last_read = time.monotonic()
+                    try:
+                        found.update({p.id: p for p in await self.promises(ids=to_read)})
+                    except nats.errors.ConnectionClosedError:
+                        raise
+                    except (TimeoutError, nats.errors.Error):
+                        read_ok = False  # a node is away or a stream leader is being elected: read again soon
+                    else:
+                        if unknown := [pid for pid in to_read if pid not in found]:
+                            raise CommandRefused(f"no promise #{unknown[0]}")
+                still_open = [pid for pid in ids if pid not in found or not found[pid].terminal]
+                if not still_open or enough(found):
+                    return found, False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return found, True
+                pause = recheck if read_ok and sub is not None else retry
+                try:
+                    await asyncio.wait_for(woke.wait(), pause if left is None else min(pause, left))
+                except TimeoutError:
+                    to_read = still_open
+                else:
+                    # Endings come in streams: gather them into one read at most every BATCH seconds.
+                    if (gap := last_read + BATCH - time.monotonic()) > 0:
+                        await asyncio.sleep(gap if left is None else min(gap, left))
+                    woke.clear()
+                    to_read = [pid for pid in still_open if pid in ended]
+                    ended.clear()
+        finally:
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def _endings(self, ids: list[int], cb):
+        """An ordered consumer of the ids' terminal events from now on; None when JetStream cannot make one.
+
+        Few ids: a filter per id and ending.  Many: the three wildcards, the ids picked out here.
+        """
+        if len(ids) <= PER_ID_FILTERS:
+            filters = [subjects.promise(pid, name) for pid in ids for name in TERMINAL_STATES]
+        else:
+            filters = [subjects.promise("*", name) for name in TERMINAL_STATES]
+        try:
+            return await self.js.subscribe(filters[0], stream=subjects.PROMISES, cb=cb, ordered_consumer=True,
+                                           deliver_policy=DeliverPolicy.NEW,
+                                           config=ConsumerConfig(filter_subjects=filters))
+        except nats.errors.ConnectionClosedError:
+            raise
+        except (TimeoutError, nats.errors.Error):
+            return None  # the slow re-read still answers
+
     async def wait(self, ids: list[int], timeout: float | None = None, poll: float = 0.2) -> dict[int, str]:
         """Block until every promise is terminal; returns id -> state (TimeoutError past ``timeout``).
 
-        One read per round for all the open ids, not one per id.
+        ``poll``: how soon to read again after a read that went unanswered.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        states: dict[int, str] = {}
-        pending = set(ids)
-        while pending:
-            try:
-                found = {p.id: p for p in await self.promises(ids=sorted(pending))}
-            except (TimeoutError, nats.errors.Error):
-                found = None  # a node is away or a stream leader is being elected: look again
-            if found is not None:
-                if unknown := sorted(pending - set(found)):
-                    raise CommandRefused(f"no promise #{unknown[0]}")
-                states.update({pid: p.state for pid, p in found.items() if p.state in TERMINAL_STATES})
-            pending -= set(states)
-            if not pending:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"still open: {', '.join(f'#{i}' for i in sorted(pending))}")
-            await asyncio.sleep(poll)
-        return states
+        found, timed_out = await self.follow(list(dict.fromkeys(ids)), timeout, retry=poll)
+        if timed_out:
+            still_open = sorted(pid for pid in ids if pid not in found or not found[pid].terminal)
+            raise TimeoutError(f"still open: {', '.join(f'#{i}' for i in still_open)}")
+        return {pid: p.state for pid, p in found.items()}

@@ -21,7 +21,7 @@ from services.scheduler.readmodel import (
     fold_answer,
 )
 from valor import bus
-from valor.client import ValorClient
+from valor.client import CommandRefused, ValorClient
 
 from .test_fold_properties import random_history
 
@@ -131,34 +131,103 @@ async def test_with_no_scheduler_the_client_folds_the_log_itself(nc, started):
     assert client.reads == {"folded": 2}
 
 
-async def test_waiting_for_many_promises_asks_once_per_round(nc, js, started):
-    await started()
-    client = ValorClient(nc)
-    ids = list((await client.submit(*(NewPromise(name=f"t{i}", title=f"t{i}") for i in range(10)))).values())
+def _count_reads(nc):
+    """Every PromisesQuery's ids, as the schedulers are asked them; and an event set at each."""
     asked: list[list[int]] = []
+    arrived = asyncio.Event()
 
     async def on_request(msg) -> None:
         asked.append(msgspec.json.decode(msg.data, type=PromisesQuery).ids)
+        arrived.set()
 
-    sub = await nc.subscribe("valor.read.>", cb=on_request)
-    rounds = 0
-    look = client.promises
+    return asked, arrived, nc.subscribe("valor.read.promises", cb=on_request)
 
-    async def one_round(**kw):
-        nonlocal rounds
-        rounds += 1
-        if rounds == 3:  # the promises end between the third look and the fourth
-            for pid in ids:
+
+@pytest.mark.parametrize("n", [3, 40])  # a filter per id; the three wildcards past PER_ID_FILTERS
+async def test_an_ending_stored_just_after_the_waiters_read_wakes_it_without_a_recheck(nc, js, started, n):
+    await started()
+    client = ValorClient(nc)
+    ids = list((await client.submit(*(NewPromise(name=f"t{i}", title=f"t{i}") for i in range(n)))).values())
+    outsider = (await client.submit(NewPromise(title="not waited for")))["0"]
+    asked, _, counting = _count_reads(nc)
+    sub = await counting
+    read = client.promises
+    first = True
+
+    async def stale_read(**kw):
+        """The read is answered, then every promise ends before the waiter looks at the answer."""
+        nonlocal first
+        found = await read(**kw)
+        if first:
+            first = False
+            for pid in [outsider, *ids]:
                 await bus.publish_event(js, Cancelled(id=pid, by="test", reason="done"), f"x{pid}")
-        return await look(**kw)
+        return found
 
-    client.promises = one_round
-    states = await client.wait(ids, timeout=30, poll=0.01)
+    client.promises = stale_read
+    # A recheck (60 s) would come after the timeout: only the endings delivered can end this wait.
+    states = await client.wait(ids, timeout=20) if n > 3 else (await client.follow(ids, 20, recheck=60))[0]
     await nc.flush()
     await sub.unsubscribe()
-    assert states == {pid: "cancelled" for pid in ids}
-    assert rounds == 3
-    assert asked == [sorted(ids)] * rounds  # one request a round, naming every open id
+    assert {pid: getattr(p, "state", p) for pid, p in states.items()} == {pid: "cancelled" for pid in ids}
+    assert asked[0] == sorted(ids)
+    confirming = [pid for ask in asked[1:] for pid in ask]
+    assert sorted(confirming) == sorted(ids)  # each ending confirmed once; never the outsider
+
+
+async def test_a_waiter_reads_once_then_again_only_when_an_ending_arrives(nc, started):
+    await started()
+    client = ValorClient(nc)
+    pid = (await client.submit(NewPromise(title="queued, no executor")))["0"]
+    asked, arrived, counting = _count_reads(nc)
+    sub = await counting
+    waiting = asyncio.create_task(client.follow([pid], 20, recheck=60))
+    await asyncio.wait_for(arrived.wait(), 10)
+    assert asked == [[pid]] and not waiting.done()
+    await client.cancel(pid, "enough")
+    found, timed_out = await asyncio.wait_for(waiting, 10)
+    await sub.unsubscribe()
+    assert not timed_out and found[pid].state == "cancelled" and found[pid].error == "enough"
+    assert asked == [[pid], [pid]]
+
+
+async def test_the_slow_recheck_finds_an_ending_the_subscription_lost(nc, started):
+    await started()
+    client = ValorClient(nc)
+    pid = (await client.submit(NewPromise(title="queued, no executor")))["0"]
+    asked, arrived, counting = _count_reads(nc)
+    sub = await counting
+
+    async def deaf(ids, cb):
+        return await nc.subscribe("nothing.ever")
+
+    client._endings = deaf
+    waiting = asyncio.create_task(client.follow([pid], 20, recheck=0.2))
+    await asyncio.wait_for(arrived.wait(), 10)
+    await client.cancel(pid, "enough")
+    found, timed_out = await asyncio.wait_for(waiting, 10)
+    await sub.unsubscribe()
+    assert not timed_out and found[pid].state == "cancelled"
+    assert all(ask == [pid] for ask in asked)
+
+
+async def test_a_wait_past_its_timeout_names_what_is_still_open(nc, started):
+    await started()
+    client = ValorClient(nc)
+    pid = (await client.submit(NewPromise(title="queued, no executor")))["0"]
+    asked, _, counting = _count_reads(nc)
+    sub = await counting
+    with pytest.raises(TimeoutError, match=f"still open: #{pid}"):
+        await client.wait([pid], timeout=0.3)
+    await nc.flush()
+    await sub.unsubscribe()
+    assert asked == [[pid], [pid]]  # the first read and a last one at the deadline, nothing between
+
+
+async def test_waiting_for_an_unknown_promise_is_refused(nc, started):
+    await started()
+    with pytest.raises(CommandRefused, match="no promise #404"):
+        await ValorClient(nc).wait([404], timeout=5)
 
 
 # --- a chat's last messages ----------------------------------------------------------------
