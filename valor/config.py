@@ -177,6 +177,8 @@ class Telegram(Strict):
     # A photo or document bigger than this is not saved into the chat's workspace
     # (the message says so); the console's /attach obeys it too.
     attachment_max_bytes: int = 20 * 1024 * 1024
+    # A notice longer than this (a long result) is one message: its beginning, and the whole as a document.
+    document_after_chars: int = 3 * 4096
 
 
 class Config(Strict):
@@ -269,6 +271,8 @@ def _validate(config: Config) -> Config:
             raise ConfigError(f"telegram.{key}: must not be negative")
     if tg.plan_notices not in NOTICE_MODES:
         raise ConfigError(f"telegram.plan_notices: '{tg.plan_notices}' is not one of {', '.join(NOTICE_MODES)}")
+    if tg.document_after_chars < 4096:  # a text edited in place (a status, a checklist) must stay a text
+        raise ConfigError("telegram.document_after_chars: must be at least 4096 (one message)")
     if tg.attachment_max_bytes < 0:
         raise ConfigError("telegram.attachment_max_bytes: must not be negative")
     for key in ("catchup_limit", "dialogs_limit", "group_per_minute"):

@@ -59,6 +59,8 @@ class Screen:
             to = f" ↩ #{record['reply_to']}" if record.get("reply_to") else ""
             self.texts[record["id"]] = record.get("text", "")
             self.print(f"valor [{self.name(record['id'])}]{to}: {record.get('text', '')}")
+            if record.get("document"):
+                self.print(f"valor [{self.name(record['id'])}] 📎 {record['document']}")
         elif op == "edited" and (changed := self.changed(record["id"], record.get("text", ""))):
             self.print(f"valor [{self.name(record['id'])}] ✎ {changed}")
         elif op == "reacted":

@@ -18,7 +18,9 @@ waits until the replies to that message already queued are sent, so ✅ never
 shows before the answer it marks.
 
 A message is sent in three steps: log ``notice_intended`` (with a digest of
-each part), send the parts, log ``notified``.  If the process dies between
+each part), send the parts, log ``notified``.  A text too long for a few parts
+is one part: a document with the text's beginning as its caption, whose
+digest is the one recorded (decision 56).  If the process dies between
 the last two, the next one sees the intent without ``notified`` and first
 looks through Valor's own recent messages in that chat for the parts (user
 accounts); only what it cannot find is sent.  A transport that cannot read
@@ -259,8 +261,13 @@ class Outbox:
             case Send():
                 await self._send(action)
 
+    def _shape(self, action: Send) -> tuple[list[str], texts.Document | None]:
+        """The parts sent as text, and the document the one part is the caption of, when the text is long."""
+        doc = texts.document(action.text, action.id, action.kind, self.limits.document_after_chars)
+        return texts.parts(action.text, doc), doc
+
     async def _send(self, action: Send) -> None:
-        parts = texts.split(action.text)
+        parts, doc = self._shape(action)
         digests = [texts.digest(p) for p in parts]
         found = self.progress.get(action.key)
         if found is None:  # the first try in this process
@@ -284,7 +291,11 @@ class Outbox:
                 ids.append(found[i])
                 continue
             await self._pace(action)
-            ids.append(await self.transport.send(action.chat_id, part, action.reply_to))
+            if doc is not None:
+                ids.append(await self.transport.send_document(action.chat_id, part, doc.name, doc.data,
+                                                              action.reply_to))
+            else:
+                ids.append(await self.transport.send(action.chat_id, part, action.reply_to))
             found[i] = ids[-1]
             self._spent((action.chat_id, MESSAGES), counts_in_group=True)
             self.stats["sent"] += 1
@@ -307,7 +318,7 @@ class Outbox:
         A checklist's text changes between the intent and a restart; the message
         found is brought up to date by the edit that follows its ``notified``.
         """
-        if not action.recorded or list(action.recorded) == [texts.digest(p) for p in texts.split(action.text)]:
+        if not action.recorded or list(action.recorded) == [texts.digest(p) for p in self._shape(action)[0]]:
             return False
         found = await self._find(action, list(action.recorded))
         if len(found) < len(action.recorded):

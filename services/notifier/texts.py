@@ -3,7 +3,9 @@
 A terminal text comes from the promise's ``succeeded`` / ``failed`` /
 ``cancelled`` event alone (summary, duration, error, and the attempt's
 recorded evidence in one line): it never claims more than the log says, and a
-success whose last check failed says so instead of ✅.  Long texts are split at Telegram's 4,096 characters.
+success whose last check failed says so instead of ✅.  Long texts are split at Telegram's 4,096 characters;
+one longer than ``[telegram] document_after_chars`` is one message instead: its beginning as the caption of a
+document holding the whole text (decision 56).
 
 A plan (decision 43) is told by its checklist (a line per step: state, time,
 one-line result) inside the plan's reply, or in a message of its own when the
@@ -14,6 +16,7 @@ result.  A checklist always fits one message: it is edited in place.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -47,6 +50,42 @@ def split(text: str, limit: int = LIMIT) -> list[str]:
     if text or not parts:
         parts.append(text)
     return parts
+
+
+CAPTION = 1024  # Telegram's limit on a document's caption (UTF-16 units, for accounts without Premium)
+DOCUMENT_NAMES = {"terminal": "result", "final": "results"}  # a kind's file name; others are named by their kind
+
+
+@dataclass(frozen=True)
+class Document:
+    """A long text sent as one message: ``caption`` is its beginning, ``data`` the whole of it."""
+
+    name: str
+    caption: str
+    data: bytes
+
+
+def document(text: str, promise_id: int, kind: str, after_chars: int) -> Document | None:
+    """The document to send instead of ``text``'s parts, when it is longer than ``after_chars``; else None."""
+    if len(text) <= after_chars:
+        return None
+    name = f"{DOCUMENT_NAMES.get(kind, kind.split(':')[0])}-{promise_id}.txt"
+    tail = f"\n\n… {len(text):,} characters in all: the whole text is in {name}."
+    head = text[: CAPTION - len(tail)]
+    while _utf16(head + tail) > CAPTION:  # an emoji counts twice on Telegram's side
+        head = head[: len(head) - max(1, (_utf16(head + tail) - CAPTION) // 2)]
+    cut = head.rfind("\n", len(head) // 2)
+    head = head[:cut] if cut > 0 else head
+    return Document(name, head.rstrip() + tail, text.encode())
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def parts(text: str, doc: Document | None) -> list[str]:
+    """What is sent as text, and recognised by its digests: the caption of a document, else the split text."""
+    return [doc.caption] if doc is not None else split(text)
 
 
 def digest(text: str) -> str:

@@ -8,9 +8,11 @@ implementation that can hit one; the outbox waits them out.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from nats.aio.client import Client
@@ -45,6 +47,8 @@ class Transport(Protocol):
 
     async def connect(self) -> None: ...
     async def send(self, chat_id: int, text: str, reply_to: int | None) -> int: ...
+    # One message: a file named ``name`` holding ``data``, with ``caption`` as its text (what reconcile reads).
+    async def send_document(self, chat_id: int, caption: str, name: str, data: bytes, reply_to: int | None) -> int: ...
     async def edit(self, chat_id: int, message_id: int, text: str) -> None: ...
     async def react(self, chat_id: int, message_id: int, emoji: str) -> None: ...
     async def recent_own(self, chat_id: int, limit: int) -> list[Sent]: ...
@@ -68,6 +72,13 @@ class TelethonTransport:
     async def send(self, chat_id: int, text: str, reply_to: int | None) -> int:
         # parse_mode=None: the text arrives exactly as recorded, so its digest matches on reconcile.
         msg = await self.client.send_message(chat_id, text, reply_to=reply_to, parse_mode=None, link_preview=False)
+        return msg.id
+
+    async def send_document(self, chat_id: int, caption: str, name: str, data: bytes, reply_to: int | None) -> int:
+        file = io.BytesIO(data)
+        file.name = name  # Telethon names the document after it
+        msg = await self.client.send_file(chat_id, file, caption=caption, reply_to=reply_to, parse_mode=None,
+                                          force_document=True)
         return msg.id
 
     async def edit(self, chat_id: int, message_id: int, text: str) -> None:
@@ -102,12 +113,14 @@ class ConsoleTransport:
     Ids are milliseconds since the epoch (strictly increasing), so they never
     collide with the small ids ingest gives typed lines, even across restarts.
     There is no history to look at: an unconfirmed notice is sent again.
+    A document is written under ``documents`` and its path shown with the caption.
     """
 
     can_read_history = False
 
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, documents: Path = Path("var/documents")) -> None:
         self.nc = nc
+        self.documents = documents
         self._last_id = 0
 
     async def connect(self) -> None:
@@ -123,6 +136,15 @@ class ConsoleTransport:
     async def send(self, chat_id: int, text: str, reply_to: int | None) -> int:
         message_id = self._next_id()
         await self._out(chat_id, {"op": "sent", "id": message_id, "reply_to": reply_to, "text": text})
+        return message_id
+
+    async def send_document(self, chat_id: int, caption: str, name: str, data: bytes, reply_to: int | None) -> int:
+        message_id = self._next_id()
+        path = self.documents / str(message_id) / name  # a folder per message: a resent one never overwrites
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        await self._out(chat_id, {"op": "sent", "id": message_id, "reply_to": reply_to, "text": caption,
+                                  "document": str(path.resolve())})
         return message_id
 
     async def edit(self, chat_id: int, message_id: int, text: str) -> None:

@@ -61,6 +61,8 @@ async def answer(ctx):
     if text.startswith("/think"):  # an answer that takes a while to make
         await asyncio.sleep(1.5)
         return {"reply": "Thought about it."}
+    if text.startswith("/huge"):  # past document_after_chars: one message with a document
+        return {"reply": "".join(f"line {i}: " + "z" * 60 + "\n" for i in range(300))}
     if text.startswith("/long"):
         return {"reply": "y" * 10_000}
     if text.startswith("/broken"):

@@ -3,7 +3,7 @@
 Messages are real Telethon ``types.Message`` objects; live ones are delivered
 as ``events.NewMessage.Event(message)`` after ``_set_client``, exactly as
 Telethon builds them, so ingest parses what the real library parses.  The
-fake records what Valor did (``sent``, ``edits`` (Valor's own), ``reactions``, ``downloads``)
+fake records what Valor did (``sent``, with the documents it sent, ``edits`` (Valor's own), ``reactions``, ``downloads``)
 and can inject flood waits, disconnects, skipped live updates and chats that
 refuse Valor for good (``refuse``: chat -> a Telethon error such as ``UserIsBlockedError``).  Photos and
 documents are real Telethon media whose bytes the fake keeps (``files``) and
@@ -44,6 +44,7 @@ class Outgoing:
     id: int
     text: str
     reply_to: int | None
+    document: tuple[str, bytes] | None = None  # (file name, bytes) of a document, whose caption is ``text``
 
 
 @dataclass
@@ -265,6 +266,13 @@ class FakeTransport:
         self.world._call_chat("send", chat_id)
         self.world.next_id += 1
         out = Outgoing(chat_id, self.world.next_id, text, reply_to)
+        self.world.sent.append(out)
+        return out.id
+
+    async def send_document(self, chat_id: int, caption: str, name: str, data: bytes, reply_to: int | None) -> int:
+        self.world._call_chat("send_document", chat_id)
+        self.world.next_id += 1
+        out = Outgoing(chat_id, self.world.next_id, caption, reply_to, document=(name, data))
         self.world.sent.append(out)
         return out.id
 
