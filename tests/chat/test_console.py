@@ -62,3 +62,21 @@ async def test_console_message_ids_continue_after_the_last_stored_one(nc, js):
     assert (await nc.request("console.8.in", b'{"text": "two"}', timeout=5)).data == b'{"id": 2}'
     assert (await nc.request("console.8.in", b'{"text": " "}', timeout=5)).data == b'{"error": "empty message"}'
     await second.stop()
+
+
+async def test_a_document_on_the_console_is_a_file_whose_path_is_shown_with_its_caption(nc, tmp_path):
+    import json
+
+    sub = await nc.subscribe("console.5.out")
+    transport = ConsoleTransport(nc, documents=tmp_path)
+    first = await transport.send_document(5, "the beginning", "result-7.txt", b"the whole", reply_to=3)
+    again = await transport.send_document(5, "the beginning", "result-7.txt", b"the whole, sent again", reply_to=3)
+    records = [json.loads((await sub.next_msg(timeout=5)).data) for _ in range(2)]
+    await sub.unsubscribe()
+    assert [(r["id"], r["text"], r["reply_to"]) for r in records] == [(first, "the beginning", 3), (again, "the beginning", 3)]
+    paths = [r["document"] for r in records]
+    assert [open(p, "rb").read() for p in paths] == [b"the whole", b"the whole, sent again"]  # a resend overwrites none
+    out = io.StringIO()
+    screen = Screen(out)
+    screen.show(records[0])
+    assert out.getvalue().splitlines() == ["valor [v1] ↩ #3: the beginning", f"valor [v1] 📎 {paths[0]}"]
