@@ -12,6 +12,7 @@ from schemas.commands import WorkItem
 from schemas.events import AttemptFailed, AttemptStopped, Cancelled, Succeeded
 from services.executor.claude import claude_handler
 from services.executor.context import AttemptContext, TaskFailed
+from services.executor.worker import Executor
 from services.scheduler import snapshot
 from services.scheduler.projection import Projection
 from tests.executor.helpers import names, put_work, story
@@ -46,6 +47,24 @@ async def test_a_failure_records_what_was_spent_before_it(claude_env, workspace)
     with pytest.raises(TaskFailed):
         await claude_handler("code", config.types["code"], config)(ctx)
     assert ctx.evidence.cost_usd > 0 and not ctx.evidence.cost_estimated and ctx.evidence.tokens.input > 0
+
+
+async def test_a_failed_attempt_run_by_an_executor_records_its_spend_in_the_log(nc, js, claude_env, workspace):
+    config = valor_config.parse(f'workspace = "{workspace}"\n[types.code]\nfailed_check = "fail"\n'
+                                "checks = 'run-checks'\n")
+    claude_env.script(tool_use("Bash", {"command": "exit 3 # run-checks", "description": "check"}), text("Done"))
+    executor = Executor(nc, ["code"], 1, handlers={"code": claude_handler("code", config.types["code"], config)},
+                        executor_id="test-claude-fail", fetch_timeout=0.2, heartbeat_interval=0.2)
+    await executor.start()
+    try:
+        events = await run(js, executor, WorkItem(id=24, attempt=1, task="code", title="Check", timeout=60))
+    finally:
+        await executor.stop(grace=1.0)
+    failed = events[-1]
+    assert isinstance(failed, AttemptFailed) and not failed.retryable
+    assert failed.error == "the check `exit 3 # run-checks` exited 3"
+    assert failed.evidence.cost_usd > 0 and not failed.evidence.cost_estimated
+    assert failed.evidence.tokens.input > 0
 
 
 async def test_a_timeout_records_the_spend_streamed_up_to_the_kill(js, claude_env, claude_executor, workspace):

@@ -158,7 +158,7 @@ VIEWS = {
                    CAST(state = 'failed' AS INTEGER), CAST(state = 'cancelled' AS INTEGER)
             FROM promises WHERE finished_at IS NOT NULL
         ) GROUP BY day ORDER BY day""",
-    # One row per attempt that recorded its spend on its end event (decision 47).  The user is the sender
+    # One row per attempt that recorded its spend (a cost or tokens) on its end event (decision 47).  The user is the sender
     # of the message its respond promise answered; the plan is that respond promise.
     "v_spend": """
         SELECT e.promise_id, e.attempt, e.type AS outcome, e.recorded_at,
@@ -178,7 +178,11 @@ VIEWS = {
         JOIN promises p ON p.id = e.promise_id
         LEFT JOIN promises r ON r.type = 'respond' AND r.id = (CASE WHEN p.type = 'respond' THEN p.id ELSE p.parent_id END)
         WHERE e.type IN ('succeeded', 'attempt_failed', 'attempt_stopped')
-          AND json_extract(e.data, '$.evidence') IS NOT NULL""",
+          AND (json_extract(e.data, '$.evidence.cost_usd') IS NOT NULL
+               OR json_extract(e.data, '$.evidence.tokens') IS NOT NULL)
+        -- An attempt ends once: a later end event of the same attempt (a stop stored again past JetStream's
+        -- duplicate window) is one the projection ignores, so it is not counted twice here either.
+        QUALIFY row_number() OVER (PARTITION BY e.promise_id, e.attempt ORDER BY e.seq) = 1""",
     "v_spend_daily": """
         SELECT day, type, count(*) AS attempts, round(sum(cost_usd), 6) AS cost_usd,
                sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
