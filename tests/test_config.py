@@ -40,6 +40,9 @@ def test_chats_map_to_workspaces_with_a_default():
     ("[approval]\nsteps = 3", "valor.toml: approval.steps: unknown key"),
     ('[telegram]\nplan_notices = "quiet"', "valor.toml: telegram.plan_notices: 'quiet' is not one of checklist, each"),
     ('[types.code]\nnotify = "all"', "valor.toml: types.code.notify: 'all' is not one of checklist, each"),
+    ("[schedules]\nmin_interval = -1", "valor.toml: schedules.min_interval: must not be negative"),
+    ('[schedules]\nmin_interval = "1m"', "valor.toml: schedules.min_interval: Expected `float`, got `str`"),
+    ("[schedules]\nminimum = 60", "valor.toml: schedules.minimum: unknown key"),
 ])
 def test_a_bad_file_is_refused_naming_the_key(text, error):
     with pytest.raises(ConfigError) as exc:

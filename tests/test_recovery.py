@@ -224,10 +224,12 @@ async def active_scheduler(nc, stack: Stack) -> str:
     raise AssertionError(f"no live scheduler holds the lease ({holder})")
 
 
-async def test_a_schedule_from_a_chat_survives_a_full_stop_and_start_and_fires_once_per_tick(single):
+async def test_a_schedule_from_a_chat_survives_a_full_stop_and_start_and_fires_once_per_tick(single, tmp_path):
     """Every 2 s from a chat; all services and NATS stopped and started again: the schedule goes on, no tick
     ran twice, and every tick from the first run to the last either ran or was skipped on the record."""
-    stack, nc, client = await started_stack(single)
+    config = tmp_path / "valor.toml"
+    config.write_text("[schedules]\nmin_interval = 1\n")  # the operator lowers the chat's floor for a 2 s schedule
+    stack, nc, client = await started_stack(single, env_extra={"VALOR_CONFIG": str(config)})
     message = MessageReceived(chat_id=9, message_id=1, sender_name="Ana", text="/every 2s echo tick", at=time.time())
     await nc.jetstream().publish(subjects.chat_in(9), encode(message), headers={bus.MSG_ID: "tg:9:1"})
     try:

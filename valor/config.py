@@ -158,6 +158,17 @@ class Approval(Strict):
     expire_after: float = DAY
 
 
+class Schedules(Strict):
+    """What a schedule made from a chat may ask (decision 51).
+
+    A chat (or its LLM agent misreading "every second") may not schedule runs
+    closer than ``min_interval`` seconds; 0 lifts the floor.  The CLI is the
+    operator's and is not held to it.
+    """
+
+    min_interval: float = 60.0
+
+
 class Telegram(Strict):
     """Who may talk to Valor, and how fast Valor may talk back."""
 
@@ -191,6 +202,7 @@ class Config(Strict):
     telegram: Telegram = Telegram()
     approval: Approval = Approval()
     budgets: Budgets = Budgets()
+    schedules: Schedules = Schedules()
 
     def task_type(self, name: str) -> TaskType | None:
         return self.types.get(name)
@@ -283,6 +295,8 @@ def _validate(config: Config) -> Config:
             raise ConfigError(f"telegram.allow_users: '{user}' is neither a user id nor a username")
     _check_approval(config)
     _check_budgets(config)
+    if config.schedules.min_interval < 0:
+        raise ConfigError("schedules.min_interval: must not be negative (0: no minimum)")
     for program in config.shell.allow:
         if not program or any(c.isspace() for c in program):
             raise ConfigError(f"shell.allow: '{program}' is not a program name")

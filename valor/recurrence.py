@@ -85,6 +85,20 @@ def count_ticks(after: float, until: float, **recurrence) -> int:
     return sum(1 for _ in ticks(after, until, 100_000, **recurrence))
 
 
+def gap_below(floor: float, after: float, **recurrence) -> float | None:
+    """A gap between consecutive ticks shorter than ``floor`` seconds, or None.  A cron is walked over the
+    eight days after ``after`` (a week of weekdays and hours), stopping at the first short gap."""
+    every = recurrence.get("every")
+    if every is not None:
+        return every if every < floor else None
+    previous = None
+    for t in ticks(after, after + 8 * 86400, 20_000, **recurrence):
+        if previous is not None and t - previous < floor:
+            return t - previous
+        previous = t
+    return None
+
+
 def _instant(wall: datetime, tzinfo: ZoneInfo) -> float:
     """The instant a wall-clock time names: its first occurrence, or the end of the gap it falls in."""
     first = wall.replace(tzinfo=tzinfo, fold=0)
@@ -171,11 +185,16 @@ def _clock(words: list[str], what: str) -> tuple[int, int, list[str]]:
 
 def describe(*, cron: str | None = None, every: float | None = None, tz: str = "UTC") -> str:
     if every is not None:
-        for unit, size in (("w", _UNITS["w"]), ("d", 86400), ("h", 3600), ("m", 60)):
-            if every % size == 0:
-                return f"every {int(every // size)}{unit}"
-        return f"every {every:g}s"
+        return f"every {span(every)}"
     return f"cron {cron} ({tz})"
+
+
+def span(seconds: float) -> str:
+    """Seconds in the grammar's largest whole unit: ``30m``, ``1d``, ``90s``."""
+    for unit, size in (("w", _UNITS["w"]), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def latest_tick(after: float, until: float, **recurrence) -> tuple[float, int] | None:

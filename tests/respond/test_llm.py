@@ -339,6 +339,8 @@ async def test_every_morning_becomes_a_schedule_the_reply_may_announce(responder
     ({"when": "1h", "type": "respond", "input": "x"}, "unknown type 'respond'"),
     ({"when": "1h", "type": "code", "input": "x", "overlap": "never"}, "overlap must be one of skip, queue, run"),
     ({"when": "1h", "type": "code"}, "'input' must say what each run does"),
+    ({"when": "10s", "type": "code", "input": "x"}, "not scheduled: too often: 10s between runs; a schedule from a "
+                                                    "chat runs at most every 1m"),
 ])
 async def test_a_schedule_the_grammar_refuses_is_an_error_the_model_sees_and_nothing_is_scheduled(
         responder, fake, args, error):

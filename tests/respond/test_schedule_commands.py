@@ -11,7 +11,7 @@ from services.notifier import texts
 from services.notifier.board import Board
 from services.scheduler import intake
 from services.scheduler.projection import Projection
-from valor.config import DEFAULT
+from valor.config import DEFAULT, parse
 
 from .helpers import CHAT, message, view_of
 
@@ -65,10 +65,30 @@ def test_every_reads_the_recurrence_its_options_and_the_task(text, rule, task, o
     ("30m missed=all x", "missed must be one of skip, catch_up_one"),
     ("30m !0 x", "'!0' is not a priority"),
     ("0m x", "an interval must be positive"),
+    ("1s echo x", "too often: 1s between runs; a schedule from a chat runs at most every 1m (schedules.min_interval"),
+    ("59s echo x", "too often: 59s between runs"),
 ])
 def test_every_refuses_what_it_cannot_read_and_schedules_nothing(text, error):
     r = every(text)
     assert error in r.reply and r.schedules == []
+
+
+@pytest.mark.parametrize("floor, text, error", [
+    (3600, "30m echo x", "too often: 30m between runs; a schedule from a chat runs at most every 1h"),
+    (3600, '"0,30 9 * * *" echo x', "too often: 30m between runs"),  # a cron's shortest gap, not its first
+    (3600, '"*/5 * * * *" echo x', "too often: 5m between runs"),
+    (3600, "1h echo x", None),
+    (3600, "1d 09:00 tz=Europe/Berlin echo x", None),  # a DST change does not shorten a day to under an hour
+    (60, '"* * * * *" echo x', None),  # the default floor: cron's finest, every minute, passes
+    (0, "1s echo x", None),  # 0: no floor
+])
+def test_every_runs_no_closer_than_the_configured_minimum_interval(floor, text, error):
+    config = parse(f"[schedules]\nmin_interval = {floor}\n")
+    r = commands.answer(message(f"/every {text}"), None, config)
+    if error is None:
+        assert [s.task.input for s in r.schedules] == ["x"]
+    else:
+        assert error in r.reply and r.schedules == []
 
 
 def test_every_says_when_the_first_run_is_in_the_schedules_zone():

@@ -578,6 +578,7 @@ def parse_schedule(text: str, config: Config) -> NewSchedule:
     try:
         recurrence.zone(tz)  # an interval never reads it, but a zone named wrong is a mistake to tell
         recurrence.next_fire(0.0, anchor=0.0, tz=tz, **rule)  # the zone exists and the cron fires
+        _often_enough(rule, tz, config)
         priority, cost, rest = take_flags(text)
         type_, body = split_type(rest, config)
         priority, cost, body = take_flags(body, priority, cost)
@@ -590,6 +591,16 @@ def parse_schedule(text: str, config: Config) -> NewSchedule:
         task = msgspec.structs.replace(task, max_cost=cost)
     return NewSchedule(task=task, tz=tz, missed=options.get("missed", "skip"),
                        overlap=options.get("overlap", "skip"), **rule)
+
+
+def _often_enough(rule: dict, tz: str, config: Config) -> None:
+    """A chat's schedule runs no closer than ``[schedules] min_interval``: one message must not be able to
+    flood the log, the queues and the chat's budget.  The CLI is the operator's and may go lower."""
+    floor = config.schedules.min_interval
+    if floor > 0 and (gap := recurrence.gap_below(floor, 0.0, tz=tz, **rule)) is not None:
+        raise recurrence.RecurrenceError(
+            f"too often: {recurrence.span(gap)} between runs; a schedule from a chat runs at most every "
+            f"{recurrence.span(floor)} (schedules.min_interval in valor.toml)")
 
 
 def _every(rest, msg, view, config) -> RespondResult:
