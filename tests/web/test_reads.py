@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from schemas.events import Cancelled, Created
 from valor import bus
 from valor.web.server import Dashboard, follow
@@ -47,8 +45,10 @@ async def test_with_no_scheduler_the_page_folds_the_log_and_follows_it(nc, js):
         assert {n["id"] for n in detail["graph"]["nodes"]} == {1, 2}
         seq = listed["seq"]
         await bus.publish_event(js, Cancelled(id=1, by="test", reason="gone"), "x1")
-        while not live.changed_since(seq):
-            await asyncio.wait_for(live.changed(), 5)
+        for _ in range(50):  # wait_for(live.changed()) could start watching after the event it waits for
+            if live.changed_since(seq):
+                break
+            await live.changed(0.1)
         moved = await dashboard._changes(live.changed_since(seq), live.seq)
         assert [(p["id"], p["state"]) for p in moved["promises"]] == [(1, "cancelled")]
         assert dashboard.client.reads == {}  # nothing asked of a service that is not there
