@@ -58,6 +58,15 @@ class CommandRefused(Exception):
 
 
 
+def state_of(answer: Answer) -> Projection:
+    """An answer as a projection holding just the promises answered (and their dependents' ids)."""
+    state = Projection()
+    state.promises = {p.id: p for p in answer.promises}
+    state.dependents = answer.dependents
+    state.last_seq = answer.seq
+    return state
+
+
 class ValorClient:
     def __init__(self, nc: Client, by: str = "cli") -> None:
         self.nc = nc
@@ -193,12 +202,7 @@ class ValorClient:
 
     async def read_state(self, query: msgspec.Struct) -> Projection:
         """The answer as a projection holding just the promises answered (and their dependents' ids)."""
-        answer = await self.read(query)
-        state = Projection()
-        state.promises = {p.id: p for p in answer.promises}
-        state.dependents = answer.dependents
-        state.last_seq = answer.seq
-        return state
+        return state_of(await self.read(query))
 
     async def promises(self, *, state: str | None = None, chat_id: int | None = None, type: str | None = None,
                        ids: list[int] | None = None, limit: int = 0) -> list[Promise]:

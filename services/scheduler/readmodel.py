@@ -60,6 +60,9 @@ class Answer(msgspec.Struct, kw_only=True):
     counts: dict[str, int] = {}
     leader: bool = False
     schedules: list[Schedule] = []  # ``chat``: the chat's schedules not deleted (decision 51)
+    # ``status``: every task type and chat a promise names, for the web page's filters
+    types: list[str] = []
+    chats: list[int] = []
 
 
 QUERIES: dict[str, type[msgspec.Struct]] = {
@@ -80,6 +83,7 @@ class ReadIndex:
         self.by_state: dict[str, set[int]] = {}
         self.where: dict[int, str] = {}
         self.by_chat: dict[int, list[int]] = {}  # creation order
+        self.types: set[str] = set()
         for pid in state.promises:
             self._place(pid)
 
@@ -91,8 +95,10 @@ class ReadIndex:
         was = self.where.get(pid)
         if was == now:
             return
-        if was is None and p.spec.chat_id is not None:
-            self.by_chat.setdefault(p.spec.chat_id, []).append(pid)
+        if was is None:
+            self.types.add(p.spec.task)
+            if p.spec.chat_id is not None:
+                self.by_chat.setdefault(p.spec.chat_id, []).append(pid)
         if was is not None:
             self.by_state[was].discard(pid)
         self.by_state.setdefault(now, set()).add(pid)
@@ -140,7 +146,8 @@ def answer(index: ReadIndex, query: msgspec.Struct) -> Answer:
             return Answer(seq=state.last_seq, promises=[state.promises[i] for i in ids],
                           schedules=chat_schedules(state, chat_id))
         case StatusQuery():
-            return Answer(seq=state.last_seq, counts=index.counts())
+            return Answer(seq=state.last_seq, counts=index.counts(), types=sorted(index.types),
+                          chats=sorted(index.by_chat))
     raise ValueError(f"unknown query {type(query).__name__}")
 
 

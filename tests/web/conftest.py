@@ -29,7 +29,7 @@ from tests.cli.conftest import Stack
 from valor.client import ValorClient
 from valor.natsserver import NatsCluster
 from valor.web.live import LiveLog
-from valor.web.server import Dashboard
+from valor.web.server import Dashboard, follow
 
 from .cdp import Chromium
 
@@ -103,7 +103,7 @@ class Web:
 @pytest.fixture(scope="package")
 def web(stack):
     async def start():
-        live = await LiveLog(stack.nc.jetstream()).start()
+        live = await follow(stack.nc)
         return live, await Dashboard(stack.nc, live).start("127.0.0.1", 0)
 
     live, dashboard = stack.call(start())

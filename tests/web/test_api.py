@@ -194,7 +194,7 @@ def test_top_stops_cleanly_on_ctrl_c(stack, history):
         proc.wait()
 
 
-def test_spend_answers_the_last_fourteen_days_from_the_live_fold(web, history):
+def test_spend_answers_the_last_fourteen_days(web, history):
     shown = web.get("/api/spend")
     assert len(shown["by_day"]) == 14 and shown["by_day"][-1]["day"] == time.strftime("%Y-%m-%d", time.gmtime())
     assert shown["total"]["usd"] == sum(d["usd"] for d in shown["by_day"])

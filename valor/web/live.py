@@ -1,9 +1,13 @@
-"""The PROMISES log folded as it grows: what ``valor web`` and ``valor top`` read.
+"""The PROMISES log followed as it grows: what ``valor web`` and ``valor top`` read.
 
-An ordered consumer on ``promise.*.*`` replays the log, then keeps delivering
-new events; each one goes through ``Projection.apply`` (the scheduler's fold),
-so the dashboard shows exactly the states the CLI and the scheduler compute.
-Readers wait for ``changed`` and ask which promises moved since a sequence.
+An ordered consumer on ``promise.*.*``.  Folding (``valor top``, and ``valor web``
+when no scheduler serves reads), it replays the log, then keeps delivering new
+events; each one goes through ``Projection.apply`` (the scheduler's fold) and the
+read model's index, so the page answers the same queries a scheduler would.
+Not folding (``valor web`` with the schedulers' read model, decision 48), it
+starts at the stream's end and only notes which promise each new event moved:
+the answers come from the service.  Readers wait for ``changed`` and ask which
+promises moved since a sequence.
 """
 
 from __future__ import annotations
@@ -12,18 +16,22 @@ import asyncio
 import contextlib
 
 import msgspec
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
 from schemas import subjects
 from schemas.events import PromiseEvent, decode_promise_event
 from services.scheduler.projection import Projection
+from services.scheduler.readmodel import ReadIndex
 
 
 class LiveLog:
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, *, fold: bool = True) -> None:
         self.js = js
+        self.fold = fold
         self.state = Projection()
+        self.index = ReadIndex(self.state)
+        self.received = 0  # messages delivered: a page that does not fold reads only what is new
         self.events: dict[int, list[PromiseEvent]] = {}
         self.touched: dict[int, int] = {}  # promise id -> stream seq of its latest event
         self.seq = 0  # last stream sequence received (decodable or not)
@@ -36,11 +44,16 @@ class LiveLog:
         """Subscribe and return once the log as it was at the start is folded in."""
         info = await self.js.stream_info(subjects.PROMISES)
         self._until = info.state.last_seq
-        if info.state.messages == 0:
+        if info.state.messages == 0 or not self.fold:
             self._caught_up.set()
+        if not self.fold:
+            # Whatever arrives later than the stream's end now is new; DeliverPolicy.NEW could start
+            # after an event stored between this and the subscription, so start just past the end.
+            self.seq = info.state.last_seq
+        start = (ConsumerConfig(deliver_policy=DeliverPolicy.ALL) if self.fold else
+                 ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.seq + 1))
         self._sub = await self.js.subscribe(subjects.ALL_PROMISE_EVENTS, stream=subjects.PROMISES,
-                                            cb=self._on_msg, ordered_consumer=True,
-                                            deliver_policy=DeliverPolicy.ALL)
+                                            cb=self._on_msg, ordered_consumer=True, config=start)
         await asyncio.wait_for(self._caught_up.wait(), timeout)
         return self
 
@@ -56,15 +69,21 @@ class LiveLog:
         if seq <= self.seq:
             return  # redelivered after the ordered consumer reset itself
         self.seq = seq
-        try:
-            event = decode_promise_event(msg.data)
-        except msgspec.DecodeError:
-            event = None
-        if event is not None:
-            # Kept even when the fold ignores it: `valor show` lists it in the timeline too.
-            self.state.apply(event, seq)
-            self.events.setdefault(event.id, []).append(event)
-            self.touched[event.id] = seq
+        self.received += 1
+        if not self.fold:
+            if (pid := subjects.promise_id_of(msg.subject)) is not None:
+                self.touched[pid] = seq
+        else:
+            try:
+                event = decode_promise_event(msg.data)
+            except msgspec.DecodeError:
+                event = None
+            if event is not None:
+                # Kept even when the fold ignores it: `valor show` lists it in the timeline too.
+                self.state.apply(event, seq)
+                self.index.touch(event)
+                self.events.setdefault(event.id, []).append(event)
+                self.touched[event.id] = seq
         if seq >= self._until or meta.num_pending == 0:
             self._caught_up.set()
         self._changed.set()

@@ -8,6 +8,12 @@ Routes:
   /api/spend             spend per day (the last 14, UTC) and the costliest promises; ?chat= one chat's
   /api/events?since=SEQ  SSE: `promises` events with the rows that changed after SEQ
 
+Answers come from the schedulers' served read model (decision 48), a promise's
+timeline from its own subject, and the live updates from a consumer that starts
+at the stream's end.  With no scheduler answering when the page starts, it folds
+the log itself as before (``LiveLog(fold=True)``) and answers the same queries
+from that fold.
+
 Read-only by construction: any method but GET/HEAD is answered 405 and nothing
 here publishes to NATS.  One request per connection (Connection: close) keeps
 the server a screenful; the page makes few requests.
@@ -26,7 +32,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 from nats.aio.client import Client
 
-from valor.client import ValorClient
+from schemas import subjects
+from services.scheduler import readmodel
+from services.scheduler.readmodel import Answer, PromiseQuery, PromisesQuery, StatusQuery
+from valor.client import ValorClient, state_of
 from valor.web import views
 from valor.web.live import LiveLog
 
@@ -132,26 +141,69 @@ class Dashboard:
         if path in ("/", "/index.html"):
             return 200, PAGE.read_bytes(), "text/html; charset=utf-8"
         if path == "/api/promises":
-            limit = _int(query.get("limit", "500"), "limit")
-            return 200, views.promise_list(self.live.state, query, max(1, limit), self.live.seq), None
+            return 200, await self._list(query, max(1, _int(query.get("limit", "500"), "limit"))), None
         if path.startswith("/api/promises/"):
             pid = _int(path.rsplit("/", 1)[1], "promise id")
-            found = views.detail(self.live.state, pid, self.live.events.get(pid, []))
+            found = await self._detail(pid)
             if found is None:
                 raise HttpError(404, f"no promise #{pid}")
             return 200, found, None
         if path == "/api/status":
             return 200, await self.status(), None
         if path == "/api/spend":
-            return 200, views.spend_view(self.live.state, query, time.time()), None
+            chat = query.get("chat") or ""
+            answer = await self.read(PromisesQuery(chat_id=int(chat) if chat.lstrip("-").isdigit() else None))
+            return 200, views.spend_view(state_of(answer), query, time.time()), None
         raise HttpError(404, f"nothing at {path}")
+
+    # --- reads: served by a scheduler, or answered from this page's own fold ---------------
+
+    async def read(self, query: Any) -> Answer:
+        if self.live.fold:
+            return readmodel.answer(self.live.index, query)
+        return await self.client.read(query)  # no scheduler answering any more: the client folds
+
+    async def _list(self, query: dict[str, str], limit: int) -> dict[str, Any]:
+        chat = query.get("chat") or ""
+        if chat and not chat.lstrip("-").isdigit():
+            chat = "0"  # a chat id is a number: nothing matches, as before
+        answer = await self.read(PromisesQuery(state=query.get("state") or None, type=query.get("type") or None,
+                                               chat_id=int(chat) if chat else None, limit=limit))
+        about = await self.read(StatusQuery())
+        return views.promise_list(state_of(answer), query, limit, answer.seq,
+                                  {"total": sum(about.counts.values()), "counts": about.counts,
+                                   "types": about.types, "chats": about.chats})
+
+    async def _detail(self, pid: int) -> dict[str, Any] | None:
+        state = state_of(await self.read(PromiseQuery(id=pid)))
+        if pid not in state.promises:
+            return None
+        # The service names the nearest relatives; the graph reaches further: ask for the rest a ring at a time.
+        while len(state.promises) < views.GRAPH_LIMIT:
+            missing = [i for i in views.component(state, pid) if i not in state.promises]
+            more = await self.read(PromisesQuery(ids=missing)) if missing else None
+            if more is None or not more.promises:
+                break  # none left, or only unknown ids (drawn as unknown)
+            state.promises.update({p.id: p for p in more.promises})
+            state.dependents.update(more.dependents)
+        if self.live.fold:
+            events = self.live.events.get(pid, [])
+        else:
+            events = [e for _, e in await self.client.events(subjects.promise_all(pid))]
+        return views.detail(state, pid, events)
+
+    async def _changes(self, ids: list[int], seq: int) -> dict[str, Any]:
+        answer, about = await self.read(PromisesQuery(ids=ids)), await self.read(StatusQuery())
+        state = state_of(answer)
+        return {"seq": seq, "counts": about.counts, "total": sum(about.counts.values()),
+                "promises": [views.row(state.promises[i], state) for i in ids if i in state.promises]}
 
     async def status(self) -> dict[str, Any]:
         from valor.cli import gather_status  # the CLI's own view; imported late, cli imports much
 
         now = time.monotonic()
         if self._status is None or now - self._status[0] > STATUS_TTL:
-            info = await gather_status(self.client, self.live.state)
+            info = await gather_status(self.client, self.live.state if self.live.fold else None)
             info["log_seq"] = self.live.seq
             self._status = (now, info)
         return self._status[1]
@@ -177,10 +229,7 @@ class Dashboard:
             ids = self.live.changed_since(since)
             if ids:
                 seq = self.live.seq
-                state = self.live.state
-                rows = [views.row(state.promises[i], state) for i in ids if i in state.promises]
-                data = json.dumps({"seq": seq, "counts": dict(state.counts()), "total": len(state.promises),
-                                   "promises": rows}, ensure_ascii=False, default=str)
+                data = json.dumps(await self._changes(ids, seq), ensure_ascii=False, default=str)
                 writer.write(f"id: {seq}\nevent: promises\ndata: {data}\n\n".encode())
                 await writer.drain()
                 since = seq
@@ -210,10 +259,18 @@ def _head(status: int, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+async def follow(nc: Client) -> LiveLog:
+    """The log followed from its end when a scheduler serves reads; else replayed and folded here."""
+    served = await ValorClient(nc, by="web").served(StatusQuery()) is not None
+    if not served:
+        log.warning("web: no scheduler answers reads; folding the whole PROMISES log here (slower to start)")
+    return await LiveLog(nc.jetstream(), fold=not served).start()
+
+
 async def serve(nc: Client, host: str = "127.0.0.1", port: int = 8765,
                 started: asyncio.Future | None = None) -> None:
     """Run the dashboard until cancelled; ``started`` gets the bound port."""
-    live = await LiveLog(nc.jetstream()).start()
+    live = await follow(nc)
     dashboard = await Dashboard(nc, live).start(host, port)
     if started is not None:
         started.set_result(dashboard.port)

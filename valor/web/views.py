@@ -39,8 +39,19 @@ def matches(item: Mapping[str, Any], filters: Mapping[str, str]) -> bool:
     return True
 
 
-def promise_list(state: Projection, filters: Mapping[str, str], limit: int, seq: int) -> dict[str, Any]:
-    """Newest first, at most ``limit``; ``seq`` lets the page ask for changes after it."""
+def summary(state: Projection) -> dict[str, Any]:
+    """What the list shows beside its rows, from a whole projection (a served answer gives it instead)."""
+    return {"total": len(state.promises), "counts": dict(state.counts()),
+            "types": sorted({p.spec.task for p in state.promises.values()}),
+            "chats": sorted({p.spec.chat_id for p in state.promises.values() if p.spec.chat_id is not None})}
+
+
+def promise_list(state: Projection, filters: Mapping[str, str], limit: int, seq: int,
+                 about: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Newest first, at most ``limit``; ``seq`` lets the page ask for changes after it.
+
+    ``about``: the ``summary`` of every promise when ``state`` holds only those answered.
+    """
     rows = []
     for pid in sorted(state.promises, reverse=True):
         item = row(state.promises[pid], state)
@@ -48,14 +59,7 @@ def promise_list(state: Projection, filters: Mapping[str, str], limit: int, seq:
             rows.append(item)
             if len(rows) >= limit:
                 break
-    return {
-        "seq": seq,
-        "total": len(state.promises),
-        "counts": dict(state.counts()),
-        "types": sorted({p.spec.task for p in state.promises.values()}),
-        "chats": sorted({p.spec.chat_id for p in state.promises.values() if p.spec.chat_id is not None}),
-        "promises": rows,
-    }
+    return {"seq": seq, **(summary(state) if about is None else about), "promises": rows}
 
 
 SPEND_DAYS = 14  # days of spend the page shows
