@@ -194,7 +194,10 @@ def test_wait_exits_2_on_timeout_naming_what_is_still_open(valor):
     result = valor("wait", str(slow), "--timeout", "0.3")
     assert result.exit_code == 2
     assert re.fullmatch(rf"valor: timed out after 0.3s; still open: #{slow} (queued|running)\n", result.stderr)
-    valor("cancel", str(slow))
+    # The module's stack is shared: a 30 s sleep left running would hold an executor slot (and an unacked work
+    # message) into the tests after this one, so the cancel must be seen to have ended it.
+    assert valor("cancel", str(slow)).exit_code == 0
+    assert valor("wait", str(slow), "--timeout", "15").exit_code == 1
 
 
 def test_cancel_then_show_says_cancelled_and_wait_exits_1(valor):
