@@ -152,3 +152,18 @@ def notices(events, kind: str | None = None):
 
 def intents(events):
     return [e for e in events if isinstance(e, NoticeIntended)]
+
+
+def dies_before_recording(kind: str, chat_id: int | None = None):
+    """A notifier record hook that "kills" the notifier once it sent a ``kind`` notice, before recording it.
+
+    Returns (the event set when it happened, the hook): the hook never returns, as a process that died would not.
+    """
+    killed = asyncio.Event()
+
+    async def hook(event):
+        if isinstance(event, Notified) and event.kind == kind and chat_id in (None, event.chat_id):
+            killed.set()
+            await asyncio.Event().wait()
+
+    return killed, hook

@@ -3,10 +3,9 @@
 import asyncio
 import time
 
-from schemas.events import Notified
 from valor.config import DAY
 
-from .conftest import ALICE, GROUP, intents, notices
+from .conftest import ALICE, GROUP, dies_before_recording, intents, notices
 
 
 async def all_ended(engine, chats_born: int, timeout: float = 30.0):
@@ -37,13 +36,8 @@ async def test_a_notifier_back_after_two_days_sends_one_digest_per_chat_once_eve
     chain = next(p for p in state.promises.values() if p.spec.message_id == asked[1].id and p.spec.task == "respond")
     steps = set(chain.children.values())
 
-    killed = asyncio.Event()
-
-    async def die_before_recording(event):
-        if isinstance(event, Notified) and event.kind == "digest" and event.chat_id == ALICE:
-            killed.set()
-            await asyncio.Event().wait()  # sent, never recorded: the process "dies" here
-
+    # Sent, never recorded: the notifier "dies" there.
+    killed, die_before_recording = dies_before_recording("digest", ALICE)
     first = await start_notifier(clock=two_days_later, record_hook=die_before_recording)
     await asyncio.wait_for(killed.wait(), 20)
     await first.stop()

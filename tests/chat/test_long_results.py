@@ -7,7 +7,7 @@ import pytest
 from services.notifier import texts
 from valor.config import ConfigError, parse
 
-from .conftest import ALICE, intents, notices, settle
+from .conftest import ALICE, dies_before_recording, intents, notices, settle
 
 
 @pytest.fixture
@@ -72,13 +72,8 @@ async def test_a_notifier_killed_between_sending_a_document_and_recording_it_doe
         js, engine, people, services):
     start_ingest, start_notifier = services
     await start_ingest()
-    killed = asyncio.Event()
-
-    async def die_before_recording(event):
-        if type(event).__name__ == "Notified" and event.kind == "terminal":
-            killed.set()
-            await asyncio.Event().wait()  # never records: the process "dies" here
-
+    # Sent, never recorded: the notifier "dies" there.
+    killed, die_before_recording = dies_before_recording("terminal")
     first = await start_notifier(record_hook=die_before_recording)
     message = await people.says(ALICE, ALICE, "/huge")
     await asyncio.wait_for(killed.wait(), 20)

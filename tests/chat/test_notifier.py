@@ -12,7 +12,17 @@ from services.notifier.board import Board
 from services.notifier.outbox import Outbox
 from services.notifier.plan import Edit, React, Send, due
 
-from .conftest import ALICE, CAROL, CONFIG, GROUP, intents, notices, settle, stored_messages
+from .conftest import (
+    ALICE,
+    CAROL,
+    CONFIG,
+    GROUP,
+    dies_before_recording,
+    intents,
+    notices,
+    settle,
+    stored_messages,
+)
 
 
 @pytest.fixture
@@ -117,13 +127,8 @@ def test_split_prefers_line_breaks_and_never_exceeds_the_limit():
 async def test_a_notifier_killed_between_send_and_record_does_not_send_twice(js, engine, people, services):
     start_ingest, start_notifier = services
     await start_ingest()
-    killed = asyncio.Event()
-
-    async def die_before_recording(event):
-        if type(event).__name__ == "Notified" and event.kind == "terminal":
-            killed.set()
-            await asyncio.Event().wait()  # never records: the process "dies" here
-
+    # Sent, never recorded: the notifier "dies" there.
+    killed, die_before_recording = dies_before_recording("terminal")
     first = await start_notifier(record_hook=die_before_recording)
     message = await people.says(ALICE, ALICE, "/long")
     await asyncio.wait_for(killed.wait(), 20)

@@ -38,7 +38,7 @@ from services.scheduler.service import Scheduler
 from valor.client import ValorClient
 from valor.config import parse
 
-from .conftest import ALICE, CONFIG, intents, notices, settle
+from .conftest import ALICE, CONFIG, dies_before_recording, intents, notices, settle
 
 CHAT, REQUEST = 501, 10
 PLAN_REPLY = "Planned 3 tasks: setup; write (after setup); run (after write)"
@@ -340,13 +340,8 @@ async def test_a_notifier_killed_before_recording_the_checklist_sends_it_once_an
         js, engine, alice, services):
     start_ingest, start_notifier = services
     await start_ingest()
-    killed = asyncio.Event()
-
-    async def die_before_recording(event):
-        if isinstance(event, Notified) and event.kind == "terminal":
-            killed.set()
-            await asyncio.Event().wait()  # never records: the process "dies" here
-
+    # Sent, never recorded: the notifier "dies" there.
+    killed, die_before_recording = dies_before_recording("terminal")
     first = await start_notifier(record_hook=die_before_recording)
     asked = await alice.says(ALICE, ALICE, "/steps")
     await asyncio.wait_for(killed.wait(), 20)
@@ -369,13 +364,8 @@ async def test_a_notifier_killed_before_recording_the_final_reply_does_not_send_
         js, engine, alice, services):
     start_ingest, start_notifier = services
     await start_ingest()
-    killed = asyncio.Event()
-
-    async def die_before_recording(event):
-        if isinstance(event, Notified) and event.kind == "final":
-            killed.set()
-            await asyncio.Event().wait()
-
+    # Sent, never recorded: the notifier "dies" there.
+    killed, die_before_recording = dies_before_recording("final")
     first = await start_notifier(record_hook=die_before_recording)
     asked = await alice.says(ALICE, ALICE, "/steps")
     await asyncio.wait_for(killed.wait(), 20)
