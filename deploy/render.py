@@ -295,11 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         "NATS_CLUSTER_PORT_BASE": a.cluster_port_base,
         "NATS_MONITOR_PORT_BASE": a.monitor_port_base,
         "METRICS_PORT_BASE": a.metrics_port_base,
+        "NATS_TLS": int(a.tls),  # make status/down/demo speak TLS to a cluster started with it
     }
     old = var / "ports.mk"
     if supervisord_running(var) and old.exists() and old.read_text() != _ports_mk_text(bases):
         print(
-            f"render: the cluster is running with other ports ({old}); run make down first", file=sys.stderr
+            f"render: the cluster is running with other ports or TLS setting ({old}); run make down first", file=sys.stderr
         )
         return 2
     var.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,15 @@ from valor import context
 
 log = logging.getLogger("valor.bus")
 
+
+def _not_ssl_eof_noise(record: logging.LogRecord) -> bool:
+    # nats-py's protocol asks to keep the transport open at EOF, which asyncio cannot do over TLS and says so
+    # at every closed TLS connection (each CLI command): harmless, and nothing an operator can act on.
+    return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_not_ssl_eof_noise)
+
 DEFAULT_URL = "nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224"
 
 MSG_ID = "Nats-Msg-Id"

@@ -1,0 +1,147 @@
+"""TLS end to end: the make up cluster rendered with TLS (NATS_TLS=1), the real scheduler and executor
+connecting with tls:// URLs, the CA file and their own users, and a promise carried to succeeded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+
+import health
+import pytest
+import render
+
+from schemas.commands import NewPromise
+from valor import bus, context
+from valor.client import ValorClient
+from valor.natsserver import free_port, server_binary
+from valor.stack import Service
+
+from .conftest import ROOT
+
+
+def free_ports() -> render.Ports:
+    found: set[int] = set()
+    while len(found) < 9:
+        found.add(free_port())
+    it = iter(sorted(found))
+    return render.Ports(*(tuple(next(it) for _ in range(3)) for _ in range(3)))
+
+
+# --- the connect options (pure) ---------------------------------------------------------------------------
+
+def test_without_a_ca_nats_py_keeps_its_own_tls_settings():
+    assert bus.tls_context({}) is None
+
+
+def test_the_ca_file_makes_a_verifying_context(tmp_path):
+    import certs
+
+    certs.ensure_ca(tmp_path)
+    tls = bus.tls_context({"VALOR_NATS_CA": str(tmp_path / "ca.pem")})
+    assert tls.verify_mode == ssl.CERT_REQUIRED and tls.check_hostname
+
+
+def test_a_missing_ca_file_is_named_in_a_clear_error(tmp_path):
+    with pytest.raises(context.ContextError, match=r"cannot load the NATS TLS files \(.*nope\.pem\)"):
+        bus.tls_context({"VALOR_NATS_CA": str(tmp_path / "nope.pem")})
+    with pytest.raises(context.ContextError, match="VALOR_NATS_CERT and VALOR_NATS_KEY go together"):
+        bus.tls_context({"VALOR_NATS_CERT": str(tmp_path / "c.pem")})
+
+
+def test_the_recorded_ca_goes_with_the_recorded_url_only(tmp_path):
+    import certs
+
+    certs.ensure_ca(tmp_path)
+    path = tmp_path / "context.json"
+    context.write(path, "tls://127.0.0.1:4222", "cli", tmp_path / "pw", tmp_path, ca=tmp_path / "ca.pem")
+    assert json.loads(path.read_text())["ca"] == str(tmp_path / "ca.pem")
+    assert bus.tls_context({"VALOR_CONTEXT": str(path)}) is not None
+    assert bus.tls_context({"VALOR_CONTEXT": str(path), "VALOR_NATS_URL": "tls://elsewhere:4222"}) is None
+
+
+# --- a real cluster -----------------------------------------------------------------------------------------
+
+async def test_a_promise_succeeds_on_a_cluster_that_speaks_tls_to_clients_and_between_nodes(tmp_path):
+    var = tmp_path / "var"
+    ports = free_ports()
+    render.render_auth(var)
+    render.render_nats(var, ports, auth=True, tls=True)
+    ca = var / "tls" / "ca.pem"
+    url = ports.url("tls")
+    procs = [Service(name, [server_binary(), "-c", str(var / "nats" / f"{name}.conf")], dict(os.environ),
+                     var / f"{name}.log") for name in render.NODES]
+    try:
+        for p in procs:
+            p.start()
+        deadline = time.monotonic() + 30
+        while not all(health.node_health(p) == "ok" for p in ports.monitor):
+            assert all(p.alive for p in procs), "a nats-server exited: " + procs[0].log.read_text()[-1000:]
+            assert time.monotonic() < deadline, {p: health.node_health(p) for p in ports.monitor}
+            await asyncio.sleep(0.2)
+        for port in ports.monitor:  # the routes are TLS and verify each other's certificate
+            _, varz = health.http_json(port, "/varz")
+            assert (varz["cluster"]["tls_required"], varz["cluster"]["tls_verify"]) == (True, True), varz["cluster"]
+            assert varz["tls_required"] is True
+
+        tls = bus.tls_context({"VALOR_NATS_CA": str(ca)})
+
+        def password(user: str) -> str:
+            return render.password_file(var / "secrets", user).read_text().strip()
+
+        # without the private CA the servers' certificates are not trusted
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await bus.connect(url, user="cli", password=password("cli"), tls=ssl.create_default_context(),
+                              allow_reconnect=False, max_reconnect_attempts=0)
+
+        config = tmp_path / "valor.toml"
+        config.write_text("")
+        base = {k: v for k, v in os.environ.items() if k.startswith(("PATH", "HOME", "LANG", "VIRTUAL_ENV"))}
+        base.update(VALOR_NATS_URL=url, VALOR_NATS_CA=str(ca), VALOR_REPLICAS="3", VALOR_CONFIG=str(config),
+                    PYTHONUNBUFFERED="1", VALOR_CONTEXT=str(tmp_path / "no-context.json"),
+                    VALOR_RUN_DIR=str(tmp_path / "run"))
+        # the streams as the valor-streams unit and the compose `streams` service create them: as admin, R3
+        made = subprocess.run([sys.executable, str(ROOT / "deploy" / "health.py"), "streams", "--replicas", "3",
+                               "--timeout", "60"], cwd=ROOT, capture_output=True, text=True, timeout=90,
+                              env={**base, "VALOR_NATS_USER": "admin",
+                                   "VALOR_NATS_PASSWORD_FILE": str(render.password_file(var / "secrets", "admin"))})
+        assert made.returncode == 0 and "present at R3" in made.stdout, made.stdout + made.stderr
+        for name, args in (("scheduler", []), ("executor", ["--queues", "default", "--slots", "2", "--id", "tls-0"])):
+            env = {**base, "VALOR_NATS_USER": name, "VALOR_METRICS_PORT": str(free_port()),
+                   "VALOR_NATS_PASSWORD_FILE": str(render.password_file(var / "secrets", name))}
+            procs.append(Service(name, [sys.executable, "-m", f"services.{name}", *args], env, tmp_path / f"{name}.log"))
+            procs[-1].start()
+
+        nc = await bus.connect(url, name="test-cli", user="cli", password=password("cli"), tls=tls)
+        try:
+            client = ValorClient(nc)
+            deadline = time.monotonic() + 60
+            ids = None
+            while ids is None:  # the scheduler answers once it leads
+                try:
+                    ids = await client.submit(NewPromise(type="echo", input={"over": "tls"}), timeout=5)
+                except TimeoutError:
+                    assert time.monotonic() < deadline and all(p.alive for p in procs[3:]), \
+                        "\n".join(p.log.read_text()[-1500:] for p in procs[3:])
+            (pid,) = ids.values()
+            while True:
+                state, _ = await client.promise(pid)
+                if state is not None and state.terminal:
+                    break
+                assert time.monotonic() < deadline, state and state.state
+                await asyncio.sleep(0.2)
+            assert state.state == "succeeded", state
+            assert state.result == {"input": {"over": "tls"}, "deps": {}}
+        finally:
+            await nc.close()
+    finally:
+        for p in reversed(procs):  # services first, then the nodes
+            p.stop()
+    text = "\n".join(p.log.read_text(errors="replace") for p in procs[3:])
+    assert "tls-0" in text  # the executor did log
+    for user in ("scheduler", "executor"):
+        assert render.password_file(var / "secrets", user).read_text().strip() not in text
