@@ -120,7 +120,7 @@ def write_node(etc: Path, node: render.Node, nodes: list[render.Node], ca_dir: P
     (etc / TLS_DIR / f"{node.name}-key.pem").chmod(0o600)
     tls = render.Tls(TLS_DIR / "ca.pem", TLS_DIR)
     (etc / "nats.conf").write_text(node_config_text(node, nodes, store, tls))
-    render._write_private(etc / "auth.conf", auth_text)
+    render.write_private(etc / "auth.conf", auth_text)
 
 
 def node_config_text(node: render.Node, nodes: list[render.Node], store: Path, tls: render.Tls) -> str:
@@ -269,11 +269,20 @@ def placement(programs_: list[Program], node_hosts: list[str], executor_hosts: l
     return units
 
 
+def program_of(unit: str) -> str:
+    """``valor-executor@0.service`` -> ``executor``"""
+    return re.sub(r"^valor-|(@\d*)?\.service$", "", unit)
+
+
 def users_of(units: list[str], programs_: list[Program]) -> set[str]:
-    by_unit = {re.sub(r"@?\.service$", "", unit_name(p)): p.user for p in programs_}
-    found = {by_unit[re.sub(r"(@\d+)?\.service$", "", u)] for u in units
-             if re.sub(r"(@\d+)?\.service$", "", u) in by_unit}
-    return found | ({ADMIN} if "valor-streams.service" in units else set())
+    """The NATS users whose passwords a host running ``units`` needs."""
+    user = {p.name: p.user for p in programs_}
+    return {user[n] for n in map(program_of, units) if n in user} | ({ADMIN} if "valor-streams.service" in units else set())
+
+
+def present_programs(text: str, root: Path) -> list[Program]:
+    """The programs of a rendered supervisord.conf that this checkout has (as make up keeps them)."""
+    return [p for p in programs(text) if p.name in render.present_services(root) or p.name not in render.SERVICES]
 
 
 def render_systemd(out: Path, root: Path, node_hosts: list[tuple[str, str]], executor_hosts: list[tuple[str, str]],
@@ -291,7 +300,7 @@ def render_systemd(out: Path, root: Path, node_hosts: list[tuple[str, str]], exe
     venv = prefix / ".venv"
     text = render.supervisord_text(prefix, prefix / "var", venv, client_url(nodes), etc / TLS_DIR / "ca.pem",
                                    etc / "secrets", metrics_base, executor_id_prefix="${VALOR_HOST}-")
-    progs = [p for p in programs(text) if p.name in render.present_services(root) or p.name not in render.SERVICES]
+    progs = present_programs(text, root)
     units = {unit_name(p): unit_text(p, prefix, etc) for p in progs}
     units["valor-nats.service"] = NATS_UNIT.format(prefix=prefix, etc=etc, state=STATE, nats=nats_binary(text))
     units["valor-streams.service"] = STREAMS_UNIT.format(prefix=prefix, etc=etc, admin=ADMIN,
@@ -311,7 +320,7 @@ def render_systemd(out: Path, root: Path, node_hosts: list[tuple[str, str]], exe
         (host_etc / "secrets").mkdir(mode=0o700)
         for user in sorted(users_of(enabled, progs)):
             src = render.password_file(out / "secrets", user)
-            render._write_private(host_etc / "secrets" / src.name, src.read_text())
+            render.write_private(host_etc / "secrets" / src.name, src.read_text())
         (host_etc / "valor.env").write_text(
             f"# Rendered by deploy/render.py --target systemd for host {host}; nothing secret.\n"
             f"VALOR_HOST={host}\nVALOR_NATS_URL={client_url(nodes)}\n"
@@ -379,7 +388,7 @@ def compose_data(out: Path, root: Path, ports: render.Ports, metrics_base: int) 
     ca = Path("/run/secrets/nats-ca")
     text = render.supervisord_text(PREFIX, PREFIX / "var", venv, client_url(nodes), ca, Path("/run/secrets"),
                                    metrics_base)
-    progs = [p for p in programs(text) if p.name in render.present_services(root) or p.name not in render.SERVICES]
+    progs = present_programs(text, root)
     image = {"image": "valor:local", "build": {"context": str(root), "dockerfile": "deploy/Dockerfile"}}
     services: dict[str, dict] = {}
     for i, node in enumerate(nodes):

@@ -64,7 +64,7 @@ def load_permissions(path: Path = HERE / "nats" / "permissions.toml") -> dict[st
     return {name: {"publish": list(u["publish"]), "subscribe": list(u["subscribe"])} for name, u in users.items()}
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Create (or rewrite) a file only its owner can read, never briefly readable by others."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
@@ -84,7 +84,7 @@ def ensure_passwords(secrets_dir: Path, users: list[str]) -> dict[str, str]:
     for user in users:
         path = password_file(secrets_dir, user)
         if not path.exists() or not path.read_text().strip():
-            _write_private(path, secrets.token_urlsafe(32) + "\n")
+            write_private(path, secrets.token_urlsafe(32) + "\n")
         os.chmod(path, 0o600)
         passwords[user] = path.read_text().strip()
     return passwords
@@ -110,7 +110,7 @@ def render_auth(var: Path, secrets_dir: Path | None = None) -> Path:
     passwords = ensure_passwords(secrets_dir or var / "secrets", list(permissions))
     (var / "nats").mkdir(parents=True, exist_ok=True)
     path = var / "nats" / "auth.conf"
-    _write_private(path, "# rendered by deploy/render.py from deploy/nats/permissions.toml; secret\n"
+    write_private(path, "# rendered by deploy/render.py from deploy/nats/permissions.toml; secret\n"
                    + authorization_block(permissions, passwords))
     return path
 
