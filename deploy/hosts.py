@@ -101,10 +101,15 @@ def parse_hosts(spec: str) -> list[tuple[str, str]]:
     return hosts
 
 
-def host_nodes(hosts: list[tuple[str, str]], ports: render.Ports, bind: str, monitor_bind: str) -> list[render.Node]:
-    """One node per host, named after it, each on the same ports (the first of each base)."""
-    return [render.Node(name, address, ports.client[0], ports.cluster[0], ports.monitor[0], bind, monitor_bind)
-            for name, address in hosts]
+def host_nodes(hosts: list[tuple[str, str]], ports: render.Ports, bind: str | None,
+               monitor_bind: str | None) -> list[render.Node]:
+    """One node per host, named after it, each on the same ports (the first of each base).
+
+    A bind of None is the node's own address: hosts that share a machine (loopback
+    addresses in a test, network namespaces) then do not take each other's ports.
+    """
+    return [render.Node(name, address, ports.client[0], ports.cluster[0], ports.monitor[0], bind or address,
+                        monitor_bind or address) for name, address in hosts]
 
 
 def client_url(nodes: list[render.Node]) -> str:
@@ -287,13 +292,14 @@ def present_programs(text: str, root: Path) -> list[Program]:
 
 def render_systemd(out: Path, root: Path, node_hosts: list[tuple[str, str]], executor_hosts: list[tuple[str, str]],
                    ports: render.Ports, metrics_base: int, prefix: Path = PREFIX, etc: Path = ETC,
-                   monitor_bind: str = "127.0.0.1") -> dict[str, list[str]]:
+                   monitor_bind: str | None = "127.0.0.1", bind: str | None = "0.0.0.0",
+                   state: Path = STATE) -> dict[str, list[str]]:
     if len(node_hosts) != 3:
         raise ValueError(f"--hosts names the three NATS hosts (R3 needs three), got {len(node_hosts)}")
     names = [h for h, _ in node_hosts + executor_hosts]
     if len(set(names)) != len(names):
         raise ValueError(f"host names must differ: {', '.join(names)}")
-    nodes = host_nodes(node_hosts, ports, "0.0.0.0", monitor_bind)
+    nodes = host_nodes(node_hosts, ports, bind, monitor_bind)
     ca_dir = out / "ca"
     render.ensure_certs(ca_dir, nodes)
     auth = auth_text(out / "secrets")
@@ -302,7 +308,7 @@ def render_systemd(out: Path, root: Path, node_hosts: list[tuple[str, str]], exe
                                    etc / "secrets", metrics_base, executor_id_prefix="${VALOR_HOST}-")
     progs = present_programs(text, root)
     units = {unit_name(p): unit_text(p, prefix, etc) for p in progs}
-    units["valor-nats.service"] = NATS_UNIT.format(prefix=prefix, etc=etc, state=STATE, nats=nats_binary(text))
+    units["valor-nats.service"] = NATS_UNIT.format(prefix=prefix, etc=etc, state=state, nats=nats_binary(text))
     units["valor-streams.service"] = STREAMS_UNIT.format(prefix=prefix, etc=etc, admin=ADMIN,
                                                          python=venv / "bin" / "python")
     placed = placement(progs, [h for h, _ in node_hosts], [h for h, _ in executor_hosts])
@@ -316,7 +322,7 @@ def render_systemd(out: Path, root: Path, node_hosts: list[tuple[str, str]], exe
         shutil.copyfile(ca_dir / "ca.pem", host_etc / TLS_DIR / "ca.pem")
         node = next((n for n in nodes if n.name == host), None)
         if node is not None:
-            write_node(host_etc, node, nodes, ca_dir, auth, STATE / "nats")
+            write_node(host_etc, node, nodes, ca_dir, auth, state / "nats" / node.name)
         (host_etc / "secrets").mkdir(mode=0o700)
         for user in sorted(users_of(enabled, progs)):
             src = render.password_file(out / "secrets", user)
@@ -436,7 +442,10 @@ def main(a: argparse.Namespace, rest: list[str]) -> int:
     p.add_argument("--hosts", default="", help="systemd: the three NATS hosts, NAME=ADDRESS,NAME=ADDRESS,...")
     p.add_argument("--executor-hosts", default="", help="systemd: more hosts that run executors only")
     p.add_argument("--prefix", type=Path, default=PREFIX, help="the checkout (with .venv) on every host")
-    p.add_argument("--monitor-bind", default="127.0.0.1", help="systemd: the interface of the monitoring port")
+    p.add_argument("--bind", default="0.0.0.0",
+                   help="systemd: the interface nodes listen on; `address`: each node's own address")
+    p.add_argument("--monitor-bind", default="127.0.0.1",
+                   help="systemd: the interface of the monitoring port (no password); `address`: its own")
     b = p.parse_args(rest)
     ports = render.Ports.from_bases(a.nats_port_base, a.cluster_port_base, a.monitor_port_base)
     root = a.root.resolve()
@@ -446,7 +455,9 @@ def main(a: argparse.Namespace, rest: list[str]) -> int:
             print(f"rendered {render_compose(b.out, root, ports, a.metrics_port_base)}")
             return 0
         placed = render_systemd(b.out, root, parse_hosts(b.hosts), parse_hosts(b.executor_hosts), ports,
-                                a.metrics_port_base, b.prefix, monitor_bind=b.monitor_bind)
+                                a.metrics_port_base, b.prefix,
+                                monitor_bind=None if b.monitor_bind == "address" else b.monitor_bind,
+                                bind=None if b.bind == "address" else b.bind)
     except (ValueError, certs.CertError) as exc:
         print(f"render: {exc}", file=sys.stderr)
         return 2

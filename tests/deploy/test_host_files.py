@@ -115,7 +115,7 @@ def test_node_configs_are_durable_and_speak_tls_on_clients_and_routes(systemd_ou
     for name, address in NODE_HOSTS:
         conf = (etc(systemd_out, name) / "nats.conf").read_text()
         assert re.search(r"(?m)^\s*sync_interval: always$", conf)
-        assert 'store_dir: "/var/lib/valor/nats"' in conf
+        assert f'store_dir: "/var/lib/valor/nats/{name}"' in conf
         client_tls, cluster = conf.split("cluster {")
         assert f'cert_file: "tls/{name}.pem"' in client_tls and "verify" not in client_tls
         assert re.search(r"tls \{[^}]*verify: true", cluster)  # only a node the CA signed may join
