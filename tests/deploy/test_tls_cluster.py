@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -85,6 +86,24 @@ async def test_make_up_with_tls_forms_a_cluster_over_verified_routes_and_clients
             _, varz = health.http_json(port, "/varz")
             assert (varz["cluster"]["tls_required"], varz["cluster"]["tls_verify"]) == (True, True), varz["cluster"]
             assert varz["tls_required"] is True
+
+        # a server with the CA's certificate but a key the CA never signed is refused on the routes
+        import certs
+
+        intruder = render.Node("n9", "127.0.0.1", free_port(), free_port(), free_port())
+        certs.ensure_cert(tmp_path / "other-ca", "n9", ["127.0.0.1"])
+        (var / "nats" / "n9").mkdir()
+        conf = var / "nats" / "n9.conf"
+        conf.write_text(render.node_config(intruder, [intruder, *render.local_nodes(ports)], var / "nats" / "n9",
+                                           render.Tls(ca, tmp_path / "other-ca"), ""))
+        procs.append(Service("n9", [server_binary(), "-c", str(conf)], dict(os.environ), var / "n9.log"))
+        procs[-1].start()
+        deadline = time.monotonic() + 30
+        while not re.search(r"TLS route handshake error: .*unknown authority.*CN=n9", procs[0].log.read_text()):
+            assert time.monotonic() < deadline, procs[0].log.read_text()[-1500:]
+            await asyncio.sleep(0.2)
+        _, routez = health.http_json(ports.monitor[0], "/routez")
+        assert {r["remote_name"] for r in routez["routes"]} == {"n2", "n3"}
 
         tls = bus.tls_context({"VALOR_NATS_CA": str(ca)})
 
