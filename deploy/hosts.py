@@ -124,12 +124,8 @@ def write_node(etc: Path, node: render.Node, nodes: list[render.Node], ca_dir: P
         shutil.copyfile(src, etc / TLS_DIR / src.name)
     (etc / TLS_DIR / f"{node.name}-key.pem").chmod(0o600)
     tls = render.Tls(TLS_DIR / "ca.pem", TLS_DIR)
-    (etc / "nats.conf").write_text(node_config_text(node, nodes, store, tls))
+    (etc / "nats.conf").write_text(render.node_config(node, nodes, store, tls, 'include "auth.conf"'))
     render.write_private(etc / "auth.conf", auth_text)
-
-
-def node_config_text(node: render.Node, nodes: list[render.Node], store: Path, tls: render.Tls) -> str:
-    return render.node_config(node, nodes, store, tls, 'include "auth.conf"')
 
 
 def auth_text(secrets_dir: Path) -> str:
@@ -188,7 +184,7 @@ Wants=network-online.target
 Type=simple
 User=valor
 Group=valor
-# nats.conf names auth.conf and tls/ relative to here; the store is {state}/nats
+# nats.conf names auth.conf and tls/ relative to here; the store is {state}/nats/<node>
 WorkingDirectory={etc}
 StateDirectory=valor
 StateDirectoryMode=0700
