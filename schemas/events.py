@@ -8,9 +8,30 @@ clock to interpret them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
+
+# Closed sets of words, as the log has always held them: a Literal narrows the str
+# without changing the wire (every value ever written is in it), and a writer that
+# invents a new one fails at encode time instead of confusing a reader.
+ChatKind = Literal["private", "group", "channel", "console"]
+FileStatus = Literal["added", "modified", "deleted"]
+BudgetScope = Literal["chat", "user"]
+BudgetPeriod = Literal["day", "month"]
+Missed = Literal["skip", "catch_up_one"]  # what ticks passed while nothing ran become
+Overlap = Literal["skip", "queue", "run"]  # a tick while the last run is open
+SkipReason = Literal["missed", "overlap"]
+# The notifier's notices about a promise.  A notice event's ``kind`` stays a str on the
+# wire because the answer to an edit is ``edited:<edit date>`` (``edited_kind``).
+ReactionKind = Literal["reaction_start", "reaction_end"]
+MessageKind = Literal["status", "terminal", "final", "digest"]
+NoticeKind = ReactionKind | MessageKind
+
+
+def edited_kind(edited_at: float) -> str:
+    """The notice answering one edit of a request (decision 50): one per edit date."""
+    return f"edited:{int(edited_at)}"
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
@@ -45,7 +66,7 @@ class MessageReceived(Event, tag="message.received"):
     text: str = ""
     reply_to: int | None = None
     sent_at: float = 0.0
-    chat_kind: str = "private"  # private | group | channel | console
+    chat_kind: ChatKind = "private"
     mentioned: bool = False
     caught_up: bool = False
     # A photo or document, saved in the chat's workspace; ``text`` is then its caption.
@@ -163,9 +184,9 @@ class BudgetAdjusted(Event, tag="budget_adjusted"):
     """
 
     id: int
-    scope: str = "chat"  # chat | user
+    scope: BudgetScope = "chat"
     target: int = 0  # the chat id or the user id
-    period: str = "day"  # day | month
+    period: BudgetPeriod = "day"
     add: float = 0.0
     reset: bool = False
     by: str = ""
@@ -206,7 +227,7 @@ class FileChange(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A file the attempt added, modified or deleted in its workspace."""
 
     path: str  # relative to the workspace
-    status: str  # added | modified | deleted
+    status: FileStatus
     added: int | None = None  # lines; None for a binary file
     removed: int | None = None
 
@@ -309,7 +330,7 @@ class Spawned(Event, tag="spawned"):
 
 class Notified(Event, tag="notified"):
     id: int
-    kind: str  # reaction_start | reaction_end | status | terminal | final (a plan's last reply)
+    kind: str  # a NoticeKind, or edited_kind(...) for the answer to an edit
     chat_id: int
     telegram_message_id: int | None = None
     covers: list[int] = []  # a digest (decision 52): the promises it told
@@ -376,7 +397,7 @@ class NoticeIntended(Event, tag="notice_intended"):
     """
 
     id: int
-    kind: str  # status | terminal | final
+    kind: str  # a MessageKind, or edited_kind(...)
     chat_id: int
     reply_to: int | None = None
     parts: list[str] = []
@@ -424,8 +445,8 @@ class ScheduleCreated(Event, tag="schedule_created"):
     max_cost: float | None = None
     chat_id: int | None = None
     message_id: int | None = None  # the message that asked for it: every run replies to it
-    missed: str = "skip"
-    overlap: str = "skip"
+    missed: Missed = "skip"
+    overlap: Overlap = "skip"
     request_id: str | None = None
     by: str = ""
 
@@ -454,7 +475,7 @@ class TicksSkipped(Event, tag="ticks_skipped"):
     first: float
     last: float  # the schedule's ticks up to here are settled
     count: int = 1
-    reason: str = "missed"  # missed | overlap
+    reason: SkipReason = "missed"
 
 
 PromiseEvent = (

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas.commands import CommandReply, NewPromise, RespondResult, Schedule, ScheduleChange, Submit
+from schemas.commands import (
+    CommandReply,
+    NewPromise,
+    Schedule,
+    ScheduleChange,
+    Submit,
+    UnreadableResult,
+    read_respond_result,
+)
 from schemas.events import (
     BudgetAdjusted,
     Cancelled,
@@ -296,8 +304,8 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
     parent = state.promises[parent_id]
     spawned_id = msg_id_for_event(parent_id, "spawned")
     try:
-        result = msgspec.convert(parent.result, RespondResult)
-    except msgspec.ValidationError as exc:
+        result = read_respond_result(parent.result)
+    except UnreadableResult as exc:
         return [Publish(Spawned(at=now, id=parent_id, error=f"unreadable respond result: {exc}"), spawned_id)]
     effects: list[Publish] = []
     children: dict[str, int] = {}
