@@ -52,36 +52,36 @@ class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_
     by: str = "cli"
 
 
-class Submit(Command, tag="submit"):
+class Submit(Command, tag="submit", frozen=True):
     """One or more promises; ``plan`` is a submit whose tasks name each other."""
 
     tasks: list[NewPromise]
 
 
-class Cancel(Command, tag="cancel"):
+class Cancel(Command, tag="cancel", frozen=True):
     id: int
     reason: str = ""
 
 
-class Retry(Command, tag="retry"):
+class Retry(Command, tag="retry", frozen=True):
     id: int
 
 
-class Approve(Command, tag="approve"):
+class Approve(Command, tag="approve", frozen=True):
     """Let a plan that awaits approval run; ``id`` is any of its steps (or the respond promise that made it)."""
 
     id: int
     reason: str = ""
 
 
-class Reject(Command, tag="reject"):
+class Reject(Command, tag="reject", frozen=True):
     """Cancel every step of a plan that awaits approval, naming the refusal."""
 
     id: int
     reason: str = ""
 
 
-class Schedule(Command, tag="schedule"):
+class Schedule(Command, tag="schedule", frozen=True):
     """A recurring promise: ``task`` is the template every tick creates (decision 51)."""
 
     task: NewPromise
@@ -94,7 +94,7 @@ class Schedule(Command, tag="schedule"):
     message_id: int | None = None
 
 
-class ScheduleChange(Command, tag="schedule_change"):
+class ScheduleChange(Command, tag="schedule_change", frozen=True):
     id: int
     verb: ScheduleVerb
     chat_id: int | None = None  # asked from this chat: only its own schedules

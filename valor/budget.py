@@ -12,16 +12,16 @@ the reason, which says how much is left.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Reversible, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.events import BudgetAdjusted
+from schemas.events import BudgetAdjusted, BudgetPeriod, BudgetScope
 from valor.config import Config
 from valor.spend import Charge, day_start, month_start, usd
 
-PERIODS = ("day", "month")
-PERIOD_WORDS = {"today": "day", "day": "day", "daily": "day", "month": "month", "monthly": "month"}
+PERIODS: tuple[BudgetPeriod, ...] = ("day", "month")
+PERIOD_WORDS: dict[str, BudgetPeriod] = {"today": "day", "day": "day", "daily": "day", "month": "month", "monthly": "month"}
 ESTIMATE_RUNS = 20  # an estimate is the mean of at most this many of the type's latest ended promises
 
 
@@ -141,10 +141,10 @@ class BadBudget(ValueError):
 
 @dataclass(frozen=True)
 class Change:
-    periods: tuple[str, ...]
+    periods: tuple[BudgetPeriod, ...]
     add: float = 0.0
     reset: bool = False
-    scope: str = "chat"
+    scope: BudgetScope = "chat"
     target: int | None = None  # None: this chat
 
 
@@ -206,7 +206,7 @@ class Estimate:
         return f"{usd(self.usd)} (estimate from the last {self.runs} {self.task} run{'s' if self.runs != 1 else ''})"
 
 
-def estimates(promises: Sequence[Any], types: Iterable[str], runs: int = ESTIMATE_RUNS) -> dict[str, Estimate]:
+def estimates(promises: Reversible[Any], types: Iterable[str], runs: int = ESTIMATE_RUNS) -> dict[str, Estimate]:
     """Per type, the mean spend of its latest ``runs`` ended promises that recorded any (newest first)."""
     wanted = set(types)
     seen: dict[str, list[float]] = {t: [] for t in wanted}
