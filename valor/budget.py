@@ -157,19 +157,20 @@ def parse_change(text: str) -> Change | None:
     words_ = text.lower().split()
     if not words_:
         return None
-    scope, target = "chat", None
+    scope: BudgetScope = "chat"
+    target: int | None = None
     if "user" in words_:
         i = words_.index("user")
         if i + 1 >= len(words_) or not words_[i + 1].lstrip("-").isdigit():
             raise BadBudget(f"'user' needs a user id. {USAGE}")
         scope, target = "user", int(words_[i + 1])
         del words_[i:i + 2]
-    periods = [PERIOD_WORDS[w] for w in words_ if w in PERIOD_WORDS]
+    periods: tuple[BudgetPeriod, ...] = tuple(PERIOD_WORDS[w] for w in words_ if w in PERIOD_WORDS)
     rest = [w for w in words_ if w not in PERIOD_WORDS]
     if len(periods) > 1 or len(rest) != 1:
         raise BadBudget(USAGE)
     if rest[0] == "reset":
-        return Change(tuple(periods) or PERIODS, reset=True, scope=scope, target=target)
+        return Change(periods or PERIODS, reset=True, scope=scope, target=target)
     amount = rest[0].lstrip("+").lstrip("$")
     try:
         add = float(amount)
@@ -177,7 +178,7 @@ def parse_change(text: str) -> Change | None:
         raise BadBudget(f"'{rest[0]}' is not an amount. {USAGE}") from None
     if not rest[0].startswith("+") or add <= 0 or add != add or add == float("inf"):
         raise BadBudget(f"Raise a budget with a positive amount, e.g. +5. {USAGE}")
-    return Change(tuple(periods) or ("day",), add=add, scope=scope, target=target)
+    return Change(periods or ("day",), add=add, scope=scope, target=target)
 
 
 def describe(e: BudgetAdjusted) -> str:
