@@ -111,7 +111,7 @@ async def test_standby_takes_over_when_the_leader_vanishes(nc, js):
     await js.create_key_value(lease)
     first, second = Scheduler(nc, lease_ttl=1.0, name="first"), Scheduler(nc, lease_ttl=1.0, name="second")
     await first.start()
-    await asyncio.sleep(0.3)
+    await first.drain()  # leading before the second starts
     await second.start()
     await asyncio.sleep(0.3)
     assert first.leader and not second.leader
