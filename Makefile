@@ -46,7 +46,7 @@ help:
 	@echo "make status    supervisor status and the cluster's health"
 	@echo "make logs      follow var/log/*.log"
 	@echo "make test      run the test suite"
-	@echo "make lint      ruff check ."
+	@echo "make lint      ruff check . and pyright on the contract and the domain"
 	@echo "make schemas   write JSON Schema of every event and command to schemas/json/"
 	@echo "make demo      run the example workflows against the running cluster"
 	@echo "make chaos     100 rounds of kill -9 under a 2,000-promise workload; prints the invariants' table"
@@ -97,8 +97,10 @@ logs:
 test: venv tools
 	env -u VALOR_NATS_URL -u VALOR_REPLICAS -u VALOR_CONFIG -u VALOR_SECRETS $(VENV_DIR)/bin/pytest -q
 
+# pyright checks what [tool.pyright] include names in pyproject.toml (the contract and the domain).
 lint: venv
 	$(VENV_DIR)/bin/ruff check .
+	$(VENV_DIR)/bin/pyright
 
 schemas: venv
 	$(PY) -m schemas.export schemas/json
