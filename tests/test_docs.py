@@ -16,8 +16,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LOOKS_LIKE_A_FILE = re.compile(r"\.(py|md|toml|tmpl|conf|json|html|sh|txt|yml|yaml)$|/$")
-# Made at run time (result-12.txt is a document Valor sends), or the user's own: never in the checkout.
-NOT_IN_CHECKOUT = ("var/", "~", "$", "/", "inbox/", "valor.toml", "./valor.toml", "result-")
+# Made at run time (result-12.txt is a document Valor sends), rendered for hosts by deploy/render.py
+# (etc/valor/…, auth.conf, the operator's ca/, secrets/, tls/), or the user's own: never in the checkout.
+NOT_IN_CHECKOUT = ("var/", "~", "$", "/", "inbox/", "valor.toml", "./valor.toml", "result-",
+                   "etc/", "auth.conf", "ca/", "secrets/", "tls/")
 
 
 def cited(text: str) -> list[str]:
