@@ -11,6 +11,7 @@ import asyncio
 import importlib.util
 import stat
 import sys
+import typing
 from pathlib import Path
 
 import msgspec
@@ -19,7 +20,7 @@ import nats.errors
 import pytest
 
 from schemas import subjects
-from schemas.commands import NewPromise
+from schemas.commands import AnyCommand, NewPromise
 from services.executor.respond.history import read_chat
 from services.executor.worker import Executor
 from services.ingest.service import Ingest
@@ -239,6 +240,16 @@ async def test_what_a_service_may_publish_is_stored(secured):
     ingest = await secured.connect("ingest")
     ack = await ingest.jetstream().publish(subjects.chat_in(5), b'{"type":"message.received","chat_id":5,"message_id":1}')
     assert ack.stream == subjects.CHAT
+    assert secured.violations() == []
+
+
+async def test_the_cli_may_send_every_command_there_is(secured):
+    """A command the CLI's user may not publish times out in the CLI as "no answer from the scheduler"
+    (valor schedule add did, under make up): each command type the client has must be stored."""
+    cli = (await secured.connect("cli")).jetstream()
+    for command in typing.get_args(AnyCommand):
+        ack = await cli.publish(subjects.command(command.__struct_config__.tag), b"{}", timeout=2.0)
+        assert ack.stream == subjects.COMMANDS
     assert secured.violations() == []
 
 
