@@ -116,12 +116,16 @@ def check(config: Config, chat_id: int | None, user_id: int | None, charges: Ite
     return over_budget([standing(b, charges, adjustments, now) for b in applying], estimate)
 
 
+NO_BUDGET = "No budget is set for this chat or for you ([budgets] in valor.toml)."
+
+
 def report(config: Config, chat_id: int, user_id: int | None, charges: Iterable[Charge],
-           adjustments: Sequence[BudgetAdjusted], now: float) -> str:
-    """``/budget``: each budget that applies, spent and left."""
+           adjustments: Sequence[BudgetAdjusted], now: float, missing: str = NO_BUDGET) -> str:
+    """``/budget``: each budget that applies (the chat's, and the user's own when ``charges`` hold
+    theirs from every chat), spent and left; ``missing`` when none does."""
     applying = budgets(config, chat_id, user_id)
     if not applying:
-        return "No budget is set for this chat ([budgets] in valor.toml)."
+        return missing
     charges = list(charges)
     lines = []
     for b in applying:
