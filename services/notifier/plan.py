@@ -43,6 +43,7 @@ from . import texts
 from .board import Board, Item
 
 EYES, DONE, FAILED = "👀", "✅", "❌"
+STATUS_END = "status_end"  # the kind recorded once a status message shows its promise's end
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Send:
     recorded: tuple[str, ...] = ()  # the intent's digests: the text as first sent (a checklist changes since)
     answer: bool = False  # a respond promise's reply: goes before background notices waiting in the chat
     covers: tuple[int, ...] = ()  # a digest: the promises it tells
+    find_only: bool = False  # a status that may be in the chat: found and recorded, never sent (``status_end``)
 
     @property
     def key(self) -> tuple:
@@ -81,10 +83,11 @@ class Edit:
     chat_id: int
     message_id: int
     text: str
+    final: bool = False  # the status set to its promise's end: recorded as ``status_end`` once done
 
     @property
     def key(self) -> tuple:
-        return (self.id, "edit")  # a newer edit replaces one still waiting
+        return (self.id, STATUS_END if self.final else "edit")  # a newer edit replaces one still waiting
 
 
 Action = React | Send | Edit
@@ -115,8 +118,12 @@ CHECKLIST = Policy()
 
 
 def due(board: Board, item: Item, now: float, horizon: float, policy: Policy = CHECKLIST) -> list[Action]:
-    if item.spec.message_id is None or item.latest_at < now - horizon:
+    if item.spec.message_id is None:
         return []
+    if item.latest_at < now - horizon:
+        # Nothing new out of the blue; but a status message that may be in the chat still
+        # says "running" until it is set to the end, however long ago that was.
+        return [] if item.respond else status_end(item)
     if item.respond:
         out = edit_notices(item) + respond_notices(board, item, policy)
         # Its message is gone: no reaction on it (Telegram would refuse), replies stand alone.
@@ -218,13 +225,38 @@ def edit_kind(edited_at: float) -> str:
 def background_notices(item: Item, board: Board) -> list[Action]:
     out: list[Action] = []
     status = item.notified.get("status")
-    if item.started_at is not None and item.end is None and "status" not in item.notified:
+    if item.end is not None:
+        out += status_end(item)
+    elif item.started_at is not None and "status" not in item.notified:
         out.append(_send(item, "status", texts.status(item)))
-    if status is not None and status.telegram_message_id is not None:
+    elif status is not None and status.telegram_message_id is not None:
         out.append(Edit(item.id, item.chat_id, status.telegram_message_id, texts.status(item)))
     if item.end is not None and "terminal" not in item.notified:
         out.append(_send(item, "terminal", texts.terminal(item, board)))
     return out
+
+
+def status_end(item: Item) -> list[Action]:
+    """An ended promise's status message, wherever it may be, set to the end once (the issue's "never lie").
+
+    Sent and recorded: edited, and the edit recorded (``status_end``) so no restart
+    edits it again.  Intended, not recorded (the notifier died between sending and
+    recording, and the work ended meanwhile): looked for in the chat, never sent
+    again; found, it is recorded and then edited like a sent one.  Neither: there
+    is no status message, and none is sent once the work is over.
+    """
+    if item.end is None or STATUS_END in item.notified:
+        return []
+    status = item.notified.get("status")
+    if status is not None:
+        if status.telegram_message_id is None:
+            return []  # looked for and not found: nothing in the chat to set
+        return [Edit(item.id, item.chat_id, status.telegram_message_id, texts.status(item), final=True)]
+    intent = item.intents.get("status")
+    if intent is None:
+        return []
+    return [Send(item.id, "status", item.chat_id, intent.reply_to, texts.status(item), intended=True,
+                 recorded=tuple(intent.parts), find_only=True)]
 
 
 def plan_notices(board: Board, item: Item, steps: list[Item]) -> list[Action]:

@@ -1,0 +1,116 @@
+"""Status messages never lie: one whose notifier died before recording it is found and set to its end."""
+
+import asyncio
+import time
+
+from schemas.events import Created, NoticeIntended, Notified, Started, Succeeded
+from services.notifier.board import Board
+from services.notifier.plan import Edit, Send, due
+from valor.config import DAY
+
+from .conftest import ALICE, dies_before_recording, notices
+from .test_digest import all_ended
+
+
+async def test_a_status_sent_but_never_recorded_is_edited_to_its_end_after_a_restart(js, engine, world, services):
+    world.user(ALICE, "alice", "Alice")
+    start_ingest, start_notifier = services
+    await start_ingest()
+    killed, die_before_recording = dies_before_recording("status")
+    first = await start_notifier(record_hook=die_before_recording)
+    await world.says(ALICE, ALICE, "/sleep")
+    await asyncio.wait_for(killed.wait(), 20)
+    await first.stop()
+    state = await all_ended(engine, chats_born=2)  # restarted only once the work is over
+    nap = next(p for p in state.promises.values() if p.spec.name == "nap")
+    [shown] = [s for s in world.messages_to(ALICE) if s.text.startswith(f"⏳ #{nap.id}")]
+
+    second = await start_notifier()
+    await second.run_until_idle()
+    edits = [t for _, m, t in world.edits if m == shown.id]
+    assert edits and edits[-1].startswith(f"✅ #{nap.id}")  # found (it was sent) and set to its end
+    assert edits[-1] not in [s.text for s in world.messages_to(ALICE)]  # not sent as a second status
+    events = [e for _, e in await engine.events()]
+    assert [(e.id, e.telegram_message_id) for e in notices(events, "status")] == [(nap.id, shown.id)]
+    assert [e.id for e in notices(events, "status_end")] == [nap.id]
+
+    await second.stop()  # told once: a third start edits nothing
+    calls = len(world.calls)
+    third = await start_notifier()
+    await third.run_until_idle()
+    assert "edit" not in world.calls[calls:] and third.outbox.stats["edited"] == 0
+
+
+async def test_a_status_restarted_past_the_notice_horizon_is_still_set_to_its_end(js, engine, world, services):
+    world.user(ALICE, "alice", "Alice")
+    start_ingest, start_notifier = services
+    await start_ingest()
+    killed, die_before_recording = dies_before_recording("status")
+    first = await start_notifier(record_hook=die_before_recording)
+    await world.says(ALICE, ALICE, "/sleep")
+    await asyncio.wait_for(killed.wait(), 20)
+    await first.stop()
+    state = await all_ended(engine, chats_born=2)
+    nap = next(p for p in state.promises.values() if p.spec.name == "nap")
+    [shown] = [s for s in world.messages_to(ALICE) if s.text.startswith(f"⏳ #{nap.id}")]
+
+    second = await start_notifier(clock=lambda: time.time() + 2 * DAY)
+    await second.run_until_idle()
+    assert [t for _, m, t in world.edits if m == shown.id][-1].startswith(f"✅ #{nap.id}")
+
+
+async def test_a_bot_that_cannot_look_sends_no_second_status_once_the_work_is_over(js, engine, world, services):
+    world.user(ALICE, "alice", "Alice")
+    world.bot = True  # no history to look through: the stale status is a bot's limit, a duplicate is not made
+    start_ingest, start_notifier = services
+    await start_ingest()
+    killed, die_before_recording = dies_before_recording("status")
+    first = await start_notifier(record_hook=die_before_recording)
+    await world.says(ALICE, ALICE, "/sleep")
+    await asyncio.wait_for(killed.wait(), 20)
+    await first.stop()
+    state = await all_ended(engine, chats_born=2)
+    nap = next(p for p in state.promises.values() if p.spec.name == "nap")
+    second = await start_notifier()
+    await second.run_until_idle()
+    statuses = [s for s in world.messages_to(ALICE) if s.text.startswith(f"⏳ #{nap.id}")
+                or s.text.startswith(f"✅ #{nap.id}: done")]
+    assert len(statuses) == 1
+    events = [e for _, e in await engine.events()]
+    assert [(e.id, e.telegram_message_id) for e in notices(events, "status")] == [(nap.id, None)]
+
+
+def _board(*events) -> Board:
+    board = Board()
+    for seq, event in enumerate(events, 1):
+        board.apply(event, seq)
+    return board
+
+
+NAP = [Created(at=1.0, id=2, title="nap", task="sleep", chat_id=ALICE, message_id=9),
+       Started(at=1.0, id=2, attempt=1, executor="x"),
+       NoticeIntended(at=1.1, id=2, kind="status", chat_id=ALICE, reply_to=9, parts=["d1"])]
+ENDED = Succeeded(at=2.0, id=2, attempt=1, result="ok", duration=1.0)
+
+
+def test_an_ended_promise_whose_status_was_only_intended_is_looked_for_never_sent_at_any_age():
+    board = _board(*NAP, ENDED)
+    for now in (3.0, 3.0 + 2 * DAY):  # within the notice horizon and long past it
+        [look] = [a for a in due(board, board.items[2], now, DAY) if isinstance(a, Send) and a.kind == "status"]
+        assert look.find_only and look.intended and look.recorded == ("d1",) and look.reply_to == 9
+        assert look.text.startswith("✅ #2 nap: done")
+
+
+def test_a_recorded_status_is_set_to_its_end_once():
+    sent = Notified(at=1.2, id=2, kind="status", chat_id=ALICE, telegram_message_id=50)
+    running = _board(*NAP, sent)
+    [edit] = [a for a in due(running, running.items[2], 1.5, DAY) if isinstance(a, Edit)]
+    assert not edit.final and edit.text.startswith("⏳")
+    board = _board(*NAP, sent, ENDED)
+    [edit] = [a for a in due(board, board.items[2], 3.0 + 2 * DAY, DAY) if isinstance(a, Edit)]
+    assert edit.final and edit.message_id == 50 and edit.text.startswith("✅ #2 nap: done")
+    told = _board(*NAP, sent, ENDED, Notified(at=2.1, id=2, kind="status_end", chat_id=ALICE,
+                                              telegram_message_id=50))
+    assert [a.kind for a in due(told, told.items[2], 3.0, DAY)] == ["terminal"]  # no edit, no status
+    not_found = _board(*NAP, Notified(at=1.2, id=2, kind="status", chat_id=ALICE), ENDED)
+    assert [a.kind for a in due(not_found, not_found.items[2], 3.0, DAY)] == ["terminal"]
