@@ -12,7 +12,8 @@ from .conftest import ALICE, dies_before_recording, notices
 from .test_digest import all_ended
 
 
-async def test_a_status_sent_but_never_recorded_is_edited_to_its_end_after_a_restart(js, engine, world, services):
+async def status_sent_unrecorded_then_ended(engine, world, services):
+    """A background promise whose notifier died after sending its status, before recording it; then it ended."""
     world.user(ALICE, "alice", "Alice")
     start_ingest, start_notifier = services
     await start_ingest()
@@ -24,6 +25,11 @@ async def test_a_status_sent_but_never_recorded_is_edited_to_its_end_after_a_res
     state = await all_ended(engine, chats_born=2)  # restarted only once the work is over
     nap = next(p for p in state.promises.values() if p.spec.name == "nap")
     [shown] = [s for s in world.messages_to(ALICE) if s.text.startswith(f"⏳ #{nap.id}")]
+    return nap, shown, start_notifier
+
+
+async def test_a_status_sent_but_never_recorded_is_edited_to_its_end_after_a_restart(js, engine, world, services):
+    nap, shown, start_notifier = await status_sent_unrecorded_then_ended(engine, world, services)
 
     second = await start_notifier()
     await second.run_until_idle()
@@ -42,17 +48,7 @@ async def test_a_status_sent_but_never_recorded_is_edited_to_its_end_after_a_res
 
 
 async def test_a_status_restarted_past_the_notice_horizon_is_still_set_to_its_end(js, engine, world, services):
-    world.user(ALICE, "alice", "Alice")
-    start_ingest, start_notifier = services
-    await start_ingest()
-    killed, die_before_recording = dies_before_recording("status")
-    first = await start_notifier(record_hook=die_before_recording)
-    await world.says(ALICE, ALICE, "/sleep")
-    await asyncio.wait_for(killed.wait(), 20)
-    await first.stop()
-    state = await all_ended(engine, chats_born=2)
-    nap = next(p for p in state.promises.values() if p.spec.name == "nap")
-    [shown] = [s for s in world.messages_to(ALICE) if s.text.startswith(f"⏳ #{nap.id}")]
+    nap, shown, start_notifier = await status_sent_unrecorded_then_ended(engine, world, services)
 
     second = await start_notifier(clock=lambda: time.time() + 2 * DAY)
     await second.run_until_idle()
@@ -60,17 +56,8 @@ async def test_a_status_restarted_past_the_notice_horizon_is_still_set_to_its_en
 
 
 async def test_a_bot_that_cannot_look_sends_no_second_status_once_the_work_is_over(js, engine, world, services):
-    world.user(ALICE, "alice", "Alice")
     world.bot = True  # no history to look through: the stale status is a bot's limit, a duplicate is not made
-    start_ingest, start_notifier = services
-    await start_ingest()
-    killed, die_before_recording = dies_before_recording("status")
-    first = await start_notifier(record_hook=die_before_recording)
-    await world.says(ALICE, ALICE, "/sleep")
-    await asyncio.wait_for(killed.wait(), 20)
-    await first.stop()
-    state = await all_ended(engine, chats_born=2)
-    nap = next(p for p in state.promises.values() if p.spec.name == "nap")
+    nap, _, start_notifier = await status_sent_unrecorded_then_ended(engine, world, services)
     second = await start_notifier()
     await second.run_until_idle()
     statuses = [s for s in world.messages_to(ALICE) if s.text.startswith(f"⏳ #{nap.id}")
