@@ -95,7 +95,19 @@ class MessagesSkipped(Event, tag="messages_skipped", kw_only=True):
     texts: list[str] = []
 
 
-ChatEvent = MessageReceived | MessageEdited | MessageDeleted | MessagesSkipped
+class UpdatesGap(Event, tag="updates_gap", kw_only=True):
+    """Telegram said the updates missed are too many to give (a bot account's "difference too long"):
+    messages sent to the chat before ``until`` may never reach Valor (subject ``chat.<chat_id>.in``).
+
+    A bot cannot read history, so the gap cannot be filled, only told (issue 15).
+    """
+
+    chat_id: int
+    until: float = 0.0  # when Telegram reported it: messages sent before may be lost
+    channel: bool = False  # a channel's own gap; else the account's (private chats and basic groups)
+
+
+ChatEvent = MessageReceived | MessageEdited | MessageDeleted | MessagesSkipped | UpdatesGap
 
 
 # --- promises (subject ``promise.<id>.<type>``) -------------------------------

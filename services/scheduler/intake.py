@@ -26,8 +26,9 @@ from schemas.events import (
     RequestDeleted,
     RetryScheduled,
     Spawned,
+    UpdatesGap,
 )
-from schemas.subjects import msg_id_for_event, msg_id_for_message, msg_id_for_skipped
+from schemas.subjects import msg_id_for_event, msg_id_for_gap, msg_id_for_message, msg_id_for_skipped
 from valor import budget, spend
 from valor.config import DEFAULT, Config, TaskType
 
@@ -233,6 +234,26 @@ def summary_for_skipped(state: Projection, fact: MessagesSkipped, now: float, co
     task = NewPromise(title=SKIPPED_TITLE, type="respond", input=msgspec.to_builtins(fact))
     event = build_created(task, next_id or state.max_id + 1, [], now, config, request_id=request_id, index=0,
                           chat_id=fact.chat_id, message_id=fact.last_id)
+    return [Publish(event, created_msg_id(request_id, 0), new_subject=True)]
+
+
+GAP_TITLE = "updates lost while away"
+NO_MESSAGE = 0  # a notice that answers no message: it stands alone, nothing reacts on it
+
+
+def notice_for_gap(state: Projection, fact: UpdatesGap, now: float, config: Config = DEFAULT,
+                   next_id: int | None = None):
+    """A bot's gap Telegram would not fill becomes one respond promise, told in the chat once.
+
+    It answers no message (message id 0): the lost ones cannot be named, and the last
+    one received belongs to its own request.
+    """
+    request_id = msg_id_for_gap(fact.chat_id, fact.until)
+    if request_id in state.by_request:
+        return []
+    task = NewPromise(title=GAP_TITLE, type="respond", input=msgspec.to_builtins(fact))
+    event = build_created(task, next_id or state.max_id + 1, [], now, config, request_id=request_id, index=0,
+                          chat_id=fact.chat_id, message_id=NO_MESSAGE)
     return [Publish(event, created_msg_id(request_id, 0), new_subject=True)]
 
 

@@ -43,6 +43,7 @@ from schemas.events import (
     MessageEdited,
     MessagesSkipped,
     RetryScheduled,
+    UpdatesGap,
     decode_chat,
     decode_promise_event,
     encode,
@@ -437,6 +438,9 @@ class Scheduler:
             elif isinstance(message, MessagesSkipped):
                 effects = intake.summary_for_skipped(self.state, message, now, self.config, next_id)
                 chat_key = ("chat", message.chat_id, message.last_id)
+            elif isinstance(message, UpdatesGap):
+                effects = intake.notice_for_gap(self.state, message, now, self.config, next_id)
+                chat_key = ("chat", message.chat_id, intake.NO_MESSAGE)
             else:
                 effects = intake.respond_for_message(self.state, message, now, self.config, next_id)
                 chat_key = ("chat", message.chat_id, message.message_id)

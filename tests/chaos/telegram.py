@@ -186,7 +186,7 @@ class RemoteInbound(Remote):
             self._user(m["chat_id"])
             yield telethon_message(m, self.users)
 
-    async def listen(self, on_message, on_edit=None, on_deleted=None) -> None:  # no edits or deletions here
+    async def listen(self, on_message, on_edit=None, on_deleted=None, on_gap=None) -> None:  # no edits or deletions here
         top = await self.call("updates_top")  # what happened before we listened is history's job
 
         async def poll(after: int) -> None:
