@@ -7,8 +7,10 @@ Per promise born from a chat:
   ``spawned`` when the result promised anything); ✅ or ❌ on the original
   message once it and every child it spawned have ended.
 - background promise: one status message when it starts, edited in place as
-  it progresses and once more when it ends; exactly one terminal message
-  replying to the original request.
+  it progresses and once more when it ends (that edit is recorded, and made at
+  any age, also for a status only intended when the notifier died: it is looked
+  for, never sent again; decision 57); exactly one terminal message replying to
+  the original request.
 - a plan (a respond promise that spawned two or more steps), told as a
   checklist (``[telegram] plan_notices``, decision 43): the respond promise's
   reply carries the checklist and is edited in place as the steps go (a long
