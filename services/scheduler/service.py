@@ -74,6 +74,14 @@ RESEND_EVERY = 30.0
 INPUTS_PER_ROUND = 64
 
 
+def _deletes_one_of(key: object, seen: set[object]) -> bool:
+    """A deletion naming no chat (key ``("chat", 0, ids)``) and a message of this round with one of its ids:
+    the deletion waits a round for the message's promise, as one naming its chat does by sharing its key."""
+    if not (isinstance(key, tuple) and key[:2] == ("chat", 0) and isinstance(key[2], tuple)):
+        return False
+    return any(isinstance(k, tuple) and k[0] == "chat" and k[2] in key[2] for k in seen)
+
+
 class _Planned(NamedTuple):
     msg: Msg
     effects: list[Effect]
@@ -397,7 +405,7 @@ class Scheduler:
                 continue
             if p is None:
                 continue
-            if p.key in seen:
+            if p.key in seen or _deletes_one_of(p.key, seen):
                 await msg.nak(delay=0.1)
                 continue
             seen.add(p.key)
@@ -432,6 +440,8 @@ class Scheduler:
             if isinstance(message, MessageDeleted):
                 effects = intake.deletion(self.state, message, now)
                 chat_key: tuple = ("chat", message.chat_id, min(message.message_ids, default=0))
+                if not message.chat_id:  # no chat named: it waits for a message of any chat with one of its ids
+                    chat_key = ("chat", 0, tuple(sorted(message.message_ids)))
             elif isinstance(message, MessageEdited):
                 effects = intake.edit_for_message(self.state, message, now)
                 chat_key = ("chat", message.chat_id, message.message_id)
