@@ -93,6 +93,8 @@ class MessagesSkipped(Event, tag="messages_skipped", kw_only=True):
     newest: float = 0.0
     horizon: float = 0.0  # seconds: the catchup_horizon they were older than
     texts: list[str] = []
+    # The skipped messages themselves (the first ones, within a bound), run by a "run them" reply.
+    messages: list[MessageReceived] = []
 
 
 class UpdatesGap(Event, tag="updates_gap", kw_only=True):

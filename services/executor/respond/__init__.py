@@ -90,6 +90,8 @@ class Responder:
             view = await self._read(msg, self.config.agent.history if use_llm else 0)
         if (answered := approval.answer(msg, view)) is not None:
             return attached.noted(answered, msg)  # a go or a no for a waiting plan: no model needed
+        if replying and (ran := skipped.ran(msg, view)) is not None:
+            return ran  # "run them" replying to catch-up's summary: the scheduler runs them (decision 57)
         if replying and view is not None and (shown := show_step(msg, view)) is not None:
             return shown  # "show 2" replying to a plan's message
         if replying and (steered := steer(msg, view, self.config)) is not None:
