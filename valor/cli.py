@@ -28,7 +28,7 @@ from schemas import subjects
 from schemas.commands import NewPromise, heartbeat_decoder
 from schemas.events import PromiseEvent
 from services.scheduler.projection import Projection
-from services.scheduler.readmodel import PromiseQuery, PromisesQuery
+from services.scheduler.readmodel import PromiseQuery, PromisesQuery, ReadIndex
 from valor import bus, context, recurrence, render, spend
 from valor.client import TERMINAL_STATES, CommandRefused, ValorClient
 from valor.planfile import PlanFileError, read_plan
@@ -487,8 +487,12 @@ async def gather_status(client: ValorClient, state: Projection | None = None) ->
     if promises_cluster.get("leader"):
         peers = [promises_cluster["leader"]] + [r["name"] for r in promises_cluster.get("replicas", [])]
     promises: dict[str, int] = {}
+    unreachable: dict[int, str] = {}
     if streams.get(subjects.PROMISES) and "error" not in streams[subjects.PROMISES]:
-        promises = dict(state.counts()) if state is not None else await part("promises", client.counts(), {})
+        if state is not None:
+            promises, unreachable = dict(state.counts()), ReadIndex(state).unreachable()
+        else:
+            promises, unreachable = await part("promises", client.overview(), ({}, {}))
     return {
         "server": server,
         "cluster": {"name": server["cluster"], "peers": peers},
@@ -496,6 +500,8 @@ async def gather_status(client: ValorClient, state: Projection | None = None) ->
         "executors": await part("executors", executors(js), {}),
         "streams": streams,
         "promises": promises,
+        # Chats that refused Valor (blocked, kicked, deleted) and wrote nothing since: chat -> Telegram's reason.
+        "unreachable": {str(chat): reason for chat, reason in unreachable.items()},
         "errors": errors,
     }
 

@@ -213,6 +213,11 @@ class ValorClient:
         """Promises by state."""
         return (await self.read(StatusQuery())).counts
 
+    async def overview(self) -> tuple[dict[str, int], dict[int, str]]:
+        """Promises by state, and the chats that cannot be reached (chat -> Telegram's refusal), in one read."""
+        answer = await self.read(StatusQuery())
+        return answer.counts, answer.unreachable
+
     async def promise(self, promise_id: int):
         """(promise state or None, its events) for one promise: the state served, the events by its subject."""
         answer = await self.read(PromiseQuery(id=promise_id))
