@@ -30,7 +30,7 @@ MAX_EVENT_BYTES = 256 * 1024
 SKIPPED_TEXTS = 3  # texts a skipped-messages summary quotes
 SKIPPED_TEXT_CHARS = 120
 SKIPPED_KEPT = 50  # skipped messages kept whole in the summary, for a "run them" reply
-SKIPPED_KEPT_CHARS = 200_000  # and at most this much text among them: the fact stays one NATS message
+SKIPPED_KEPT_BYTES = MAX_EVENT_BYTES - 8 * 1024  # and at most this much of them encoded: the fact is one event
 
 MEDIA_NAMES = {
     types.MessageMediaPhoto: "photo",
@@ -187,10 +187,10 @@ def skipped(messages: list[MessageReceived], horizon: float) -> MessagesSkipped 
     ordered = sorted(messages, key=lambda m: m.message_id)
     texts = [m.text if len(m.text) <= SKIPPED_TEXT_CHARS else m.text[:SKIPPED_TEXT_CHARS - 1] + "…"
              for m in ordered[:SKIPPED_TEXTS]]
-    kept, chars = [], 0
+    kept, size = [], 0
     for m in ordered[:SKIPPED_KEPT]:
-        chars += len(m.text)
-        if chars > SKIPPED_KEPT_CHARS:
+        size += len(encode(m))  # as stored: emoji and control characters weigh more than a character
+        if size > SKIPPED_KEPT_BYTES:
             break
         kept.append(m)
     return MessagesSkipped(chat_id=ordered[0].chat_id, count=len(ordered), first_id=ordered[0].message_id,

@@ -61,6 +61,19 @@ def test_run_them_in_reply_to_the_summary_makes_each_kept_message_a_request_once
     assert not runs_them("run them tomorrow") and runs_them("Run them!") and runs_them("@valor run them")
 
 
+def test_the_summary_keeps_whole_messages_only_as_far_as_one_event_can_carry():
+    from schemas.events import encode
+    from services.ingest.accept import MAX_EVENT_BYTES, skipped
+
+    heavy = [MessageReceived(chat_id=ALICE, message_id=i, text="\x00" * 10_000, sent_at=1762160400.0)
+             for i in range(1, 61)]  # a NUL is six bytes in JSON: 60 KB each as stored
+    fact = skipped(heavy, 7 * 86400)
+    assert fact.count == 60 and 1 <= len(fact.messages) < 60 and len(encode(fact)) <= MAX_EVENT_BYTES
+    assert [m.message_id for m in fact.messages] == list(range(1, len(fact.messages) + 1))  # the first ones
+    light = skipped(heavy[:2] + [MessageReceived(chat_id=ALICE, message_id=99, text="hi")], 7 * 86400)
+    assert len(light.messages) == 3
+
+
 def test_a_run_them_reply_to_the_summary_is_answered_without_a_model():
     from services.executor.respond.skipped import ran
     from services.executor.respond.view import ChatView
