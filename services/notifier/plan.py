@@ -19,6 +19,8 @@ Per promise born from a chat:
   steps send nothing of their own, except those whose type says
   ``notify = "each"`` (or every step, with ``plan_notices = "each"``): they
   are told as background promises, and still have their checklist line.
+  Once every step ended the checklist is set to its end once, recorded, at any
+  age, like a status (decision 57).
 
 A notice already recorded (``notified``, or ``notice_failed`` for a chat that
 cannot be reached) is never planned again; one whose intent is recorded but not
@@ -125,7 +127,7 @@ def due(board: Board, item: Item, now: float, horizon: float, policy: Policy = C
     if item.latest_at < now - horizon:
         # Nothing new out of the blue; but a status message that may be in the chat still
         # says "running" until it is set to the end, however long ago that was.
-        return [] if item.respond else status_end(item)
+        return checklist_end(board, item, policy) if item.respond else status_end(item)
     if item.respond:
         out = edit_notices(item) + respond_notices(board, item, policy)
         # Its message is gone: no reaction on it (Telegram would refuse), replies stand alone.
@@ -264,16 +266,44 @@ def status_end(item: Item) -> list[Action]:
 def plan_notices(board: Board, item: Item, steps: list[Item]) -> list[Action]:
     """The checklist (sent, then edited in place) and, once every step has ended, the final reply."""
     out: list[Action] = []
+    done = all(s.end is not None for s in steps)
     inline = texts.checklist_inline(item)
-    if not inline and "status" not in item.notified:
+    if not inline and "status" not in item.notified and not (done and "status" in item.intents):
         out.append(_send(item, "status", texts.plan_status(item, steps, board)))
-    shown = item.notified.get("terminal" if inline else "status")
-    if shown is not None and shown.telegram_message_id is not None:
-        text = texts.plan_reply(item, steps, board) if inline else texts.plan_status(item, steps, board)
-        out.append(Edit(item.id, item.chat_id, shown.telegram_message_id, text))
-    if all(s.end is not None for s in steps) and "final" not in item.notified:
+    if done:
+        out += _checklist_end(board, item, steps, inline)
+    else:
+        shown = item.notified.get("terminal" if inline else "status")
+        if shown is not None and shown.telegram_message_id is not None:
+            text = texts.plan_reply(item, steps, board) if inline else texts.plan_status(item, steps, board)
+            out.append(Edit(item.id, item.chat_id, shown.telegram_message_id, text))
+    if done and "final" not in item.notified:
         out.append(_send(item, "final", texts.plan_final(item, steps, board)))
     return out
+
+
+def checklist_end(board: Board, item: Item, policy: Policy = CHECKLIST) -> list[Action]:
+    """A plan's checklist set to its end once every step ended, at any age, as a status is (``status_end``)."""
+    steps = policy.checklist(board, item) if item.end is not None else []
+    if not steps or any(s.end is None for s in steps):
+        return []
+    return _checklist_end(board, item, steps, texts.checklist_inline(item))
+
+
+def _checklist_end(board: Board, item: Item, steps: list[Item], inline: bool) -> list[Action]:
+    if STATUS_END in item.notified:
+        return []
+    shown = item.notified.get("terminal" if inline else "status")
+    if shown is not None:
+        if shown.telegram_message_id is None:
+            return []
+        text = texts.plan_reply(item, steps, board) if inline else texts.plan_status(item, steps, board)
+        return [Edit(item.id, item.chat_id, shown.telegram_message_id, text, final=True)]
+    intent = item.intents.get("status")
+    if inline or intent is None:
+        return []  # an unsent reply is the reply's own business (or the digest's), not a checklist's
+    return [Send(item.id, "status", item.chat_id, intent.reply_to, texts.plan_status(item, steps, board),
+                 intended=True, recorded=tuple(intent.parts), find_only=True)]
 
 
 def _send(item: Item, kind: str, text: str) -> Send:

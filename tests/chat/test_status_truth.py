@@ -3,7 +3,7 @@
 import asyncio
 import time
 
-from schemas.events import Created, NoticeIntended, Notified, Started, Succeeded
+from schemas.events import Created, NoticeIntended, Notified, Spawned, Started, Succeeded
 from services.notifier.board import Board
 from services.notifier.plan import Edit, Send, due
 from valor.config import DAY
@@ -101,3 +101,24 @@ def test_a_recorded_status_is_set_to_its_end_once():
     assert [a.kind for a in due(told, told.items[2], 3.0, DAY)] == ["terminal"]  # no edit, no status
     not_found = _board(*NAP, Notified(at=1.2, id=2, kind="status", chat_id=ALICE), ENDED)
     assert [a.kind for a in due(not_found, not_found.items[2], 3.0, DAY)] == ["terminal"]
+
+
+def test_a_plans_checklist_is_set_to_its_end_once_every_step_ended_also_past_the_horizon():
+    plan = [Created(at=1.0, id=1, title="/steps", task="respond", chat_id=ALICE, message_id=9),
+            Succeeded(at=1.1, id=1, attempt=1, result={"reply": "Two steps.", "promises": [
+                {"name": "a", "type": "echo", "input": 1}, {"name": "b", "type": "echo", "input": 2}]}),
+            Created(at=1.2, id=2, title="a", task="echo", chat_id=ALICE, message_id=9, parent_id=1, name="a"),
+            Created(at=1.2, id=3, title="b", task="echo", chat_id=ALICE, message_id=9, parent_id=1, name="b"),
+            Spawned(at=1.2, id=1, children={"a": 2, "b": 3}),
+            Notified(at=1.3, id=1, kind="terminal", chat_id=ALICE, telegram_message_id=70),  # the checklist inline
+            Succeeded(at=2.0, id=2, attempt=1, result="1")]
+    running = _board(*plan)
+    [edit] = [a for a in due(running, running.items[1], 2.5, DAY) if isinstance(a, Edit)]
+    assert not edit.final and edit.message_id == 70
+    ended = _board(*plan, Succeeded(at=3.0, id=3, attempt=1, result="2"))
+    for now in (3.5, 3.0 + 2 * DAY):  # within the notice horizon and long past it
+        [edit] = [a for a in due(ended, ended.items[1], now, DAY) if isinstance(a, Edit)]
+        assert edit.final and edit.message_id == 70 and "✅" in edit.text
+    told = _board(*plan, Succeeded(at=3.0, id=3, attempt=1, result="2"),
+                  Notified(at=3.1, id=1, kind="status_end", chat_id=ALICE, telegram_message_id=70))
+    assert not [a for a in due(told, told.items[1], 3.5, DAY) if isinstance(a, Edit)]
