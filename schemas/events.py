@@ -114,9 +114,23 @@ class MessagesSkipped(Event, tag="messages_skipped", kw_only=True, frozen=True):
     newest: float = 0.0
     horizon: float = 0.0  # seconds: the catchup_horizon they were older than
     texts: list[str] = []
+    # The skipped messages themselves (the first ones, within a bound), run by a "run them" reply.
+    messages: list[MessageReceived] = []
 
 
-ChatEvent = MessageReceived | MessageEdited | MessageDeleted | MessagesSkipped
+class UpdatesGap(Event, tag="updates_gap", kw_only=True, frozen=True):
+    """Telegram said the updates missed are too many to give (a bot account's "difference too long"):
+    messages sent to the chat before ``until`` may never reach Valor (subject ``chat.<chat_id>.in``).
+
+    A bot cannot read history, so the gap cannot be filled, only told (issue 15).
+    """
+
+    chat_id: int
+    until: float = 0.0  # when Telegram reported it: messages sent before may be lost
+    channel: bool = False  # a channel's own gap; else the account's (private chats and basic groups)
+
+
+ChatEvent = MessageReceived | MessageEdited | MessageDeleted | MessagesSkipped | UpdatesGap
 
 
 # --- promises (subject ``promise.<id>.<type>``) -------------------------------

@@ -221,12 +221,19 @@ class ValorClient:
         """Promises by state."""
         return (await self.read(StatusQuery())).counts
 
-    async def status(self, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    async def overview(self) -> tuple[dict[str, int], dict[int, str]]:
+        """Promises by state, and the chats that cannot be reached (chat -> Telegram's refusal), in one read."""
+        answer = await self.read(StatusQuery())
+        return answer.counts, answer.unreachable
+
+    async def status(self, counts: dict[str, int] | None = None,
+                     unreachable: dict[int, str] | None = None) -> dict[str, Any]:
         """What ``valor status --json`` prints: the server, peers, lease, executors, streams, promise counts.
 
         Each part on its own: a stream without a leader (an election) leaves the others
         readable.  The counts are served (decision 48), or folded from the log with no
-        scheduler answering; ``counts`` (a page folding the log itself) skips that read.
+        scheduler answering; ``counts`` and ``unreachable`` (a page folding the log itself)
+        skip that read.
         """
         nc = self.nc
         js = nc.jetstream(timeout=STATUS_TIMEOUT)
@@ -255,7 +262,10 @@ class ValorClient:
             peers = [promises_cluster["leader"]] + [r["name"] for r in promises_cluster.get("replicas", [])]
         promises: dict[str, int] = {}
         if streams.get(subjects.PROMISES) and "error" not in streams[subjects.PROMISES]:
-            promises = counts if counts is not None else await part("promises", self.counts(), {})
+            if counts is not None:
+                promises, unreachable = counts, unreachable or {}
+            else:
+                promises, unreachable = await part("promises", self.overview(), ({}, {}))
         return {
             "server": server,
             "cluster": {"name": server["cluster"], "peers": peers},
@@ -263,6 +273,8 @@ class ValorClient:
             "executors": await part("executors", _executors(js), {}),
             "streams": streams,
             "promises": promises,
+            # Chats that refused Valor (blocked, kicked, deleted) and wrote nothing since: chat -> Telegram's reason.
+            "unreachable": {str(chat): reason for chat, reason in (unreachable or {}).items()},
             "errors": errors,
         }
 

@@ -51,7 +51,7 @@ async def watch(client: ValorClient, show: Callable[[str], None], interval: floa
     try:
         frame = 0
         while True:
-            status = await client.status(dict(live.state.counts()) if live.fold else None)
+            status = await live.status(client)
             now, text_clock = clock()
             text = screen(status, await recent(client, live), now, text_clock)
             show((CLEAR if clear else ("" if frame == 0 else "\n")) + text)

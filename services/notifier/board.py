@@ -97,8 +97,9 @@ class Board:
         if isinstance(event, Created):
             if event.chat_id is None or event.id in self.items:
                 return set()
-            self.items[event.id] = Item(spec=event, latest_at=event.at)
-            if event.task == "respond" and event.message_id is not None and self.unreachable.pop(event.chat_id, None):
+            # Message id 0: a notice that answers no message (a bot's lost updates): it stands alone, as a deleted one's.
+            self.items[event.id] = Item(spec=event, latest_at=event.at, deleted=event.message_id == 0)
+            if event.task == "respond" and event.message_id and self.unreachable.pop(event.chat_id, None):
                 self.reopened.add(event.chat_id)  # someone wrote from it after it refused us: try it again
             return {event.id}
         item = self.items.get(getattr(event, "id", None))

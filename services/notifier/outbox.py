@@ -49,7 +49,7 @@ from valor.config import Telegram
 
 from . import logs, texts
 from .pacing import COSMETIC, MESSAGES, Lane, LaneName, Pacer, flood_wait, retry_delay
-from .plan import Action, Edit, React, Send
+from .plan import STATUS_END, Action, Edit, React, Send
 from .transport import Transport, unreachable
 
 Record = Callable[[object, str], Awaitable[None]]  # (event, Nats-Msg-Id) -> stored
@@ -87,7 +87,8 @@ class Outbox:
     def submit(self, action: Action) -> None:
         if action.key in self.done:
             return
-        if isinstance(action, Edit) and self.edited.get((action.chat_id, action.message_id)) == action.text:
+        if (isinstance(action, Edit) and not action.final
+                and self.edited.get((action.chat_id, action.message_id)) == action.text):
             return
         lane = (action.chat_id, lane_of(action))
         queue = self.queues.setdefault(lane, {})
@@ -137,7 +138,7 @@ class Outbox:
             self.busy.add(lane)
             try:
                 if await self._perform_with_retries(action):
-                    if not isinstance(action, Edit):
+                    if not isinstance(action, Edit) or action.final:
                         self.done.add(key)
                 if queue.get(key) is action:
                     del queue[key]
@@ -240,13 +241,16 @@ class Outbox:
                                    f"{action.id}:notified:{action.kind}")
             case Edit():
                 where = (action.chat_id, action.message_id)
-                if self.edited.get(where) == action.text:
-                    return
-                await self.transport.edit(action.chat_id, action.message_id, action.text)
-                self.pacer.spent((action.chat_id, COSMETIC), self.clock())
-                self.edited[where] = action.text
-                self.pacer.edited(*where, self.clock())
-                self.stats["edited"] += 1
+                if self.edited.get(where) != action.text:
+                    await self.transport.edit(action.chat_id, action.message_id, action.text)
+                    self.pacer.spent((action.chat_id, COSMETIC), self.clock())
+                    self.edited[where] = action.text
+                    self.pacer.edited(*where, self.clock())
+                    self.stats["edited"] += 1
+                if action.final:  # the status shows its end: no restart edits it again
+                    await self._record(Notified(id=action.id, kind=STATUS_END, chat_id=action.chat_id,
+                                                telegram_message_id=action.message_id, at=self.clock()),
+                                       f"{action.id}:notified:{STATUS_END}")
             case Send():
                 await self._send(action)
 
@@ -258,6 +262,9 @@ class Outbox:
     async def _send(self, action: Send) -> None:
         parts, doc = self._shape(action)
         digests = [texts.digest(p) for p in parts]
+        if action.find_only:
+            await self._find_only(action)
+            return
         found = self.progress.get(action.key)
         if found is None:  # the first try in this process
             if action.intended:
@@ -301,6 +308,16 @@ class Outbox:
                                     telegram_message_id=message_id, covers=list(action.covers), at=self.clock()),
                            f"{action.id}:notified:{action.kind}")
         self.progress.pop(action.key, None)
+
+    async def _find_only(self, action: Send) -> None:
+        """A status that may be in the chat, its work over: found, it is recorded (then set to the end);
+        not found (never sent, or a transport that cannot look), it is recorded without a message."""
+        found = await self._find(action, list(action.recorded)) if action.recorded else {}
+        message_id = found.get(0)
+        await self._record(Notified(id=action.id, kind=action.kind, chat_id=action.chat_id,
+                                    telegram_message_id=message_id, at=self.clock()),
+                           f"{action.id}:notified:{action.kind}")
+        logs.info("notifier.status_looked_for", promise_id=action.id, chat_id=action.chat_id, message=message_id)
 
     async def _found_as_first_sent(self, action: Send) -> bool:
         """An intended message that is in the chat whole, as its text was when intended: record it, send nothing.

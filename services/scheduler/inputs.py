@@ -32,7 +32,7 @@ from schemas.commands import (
     Submit,
     command_decoder,
 )
-from schemas.events import MessageDeleted, MessageEdited, MessagesSkipped, decode_chat, encode
+from schemas.events import MessageDeleted, MessageEdited, MessagesSkipped, UpdatesGap, decode_chat, encode
 from valor.config import Config
 
 from . import approval, intake, schedules
@@ -89,13 +89,21 @@ def plan_round(state: Projection, inputs: list[Input], now: float, config: Confi
             out.append(Failed(exc))
             continue
         if isinstance(outcome, Store):
-            if outcome.key in seen:
+            if outcome.key in seen or _deletes_one_of(outcome.key, seen):
                 outcome = Later(outcome.key)
             else:
                 seen.add(outcome.key)
                 next_id += ids_taken(outcome.effects)
         out.append(outcome)
     return out
+
+
+def _deletes_one_of(key: Hashable, seen: set[Hashable]) -> bool:
+    """A deletion naming no chat (key ``("chat", 0, ids)``) and a message of this round with one of its ids:
+    the deletion waits a round for the message's promise, as one naming its chat does by sharing its key."""
+    if not (isinstance(key, tuple) and key[:2] == ("chat", 0) and isinstance(key[2], tuple)):
+        return False
+    return any(isinstance(k, tuple) and k[0] == "chat" and k[2] in key[2] for k in seen)
 
 
 def plan_one(state: Projection, item: Input, now: float, config: Config, max_payload: int,
@@ -115,12 +123,17 @@ def _chat(state: Projection, data: bytes, now: float, config: Config, max_payloa
     if isinstance(message, MessageDeleted):
         effects: list[Effect] = list(intake.deletion(state, message, now))
         key = ("chat", message.chat_id, min(message.message_ids, default=0))
+        if not message.chat_id:  # no chat named: it waits for a message of any chat with one of its ids
+            key = ("chat", 0, tuple(sorted(message.message_ids)))
     elif isinstance(message, MessageEdited):
         effects = list(intake.edit_for_message(state, message, now))
         key = ("chat", message.chat_id, message.message_id)
     elif isinstance(message, MessagesSkipped):
         effects = list(intake.summary_for_skipped(state, message, now, config, next_id))
         key = ("chat", message.chat_id, message.last_id)
+    elif isinstance(message, UpdatesGap):
+        effects = list(intake.notice_for_gap(state, message, now, config, next_id))
+        key = ("chat", message.chat_id, intake.NO_MESSAGE)
     else:
         effects = list(intake.respond_for_message(state, message, now, config, next_id))
         key = ("chat", message.chat_id, message.message_id)

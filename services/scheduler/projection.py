@@ -101,6 +101,7 @@ class Promise(msgspec.Struct, kw_only=True):
     instructions: list[InstructionsAdded] = []  # added while it was open: every later attempt gets them
     spent: list[Spent] = []  # one per attempt that recorded its spend, in log order
     budget: list[BudgetAdjusted] = []  # budgets raised or reset by the command it carried (decision 49)
+    refused: NoticeFailed | None = None  # its chat refused its notice for good: closed since (decision 52)
 
     @property
     def cost_usd(self) -> float:
@@ -355,6 +356,15 @@ class Projection:
     def _notice_intended(self, e: NoticeIntended) -> bool:
         return e.id in self.promises  # the notifier's fact; nothing here depends on it
 
+    def _notice_failed(self, e: NoticeFailed) -> bool:
+        """Kept for ``valor status``: a chat Telegram refused (not the ``unsent`` ones that only follow)."""
+        p = self.promises.get(e.id)
+        if p is None:
+            return False
+        if not e.unsent and p.refused is None:
+            p.refused = e
+        return True
+
     def _notified(self, e: Notified) -> bool:
         p = self.promises.get(e.id)
         if p is None:
@@ -599,7 +609,7 @@ _HANDLERS = {
     Spawned: Projection._spawned,
     Notified: Projection._notified,
     NoticeIntended: Projection._notice_intended,
-    NoticeFailed: Projection._notice_intended,  # the notifier's fact; nothing here depends on it
+    NoticeFailed: Projection._notice_failed,
     InstructionsAdded: Projection._instructions_added,
     InstructionsDelivered: Projection._instructions_delivered,
     InputEdited: Projection._input_edited,

@@ -13,7 +13,7 @@ from typing import Literal
 
 import msgspec
 
-from schemas.events import BudgetAdjusted, PromiseEvent
+from schemas.events import BudgetAdjusted, Created, NoticeFailed, PromiseEvent
 from valor import budget, spend
 
 from .projection import Projection, Promise, Schedule
@@ -70,6 +70,7 @@ class Answer(msgspec.Struct, kw_only=True):
     # ``status``: every task type and chat a promise names, for the web page's filters
     types: list[str] = []
     chats: list[int] = []
+    unreachable: dict[int, str] = {}  # ``status``: chats that refused Valor and wrote nothing since -> the refusal
 
 
 QUERIES: dict[str, type[msgspec.Struct]] = {
@@ -91,8 +92,11 @@ class ReadIndex:
         self.where: dict[int, str] = {}
         self.by_chat: dict[int, list[int]] = {}  # creation order
         self.types: set[str] = set()
+        self.refusals: dict[int, NoticeFailed] = {}  # chat -> its latest refusal (decision 52)
+        self.asked: dict[int, float] = {}  # chat -> when its latest request (a respond promise) was created
         for pid in state.promises:
             self._place(pid)
+            self._chat_facts(state.promises[pid])
 
     def _place(self, pid: int) -> None:
         p = self.state.promises.get(pid)
@@ -115,11 +119,24 @@ class ReadIndex:
         """After ``event`` was applied: its promise's state, and its dependents' (a success readies them)."""
         pid = getattr(event, "id", 0)
         self._place(pid)
+        if isinstance(event, NoticeFailed | Created) and (p := self.state.promises.get(pid)) is not None:
+            self._chat_facts(p)
         for child in self.state.dependents.get(pid, ()):
             self._place(child)
 
     def counts(self) -> dict[str, int]:
         return {s: len(ids) for s, ids in self.by_state.items() if ids}
+
+    def _chat_facts(self, p: Promise) -> None:
+        if (f := p.refused) is not None and f.at >= getattr(self.refusals.get(f.chat_id), "at", 0.0):
+            self.refusals[f.chat_id] = f
+        spec = p.spec
+        if spec.task == "respond" and spec.chat_id is not None and spec.message_id:
+            self.asked[spec.chat_id] = max(self.asked.get(spec.chat_id, 0.0), spec.at)
+
+    def unreachable(self) -> dict[int, str]:
+        """Chats Telegram refused whose people wrote nothing since (a request opens a chat again, as in the notifier)."""
+        return {chat: f.reason for chat, f in sorted(self.refusals.items()) if self.asked.get(chat, 0.0) <= f.at}
 
 
 # --- answering -----------------------------------------------------------------------
@@ -155,7 +172,7 @@ def answer(index: ReadIndex, query: msgspec.Struct) -> Answer:
                           schedules=chat_schedules(state, chat_id), charges=charges, adjustments=adjustments)
         case StatusQuery():
             return Answer(seq=state.last_seq, counts=index.counts(), types=sorted(index.types),
-                          chats=sorted(index.by_chat))
+                          chats=sorted(index.by_chat), unreachable=index.unreachable())
     raise ValueError(f"unknown query {type(query).__name__}")
 
 

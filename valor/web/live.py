@@ -107,6 +107,12 @@ class LiveLog:
         """Ids of the promises whose state moved after stream sequence ``seq``, oldest first."""
         return sorted(pid for pid, at in self.touched.items() if at > seq)
 
+    async def status(self, client: ValorClient) -> dict:
+        """``client.status()``, its counts and unreachable chats taken from this fold when it folds the log."""
+        if not self.fold:
+            return await client.status()
+        return await client.status(dict(self.state.counts()), ReadIndex(self.state).unreachable())
+
     def recent(self, n: int) -> list[int]:
         """The ``n`` promises that moved last, most recent first."""
         return sorted(self.touched, key=self.touched.__getitem__, reverse=True)[:n]

@@ -201,7 +201,7 @@ class Dashboard:
     async def status(self) -> dict[str, Any]:
         now = time.monotonic()
         if self._status is None or now - self._status[0] > STATUS_TTL:
-            info = await self.client.status(dict(self.live.state.counts()) if self.live.fold else None)
+            info = await self.live.status(self.client)
             info["log_seq"] = self.live.seq
             self._status = (now, info)
         return self._status[1]
