@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+from promises.readmodel import PromiseQuery, PromisesQuery, StatusQuery
 from schemas import subjects
 from schemas.events import Created, Dispatched, MessageReceived, Started, Succeeded, encode
 from services.executor.respond import Responder
-from services.scheduler.readmodel import PromiseQuery, PromisesQuery, StatusQuery
 from valor import bus
 from valor.cli import gather_status
 from valor.client import ValorClient

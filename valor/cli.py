@@ -24,11 +24,11 @@ import msgspec
 import nats.errors
 from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 
+from promises.projection import Projection
+from promises.readmodel import PromiseQuery, PromisesQuery
 from schemas import subjects
 from schemas.commands import NewPromise, heartbeat_decoder
 from schemas.events import PromiseEvent
-from services.scheduler.projection import Projection
-from services.scheduler.readmodel import PromiseQuery, PromisesQuery
 from valor import bus, context, recurrence, render, spend
 from valor.client import TERMINAL_STATES, CommandRefused, ValorClient
 from valor.planfile import PlanFileError, read_plan

@@ -22,6 +22,9 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from promises import readmodel
+from promises.projection import Projection, Promise
+from promises.readmodel import Answer, PromiseQuery, PromisesQuery, StatusQuery
 from schemas import subjects
 from schemas.commands import (
     AnyCommand,
@@ -37,9 +40,6 @@ from schemas.commands import (
     reply_decoder,
 )
 from schemas.events import PromiseEvent, decode_promise_event, encode
-from services.scheduler import readmodel
-from services.scheduler.projection import Projection, Promise
-from services.scheduler.readmodel import Answer, PromiseQuery, PromisesQuery, StatusQuery
 
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
 # Longer than the service's own wait for its projection to catch up (reads.FRESH_WAIT).

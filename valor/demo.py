@@ -26,9 +26,10 @@ from pathlib import Path
 
 from nats.aio.msg import Msg
 
+from promises import evidence
 from schemas.commands import NewPromise as T
 from schemas.events import Started, decode_promise_event
-from valor import bus, evidence
+from valor import bus
 from valor.client import ValorClient
 
 

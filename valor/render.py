@@ -13,6 +13,10 @@ from typing import Any
 
 import msgspec
 
+from promises import evidence, story
+from promises.projection import Projection, Promise, Schedule
+from promises.states import TERMINAL
+from promises.story import waited
 from schemas.events import (
     Approved,
     AttemptFailed,
@@ -33,9 +37,7 @@ from schemas.events import (
     Started,
     Succeeded,
 )
-from services.scheduler.approval import waited
-from services.scheduler.projection import TERMINAL, Projection, Promise, Schedule
-from valor import budget, evidence, recurrence
+from valor import recurrence
 
 # --- JSON -----------------------------------------------------------------------
 
@@ -141,7 +143,7 @@ def describe(e: PromiseEvent) -> str:
         case Approved():
             return f"approved by {e.by or '?'}" + (f": {e.reason}" if e.reason else "")
         case BudgetAdjusted():
-            return f"budget adjusted by {e.by or '?'}: {budget.describe(e)}"
+            return f"budget adjusted by {e.by or '?'}: {story.budget_adjusted(e)}"
         case Dispatched():
             return f"dispatched attempt {e.attempt}"
         case Started():

@@ -34,9 +34,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from promises import evidence
 from schemas.commands import asks_for_anything
 from schemas.events import Succeeded
-from valor import evidence
 from valor.config import Config
 
 from . import texts

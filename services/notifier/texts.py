@@ -21,12 +21,12 @@ from typing import Any
 
 import msgspec
 
+from promises import evidence, story
+from promises.story import reply_with_ids
+from promises.story import result_text as summary
 from schemas.commands import RespondResult
 from schemas.events import Cancelled, Failed, InputEdited, Succeeded
-from services.executor.respond import approval
-from services.executor.respond.reply import reply_with_ids
-from services.executor.respond.why import result_text as summary
-from valor import budget, evidence
+from valor import budget
 
 from .board import Board, Item
 
@@ -141,7 +141,7 @@ def respond_terminal(item: Item, board: Board) -> str:
     children = [c.spec for c in board.children(item) if c is not None]
     held = [c.spec for c in board.children(item) if c is not None and c.awaiting]
     if held:  # the plan itself, with how to answer, instead of the list of ids
-        lines = [result.reply.strip(), approval.prompt(held)]
+        lines = [result.reply.strip(), story.approval_prompt(held)]
     else:
         lines = [reply_with_ids(result.reply.strip(), item.spawned.children if item.spawned else {}, result.promises)]
     if item.spawned is not None and item.spawned.schedules:  # its id, for /pause and /unschedule
@@ -207,7 +207,7 @@ def plan_reply(item: Item, steps: list[Item], board: Board) -> str:
     reply = _respond_result(item.end.result).reply.strip()
     head = f"{reply}\n\n" if reply else ""
     held = [s.spec for s in steps if s.awaiting]
-    foot = f"\n{approval.how_to_answer(held)}" if held else ""  # gone once approved: the reply is edited
+    foot = f"\n{story.how_to_answer(held)}" if held else ""  # gone once approved: the reply is edited
     if estimate := budget.plan_estimate([s.spec for s in steps]):
         foot = f"\n{estimate}{foot}"
     return head + checklist(steps, board, LIMIT - len(head) - len(foot)) + foot

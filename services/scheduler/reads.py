@@ -22,10 +22,9 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 
+from promises import readmodel
+from promises.readmodel import ReadIndex
 from schemas import subjects
-
-from . import readmodel
-from .readmodel import ReadIndex
 
 log = logging.getLogger("valor.scheduler.reads")
 

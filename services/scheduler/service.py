@@ -23,6 +23,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from promises.projection import Projection
+from promises.readmodel import ReadIndex
 from schemas import subjects
 from schemas.commands import (
     Approve,
@@ -56,8 +58,6 @@ from .capacity import slots_per_queue
 from .decide import decide, resend_dispatched
 from .effects import Dispatch, Effect, Publish, ids_taken
 from .lease import Lease
-from .projection import Projection
-from .readmodel import ReadIndex
 from .reads import Applied, ReadService
 from .snapshot_store import Snapshots, resume_after, tail_after
 

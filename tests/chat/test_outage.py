@@ -5,11 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from promises.projection import Projection
 from schemas.events import MessageDeleted, MessageEdited, MessageReceived, MessagesSkipped
 from services.executor.respond.skipped import reply
 from services.ingest.service import Ingest
 from services.scheduler.intake import deletion, edit_for_message, summary_for_skipped
-from services.scheduler.projection import Projection
 
 from .conftest import ALICE, CAROL, CONFIG, GROUP, notices, settle, stored_messages
 

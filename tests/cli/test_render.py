@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from promises.projection import Projection
 from schemas.events import (
     Approved,
     AttemptFailed,
@@ -13,7 +14,6 @@ from schemas.events import (
     Started,
     Succeeded,
 )
-from services.scheduler.projection import Projection
 from valor import render
 
 T0 = 1_700_000_000.0

@@ -1,7 +1,7 @@
 """``/why``: a promise's story from a recorded event list (pure)."""
 
+from promises.story import elapsed, explain
 from schemas.events import Cancelled, Created, Dispatched, Progress, Spawned, Started, Succeeded
-from services.executor.respond.why import elapsed, explain
 
 from .helpers import CHAT, cancelled_by_failed_dependency, failed_after_retries
 

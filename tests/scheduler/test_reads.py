@@ -6,12 +6,8 @@ import time
 import msgspec
 import pytest
 
-from schemas import subjects
-from schemas.commands import NewPromise
-from schemas.events import Cancelled, Created, MessageReceived, encode
-from services.executor.respond import history
-from services.scheduler.projection import Projection
-from services.scheduler.readmodel import (
+from promises.projection import Projection
+from promises.readmodel import (
     ChatQuery,
     PromiseQuery,
     PromisesQuery,
@@ -20,6 +16,10 @@ from services.scheduler.readmodel import (
     answer,
     fold_answer,
 )
+from schemas import subjects
+from schemas.commands import NewPromise
+from schemas.events import Cancelled, Created, MessageReceived, encode
+from services.executor.respond import history
 from valor import bus
 from valor.client import CommandRefused, ValorClient
 

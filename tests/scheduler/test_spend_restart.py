@@ -14,9 +14,9 @@ import time
 
 from click.testing import CliRunner
 
+from promises.readmodel import PromisesQuery
 from schemas.commands import NewPromise
 from schemas.events import AttemptFailed, AttemptStopped, Evidence, Started, TokenUsage
-from services.scheduler.readmodel import PromisesQuery
 from services.scheduler.service import Scheduler
 from valor import bus, spend
 from valor.cli import main

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from promises.projection import Projection
 from schemas.events import CommandRun, Created, Dispatched, Evidence, FileChange, Started, Succeeded
-from services.scheduler.projection import Projection
 from valor.web import views
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from promises.projection import Projection, Promise
 from schemas.events import (
     AttemptFailed,
     Cancelled,
@@ -22,7 +23,6 @@ from schemas.events import (
     Started,
     Succeeded,
 )
-from services.scheduler.projection import Projection, Promise
 
 
 @dataclass

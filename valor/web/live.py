@@ -19,10 +19,10 @@ import msgspec
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
+from promises.projection import Projection
+from promises.readmodel import ReadIndex
 from schemas import subjects
 from schemas.events import PromiseEvent, decode_promise_event
-from services.scheduler.projection import Projection
-from services.scheduler.readmodel import ReadIndex
 
 
 class LiveLog:

@@ -32,9 +32,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from nats.aio.client import Client
 
+from promises import readmodel
+from promises.readmodel import Answer, PromiseQuery, PromisesQuery, StatusQuery
 from schemas import subjects
-from services.scheduler import readmodel
-from services.scheduler.readmodel import Answer, PromiseQuery, PromisesQuery, StatusQuery
 from valor.client import ValorClient, state_of
 from valor.web import views
 from valor.web.live import LiveLog

@@ -13,8 +13,9 @@ from typing import Any
 
 import msgspec
 
-from services.scheduler.projection import Projection, Promise
-from valor import evidence, render, spend
+from promises import evidence
+from promises.projection import Projection, Promise
+from valor import render, spend
 
 NODE_W, NODE_H = 170, 44  # one promise's box in the SVG
 COL_W, ROW_H = 230, 64  # distance between layers and between rows

@@ -34,18 +34,18 @@ from dataclasses import dataclass
 
 import msgspec
 
+from promises.continuation import CannotContinue, is_claude, session_to_resume
+from promises.plan import PlanError, validate_plan
+from promises.projection import Promise, Schedule
+from promises.story import explain, short, summary
 from schemas.commands import NewPromise, NewSchedule, RespondCommand, RespondResult
 from schemas.events import MessageReceived
-from services.scheduler.continuation import CannotContinue, is_claude, session_to_resume
-from services.scheduler.dag import PlanError, validate_plan
-from services.scheduler.projection import Promise, Schedule
 from valor import budget, recurrence, render, spend
 from valor.config import Config
 
 from . import approval, attached
 from .show import show_step
 from .view import ChatView
-from .why import explain, short, summary
 
 DEFAULT_TYPE = "code"
 AGENT_ONLY = frozenset({"respond"})  # types a chat cannot ask for directly

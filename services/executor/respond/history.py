@@ -16,9 +16,9 @@ from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from promises.readmodel import ChatQuery
 from schemas import subjects
 from schemas.events import MessageReceived, PromiseEvent, decode_message
-from services.scheduler.readmodel import ChatQuery
 from valor.client import ValorClient
 
 from .view import ChatView, chat_view

@@ -138,23 +138,3 @@ def honest_reply(text: str, promises: Sequence[NewPromise], commands: Sequence[R
     return NOTHING_STARTED + checked
 
 
-def reply_with_ids(reply: str, children: Mapping[str, int], promises: Sequence[NewPromise] = ()) -> str:
-    """The reply plus one line naming each spawned promise by its id.
-
-    ``children`` is the ``spawned`` event's name -> id (an unnamed task is keyed
-    by its position, "0", "1", ...); ``promises`` is the respond result's list,
-    used for titles and dependencies when given.
-    ``Promised: #12 setup, #13 write (after #12), #14 run (after #13)``.
-    """
-    if not children:
-        return reply
-    parts = []
-    tasks = {(t.name or str(i)): t for i, t in enumerate(promises)}
-    for key, pid in sorted(children.items(), key=lambda kv: kv[1]):
-        task = tasks.get(key)
-        name = key if task is None or task.name else task.title or task.type
-        after = [f"#{children[a]}" for a in (task.after if task else []) if a in children]
-        after += [f"#{d}" for d in (task.depends_on if task else [])]
-        parts.append(f"#{pid} {name}" + (f" (after {', '.join(after)})" if after else ""))
-    line = "Promised: " + ", ".join(parts)
-    return f"{reply}\n{line}" if reply else line

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 
+from promises.story import explain, result_text
 from schemas.commands import RespondResult
 from schemas.events import MessageReceived
 
 from .view import ChatView
-from .why import explain, result_text
 
 SHOW = re.compile(r"show(?:\s+(?P<which>#?[\w.-]+?))?[.!?]?", re.IGNORECASE)  # "show run." asks for run
 

@@ -27,16 +27,17 @@ request, queued behind nothing it could interrupt.
 
 from __future__ import annotations
 
+from promises.continuation import is_claude
+from promises.projection import Promise
+from promises.states import State
+from promises.story import explain, short
 from schemas.commands import RespondCommand, RespondResult
 from schemas.events import MessageReceived
-from services.scheduler.continuation import is_claude
-from services.scheduler.projection import AWAITING, Promise
 from valor.config import Config
 
 from . import attached, gestures
 from .commands import cancel_one, continuation, is_command, label, retry_one
 from .view import ChatView
-from .why import explain, short
 
 
 def steer(msg: MessageReceived, view: ChatView | None, config: Config) -> RespondResult | None:
@@ -60,7 +61,7 @@ def steer(msg: MessageReceived, view: ChatView | None, config: Config) -> Respon
             return retry(targets, view)
         case gestures.WHY:
             return RespondResult(reply="\n\n".join(explain(view.events.get(p.id, [])) for p in targets))
-    if any(p.status == AWAITING for p in targets):
+    if any(p.status == State.AWAITING for p in targets):
         return None  # "skip step 2" to a plan that waits is an edit of the plan: the agents' (decision 45)
     return instruct(targets, gesture.text, msg, config)
 

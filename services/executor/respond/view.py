@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
+from promises import evidence
+from promises.projection import Projection, Promise, Schedule
+from promises.readmodel import chat_schedules
 from schemas.events import MessageReceived, PromiseEvent
-from services.scheduler.projection import Projection, Promise, Schedule
-from services.scheduler.readmodel import chat_schedules
-from valor import evidence
 
 EventReader = Callable[[list[int]], Awaitable[dict[int, list[PromiseEvent]]]]
 

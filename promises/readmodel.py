@@ -16,6 +16,7 @@ import msgspec
 from schemas.events import PromiseEvent
 
 from .projection import Projection, Promise, Schedule
+from .states import State
 
 ENDPOINTS = ("promise", "promises", "chat", "status")
 SUBJECT_PREFIX = "valor.read"  # endpoint subjects: valor.read.<endpoint>
@@ -80,8 +81,8 @@ class ReadIndex:
 
     def __init__(self, state: Projection) -> None:
         self.state = state
-        self.by_state: dict[str, set[int]] = {}
-        self.where: dict[int, str] = {}
+        self.by_state: dict[State, set[int]] = {}
+        self.where: dict[int, State] = {}
         self.by_chat: dict[int, list[int]] = {}  # creation order
         self.types: set[str] = set()
         for pid in state.promises:

@@ -9,9 +9,10 @@ too, and the headline is the state every other reader sees.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from schemas.commands import NewPromise
 from schemas.events import (
     Approved,
     AttemptFailed,
@@ -30,8 +31,9 @@ from schemas.events import (
     Started,
     Succeeded,
 )
-from services.scheduler.projection import Projection, Promise
-from valor import budget, evidence
+
+from . import evidence
+from .projection import Projection, Promise
 
 
 def explain(events: Sequence[PromiseEvent]) -> str:
@@ -111,7 +113,7 @@ def _line(e: PromiseEvent, t0: float, when: str = "", added: dict[str, str] | No
         case Approved():
             return f"{at}approved by {e.by or 'someone'}" + (f": {e.reason}" if e.reason else "")
         case BudgetAdjusted():
-            return f"{at}{e.by or 'someone'} {budget.describe(e)}"
+            return f"{at}{e.by or 'someone'} {budget_adjusted(e)}"
         case Started():
             again = f" (resumed, delivery {e.delivery})" if e.delivery > 1 else ""
             return f"{at}attempt {e.attempt} started on {e.executor or 'an executor'}{again}"
@@ -198,3 +200,76 @@ def elapsed(seconds: float) -> str:
     if seconds < 86400:
         return f"+{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
     return f"+{int(seconds // 86400)}d{int(seconds % 86400 // 3600):02d}h"
+
+
+# --- words shared by every view ---------------------------------------------------------
+
+
+def usd(amount: float) -> str:
+    """$0.0031, $0.42, $12.50: cents once there are cents, four places below."""
+    return f"${amount:.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.4f}"
+
+
+def when(period: str) -> str:
+    return "today" if period == "day" else "this month"
+
+
+def waited(seconds: float) -> str:
+    """``1h``, ``30m``, ``45s``, ``1d2h``: how long an unanswered plan waits."""
+    seconds = max(0, round(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            n, seconds = divmod(seconds, size)
+            parts.append(f"{n}{unit}")
+    return "".join(parts[:2])
+
+
+def budget_adjusted(e: BudgetAdjusted) -> str:
+    whose = "this chat's" if e.scope == "chat" else f"user {e.target}'s"
+    period = "daily" if e.period == "day" else "monthly"
+    if e.reset:
+        return f"reset {whose} {period} budget ({when(e.period)}'s spend counts afresh)"
+    return f"added {usd(e.add)} to {whose} {period} budget for {when(e.period)}"
+
+
+def reply_with_ids(reply: str, children: Mapping[str, int], promises: Sequence[NewPromise] = ()) -> str:
+    """The reply plus one line naming each spawned promise by its id.
+
+    ``children`` is the ``spawned`` event's name -> id (an unnamed task is keyed
+    by its position, "0", "1", ...); ``promises`` is the respond result's list,
+    used for titles and dependencies when given.
+    ``Promised: #12 setup, #13 write (after #12), #14 run (after #13)``.
+    """
+    if not children:
+        return reply
+    parts = []
+    tasks = {(t.name or str(i)): t for i, t in enumerate(promises)}
+    for key, pid in sorted(children.items(), key=lambda kv: kv[1]):
+        task = tasks.get(key)
+        name = key if task is None or task.name else task.title or task.type
+        after = [f"#{children[a]}" for a in (task.after if task else []) if a in children]
+        after += [f"#{d}" for d in (task.depends_on if task else [])]
+        parts.append(f"#{pid} {name}" + (f" (after {', '.join(after)})" if after else ""))
+    line = "Promised: " + ", ".join(parts)
+    return f"{reply}\n{line}" if reply else line
+
+
+# --- a plan that waits for approval (decision 45) ---------------------------------------------
+
+
+def how_to_answer(steps: list[Created]) -> str:
+    """The line that says a plan waits, why, how to answer and until when."""
+    expiry = steps[0].approve_by
+    ends = f" Unanswered, it is cancelled in {waited(expiry - steps[0].at)}." if expiry is not None else ""
+    return (f"✋ This plan waits for your approval ({steps[0].awaits_approval}). Answer go or 👍 to run it, "
+            f"no to cancel it, or say what to change.{ends}")
+
+
+def approval_prompt(steps: list[Created]) -> str:
+    """A waiting plan told without a checklist (one step, or a long reply): its steps and how to answer."""
+    lines = []
+    for s in steps:
+        after = ", ".join(f"#{d}" for d in s.depends_on)
+        lines.append(f"#{s.id} {s.name or short(s.title, 40)} ({s.task}{f', after {after}' if after else ''})")
+    return "\n".join([*lines, how_to_answer(steps)])
