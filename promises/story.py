@@ -1,9 +1,16 @@
-"""``/why 12``: what happened to a promise, told from its events.
+"""The one story-teller: a promise's facts and events told in words.
 
-Pure: a function of the promise's events in log order.  The events are folded
-with the scheduler's own projection, so an event the fold ignores (a late
-duplicate, a result after the promise was cancelled) is left out of the story
-too, and the headline is the state every other reader sees.
+Pure.  Every view tells a promise in these words: the chat's ``/why``,
+``/status`` and ``/list``, the CLI's ``show`` and ``list``, the notifier's
+messages and checklists, the web page.  Views choose the layout (a line, a
+table cell, Telegram markdown, an emoji in front) but never their own words,
+so one fact reads the same wherever it is seen: a retry is "retry scheduled:
+attempt 2 in 1.0s" in ``/why`` and in ``valor show`` alike.
+
+``explain`` (``/why``) folds the promise's events with the projection, so an
+event the fold ignores (a late duplicate, a result after the promise was
+cancelled) is left out of the story too, and the headline is the state every
+other reader sees.
 """
 
 from __future__ import annotations
@@ -20,23 +27,201 @@ from schemas.events import (
     BudgetAdjusted,
     Cancelled,
     Created,
+    Dispatched,
     Failed,
     InputEdited,
     InstructionsAdded,
     InstructionsDelivered,
+    NoticeFailed,
+    NoticeIntended,
+    Notified,
+    Progress,
     PromiseEvent,
     RequestDeleted,
     RetryScheduled,
+    ScheduleCreated,
+    ScheduleDeleted,
+    SchedulePaused,
+    ScheduleResumed,
     Spawned,
     Started,
     Succeeded,
+    TicksSkipped,
 )
 
 from . import evidence
 from .projection import Projection, Promise
+from .states import State
+
+# --- a promise's state ------------------------------------------------------------------------
+# The words for where a promise is; each view puts its label (and, in Telegram, an emoji) before them.
+
+
+def succeeded(attempt: int | None = None, took: float | None = None) -> str:
+    """``succeeded on attempt 2 in 1.0s``: either part when known."""
+    on = f" on attempt {attempt}" if attempt else ""
+    return f"succeeded{on}" + (f" in {duration(took)}" if took is not None else "")
+
+
+def failed(reason: str | None, attempts: int | None = None, took: float | None = None) -> str:
+    after = f" after {plural(attempts, 'attempt')}" if attempts else ""
+    after += f" after {duration(took)}" if took is not None and not attempts else ""
+    return f"failed{after}: {reason or 'no reason recorded'}"
+
+
+def cancelled(reason: str | None, attempts: int | None = None) -> str:
+    when = "" if attempts is None else f" after {plural(attempts, 'attempt')}" if attempts else " before it started"
+    return f"cancelled{when}: {reason or 'no reason recorded'}"
+
+
+def retrying(attempt: int, error: str | None) -> str:
+    return f"attempt {attempt} failed, retrying: {error or 'no error recorded'}"
+
+
+def running(attempt: int | None = None, of: int | None = None, progress: str | None = None,
+            fraction: float | None = None) -> str:
+    which = f", attempt {attempt} of {of}" if attempt and of else ""
+    share = f" ({fraction:.0%})" if fraction is not None else ""
+    return f"running{which}{share}" + (f": {progress}" if progress else "")
+
+
+def awaiting(reason: str | None) -> str:
+    return f"awaiting approval ({reason})" if reason else "awaiting approval"
+
+
+def waiting_for(deps: Sequence[int]) -> str:
+    return f"waiting for {ids(deps)}" if deps else "waiting for its start time"
+
+
+def state_words(p: Promise, result_width: int = 0) -> str:
+    """Where ``p`` is, in words; ``result_width`` > 0 adds a success's one-line result."""
+    s, state = p.spec, p.state
+    match state:
+        case State.SUCCEEDED:
+            words = succeeded(p.attempt)
+            return f"{words}: {summary(p.result, result_width)}" if result_width else words
+        case State.FAILED:
+            return failed(p.error, p.attempt)
+        case State.CANCELLED:
+            return cancelled(p.error, p.attempt)
+        case State.RUNNING:
+            return running(p.attempt, s.max_attempts, p.progress)
+        case State.RETRYING:
+            return retrying(p.attempt, p.error)
+        case State.AWAITING:
+            return awaiting(s.awaits_approval)
+        case State.WAITING:
+            pending = [d for d in s.depends_on] if p.pending_deps else []
+            return waiting_for(pending)
+    return str(state)
+
+
+def label(p: Promise, width: int = 60) -> str:
+    """``#12 echo "title"``: how a promise is named in a sentence."""
+    return f"#{p.id} {p.spec.task} {json.dumps(short(p.spec.title, width), ensure_ascii=False)}"
+
+
+def headline(p: Promise) -> str:
+    """``#12 echo "title": failed after 3 attempts: boom``: a promise and where it is."""
+    return f"{label(p)}: {state_words(p)}"
+
+
+# --- events -----------------------------------------------------------------------------------
+
+# Facts about delivery and notices: in the full timeline (``valor show``), not in the chat's /why.
+BOOKKEEPING = (Dispatched, Progress, Notified, NoticeIntended, NoticeFailed)
+
+
+def phrase(e: Any, moment: str = "", added: Mapping[str, str] | None = None) -> str | None:
+    """What ``e`` says happened, or None for an event with nothing to tell.
+
+    ``moment``: where instructions added now go (``explain`` knows it from the fold);
+    ``added``: request id -> instructions' text, for the delivery of ones added earlier.
+    """
+    match e:
+        case Created():
+            origin = f" by #{e.parent_id}" if e.parent_id else ""
+            if e.name:
+                origin += f" as step '{e.name}'"
+            after = f", after {ids(e.depends_on)}" if e.depends_on else ""
+            later = f", not before {elapsed(e.not_before - e.at)}" if e.not_before else ""
+            retry = f", retrying #{e.retry_of}" if e.retry_of else ""
+            retry += f", continuing #{e.continues} in its session" if e.continues else ""
+            tries = f"; up to {e.max_attempts} attempts" if e.max_attempts > 1 else ""
+            held = f"; {awaiting(e.awaits_approval)}" if e.awaits_approval else ""
+            return f"created{origin}{after}{later}{retry}{tries}{held}"
+        case Approved():
+            return f"approved by {e.by or 'someone'}" + (f": {e.reason}" if e.reason else "")
+        case BudgetAdjusted():
+            return f"{e.by or 'someone'} {budget_adjusted(e)}"
+        case Dispatched():
+            return f"attempt {e.attempt} dispatched"
+        case Started():
+            again = f" (resumed, delivery {e.delivery})" if e.delivery > 1 else ""
+            return f"attempt {e.attempt} started on {e.executor or 'an executor'}{again}"
+        case Progress():
+            share = f" ({e.fraction:.0%})" if e.fraction is not None else ""
+            return f"attempt {e.attempt} progress{share}: {e.text}"
+        case AttemptFailed():
+            kind = "" if e.retryable else " (not retryable)"
+            return f"attempt {e.attempt} failed{kind}: {e.error}"
+        case AttemptStopped():
+            return f"attempt {e.attempt} stopped: {e.reason}"
+        case RetryScheduled():
+            return f"retry scheduled: attempt {e.next_attempt} in {duration(e.delay)}"
+        case Failed():
+            return failed(e.reason)
+        case Cancelled():
+            by = "the scheduler" if e.by == "scheduler" else (e.by or "someone")
+            cause = f" (because #{e.cause_id} ended)" if e.cause_id else ""
+            return f"cancelled by {by}{cause}: {e.reason}"
+        case Succeeded():
+            return f"{succeeded(e.attempt, e.duration)}: {summary(e.result)}"
+        case InstructionsAdded():
+            by = f" from message {e.message_id}" if e.message_id else ""
+            by += f" by {e.by}" if e.by and not e.message_id else ""
+            when = f" {moment}" if moment else ""
+            return f"instructions added{by}{when}: {json.dumps(short(e.text, 200), ensure_ascii=False)}"
+        case InputEdited():
+            text = json.dumps(short(e.text, 200), ensure_ascii=False)
+            if e.applied:
+                return f"message {e.message_id} was edited before it started; the new text replaced its input: {text}"
+            return f"message {e.message_id} was edited after it started; the new text was not run: {text}"
+        case RequestDeleted():
+            if e.cancelled:
+                return f"message {e.message_id} was deleted before it started"
+            return f"message {e.message_id} was deleted after it started; nothing was undone"
+        case InstructionsDelivered():
+            text = (added or {}).get(e.request_id)
+            what = f" {json.dumps(short(text, 60), ensure_ascii=False)}" if text else ""
+            return f"attempt {e.attempt} took the instructions{what} into its running session"
+        case Spawned():
+            if e.error:
+                return f"its plan was refused: {e.error}"
+            if e.children:
+                return "promised " + ", ".join(f"#{i} {n}" for n, i in e.children.items())
+            return None
+        case Notified():
+            return f"told chat {e.chat_id} ({e.kind})"
+        case NoticeIntended():
+            return f"about to tell chat {e.chat_id} ({e.kind})"
+        case NoticeFailed():
+            return f"could not tell chat {e.chat_id} ({e.kind}): {e.reason}"
+        case ScheduleCreated():
+            return f"schedule created: {e.title}"
+        case SchedulePaused():
+            return "schedule paused"
+        case ScheduleResumed():
+            return "schedule resumed"
+        case ScheduleDeleted():
+            return "schedule deleted"
+        case TicksSkipped():
+            return f"{plural(e.count, 'tick')} skipped"
+    return None
 
 
 def explain(events: Sequence[PromiseEvent]) -> str:
+    """``/why``: the headline, then what happened, each line at its time since the promise was created."""
     created = next((e for e in events if isinstance(e, Created)), None)
     if created is None:
         return "I have no record of that promise."
@@ -46,114 +231,67 @@ def explain(events: Sequence[PromiseEvent]) -> str:
     for e in events:
         if getattr(e, "id", None) != created.id:
             continue
-        when = _moment(state.promises.get(created.id))
+        moment = _moment(state.promises.get(created.id))
         if isinstance(e, InstructionsAdded):
             added[e.request_id] = e.text
         if state.apply(e):
-            line = _line(e, created.at, when, added)
+            line = None if isinstance(e, BOOKKEEPING) else phrase(e, moment, added)
             if line:
-                story.append(line)
+                story.append(f"{elapsed(e.at - created.at)} {line}")
             if isinstance(e, Succeeded | AttemptFailed | AttemptStopped) and e.evidence is not None:
                 story += ["    " + fact for fact in evidence.lines(e.evidence)]
     p = state.promises[created.id]
-    out = [headline(p)]
-    if p.progress and not p.terminal:
-        out.append(f"Last progress: {p.progress}")
-    return "\n".join(out + story)
+    return "\n".join([headline(p), *story])
 
 
-def headline(p: Promise) -> str:
-    s = p.spec
-    what = f"#{p.id} {s.task} \"{short(s.title, 60)}\""
-    attempts = f"{p.attempt} attempt{'s' if p.attempt != 1 else ''}"
-    match p.state:
-        case "succeeded":
-            return f"{what} succeeded on attempt {p.attempt}."
-        case "failed":
-            return f"{what} failed after {attempts}: {p.error}"
-        case "cancelled":
-            tail = f" after {attempts}" if p.attempt else " before it started"
-            return f"{what} was cancelled{tail}: {p.error}"
-        case "running":
-            return f"{what} is running (attempt {p.attempt} of {s.max_attempts})."
-        case "retrying":
-            return f"{what} is waiting to retry (attempt {p.attempt} of {s.max_attempts} failed)."
-        case "awaiting_approval":
-            return f"{what} is waiting for approval ({s.awaits_approval})."
-        case "waiting" if p.pending_deps:
-            return f"{what} is waiting for {', '.join(f'#{d}' for d in s.depends_on)}."
-        case "waiting":
-            return f"{what} is waiting for its start time."
-    return f"{what} is {p.state}."
+def timeline(events: Sequence[PromiseEvent]) -> list[str]:
+    """``valor show``: every event, bookkeeping too, at its time since the first, with its evidence in brief."""
+    if not events:
+        return []
+    start, added = events[0].at, {}
+    out = []
+    for e in events:
+        if isinstance(e, InstructionsAdded):
+            added[e.request_id] = e.text
+        out.append(f"{elapsed(e.at - start, precise=True)} {entry(e, added)}")
+    return out
+
+
+def entry(e: Any, added: Mapping[str, str] | None = None) -> str:
+    """One event in a full timeline: its phrase (its type's name when it has none) and its evidence in brief."""
+    words = phrase(e, added=added) or type(e).__name__
+    proof = getattr(e, "evidence", None)
+    return f"{words} ({evidence.brief(proof)})" if proof is not None else words
 
 
 def _moment(p: Promise | None) -> str:
     """Where instructions added now go, told in the story."""
-    if p is not None and p.state == "running":
+    if p is not None and p.state == State.RUNNING:
         return "while it ran, for the running attempt"
     if p is None or p.started_at is None:
         return "before it started; they join its input"
     return "between attempts; they join the next one's input"
 
 
-def _line(e: PromiseEvent, t0: float, when: str = "", added: dict[str, str] | None = None) -> str | None:
-    at = f"{elapsed(e.at - t0)} "
-    match e:
-        case Created():
-            origin = f" by #{e.parent_id}" if e.parent_id else ""
-            if e.name:
-                origin += f" as step '{e.name}'"
-            after = f", after {', '.join(f'#{d}' for d in e.depends_on)}" if e.depends_on else ""
-            later = f", not before {elapsed(e.not_before - e.at)}" if e.not_before else ""
-            retry = f", retrying #{e.retry_of}" if e.retry_of else ""
-            retry += f", continuing #{e.continues} in its session" if e.continues else ""
-            tries = f"; up to {e.max_attempts} attempts" if e.max_attempts > 1 else ""
-            held = f"; awaiting approval ({e.awaits_approval})" if e.awaits_approval else ""
-            return f"{at}created{origin}{after}{later}{retry}{tries}{held}"
-        case Approved():
-            return f"{at}approved by {e.by or 'someone'}" + (f": {e.reason}" if e.reason else "")
-        case BudgetAdjusted():
-            return f"{at}{e.by or 'someone'} {budget_adjusted(e)}"
-        case Started():
-            again = f" (resumed, delivery {e.delivery})" if e.delivery > 1 else ""
-            return f"{at}attempt {e.attempt} started on {e.executor or 'an executor'}{again}"
-        case AttemptFailed():
-            kind = "" if e.retryable else " (not retryable)"
-            return f"{at}attempt {e.attempt} failed{kind}: {e.error}"
-        case AttemptStopped():
-            return f"{at}attempt {e.attempt} stopped: {e.reason}"
-        case RetryScheduled():
-            return f"{at}attempt {e.next_attempt} scheduled in {e.delay:.1f}s"
-        case Failed():
-            return f"{at}failed: {e.reason}"
-        case Cancelled():
-            by = "the scheduler" if e.by == "scheduler" else (e.by or "someone")
-            cause = f" (because #{e.cause_id} ended)" if e.cause_id else ""
-            return f"{at}cancelled by {by}{cause}: {e.reason}"
-        case Succeeded():
-            return f"{at}succeeded on attempt {e.attempt} in {e.duration:.1f}s: {summary(e.result)}"
-        case InstructionsAdded():
-            by = f" from message {e.message_id}" if e.message_id else ""
-            return f"{at}instructions added{by} {when}: {json.dumps(short(e.text, 200), ensure_ascii=False)}"
-        case InputEdited():
-            text = json.dumps(short(e.text, 200), ensure_ascii=False)
-            if e.applied:
-                return f"{at}message {e.message_id} was edited before it started; the new text replaced its input: {text}"
-            return f"{at}message {e.message_id} was edited after it started; the new text was not run: {text}"
-        case RequestDeleted():
-            if e.cancelled:
-                return f"{at}message {e.message_id} was deleted before it started"
-            return f"{at}message {e.message_id} was deleted after it started; nothing was undone"
-        case InstructionsDelivered():
-            text = (added or {}).get(e.request_id)
-            what = f" {json.dumps(short(text, 60), ensure_ascii=False)}" if text else ""
-            return f"{at}attempt {e.attempt} took the instructions{what} into its running session"
-        case Spawned():
-            if e.error:
-                return f"{at}its plan was refused: {e.error}"
-            if e.children:
-                return f"{at}promised " + ", ".join(f"#{i} {n}" for n, i in e.children.items())
-    return None  # dispatched, progress, notified: not part of the story
+def ids(promises: Sequence[int]) -> str:
+    return ", ".join(f"#{d}" for d in promises)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def duration(seconds: float) -> str:
+    """``0.2s``, ``1m02s``, ``1h02m``: how long something took."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+# --- results ----------------------------------------------------------------------------------
 
 
 RESULT_KEYS = ("summary", "reply", "text", "output", "stdout")  # where a result keeps its text
@@ -191,10 +329,11 @@ def short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def elapsed(seconds: float) -> str:
+def elapsed(seconds: float, precise: bool = False) -> str:
+    """``+1.5s``, ``+2m05s``: time since the promise began; ``precise``: milliseconds under a minute."""
     seconds = max(0.0, seconds)
     if seconds < 60:
-        return f"+{seconds:.1f}s"
+        return f"+{seconds:.3f}s" if precise else f"+{seconds:.1f}s"
     if seconds < 3600:
         return f"+{int(seconds // 60)}m{int(seconds % 60):02d}s"
     if seconds < 86400:

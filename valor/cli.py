@@ -26,6 +26,7 @@ from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 
 from promises.projection import Projection
 from promises.readmodel import PromiseQuery, PromisesQuery
+from promises.states import PUBLIC_ORDER, State
 from schemas import subjects
 from schemas.commands import NewPromise, heartbeat_decoder
 from schemas.events import PromiseEvent
@@ -37,7 +38,7 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT = 2.0
 REPLY_TIMEOUT = 10.0
-STATES = ("awaiting_approval", "waiting", "queued", "running", "retrying", "succeeded", "failed", "cancelled")
+STATES = tuple(s.value for s in PUBLIC_ORDER)
 STREAMS = (subjects.CHAT, subjects.PROMISES, subjects.WORK, subjects.COMMANDS, subjects.DLQ)
 
 
@@ -219,7 +220,7 @@ def wait(ids, timeout):
     ids = list(dict.fromkeys(ids))
 
     def any_ended_badly(found) -> bool:
-        return any(p.state in ("failed", "cancelled") for p in found.values())
+        return any(p.state in (State.FAILED, State.CANCELLED) for p in found.values())
 
     async def body(client: ValorClient):
         return await client.follow(ids, timeout, enough=any_ended_badly)
@@ -227,10 +228,10 @@ def wait(ids, timeout):
     states, timed_out = run(body)
     for pid, p in states.items():
         if p.state in TERMINAL_STATES:
-            click.echo(f"#{pid} {p.state}" + (f": {p.error}" if p.state != "succeeded" and p.error else ""))
+            click.echo(f"#{pid} {p.state}" + (f": {p.error}" if p.state != State.SUCCEEDED and p.error else ""))
     still_open = [f"#{pid} {states[pid].state if pid in states else '(unread)'}" for pid in ids
                   if pid not in states or states[pid].state not in TERMINAL_STATES]
-    if any(p.state in ("failed", "cancelled") for p in states.values()):
+    if any(p.state in (State.FAILED, State.CANCELLED) for p in states.values()):
         if still_open:
             click.echo("still open: " + ", ".join(still_open), err=True)
         sys.exit(1)

@@ -25,6 +25,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from promises import readmodel
 from promises.projection import Projection, Promise
 from promises.readmodel import Answer, PromiseQuery, PromisesQuery, StatusQuery
+from promises.states import TERMINAL
 from schemas import subjects
 from schemas.commands import (
     AnyCommand,
@@ -41,7 +42,7 @@ from schemas.commands import (
 )
 from schemas.events import PromiseEvent, decode_promise_event, encode
 
-TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+TERMINAL_STATES = tuple(sorted(TERMINAL))  # also the names of the events that end a promise
 # Longer than the service's own wait for its projection to catch up (reads.FRESH_WAIT).
 READ_TIMEOUT = 3.0
 # How often a waiter reads the open ids anyway, in case its subscription to their endings lost one.

@@ -22,7 +22,8 @@ from typing import Any
 import msgspec
 
 from promises import evidence, story
-from promises.story import reply_with_ids
+from promises.states import State
+from promises.story import duration, reply_with_ids
 from promises.story import result_text as summary
 from schemas.commands import RespondResult
 from schemas.events import Cancelled, Failed, InputEdited, Succeeded
@@ -93,15 +94,6 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.strip().encode()).hexdigest()[:16]
 
 
-def duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
 def label(item: Item) -> str:
     title = item.spec.title or item.spec.task
     return f"#{item.id} {title}"
@@ -116,17 +108,16 @@ def terminal(item: Item, board: Board) -> str:
         case Succeeded():
             failed = evidence.check_failed(item.evidence)
             if failed is not None:
-                text = (f"⚠️ {label(item)} — done in {duration(end.duration)}, but its check failed: "
+                text = (f"⚠️ {label(item)} — {story.succeeded(took=end.duration)}, but its check failed: "
                         f"`{evidence.clip(failed.command)}` exited {failed.exit_code}")
             else:
-                text = f"✅ {label(item)} — done in {duration(end.duration)}"
+                text = f"✅ {label(item)} — {story.succeeded(took=end.duration)}"
             return "\n\n".join(part for part in (text, summary(end.result), proof) if part)
         case Failed():
-            took = f" after {duration(end.at - item.started_at)}" if item.started_at and end.at else ""
-            text = f"❌ {label(item)} — failed{took}: {end.reason}"
+            text = f"❌ {label(item)} — {story.failed(end.reason, took=_took(item, end))}"
             return f"{text}\n\n{proof}" if proof else text
         case Cancelled():
-            return f"🚫 {label(item)} — cancelled: {end.reason}"
+            return f"🚫 {label(item)} — {story.cancelled(end.reason)}"
     raise ValueError(f"#{item.id} has not ended")
 
 
@@ -173,19 +164,16 @@ def status(item: Item) -> str:
     end = item.end
     match end:
         case Succeeded() if evidence.check_failed(item.evidence):
-            return f"⚠️ {label(item)}: done in {duration(end.duration)}, its check failed"
+            return f"⚠️ {label(item)}: {story.succeeded(took=end.duration)}, its check failed"
         case Succeeded():
-            return f"✅ {label(item)}: done in {duration(end.duration)}"
+            return f"✅ {label(item)}: {story.succeeded(took=end.duration)}"
         case Failed():
-            return f"❌ {label(item)}: failed"
+            return f"❌ {label(item)}: {State.FAILED}"
         case Cancelled():
-            return f"🚫 {label(item)}: cancelled"
+            return f"🚫 {label(item)}: {State.CANCELLED}"
     if item.retrying:
-        return f"🔁 {label(item)}: attempt {item.attempt} failed ({item.retrying[:200]}); retrying"
-    text = f"⏳ {label(item)}: {item.progress or 'running'}"
-    if item.fraction is not None:
-        text += f" ({item.fraction:.0%})"
-    return text
+        return f"🔁 {label(item)}: {story.retrying(item.attempt, item.retrying[:200])}"
+    return f"⏳ {label(item)}: {story.running(progress=item.progress, fraction=item.fraction)}"
 
 
 # --- plans ------------------------------------------------------------------------
@@ -266,23 +254,25 @@ def step_state(item: Item, board: Board) -> tuple[str, str]:
             result = step_result(item)
             return icon, duration(end.duration) + (f" · {result}" if result else "")
         case Failed():
-            took = f" after {duration(end.at - item.started_at)}" if item.started_at and end.at else ""
-            return "❌", f"failed{took}: {end.reason}"
+            return "❌", story.failed(end.reason, took=_took(item, end))
         case Cancelled():
-            return "🚫", f"cancelled: {end.reason}"
+            return "🚫", story.cancelled(end.reason)
     if item.awaiting:
-        after = ", ".join(f"#{d}" for d in item.spec.depends_on)
-        return "✋", f"{item.spec.task}, awaiting approval" + (f", after {after}" if after else "")
+        after = f", after {story.ids(item.spec.depends_on)}" if item.spec.depends_on else ""
+        return "✋", f"{item.spec.task}, {story.awaiting(None)}{after}"
     if item.retrying:
-        return "🔁", f"attempt {item.attempt} failed, retrying: {item.retrying}"
+        return "🔁", story.retrying(item.attempt, item.retrying)
     if item.started_at is not None:
-        share = f" ({item.fraction:.0%})" if item.fraction is not None else ""
-        return "⏳", f"running{share}" + (f": {item.progress}" if item.progress else "")
+        return "⏳", story.running(progress=item.progress, fraction=item.fraction)
     waits = [d for d in item.spec.depends_on
              if (dep := board.items.get(d)) is None or not isinstance(dep.end, Succeeded)]
     if waits:
-        return "⏸", "after " + ", ".join(f"#{d}" for d in waits)
-    return "🕓", "queued"
+        return "⏸", story.waiting_for(waits)
+    return "🕓", State.QUEUED
+
+
+def _took(item: Item, end: Failed) -> float | None:
+    return end.at - item.started_at if item.started_at and end.at else None
 
 
 def step_result(item: Item) -> str:
@@ -290,7 +280,7 @@ def step_result(item: Item) -> str:
     return evidence.brief(item.evidence) or next(iter(summary(item.end.result).strip().splitlines()), "")
 
 
-STATES = (("succeeded", Succeeded), ("failed", Failed), ("cancelled", Cancelled))
+STATES = ((State.SUCCEEDED, Succeeded), (State.FAILED, Failed), (State.CANCELLED, Cancelled))
 
 
 def tally(steps: list[Item]) -> str:

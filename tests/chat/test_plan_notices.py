@@ -124,7 +124,7 @@ def test_a_three_step_plan_is_one_checklist_edited_in_place_and_one_final_reply(
     assert [(p, k) for p, k, _, _ in chat.sent] == [(1, "terminal")]
     checklist = chat.message(1, "terminal")
     assert checklist.startswith(PLAN_REPLY + "\n\n")
-    assert "🕓 1. setup #2 — queued" in checklist and "⏸ 2. write #3 — after #2" in checklist
+    assert "🕓 1. setup #2 — queued" in checklist and "⏸ 2. write #3 — waiting for #2" in checklist
     assert "Promised:" not in checklist  # the checklist names the ids
 
     chat.play(*ran(2, 110.0, result="ready"))
@@ -406,5 +406,5 @@ async def test_replying_show_to_a_plan_s_message_answers_with_that_step_s_full_r
         question = await alice.says(ALICE, ALICE, text, reply_to=to.id)
         await settle(agent, notifier, expect_respond=asked_so_far)
         [answer] = replies_to(alice, question.id)
-        assert answer.text.startswith(f'#{write.id} echo "write" succeeded on attempt 1.')
+        assert answer.text.startswith(f'#{write.id} echo "write": succeeded on attempt 1')
         assert answer.text.endswith("Result:\n" + json.dumps(write.result, ensure_ascii=False))

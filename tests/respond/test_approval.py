@@ -110,7 +110,7 @@ def test_without_a_language_model_an_edit_is_refused_with_the_reason():
 
 def test_show_n_replying_to_a_waiting_plan_still_shows_the_step():
     shown = command_answer(msgspec.structs.replace(message("show 2"), reply_to=610), ONE, DEFAULT)
-    assert shown.reply.startswith('#12 code "write things" is waiting for approval')
+    assert shown.reply.startswith('#12 code "write things": awaiting approval')
 
 
 @pytest.mark.parametrize("text, reply_to, expected", [
@@ -148,6 +148,6 @@ def test_the_plan_is_shown_with_names_types_dependencies_ids_and_how_to_answer()
 def test_status_why_and_help_tell_of_approval():
     assert status_line(ONE.get(12)) == f'#12 code "write things": awaiting approval ({WHY})'
     story = explain(ONE.events[12])
-    assert story.splitlines()[0] == f'#12 code "write things" is waiting for approval ({WHY}).'
+    assert story.splitlines()[0] == f'#12 code "write things": awaiting approval ({WHY})'
     assert story.splitlines()[1].endswith(f"created by #10 as step 'write', after #11; awaiting approval ({WHY})")
     assert "answer go (or 👍) to run it, no to cancel it" in help_text(DEFAULT)

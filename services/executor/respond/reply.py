@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from promises.states import State
 from schemas.commands import NewPromise, RespondCommand
 
 # Words that announce work: a reply that says them must be backed by a promise.
@@ -114,7 +115,7 @@ def check_claims(text: str, recorded: Mapping[int, str]) -> str:
             if question or not claims_result(clause):
                 continue
             known = {pid: recorded[pid] for pid in named if pid in recorded}
-            wrong = {pid: state for pid, state in known.items() if state != "succeeded"}
+            wrong = {pid: state for pid, state in known.items() if state != State.SUCCEEDED}
             if not known or wrong:
                 unbacked = True
                 against.update(wrong)

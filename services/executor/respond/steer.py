@@ -114,9 +114,9 @@ def instruct(targets: list[Promise], text: str, msg: MessageReceived, config: Co
     if not is_claude(p, config):
         return RespondResult(reply=f"#{p.id} is a {p.spec.task} task: its input is fixed, so it takes no "
                                    "instructions. Reply stop to cancel it, or send a new request.")
-    if p.state == "running":
+    if p.state == State.RUNNING:
         reply = f"Passing that to {label(p)} while it runs: {short(text, 80)}"
-    elif p.state == "retrying":
+    elif p.state == State.RETRYING:
         reply = f"Added to {label(p)} for its next attempt: {short(text, 80)}"
     else:
         reply = f"Added to {label(p)} before it starts: {short(text, 80)}"

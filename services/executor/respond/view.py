@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from promises import evidence
 from promises.projection import Projection, Promise, Schedule
 from promises.readmodel import chat_schedules
+from promises.states import State
 from schemas.events import MessageReceived, PromiseEvent
 
 EventReader = Callable[[list[int]], Awaitable[dict[int, list[PromiseEvent]]]]
@@ -47,7 +48,7 @@ class ChatView:
         out = {}
         for pid, p in self.promises.items():
             # A succeeded promise's evidence is its succeeding attempt's: the last one that ended.
-            failed = evidence.check_failed(p.evidence) if p.state == "succeeded" and p.evidence else None
+            failed = evidence.check_failed(p.evidence) if p.state == State.SUCCEEDED and p.evidence else None
             out[pid] = f"succeeded but its last check exited {failed.exit_code}" if failed else p.state
         return out
 
