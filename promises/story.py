@@ -121,6 +121,11 @@ def label(p: Promise, width: int = 60) -> str:
     return f"#{p.id} {p.spec.task} {json.dumps(short(p.spec.title, width), ensure_ascii=False)}"
 
 
+def listed(p: Promise, width: int = 60) -> str:
+    """``#12 running echo "title"``: a promise as one row of a list or tree."""
+    return f"#{p.id} {p.state} {p.spec.task} {json.dumps(short(p.spec.title, width), ensure_ascii=False)}"
+
+
 def headline(p: Promise) -> str:
     """``#12 echo "title": failed after 3 attempts: boom``: a promise and where it is."""
     return f"{label(p)}: {state_words(p)}"

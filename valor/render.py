@@ -103,7 +103,7 @@ def fields(p: Promise) -> list[tuple[str, str]]:
 def label(p: Promise | None, pid: int) -> str:
     if p is None:
         return f"#{pid} (unknown)"
-    return f"#{pid} {p.state} {p.spec.task} {json.dumps(p.spec.title, ensure_ascii=False)}"
+    return story.listed(p)
 
 
 def tree(p: Promise, state: Projection) -> list[str]:

@@ -449,7 +449,7 @@ def _list(rest, msg, view, config) -> RespondResult:
     if not work:
         return RespondResult(reply="This chat has no promises yet. Send /do <what to do> to make one.")
     shown = work[-LIST_LIMIT:]
-    lines = [f"#{p.id} {p.state} {p.spec.task} \"{short(p.spec.title, 50)}\"" for p in shown]
+    lines = [story.listed(p, 50) for p in shown]
     if len(work) > len(shown):
         lines.insert(0, f"The last {len(shown)} of {len(work)}:")
     return RespondResult(reply="\n".join(lines))
