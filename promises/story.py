@@ -101,7 +101,7 @@ def state_words(p: Promise, result_width: int = 0) -> str:
             words = succeeded(p.attempt)
             return f"{words}: {summary(p.result, result_width)}" if result_width else words
         case State.FAILED:
-            return failed(p.error, p.attempt)
+            return failed(p.error)  # the scheduler's reason already counts the attempts
         case State.CANCELLED:
             return cancelled(p.error, p.attempt)
         case State.RUNNING:
@@ -204,7 +204,8 @@ def phrase(e: Any, moment: str = "", added: Mapping[str, str] | None = None) -> 
             if e.error:
                 return f"its plan was refused: {e.error}"
             if e.children:
-                return "promised " + ", ".join(f"#{i} {n}" for n, i in e.children.items())
+                # An unnamed task is keyed by its position: its id alone names it.
+                return "promised " + ", ".join(f"#{i}" + ("" if n.isdigit() else f" {n}") for n, i in e.children.items())
             return None
         case Notified():
             return f"told chat {e.chat_id} ({e.kind})"

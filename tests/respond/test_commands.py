@@ -238,7 +238,7 @@ def chat_log():
 def test_status_of_one_promise():
     assert say("/status #14", chat_log()).reply == '#14 sleep "long job": running, attempt 1 of 1'
     assert say("/status 12", chat_log()).reply == \
-        '#12 fail "flaky job": failed after 3 attempts: connection refused: db:5432 (after 3 attempts)'
+        '#12 fail "flaky job": failed: connection refused: db:5432 (after 3 attempts)'
     assert say("/status 5", chat_log()).reply == '#5 echo "first": succeeded on attempt 1: {"ok": true}'
 
 

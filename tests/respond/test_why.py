@@ -8,7 +8,7 @@ from .helpers import CHAT, cancelled_by_failed_dependency, failed_after_retries
 
 def test_failed_after_retries():
     assert explain(failed_after_retries(12)) == "\n".join([
-        '#12 fail "flaky job": failed after 3 attempts: connection refused: db:5432 (after 3 attempts)',
+        '#12 fail "flaky job": failed: connection refused: db:5432 (after 3 attempts)',
         "+0.0s created by #10 as step 'job'; up to 3 attempts",
         "+0.2s attempt 1 started on exec-1",
         "+0.5s attempt 1 failed: connection refused: db:5432",
