@@ -225,13 +225,13 @@ def plan_final(item: Item, steps: list[Item], board: Board) -> str:
     ok = [s for s in steps if isinstance(s.end, Succeeded)]
     checks = [s for s in ok if evidence.check_failed(s.evidence)]
     ends = [s.end.at for s in steps if s.end is not None and s.end.at]
-    took = f" in {duration(max(ends) - item.spawned.at)}" if ends and item.spawned.at else ""
+    took = max(ends) - item.spawned.at if ends and item.spawned.at else None
     if len(ok) == n and not checks:
-        head = f"✅ All {n} steps done{took}."
+        head = f"✅ All {n} steps {story.succeeded(took=took)}."
     elif len(ok) == n:
-        head = f"⚠️ All {n} steps done{took}, but the last check of {_names(checks)} failed."
+        head = f"⚠️ All {n} steps {story.succeeded(took=took)}, but the last check of {_names(checks)} failed."
     else:
-        head = f"❌ The plan ended{took}: {tally(steps)}."
+        head = f"❌ The plan ended{f' in {duration(took)}' if took is not None else ''}: {tally(steps)}."
     lines = [step_line(i, step, board, FINAL_LINE) for i, step in enumerate(steps, 1)]
     return "\n".join([head, "", *lines, "", SHOW_HINT])
 
