@@ -63,9 +63,9 @@ def succeeded(attempt: int | None = None, took: float | None = None) -> str:
     return f"succeeded{on}" + (f" in {duration(took)}" if took is not None else "")
 
 
-def failed(reason: str | None, attempts: int | None = None, took: float | None = None) -> str:
-    after = f" after {plural(attempts, 'attempt')}" if attempts else ""
-    after += f" after {duration(took)}" if took is not None and not attempts else ""
+def failed(reason: str | None, took: float | None = None) -> str:
+    """``failed after 1.5s: boom``; the scheduler's reason says how many attempts it took."""
+    after = f" after {duration(took)}" if took is not None else ""
     return f"failed{after}: {reason or 'no reason recorded'}"
 
 
@@ -101,7 +101,7 @@ def state_words(p: Promise, result_width: int = 0) -> str:
             words = succeeded(p.attempt)
             return f"{words}: {summary(p.result, result_width)}" if result_width else words
         case State.FAILED:
-            return failed(p.error)  # the scheduler's reason already counts the attempts
+            return failed(p.error)
         case State.CANCELLED:
             return cancelled(p.error, p.attempt)
         case State.RUNNING:
@@ -111,8 +111,7 @@ def state_words(p: Promise, result_width: int = 0) -> str:
         case State.AWAITING:
             return awaiting(s.awaits_approval)
         case State.WAITING:
-            pending = [d for d in s.depends_on] if p.pending_deps else []
-            return waiting_for(pending)
+            return waiting_for(s.depends_on if p.pending_deps else [])
     return str(state)
 
 
@@ -127,7 +126,7 @@ def listed(p: Promise, width: int = 60) -> str:
 
 
 def headline(p: Promise) -> str:
-    """``#12 echo "title": failed after 3 attempts: boom``: a promise and where it is."""
+    """``#12 echo "title": failed: boom (after 3 attempts)``: a promise and where it is."""
     return f"{label(p)}: {state_words(p)}"
 
 
