@@ -1,6 +1,6 @@
 """The reads the scheduler serves (decision 48): queries, answers and their indexes.
 
-Pure: the shell (``reads.py``) feeds every applied event to ``ReadIndex.touch``
+Pure: the scheduler's shell (``services/scheduler/reads.py``) feeds every applied event to ``ReadIndex.touch``
 and turns requests into calls of ``answer``.  The indexes (promises by public
 state and by chat) are derived from the projection alone, so an index built
 from a restored snapshot equals one kept up to date event by event; a query
