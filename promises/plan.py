@@ -66,7 +66,8 @@ def validate_plan(
 
 
 def state_word(state: str) -> str:
-    return {State.FAILED: "failed", State.CANCELLED: "was cancelled"}.get(state, f"is {state}")
+    words: dict[str, str] = {State.FAILED: "failed", State.CANCELLED: "was cancelled"}
+    return words.get(state, f"is {state}")
 
 
 def topological_order(tasks: Sequence[NewPromise], names: dict[str, int]) -> list[int]:

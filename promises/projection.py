@@ -10,6 +10,7 @@ counts); those are derived from the same events, so they rebuild too.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -430,8 +431,8 @@ class Projection:
     def _dequeue(self, p: Promise) -> None:
         if p.status == State.AWAITING and p.spec.approve_by is not None:
             self.awaiting.discard((p.spec.approve_by, p.id))
-        groups = self.ready.get(p.spec.queue)
-        ready = groups.get(p.spec.chat_id) if groups is not None else None
+        groups = self.ready.get(p.spec.queue) or {}
+        ready = groups.get(p.spec.chat_id)
         if ready is not None:
             ready.discard((p.spec.priority, p.id))
             if not ready:  # decisions walk the chats with ready promises, not every chat ever seen
@@ -457,7 +458,7 @@ class Projection:
         if self._answering(p):
             if not listed:
                 self.unsettled.setdefault(p.spec.chat_id, SortedList()).add(p.id)
-        elif listed:
+        elif order is not None and listed:
             order.discard(p.id)
             if not order:
                 del self.unsettled[p.spec.chat_id]
@@ -478,7 +479,7 @@ class Projection:
     @classmethod
     def restored(cls, promises: list[Promise], needs_decision: list[int], *,
                  max_id: int, last_seq: int, applied: int, ignored: int,
-                 schedules: list[Schedule] = ()) -> Projection:
+                 schedules: Sequence[Schedule] = ()) -> Projection:
         """The projection whose promises (in creation order) and counters are these.
 
         Every index is derived again from the promises, stating as membership
@@ -509,7 +510,7 @@ class Projection:
                 served = state.served.setdefault(spec.queue, {})
                 served[spec.chat_id] = max(served.get(spec.chat_id, 0), p.turn)
                 state.dispatches = max(state.dispatches, p.turn)
-            if state._answering(p):
+            if state._answering(p) and spec.chat_id is not None:  # _answering: a chat's, so always
                 unsettled.setdefault(spec.chat_id, []).append(p.id)
             status = p.status
             if status == State.QUEUED:

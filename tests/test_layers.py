@@ -1,4 +1,4 @@
-"""Imports point down: services → valor → promises → schemas (decision 57).  Pure: reads the sources.
+"""Imports point down: services → valor → promises → schemas (decision 63).  Pure: reads the sources.
 
 A service may import its own package, ``valor``, ``promises`` and ``schemas``,
 never another service; ``valor`` never imports a service; ``promises`` only

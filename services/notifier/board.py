@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from msgspec.structs import replace
 
+from schemas.commands import RespondResult, read_answer
 from schemas.events import (
     Approved,
     AttemptFailed,
@@ -53,6 +54,10 @@ class Item:
     edits: list[InputEdited] = field(default_factory=list)  # of the message it answers (decision 50)
     deleted: bool = False  # the message it answers is gone: nothing replies to it or reacts on it
     in_digest: int | None = None  # the promise whose digest intent names it, told or not yet (decision 52)
+    # A respond promise's result, read once when it succeeds (None: unreadable); ``asks``: the scheduler
+    # records ``spawned`` for it, so its reply waits for that.
+    answer: RespondResult | None = None
+    asks: bool = False
 
     @property
     def id(self) -> int:
@@ -147,6 +152,8 @@ class Board:
                 item.approved = True
             case Succeeded():
                 item.end, item.evidence = event, event.evidence or item.evidence
+                if item.respond:
+                    item.answer, item.asks = read_answer(event.result)
             case Failed() | Cancelled():
                 item.end = event
             case Spawned():

@@ -35,8 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from promises import evidence
-from schemas.commands import asks_for_anything
-from schemas.events import Succeeded
+from schemas.events import MessageKind, ReactionKind, Succeeded, edited_kind
 from valor.config import Config
 
 from . import texts
@@ -48,7 +47,7 @@ EYES, DONE, FAILED = "👀", "✅", "❌"
 @dataclass(frozen=True)
 class React:
     id: int
-    kind: str  # reaction_start | reaction_end
+    kind: ReactionKind
     chat_id: int
     message_id: int
     emoji: str
@@ -61,7 +60,7 @@ class React:
 @dataclass(frozen=True)
 class Send:
     id: int
-    kind: str  # status | terminal | final | edited:<edit date> | digest
+    kind: MessageKind | str  # str: edited_kind(...), the answer to one edit
     chat_id: int
     reply_to: int | None
     text: str
@@ -185,7 +184,7 @@ def respond_notices(board: Board, item: Item, policy: Policy = CHECKLIST) -> lis
         out.append(React(item.id, "reaction_start", chat, msg, EYES))
     if end is None:
         return out
-    waits_for_spawn = isinstance(end, Succeeded) and asks_for_anything(end.result) and item.spawned is None
+    waits_for_spawn = isinstance(end, Succeeded) and item.asks and item.spawned is None
     steps = [] if waits_for_spawn else policy.checklist(board, item)
     if not waits_for_spawn and "terminal" not in item.notified:
         text = texts.plan_reply(item, steps, board) if steps else texts.terminal(item, board)
@@ -205,14 +204,10 @@ def edit_notices(item: Item) -> list[Action]:
     """One short reply per edit of the message: taken, or too late and how to run it (decision 50)."""
     out: list[Action] = []
     for edit in item.edits:
-        kind = edit_kind(edit.edited_at)
+        kind = edited_kind(edit.edited_at)
         if kind not in item.notified:
             out.append(_send(item, kind, texts.edited(item, edit)))
     return out
-
-
-def edit_kind(edited_at: float) -> str:
-    return f"edited:{int(edited_at)}"
 
 
 def background_notices(item: Item, board: Board) -> list[Action]:

@@ -10,13 +10,24 @@ is guarded by ``Nats-Expected-Last-Subject-Sequence: 0``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from promises.continuation import session_to_resume
 from promises.plan import PlanError, validate_plan
 from promises.projection import Projection
 from promises.states import State
-from schemas.commands import CommandReply, NewPromise, RespondResult, Schedule, ScheduleChange, Submit
+from schemas.commands import (
+    CommandReply,
+    NewPromise,
+    Schedule,
+    ScheduleChange,
+    ScheduleVerb,
+    Submit,
+    UnreadableResult,
+    read_respond_result,
+)
 from schemas.events import (
     BudgetAdjusted,
     Cancelled,
@@ -36,7 +47,7 @@ from valor import budget, spend
 from valor.config import DEFAULT, Config, TaskType
 
 from . import approval, schedules
-from .effects import Publish, ids_taken
+from .effects import Effect, Publish, ids_taken
 
 
 def created_msg_id(request_id: str, index: int) -> str:
@@ -270,7 +281,9 @@ def deletion(state: Projection, deleted: MessageDeleted, now: float):
     effects: list[Publish] = []
     for pid in sorted(p for p in found if p is not None):
         p = state.promises[pid]
-        if is_skipped_summary(p):  # it replies to a skipped message; it is not that message's request
+        # A summary replies to a skipped message; it is not that message's request.  (Every promise
+        # by_message names answers a message: the None is only the type's.)
+        if is_skipped_summary(p) or p.spec.message_id is None:
             continue
         unsent = p.attempt == 0 and p.status in (State.WAITING, State.QUEUED, State.AWAITING)
         effects.append(Publish(RequestDeleted(at=now, id=pid, message_id=p.spec.message_id, cancelled=unsent),
@@ -292,15 +305,15 @@ def message_title(msg: MessageReceived) -> str:
 
 
 def spawn_children(state: Projection, parent_id: int, now: float, config: Config = DEFAULT,
-                   next_id: int | None = None):
+                   next_id: int | None = None) -> list[Effect]:
     """Create the promises a respond result names, apply its commands, then record ``spawned``."""
     parent = state.promises[parent_id]
     spawned_id = msg_id_for_event(parent_id, "spawned")
     try:
-        result = msgspec.convert(parent.result, RespondResult)
-    except msgspec.ValidationError as exc:
+        result = read_respond_result(parent.result)
+    except UnreadableResult as exc:
         return [Publish(Spawned(at=now, id=parent_id, error=f"unreadable respond result: {exc}"), spawned_id)]
-    effects: list[Publish] = []
+    effects: list[Effect] = []
     children: dict[str, int] = {}
     if result.promises:
         s = parent.spec
@@ -309,12 +322,13 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
         over = budget.check(config, s.chat_id, spend.sender_of(s.input), _charges(state, config, s),
                             budget.adjustments(state.promises.values()), now, total)
         try:
-            effects, children = create_plan(state, result.promises, now, config, f"spawn:{parent_id}", next_id,
+            created, children = create_plan(state, result.promises, now, config, f"spawn:{parent_id}", next_id,
                                             chat_id=s.chat_id, message_id=s.message_id, parent_id=parent_id,
                                             estimates=guesses,
                                             **approval.hold(result.promises, config.approval, now, over))
         except PlanError as exc:
             return [Publish(Spawned(at=now, id=parent_id, error=str(exc)), spawned_id)]
+        effects += created
     made: list[int] = []
     refused: list[str] = []
     for i, asked in enumerate(result.schedules):
@@ -324,6 +338,7 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
         made += [reply.ids["0"]] if reply.ok else []
         refused += [] if reply.ok else [f"schedule not created: {reply.error}"]
     for i, command in enumerate(result.commands):
+        more: Sequence[Effect]
         if command.verb == "cancel":
             more, _ = cancel(state, command.id, now, command.reason, by=f"respond #{parent_id}")
         elif command.verb == "retry":
@@ -349,7 +364,7 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
     return effects + [Publish(spawned, spawned_id)]
 
 
-SCHEDULE_VERBS = {"pause": "pause", "resume": "resume", "unschedule": "delete"}
+SCHEDULE_VERBS: dict[str, ScheduleVerb] = {"pause": "pause", "resume": "resume", "unschedule": "delete"}
 
 
 def _schedule_from_chat(state: Projection, parent, asked, index: int, now: float, config: Config, next_id: int):

@@ -22,9 +22,9 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 
-from promises import readmodel
-from promises.readmodel import ReadIndex
 from schemas import subjects
+from valor import readmodel
+from valor.readmodel import ReadIndex
 
 log = logging.getLogger("valor.scheduler.reads")
 

@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import msgspec
+from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
 from promises.projection import Projection
-from promises.readmodel import ReadIndex
 from schemas import subjects
 from schemas.events import PromiseEvent, decode_promise_event
+from valor.client import ValorClient
+from valor.readmodel import ReadIndex, StatusQuery
+
+log = logging.getLogger("valor.web")
 
 
 class LiveLog:
@@ -105,3 +110,11 @@ class LiveLog:
     def recent(self, n: int) -> list[int]:
         """The ``n`` promises that moved last, most recent first."""
         return sorted(self.touched, key=self.touched.__getitem__, reverse=True)[:n]
+
+
+async def follow(nc: Client, who: str = "web") -> LiveLog:
+    """The log followed from its end when a scheduler serves reads; else replayed and folded here."""
+    served = await ValorClient(nc, by=who).served(StatusQuery()) is not None
+    if not served:
+        log.warning("%s: no scheduler answers reads; folding the whole PROMISES log here (slower to start)", who)
+    return await LiveLog(nc.jetstream(), fold=not served).start()

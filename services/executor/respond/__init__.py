@@ -100,7 +100,8 @@ class Responder:
     async def _read(self, msg: MessageReceived, history: int) -> ChatView:
         try:
             view = await read_chat(self.nc, msg.chat_id, history, before=msg.message_id,
-                                   about=mentioned(msg.text))
+                                   about=mentioned(msg.text),
+                                   user_id=msg.sender_id if commands.needs_user(msg.text) else None)
             # A reply is about Valor's message's promise and, for a plan, its steps (``show 2``, steering).
             if msg.reply_to is not None and (p := view.about(msg.reply_to)) is not None:
                 await view.load_events([p.id, *(p.children or {}).values()])

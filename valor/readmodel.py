@@ -13,10 +13,10 @@ from typing import Literal
 
 import msgspec
 
-from schemas.events import PromiseEvent
-
-from .projection import Projection, Promise, Schedule
-from .states import State
+from promises.projection import Projection, Promise, Schedule
+from promises.states import State
+from schemas.events import BudgetAdjusted, PromiseEvent
+from valor import budget, spend
 
 ENDPOINTS = ("promise", "promises", "chat", "status")
 SUBJECT_PREFIX = "valor.read"  # endpoint subjects: valor.read.<endpoint>
@@ -44,6 +44,9 @@ class PromisesQuery(msgspec.Struct, kw_only=True):
 
 class ChatQuery(msgspec.Struct, kw_only=True):
     chat_id: int
+    # With it, the answer also holds this user's spend and budget changes across every chat
+    # (``/usage`` and ``/budget`` show a user's own budgets): a scan of every promise, asked only then.
+    user_id: int | None = None
 
 
 class StatusQuery(msgspec.Struct, kw_only=True):
@@ -61,6 +64,9 @@ class Answer(msgspec.Struct, kw_only=True):
     counts: dict[str, int] = {}
     leader: bool = False
     schedules: list[Schedule] = []  # ``chat``: the chat's schedules not deleted (decision 51)
+    # ``chat`` with a ``user_id``: the user's charges in every chat, and the owners' changes to their budgets
+    charges: list[spend.Charge] = []
+    adjustments: list[BudgetAdjusted] = []
     # ``status``: every task type and chat a promise names, for the web page's filters
     types: list[str] = []
     chats: list[int] = []
@@ -81,7 +87,7 @@ class ReadIndex:
 
     def __init__(self, state: Projection) -> None:
         self.state = state
-        self.by_state: dict[State, set[int]] = {}
+        self.by_state: dict[str, set[int]] = {}  # a query names a state by its word
         self.where: dict[int, State] = {}
         self.by_chat: dict[int, list[int]] = {}  # creation order
         self.types: set[str] = set()
@@ -142,10 +148,11 @@ def answer(index: ReadIndex, query: msgspec.Struct) -> Answer:
             ids = _matching(index, query)
             promises = [state.promises[i] for i in ids]
             return Answer(seq=state.last_seq, promises=promises, dependents=_dependents(state, ids))
-        case ChatQuery(chat_id=chat_id):
+        case ChatQuery(chat_id=chat_id, user_id=user_id):
             ids = index.by_chat.get(chat_id, [])
+            charges, adjustments = user_spend(state, user_id) if user_id is not None else ([], [])
             return Answer(seq=state.last_seq, promises=[state.promises[i] for i in ids],
-                          schedules=chat_schedules(state, chat_id))
+                          schedules=chat_schedules(state, chat_id), charges=charges, adjustments=adjustments)
         case StatusQuery():
             return Answer(seq=state.last_seq, counts=index.counts(), types=sorted(index.types),
                           chats=sorted(index.by_chat))
@@ -155,6 +162,14 @@ def answer(index: ReadIndex, query: msgspec.Struct) -> Answer:
 def chat_schedules(state: Projection, chat_id: int) -> list[Schedule]:
     """A scan: schedules are few, and a chat asks for them by hand."""
     return [s for _, s in sorted(state.schedules.items()) if s.spec.chat_id == chat_id and not s.deleted]
+
+
+def user_spend(state: Projection, user_id: int) -> tuple[list[spend.Charge], list[BudgetAdjusted]]:
+    """What ``user_id`` spent in any chat, and every change an owner made to that user's budgets."""
+    promises = state.promises.values()
+    charges = [c for c in spend.charges(promises) if c.user_id == user_id]
+    adjustments = [a for a in budget.adjustments(promises) if (a.scope, a.target) == ("user", user_id)]
+    return charges, adjustments
 
 
 def _matching(index: ReadIndex, q: PromisesQuery) -> list[int]:
