@@ -38,7 +38,7 @@ up down status demo chat login: export VALOR_SECRETS := $(VAR)/secrets
 
 HEALTH = $(PY) deploy/health.py --var $(VAR) --venv $(VENV_DIR) --monitor-ports $(MONITOR_PORTS)
 
-.PHONY: help venv tools up down status logs test lint schemas demo bench profile chaos
+.PHONY: help venv tools up down status logs test lint schemas golden demo bench profile chaos
 
 help:
 	@echo "make up        start the 3-node JetStream cluster and the services (creates $(VENV) if missing; NATS_TLS=1: over TLS)"
@@ -48,6 +48,7 @@ help:
 	@echo "make test      run the test suite"
 	@echo "make lint      ruff check . and pyright on the contract and the domain"
 	@echo "make schemas   write JSON Schema of every event and command to schemas/json/"
+	@echo "make golden    record the golden PROMISES logs again (tests/golden/*.jsonl); review the diff"
 	@echo "make demo      run the example workflows against the running cluster"
 	@echo "make chaos     100 rounds of kill -9 under a 2,000-promise workload; prints the invariants' table"
 	@echo "make bench     measure the make up stack as shipped (valor plan/wait), then the engine floor: throughput, latency, rebuild, memory, chat reply, chat under load and catch-up (BENCH_ARGS=--quick for a smoke run)"
@@ -104,6 +105,9 @@ lint: venv
 
 schemas: venv
 	$(PY) -m schemas.export schemas/json
+
+golden: venv
+	$(PY) -m tests.golden.record
 
 demo: venv
 	$(PY) -m valor.demo --ctl "$(CTL)"

@@ -16,11 +16,11 @@ import time
 from schemas import subjects
 from schemas.events import Created, Dispatched, MessageReceived, Started, Succeeded, encode
 from services.executor.respond import Responder
-from services.scheduler.readmodel import PromiseQuery, PromisesQuery, StatusQuery
 from valor import bus
 from valor.client import ValorClient
 from valor.config import parse
 from valor.natsserver import NatsCluster
+from valor.readmodel import PromiseQuery, PromisesQuery, StatusQuery
 from valor.stack import Stack
 
 from .measures import percentile

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from promises.projection import Projection
 from schemas.events import (
     Approved,
     Cancelled,
@@ -18,7 +19,6 @@ from schemas.events import (
     Started,
     Succeeded,
 )
-from services.scheduler.projection import Projection
 
 
 def violations(events: list[tuple[int, object]], expect_all_succeeded: bool = True) -> list[str]:

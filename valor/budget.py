@@ -16,9 +16,10 @@ from collections.abc import Iterable, Reversible, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from promises.story import usd, when
 from schemas.events import BudgetAdjusted, BudgetPeriod, BudgetScope
 from valor.config import Config
-from valor.spend import Charge, day_start, month_start, usd
+from valor.spend import Charge, day_start, month_start
 
 PERIODS: tuple[BudgetPeriod, ...] = ("day", "month")
 PERIOD_WORDS: dict[str, BudgetPeriod] = {"today": "day", "day": "day", "daily": "day", "month": "month", "monthly": "month"}
@@ -87,10 +88,6 @@ def standing(budget: Budget, charges: Iterable[Charge], adjustments: Iterable[Bu
 def words(b: Budget) -> str:
     whose = "this chat's" if b.scope == "chat" else "your"
     return f"{whose} {'daily' if b.period == 'day' else 'monthly'} budget of {usd(b.usd)}"
-
-
-def when(period: str) -> str:
-    return "today" if period == "day" else "this month"
 
 
 def over_budget(standings: Sequence[Standing], estimate: float | None = None) -> str | None:
@@ -183,14 +180,6 @@ def parse_change(text: str) -> Change | None:
     if not rest[0].startswith("+") or add <= 0 or add != add or add == float("inf"):
         raise BadBudget(f"Raise a budget with a positive amount, e.g. +5. {USAGE}")
     return Change(periods or ("day",), add=add, scope=scope, target=target)
-
-
-def describe(e: BudgetAdjusted) -> str:
-    whose = "this chat's" if e.scope == "chat" else f"user {e.target}'s"
-    period = "daily" if e.period == "day" else "monthly"
-    if e.reset:
-        return f"reset {whose} {period} budget ({when(e.period)}'s spend counts afresh)"
-    return f"added {usd(e.add)} to {whose} {period} budget for {when(e.period)}"
 
 
 def adjustments(promises: Iterable[Any]) -> list[BudgetAdjusted]:

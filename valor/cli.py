@@ -23,20 +23,21 @@ import click
 import nats.errors
 from nats.js.errors import NotFoundError
 
+from promises.projection import Projection
+from promises.states import PUBLIC_ORDER, State
 from schemas import subjects
 from schemas.commands import NewPromise
 from schemas.events import PromiseEvent
-from services.scheduler.projection import Projection
-from services.scheduler.readmodel import PromiseQuery, PromisesQuery
 from valor import bus, context, recurrence, render, spend
 from valor.client import TERMINAL_STATES, CommandRefused, ValorClient
 from valor.planfile import PlanFileError, read_plan
+from valor.readmodel import PromiseQuery, PromisesQuery
 
 T = TypeVar("T")
 
 CONNECT_TIMEOUT = 2.0
 REPLY_TIMEOUT = 10.0
-STATES = ("awaiting_approval", "waiting", "queued", "running", "retrying", "succeeded", "failed", "cancelled")
+STATES = tuple(s.value for s in PUBLIC_ORDER)
 
 
 class Unreachable(Exception):
@@ -217,7 +218,7 @@ def wait(ids, timeout):
     ids = list(dict.fromkeys(ids))
 
     def any_ended_badly(found) -> bool:
-        return any(p.state in ("failed", "cancelled") for p in found.values())
+        return any(p.state in (State.FAILED, State.CANCELLED) for p in found.values())
 
     async def body(client: ValorClient):
         return await client.follow(ids, timeout, enough=any_ended_badly)
@@ -225,10 +226,10 @@ def wait(ids, timeout):
     states, timed_out = run(body)
     for pid, p in states.items():
         if p.state in TERMINAL_STATES:
-            click.echo(f"#{pid} {p.state}" + (f": {p.error}" if p.state != "succeeded" and p.error else ""))
+            click.echo(f"#{pid} {p.state}" + (f": {p.error}" if p.state != State.SUCCEEDED and p.error else ""))
     still_open = [f"#{pid} {states[pid].state if pid in states else '(unread)'}" for pid in ids
                   if pid not in states or states[pid].state not in TERMINAL_STATES]
-    if any(p.state in ("failed", "cancelled") for p in states.values()):
+    if any(p.state in (State.FAILED, State.CANCELLED) for p in states.values()):
         if still_open:
             click.echo("still open: " + ", ".join(still_open), err=True)
         sys.exit(1)

@@ -24,6 +24,8 @@ from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 
+from promises.projection import Projection, Promise
+from promises.states import TERMINAL
 from schemas import subjects
 from schemas.commands import (
     AnyCommand,
@@ -40,11 +42,10 @@ from schemas.commands import (
     reply_decoder,
 )
 from schemas.events import PromiseEvent, decode_promise_event, encode
-from services.scheduler import readmodel
-from services.scheduler.projection import Projection, Promise
-from services.scheduler.readmodel import Answer, PromiseQuery, PromisesQuery, StatusQuery
+from valor import readmodel
+from valor.readmodel import Answer, PromiseQuery, PromisesQuery, StatusQuery
 
-TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+TERMINAL_STATES = tuple(sorted(TERMINAL))  # also the names of the events that end a promise
 # Longer than the service's own wait for its projection to catch up (reads.FRESH_WAIT).
 READ_TIMEOUT = 3.0
 # How often a waiter reads the open ids anyway, in case its subscription to their endings lost one.

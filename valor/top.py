@@ -13,10 +13,10 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from services.scheduler.projection import Promise
-from services.scheduler.readmodel import PromisesQuery
+from promises.projection import Promise
 from valor import render
 from valor.client import ValorClient
+from valor.readmodel import PromisesQuery
 from valor.web.live import LiveLog, follow
 
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen

@@ -38,8 +38,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from promises import evidence
 from schemas.events import MessageKind, ReactionKind, Succeeded, edited_kind
-from valor import evidence
 from valor.config import Config
 
 from . import texts

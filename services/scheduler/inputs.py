@@ -21,6 +21,7 @@ from typing import Literal, NamedTuple, assert_never
 
 import msgspec
 
+from promises.projection import Projection
 from schemas.commands import (
     Approve,
     Cancel,
@@ -37,7 +38,6 @@ from valor.config import Config
 
 from . import approval, intake, schedules
 from .effects import Effect, Publish, ids_taken
-from .projection import Projection
 
 # Commands and chat messages turned into events in one round (their stores overlap).
 INPUTS_PER_ROUND = 64

@@ -14,6 +14,11 @@ from collections.abc import Sequence
 
 import msgspec
 
+from promises.continuation import session_to_resume
+from promises.gestures import runs_them
+from promises.plan import PlanError, validate_plan
+from promises.projection import Projection
+from promises.states import State
 from schemas.commands import (
     CommandReply,
     NewPromise,
@@ -44,10 +49,7 @@ from valor import budget, spend
 from valor.config import DEFAULT, Config, TaskType
 
 from . import approval, schedules
-from .continuation import session_to_resume
-from .dag import PlanError, validate_plan
 from .effects import Effect, Publish, ids_taken
-from .projection import AWAITING, CANCELLED, FAILED, QUEUED, RETRYING, SUCCEEDED, WAITING, Projection
 
 
 def created_msg_id(request_id: str, index: int) -> str:
@@ -197,17 +199,17 @@ def retry(state: Projection, promise_id: int, now: float, request_id: str, next_
     p = state.promises.get(promise_id)
     if p is None:
         return [], CommandReply(ok=False, error=f"no promise #{promise_id}")
-    if p.status == RETRYING:
+    if p.status == State.RETRYING:
         event = RetryScheduled(at=now, id=promise_id, next_attempt=p.attempt + 1, not_before=now)
         msg_id = msg_id_for_event(promise_id, "retry_scheduled", p.attempt + 1, request_id)
         return [Publish(event, msg_id)], CommandReply(ok=True, ids={"0": promise_id})
-    if p.status not in (FAILED, CANCELLED):
+    if p.status not in (State.FAILED, State.CANCELLED):
         return [], CommandReply(ok=False, error=f"#{promise_id} is {p.state}; only failed or cancelled promises can be retried")
     s = p.spec
     done = state.by_request.get(request_id, {})
     if 0 in done:
         return [], CommandReply(ok=True, ids={"0": done[0]})
-    blocked = [d for d in s.depends_on if state.promises[d].status != SUCCEEDED]
+    blocked = [d for d in s.depends_on if state.promises[d].status != State.SUCCEEDED]
     if blocked:
         return [], CommandReply(ok=False, error=f"#{promise_id} depends on #{blocked[0]}, which is {state.promises[blocked[0]].state}")
     new_id = next_id or state.max_id + 1
@@ -243,17 +245,6 @@ def _respond(msg: MessageReceived, promise_id: int, now: float, config: Config) 
     event = build_created(task, promise_id, [], now, config, request_id=request_id, index=0,
                           chat_id=msg.chat_id, message_id=msg.message_id)
     return Publish(event, created_msg_id(request_id, 0), new_subject=True)
-
-
-RUN_THEM = frozenset({"run them", "run them all", "run all", "run all of them", "run those", "do them",
-                      "do them all", "run"})
-
-
-def runs_them(text: str) -> bool:
-    """The whole text asks to run what a summary skipped ("Run them!", "please run them all")."""
-    words = " ".join(text.lower().split()).strip(" .!?,;:…").split()
-    words = [w for w in words if w not in ("please", "pls", "now") and not w.startswith("@")]
-    return " ".join(words).strip(" .!?,;:…") in RUN_THEM
 
 
 def summary_replied(state: Projection, msg: MessageReceived):
@@ -317,7 +308,7 @@ def edit_for_message(state: Projection, edit: MessageEdited, now: float):
     p = state.promises.get(promise_id) if promise_id is not None else None
     if p is None or is_skipped_summary(p):
         return []  # no promise, or the summary replying to a skipped message: not that message's request
-    unsent = p.attempt == 0 and p.status in (WAITING, QUEUED, AWAITING)
+    unsent = p.attempt == 0 and p.status in (State.WAITING, State.QUEUED, State.AWAITING)
     event = InputEdited(at=now, id=p.id, message_id=edit.message_id, edited_at=edit.edited_at, applied=unsent,
                         input=msgspec.to_builtins(edit.message) if unsent else None,
                         title=message_title(edit.message) if unsent else "", text=edit.message.text)
@@ -340,7 +331,7 @@ def deletion(state: Projection, deleted: MessageDeleted, now: float):
         # by_message names answers a message: the None is only the type's.)
         if is_skipped_summary(p) or p.spec.message_id is None:
             continue
-        unsent = p.attempt == 0 and p.status in (WAITING, QUEUED, AWAITING)
+        unsent = p.attempt == 0 and p.status in (State.WAITING, State.QUEUED, State.AWAITING)
         effects.append(Publish(RequestDeleted(at=now, id=pid, message_id=p.spec.message_id, cancelled=unsent),
                                msg_id_for_event(pid, "request_deleted")))
         if unsent:

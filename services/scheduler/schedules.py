@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import msgspec
 
+from promises.projection import Projection
+from promises.projection import Schedule as Sched
 from schemas.commands import CommandReply, NewPromise, Schedule, ScheduleChange
 from schemas.events import (
     ScheduleCreated,
@@ -27,8 +29,6 @@ from valor.config import Config
 
 from . import intake  # a module, not its names: intake applies the schedules a respond result asks for
 from .effects import Publish
-from .projection import Projection
-from .projection import Schedule as Sched
 
 # A tick run later than this after its time counts as missed (half the period for short ones).
 LATE = 60.0

@@ -23,6 +23,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from promises.projection import Projection
 from schemas import subjects
 from schemas.commands import (
     CommandReply,
@@ -38,14 +39,13 @@ from schemas.events import (
 from schemas.subjects import msg_id_for_event
 from valor import bus, metrics
 from valor.config import Config, load
+from valor.readmodel import ReadIndex
 
 from .capacity import slots_per_queue
 from .decide import decide, resend_dispatched
 from .effects import Dispatch, Effect, Publish
 from .inputs import INPUTS_PER_ROUND, DeadLetter, Failed, Input, Later, Store, plan_round
 from .lease import Lease
-from .projection import Projection
-from .readmodel import ReadIndex
 from .reads import Applied, ReadService
 from .snapshot_store import Snapshots, resume_after, tail_after
 

@@ -7,11 +7,11 @@ from telethon import TelegramClient, functions, types
 from telethon._updates.messagebox import ENTRY_ACCOUNT
 from telethon.sessions import StringSession
 
+from promises.projection import Projection
 from schemas.events import UpdatesGap
 from services.executor.respond.gap import reply
 from services.ingest.telegram import watch_gaps
 from services.scheduler.intake import notice_for_gap
-from services.scheduler.projection import Projection
 
 from .conftest import ALICE, CAROL, GROUP, notices, settle, stored_messages
 

@@ -3,10 +3,10 @@ after that nothing changes, and /why tells it either way."""
 
 from __future__ import annotations
 
+from promises.projection import Projection
+from promises.story import explain
 from schemas.events import Cancelled, Dispatched, MessageDeleted, RequestDeleted
-from services.executor.respond.why import explain
 from services.scheduler.intake import deletion
-from services.scheduler.projection import Projection
 
 from .conftest import ALICE, settle
 from .test_edits import message, respond_created, until

@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from promises.gestures import runs_them
+from promises.projection import Projection
 from schemas.events import MessageDeleted, MessageEdited, MessageReceived, MessagesSkipped
 from services.executor.respond.skipped import reply
 from services.ingest.service import Ingest
@@ -12,10 +14,8 @@ from services.scheduler.intake import (
     deletion,
     edit_for_message,
     respond_for_message,
-    runs_them,
     summary_for_skipped,
 )
-from services.scheduler.projection import Projection
 
 from .conftest import ALICE, CAROL, CONFIG, GROUP, notices, settle, stored_messages
 
@@ -75,9 +75,9 @@ def test_the_summary_keeps_whole_messages_only_as_far_as_one_event_can_carry():
 
 
 def test_a_run_them_reply_to_the_summary_is_answered_without_a_model():
+    from promises.projection import Promise
     from services.executor.respond.skipped import ran
     from services.executor.respond.view import ChatView
-    from services.scheduler.projection import Promise
 
     kept = [MessageReceived(chat_id=ALICE, message_id=i, text=f"/do old {i}") for i in (5, 7)]
     [effect] = summary_for_skipped(Projection(), msgspec.structs.replace(SKIPPED, messages=kept), now=5.0, next_id=1)

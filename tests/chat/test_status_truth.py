@@ -61,7 +61,7 @@ async def test_a_bot_that_cannot_look_sends_no_second_status_once_the_work_is_ov
     second = await start_notifier()
     await second.run_until_idle()
     statuses = [s for s in world.messages_to(ALICE) if s.text.startswith(f"⏳ #{nap.id}")
-                or s.text.startswith(f"✅ #{nap.id}: done")]
+                or s.text.startswith(f"✅ #{nap.id}: succeeded")]
     assert len(statuses) == 1
     events = [e for _, e in await engine.events()]
     assert [(e.id, e.telegram_message_id) for e in notices(events, "status")] == [(nap.id, None)]
@@ -85,7 +85,7 @@ def test_an_ended_promise_whose_status_was_only_intended_is_looked_for_never_sen
     for now in (3.0, 3.0 + 2 * DAY):  # within the notice horizon and long past it
         [look] = [a for a in due(board, board.items[2], now, DAY) if isinstance(a, Send) and a.kind == "status"]
         assert look.find_only and look.intended and look.recorded == ("d1",) and look.reply_to == 9
-        assert look.text.startswith("✅ #2 nap: done")
+        assert look.text.startswith("✅ #2 nap: succeeded")
 
 
 def test_a_recorded_status_is_set_to_its_end_once():
@@ -95,7 +95,7 @@ def test_a_recorded_status_is_set_to_its_end_once():
     assert not edit.final and edit.text.startswith("⏳")
     board = _board(*NAP, sent, ENDED)
     [edit] = [a for a in due(board, board.items[2], 3.0 + 2 * DAY, DAY) if isinstance(a, Edit)]
-    assert edit.final and edit.message_id == 50 and edit.text.startswith("✅ #2 nap: done")
+    assert edit.final and edit.message_id == 50 and edit.text.startswith("✅ #2 nap: succeeded")
     told = _board(*NAP, sent, ENDED, Notified(at=2.1, id=2, kind="status_end", chat_id=ALICE,
                                               telegram_message_id=50))
     assert [a.kind for a in due(told, told.items[2], 3.0, DAY)] == ["terminal"]  # no edit, no status

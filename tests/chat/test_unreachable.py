@@ -39,9 +39,9 @@ def test_telegrams_refusals_for_good_are_told_apart_from_failures_worth_retrying
 
 
 def test_status_lists_a_chat_that_refused_until_a_request_comes_from_it_also_after_a_snapshot():
+    from promises.projection import Projection
     from schemas.events import Created
-    from services.scheduler.projection import Projection
-    from services.scheduler.readmodel import ReadIndex
+    from valor.readmodel import ReadIndex
     from valor.render import status_text
 
     state = Projection()

@@ -9,13 +9,13 @@ import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
+from promises.projection import Projection
 from schemas.commands import WorkItem
 from schemas.events import AttemptFailed, AttemptStopped, Cancelled, Succeeded
 from services.executor.claude import claude_handler
 from services.executor.context import AttemptContext, TaskFailed
 from services.executor.worker import Executor
 from services.scheduler import snapshot
-from services.scheduler.projection import Projection
 from tests.executor.helpers import names, put_work, story
 from tests.fakes import text, tool_use
 from valor import bus, spend

@@ -240,7 +240,7 @@ def test_status_of_one_promise():
     assert say("/status #14", chat_log()).reply == '#14 sleep "long job": running, attempt 1 of 1'
     assert say("/status 12", chat_log()).reply == \
         '#12 fail "flaky job": failed: connection refused: db:5432 (after 3 attempts)'
-    assert say("/status 5", chat_log()).reply == '#5 echo "first": succeeded, {"ok": true}'
+    assert say("/status 5", chat_log()).reply == '#5 echo "first": succeeded on attempt 1: {"ok": true}'
 
 
 def test_status_summarises_what_is_open():
@@ -314,7 +314,7 @@ def test_retry_a_failed_promise():
 
 def test_why_tells_the_promises_story():
     reply = say("/why #13", chat_log()).reply
-    assert reply.splitlines()[0] == ('#13 code "run the tests" was cancelled before it started: '
+    assert reply.splitlines()[0] == ('#13 code "run the tests": cancelled before it started: '
                                      'dependency #12 failed: connection refused: db:5432 (after 3 attempts)')
 
 

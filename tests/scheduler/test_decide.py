@@ -2,12 +2,12 @@
 
 import pytest
 
+from promises.projection import Projection
 from schemas.commands import NewPromise as T
 from schemas.commands import Submit
 from schemas.events import Attachment, AttemptFailed, MessageReceived, Started, Succeeded
 from services.scheduler import intake
 from services.scheduler.effects import Publish
-from services.scheduler.projection import Projection
 
 from .sim import Sim
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from promises.projection import Projection
 from schemas.commands import Cancel, CommandReply, NewPromise, Submit
 from schemas.events import MessageEdited, MessageReceived, encode
 from services.scheduler.inputs import DeadLetter, Failed, Input, Later, Store, plan_round, reply_to_of
-from services.scheduler.projection import Projection
 from valor.config import DEFAULT
 
 from .sim import Sim

@@ -6,6 +6,7 @@ import time
 import msgspec
 import pytest
 
+from promises.projection import Projection
 from schemas import subjects
 from schemas.commands import NewPromise
 from schemas.events import (
@@ -20,8 +21,9 @@ from schemas.events import (
     encode,
 )
 from services.executor.respond import history
-from services.scheduler.projection import Projection
-from services.scheduler.readmodel import (
+from valor import bus
+from valor.client import CommandRefused, ValorClient
+from valor.readmodel import (
     ChatQuery,
     PromiseQuery,
     PromisesQuery,
@@ -30,8 +32,6 @@ from services.scheduler.readmodel import (
     answer,
     fold_answer,
 )
-from valor import bus
-from valor.client import CommandRefused, ValorClient
 
 from .test_fold_properties import random_history
 

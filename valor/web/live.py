@@ -21,11 +21,11 @@ from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
+from promises.projection import Projection
 from schemas import subjects
 from schemas.events import PromiseEvent, decode_promise_event
-from services.scheduler.projection import Projection
-from services.scheduler.readmodel import ReadIndex, StatusQuery
 from valor.client import ValorClient
+from valor.readmodel import ReadIndex, StatusQuery
 
 log = logging.getLogger("valor.web")
 
@@ -111,7 +111,7 @@ class LiveLog:
         """``client.status()``, its counts and unreachable chats taken from this fold when it folds the log."""
         if not self.fold:
             return await client.status()
-        return await client.status(dict(self.state.counts()), ReadIndex(self.state).unreachable())
+        return await client.status(dict(self.state.counts()), self.index.unreachable())
 
     def recent(self, n: int) -> list[int]:
         """The ``n`` promises that moved last, most recent first."""

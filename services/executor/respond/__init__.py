@@ -45,12 +45,12 @@ from valor.config import Config
 from . import approval, attached, commands, gap, skipped
 from .history import read_chat
 from .llm import LlmAgent, make_client
-from .reply import honest_reply, reply_with_ids
+from .reply import honest_reply
 from .show import show_step
 from .steer import steer
 from .view import ChatView
 
-__all__ = ["Responder", "respond_handler", "reply_with_ids", "honest_reply", "message_of"]
+__all__ = ["Responder", "respond_handler", "honest_reply", "message_of"]
 
 
 def message_of(value: Any) -> MessageReceived:

@@ -34,18 +34,20 @@ from dataclasses import dataclass
 
 import msgspec
 
+from promises import story
+from promises.continuation import CannotContinue, is_claude, session_to_resume
+from promises.plan import PlanError, validate_plan
+from promises.projection import Promise, Schedule
+from promises.states import State
+from promises.story import explain, short
 from schemas.commands import NewPromise, NewSchedule, RespondCommand, RespondResult
 from schemas.events import MessageReceived
-from services.scheduler.continuation import CannotContinue, is_claude, session_to_resume
-from services.scheduler.dag import PlanError, validate_plan
-from services.scheduler.projection import Promise, Schedule
 from valor import budget, recurrence, render, spend
 from valor.config import Config
 
 from . import approval, attached
 from .show import show_step
 from .view import ChatView
-from .why import explain, short, summary
 
 DEFAULT_TYPE = "code"
 AGENT_ONLY = frozenset({"respond"})  # types a chat cannot ask for directly
@@ -437,27 +439,11 @@ def _target(rest: str, verb: str, view: ChatView, usage_tail: str = "") -> tuple
 
 
 def label(p: Promise) -> str:
-    return f"#{p.id} {p.spec.task} \"{short(p.spec.title, 50)}\""
+    return story.label(p, 50)
 
 
 def status_line(p: Promise) -> str:
-    s, state = p.spec, p.state
-    if state == "succeeded":
-        return f"{label(p)}: succeeded, {summary(p.result, 120)}"
-    if state in ("failed", "cancelled"):
-        return f"{label(p)}: {state}: {short(p.error or '', 160)}"
-    if state == "running":
-        tail = f": {p.progress}" if p.progress else ""
-        return f"{label(p)}: running, attempt {p.attempt} of {s.max_attempts}{tail}"
-    if state == "awaiting_approval":
-        return f"{label(p)}: awaiting approval ({s.awaits_approval})"
-    if state == "waiting" and p.pending_deps:
-        return f"{label(p)}: waiting for {', '.join(f'#{d}' for d in s.depends_on)}"
-    if state == "waiting":
-        return f"{label(p)}: waiting for its start time"
-    if state == "retrying":
-        return f"{label(p)}: attempt {p.attempt} failed, retrying: {short(p.error or '', 120)}"
-    return f"{label(p)}: {state}"
+    return f"{label(p)}: {story.state_words(p, result_width=120)}"
 
 
 def _status(rest, msg, view, config) -> RespondResult:
@@ -478,7 +464,7 @@ def _list(rest, msg, view, config) -> RespondResult:
     if not work:
         return RespondResult(reply="This chat has no promises yet. Send /do <what to do> to make one.")
     shown = work[-LIST_LIMIT:]
-    lines = [f"#{p.id} {p.state} {p.spec.task} \"{short(p.spec.title, 50)}\"" for p in shown]
+    lines = [story.listed(p, 50) for p in shown]
     if len(work) > len(shown):
         lines.insert(0, f"The last {len(shown)} of {len(work)}:")
     return RespondResult(reply="\n".join(lines))
@@ -505,14 +491,14 @@ def _retry(rest, msg, view, config) -> RespondResult:
 
 
 def retry_one(p: Promise, view: ChatView) -> RespondResult:
-    if p.state not in ("failed", "cancelled", "retrying"):
+    if p.state not in (State.FAILED, State.CANCELLED, State.RETRYING):
         return RespondResult(reply=f"#{p.id} is {p.state}; only failed or cancelled promises can be retried.")
-    if p.state != "retrying":
+    if p.state != State.RETRYING:
         for dep in p.spec.depends_on:
             parent = view.get(dep)
-            if parent is not None and parent.state != "succeeded":
+            if parent is not None and parent.state != State.SUCCEEDED:
                 return RespondResult(reply=f"#{p.id} depends on #{dep}, which is {parent.state}; retry #{dep} first.")
-    how = "now" if p.state == "retrying" else "as a new promise"
+    how = "now" if p.state == State.RETRYING else "as a new promise"
     return RespondResult(reply=f"Retrying {label(p)} {how}.", commands=[RespondCommand(verb="retry", id=p.id)])
 
 

@@ -18,8 +18,8 @@ from nats.js.errors import NotFoundError
 
 from schemas import subjects
 from schemas.events import MessageReceived, PromiseEvent, decode_message
-from services.scheduler.readmodel import ChatQuery
 from valor.client import ValorClient
+from valor.readmodel import ChatQuery
 
 from .view import ChatView, chat_view
 

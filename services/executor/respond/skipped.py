@@ -14,9 +14,9 @@ from typing import Any
 
 import msgspec
 
+from promises.gestures import runs_them
 from schemas.commands import RespondResult
 from schemas.events import MessageReceived, MessagesSkipped
-from services.scheduler.intake import runs_them
 
 from .view import ChatView
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
+from promises import evidence
+from promises.projection import Projection, Promise, Schedule
+from promises.states import State
 from schemas.events import BudgetAdjusted, MessageReceived, PromiseEvent
-from services.scheduler.projection import Projection, Promise, Schedule
-from services.scheduler.readmodel import chat_schedules, user_spend
-from valor import budget, evidence, spend
+from valor import budget, spend
+from valor.readmodel import chat_schedules, user_spend
 
 EventReader = Callable[[list[int]], Awaitable[dict[int, list[PromiseEvent]]]]
 
@@ -61,7 +63,7 @@ class ChatView:
         out = {}
         for pid, p in self.promises.items():
             # A succeeded promise's evidence is its succeeding attempt's: the last one that ended.
-            failed = evidence.check_failed(p.evidence) if p.state == "succeeded" and p.evidence else None
+            failed = evidence.check_failed(p.evidence) if p.state == State.SUCCEEDED and p.evidence else None
             out[pid] = f"succeeded but its last check exited {failed.exit_code}" if failed else p.state
         return out
 

@@ -1,6 +1,6 @@
 """The reads the scheduler serves (decision 48): queries, answers and their indexes.
 
-Pure: the shell (``reads.py``) feeds every applied event to ``ReadIndex.touch``
+Pure: the scheduler's shell (``services/scheduler/reads.py``) feeds every applied event to ``ReadIndex.touch``
 and turns requests into calls of ``answer``.  The indexes (promises by public
 state and by chat) are derived from the projection alone, so an index built
 from a restored snapshot equals one kept up to date event by event; a query
@@ -13,10 +13,10 @@ from typing import Literal
 
 import msgspec
 
+from promises.projection import Projection, Promise, Schedule
+from promises.states import State
 from schemas.events import BudgetAdjusted, Created, NoticeFailed, PromiseEvent
 from valor import budget, spend
-
-from .projection import Projection, Promise, Schedule
 
 ENDPOINTS = ("promise", "promises", "chat", "status")
 SUBJECT_PREFIX = "valor.read"  # endpoint subjects: valor.read.<endpoint>
@@ -88,8 +88,8 @@ class ReadIndex:
 
     def __init__(self, state: Projection) -> None:
         self.state = state
-        self.by_state: dict[str, set[int]] = {}
-        self.where: dict[int, str] = {}
+        self.by_state: dict[str, set[int]] = {}  # a query names a state by its word
+        self.where: dict[int, State] = {}
         self.by_chat: dict[int, list[int]] = {}  # creation order
         self.types: set[str] = set()
         self.refusals: dict[int, NoticeFailed] = {}  # chat -> its latest refusal (decision 52)
