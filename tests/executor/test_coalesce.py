@@ -31,15 +31,19 @@ async def test_writers_in_one_window_are_released_together_when_it_closes():
             await asyncio.sleep(0)
             turn += 1
 
-    async def writer(delay: float) -> None:
-        await asyncio.sleep(delay)
+    async def writer(turns: int) -> None:
+        # Joining some turns later, not some milliseconds later: a loaded machine can stall
+        # the loop past the window's close between two timed wake-ups, but a turn already
+        # queued runs before a timer that expires meanwhile.
+        for _ in range(turns):
+            await asyncio.sleep(0)
         await window.join()
         released.append(turn)
 
     ticker = asyncio.create_task(count_turns())
     t0 = time.monotonic()
     try:
-        await asyncio.gather(writer(0), writer(0.01), writer(0.02))
+        await asyncio.gather(writer(0), writer(1), writer(2))
     finally:
         ticker.cancel()
     assert len(released) == 3 and len(set(released)) == 1  # in one turn: one socket write's worth, not three
