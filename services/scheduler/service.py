@@ -55,7 +55,7 @@ from . import approval, intake, schedules
 from .capacity import slots_per_queue
 from .decide import decide, resend_dispatched
 from .effects import Dispatch, Effect, Publish, ids_taken
-from .lease import Lease
+from .lease import LOOK_EVERY, Lease, renew_in, worth_trying
 from .projection import Projection
 from .readmodel import ReadIndex
 from .reads import Applied, ReadService
@@ -87,9 +87,10 @@ class Scheduler:
         nc: Client,
         name: str | None = None,
         config: Config | None = None,
-        lease_ttl: float = 5.0,  # used only when the lease bucket has no TTL
+        lease_ttl: float = 10.0,  # used only when the lease bucket has no TTL
         heartbeat_ttl: float = 10.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,  # the lease and intervals (tests skew it)
         ack_wait: float = 10.0,
         snapshot_every: int = 50_000,  # events between snapshots; 0: never store one
         snapshot_interval: float = 30.0,  # seconds at least between two snapshots
@@ -102,6 +103,7 @@ class Scheduler:
         self.lease_ttl = lease_ttl
         self.heartbeat_ttl = heartbeat_ttl
         self.clock = clock
+        self.monotonic = monotonic
         self.ack_wait = ack_wait
         self.state = Projection()
         self.snapshots = Snapshots(self.js, snapshot_every, snapshot_interval, clock)
@@ -120,7 +122,7 @@ class Scheduler:
         self._stopping = False
         self._resend_pending = False  # set on taking over and after a failed round
         self._decide_next = False  # inputs and decisions take turns
-        self._resend_due = time.monotonic() + RESEND_EVERY
+        self._resend_due = self.monotonic() + RESEND_EVERY
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -139,7 +141,7 @@ class Scheduler:
         kv = await self.js.key_value(subjects.LEASE_BUCKET)
         # The bucket's TTL is the lease length: renew well within it.
         self.lease_ttl = (await kv.status()).ttl or self.lease_ttl
-        self.lease = Lease(kv, self.name)
+        self.lease = Lease(kv, self.name, self.lease_ttl, self.monotonic)
         self._tasks = [
             asyncio.create_task(self._watch_executors(), name="executors"),
             asyncio.create_task(self._hold_lease(), name="lease"),
@@ -164,6 +166,7 @@ class Scheduler:
             await asyncio.wait(tasks, timeout=2.0)
         if self.lease:
             await self.lease.release()
+            await self.lease.stop_answering()
         if self._tail:
             with contextlib.suppress(Exception):
                 await self._tail.unsubscribe()
@@ -223,33 +226,47 @@ class Scheduler:
     # --- leadership ---------------------------------------------------------------
 
     async def _hold_lease(self) -> None:
-        renewed = 0.0  # monotonic time of the last successful create or renew
+        """Renew while holding (decision 57); as a standby, take the key as soon as it is free."""
+        lease, failed = self.lease, False
+        await lease.answer_alive()
+        self._tasks.append(asyncio.create_task(lease.watch(), name="lease-watch"))
         while not self._stopping:
             try:
-                if self.lease.held:
-                    if await self.lease.renew():
-                        renewed = time.monotonic()
-                    else:  # someone else holds it: stop acting at once
+                if lease.revision is not None and not lease.held:
+                    # Its share of the TTL ran out without a renewal: another may hold it now.
+                    log.warning("%s: lease not renewed in time; stepping down", self.name)
+                    lease.drop()
+                if lease.revision is not None:
+                    if not await lease.renew():  # someone else holds it: stop acting at once
                         await self._step_down()
-                elif await self.lease.acquire():
-                    renewed = time.monotonic()
-                    try:
-                        await self._take_over()
-                    except Exception:
-                        # Held without COMMANDS and CHAT pulled, the lease would be renewed while
-                        # nothing is ever created again: give it back, and try for it anew.
-                        await self.lease.release()
-                        raise
+                    failed = False
+                else:
+                    if self._leader_tasks:
+                        await self._step_down()
+                    await lease.look_at_holder()
+                    if worth_trying(lease.seen, lease.clock(), lease.ttl):
+                        await lease.take_from_gone_holder()
+                        if await lease.acquire():
+                            try:
+                                await self._take_over()
+                            except Exception:
+                                # Held without COMMANDS and CHAT pulled, the lease would be renewed while
+                                # nothing is ever created again: give it back, and try for it anew.
+                                await lease.release()
+                                raise
+                    failed = False
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # NATS away or a KV leader election: the lease is still ours until
-                # its TTL could have run out, so keep trying until then, not longer.
-                log.warning("lease check failed: %s", exc)
-                if self.lease.held and time.monotonic() - renewed > self.lease_ttl * 0.75:
-                    self.lease.revision = None
-                    await self._step_down()
-            await asyncio.sleep(self.lease_ttl / 4 if self.lease.held else self.lease_ttl / 5)
+                # NATS away or a KV leader election: a held lease stays ours while `held` says so.
+                log.warning("lease check failed: %s: %s", type(exc).__name__, exc)
+                failed = True
+            if lease.revision is not None:
+                await asyncio.sleep(renew_in(lease.ttl, failed))
+            else:
+                lease.changed.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(lease.changed.wait(), timeout=LOOK_EVERY)
 
     async def _take_over(self) -> None:
         info = await self.js.stream_info(subjects.PROMISES)
@@ -350,10 +367,10 @@ class Scheduler:
         messages never holds back the work that is already ready.
         """
         now = self.clock()
-        if time.monotonic() >= self._resend_due:
+        if self.monotonic() >= self._resend_due:
             # A work item can be lost between `dispatched` and WORK (NATS away at that
             # moment); re-sending now and then is harmless: WORK drops duplicate ids.
-            self._resend_pending, self._resend_due = True, time.monotonic() + RESEND_EVERY
+            self._resend_pending, self._resend_due = True, self.monotonic() + RESEND_EVERY
         if self._resend_pending:
             await self.perform(resend_dispatched(self.state))
             self._resend_pending = False

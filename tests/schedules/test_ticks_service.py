@@ -60,9 +60,11 @@ async def ticks_over_restarts_and_failovers(nc, js, started, rounds: int):
     await until(lambda: sid in leader.state.schedules, what="the schedule folded")
     n = 0
     for i in range(rounds):
-        if i % 10 == 4:  # restarted: stop cleanly, start again
+        if i % 10 == 4:  # restarted: stop cleanly (the key is deleted), start again; either may take over
             await gone(leader)
-            leader = await started(clock=clock, name=f"r{i}")
+            restarted = await started(clock=clock, name=f"r{i}")
+            await until(lambda r=restarted, s=standby: r.leader or s.leader, what="a leader after the restart")
+            leader, standby = (restarted, standby) if restarted.leader else (standby, restarted)
         elif i % 10 == 9:  # failed over, the clock running on meanwhile: ticks are missed
             await crash(leader)
             clock.now += 3
