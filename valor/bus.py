@@ -12,8 +12,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 import nats
@@ -31,6 +32,8 @@ from schemas.streams import bucket_configs, object_store_configs, stream_configs
 from valor import context
 
 log = logging.getLogger("valor.bus")
+
+T = TypeVar("T")
 
 DEFAULT_URL = "nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224"
 
@@ -145,22 +148,40 @@ TRANSIENT = (TimeoutError, nats.errors.NoRespondersError, nats.js.errors.Service
              nats.js.errors.NoStreamResponseError)
 
 
-async def ensure_streams(js: JetStreamContext, n_replicas: int | None = None, patience: float = 60.0) -> None:
+# Starting services wait this long for a cluster that is slow or electing leaders.
+START_PATIENCE = 60.0
+
+
+async def patiently(what: str, call: Callable[[], Awaitable[T]], patience: float = START_PATIENCE,
+                    first_delay: float = 0.25, max_delay: float = 2.0) -> T:
+    """``call()``, tried again on JetStream's transient answers (a timeout, no responders, 503)
+    with a growing delay for up to ``patience`` seconds, then the error goes up.
+
+    A service meeting a slow or electing cluster while it starts (creating its consumers,
+    its first heartbeat) waits instead of exiting: supervisord counts quick exits and
+    gives up after a few, and `make up` would have called a dying service healthy.
+    """
+    deadline = time.monotonic() + patience
+    delay = first_delay
+    while True:
+        try:
+            return await call()
+        except TRANSIENT as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("%s: not ready yet (%s: %s); trying again in %.2gs", what, type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(max_delay, delay * 2)
+
+
+async def ensure_streams(js: JetStreamContext, n_replicas: int | None = None, patience: float = START_PATIENCE) -> None:
     """Create missing streams and buckets; never shrink or rewrite existing ones.
 
     A service starting while a node restarts keeps trying for ``patience``
     seconds instead of exiting (a supervisor gives up after a few quick exits).
     """
     n = n_replicas or replicas()
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            return await _ensure(js, n)
-        except TRANSIENT as exc:
-            if time.monotonic() >= deadline:
-                raise
-            log.warning("streams not ready yet (%s: %s); trying again", type(exc).__name__, exc)
-            await asyncio.sleep(1.0)
+    await patiently("streams", lambda: _ensure(js, n), patience, first_delay=1.0, max_delay=1.0)
 
 
 async def _ensure(js: JetStreamContext, n: int) -> None:

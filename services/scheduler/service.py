@@ -128,19 +128,19 @@ class Scheduler:
 
     async def start(self) -> None:
         await bus.ensure_streams(self.js)
-        self.state = await self.snapshots.load() or self.state  # then the tail: the events after it
+        self.state = await bus.patiently("snapshot", self.snapshots.load) or self.state  # then the tail after it
         self.index, self.applied = ReadIndex(self.state), Applied(self.state.last_seq)
-        self._tail = await self.js.subscribe(
+        self._tail = await bus.patiently("the PROMISES tail", lambda: self.js.subscribe(
             subjects.ALL_PROMISE_EVENTS, stream=subjects.PROMISES, cb=self._on_event,
             ordered_consumer=True, config=tail_after(self.state.last_seq), idle_heartbeat=1.0,
-        )
+        ))
         resume_after(self._tail, self.state.last_seq)
         if self.serve_reads:
             self.reads = ReadService(self.nc, self.index, self.applied, self.name, lambda: self.leader)
             await self.reads.start()
-        kv = await self.js.key_value(subjects.LEASE_BUCKET)
+        kv = await bus.patiently("the lease bucket", lambda: self.js.key_value(subjects.LEASE_BUCKET))
         # The bucket's TTL is the lease length: renew well within it.
-        self.lease_ttl = (await kv.status()).ttl or self.lease_ttl
+        self.lease_ttl = (await bus.patiently("the lease bucket", kv.status)).ttl or self.lease_ttl
         self.lease = Lease(kv, self.name, self.lease_ttl, self.monotonic)
         self._tasks = [
             asyncio.create_task(self._watch_executors(), name="executors"),
