@@ -148,6 +148,54 @@ TRANSIENT = (TimeoutError, nats.errors.NoRespondersError, nats.js.errors.Service
              nats.js.errors.NoStreamResponseError)
 
 
+class NoQuorum(Exception):
+    """JetStream refuses writes because most of the cluster's nodes are gone."""
+
+    def __init__(self, up: int, total: int) -> None:
+        super().__init__(f"the cluster has no quorum: {up} of {total} nodes")
+        self.up, self.total = up, total
+
+
+JETSTREAM_UNAVAILABLE = 10008  # "JetStream system temporarily unavailable": no meta leader
+
+
+async def nodes_up(nc: Client, timeout: float = 0.5) -> tuple[int, int]:
+    """How many of the cluster's nodes (the URLs given and those the server told of) accept a
+    connection, and how many there are."""
+    nodes = {(s.hostname, s.port or 4222) for s in nc.servers if s.hostname}
+
+    async def up(host: str, port: int) -> bool:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        return True
+
+    answers = await asyncio.gather(*(up(h, p) for h, p in nodes))
+    return sum(answers), len(nodes)
+
+
+async def check_quorum(nc: Client) -> None:
+    """Raise NoQuorum when JetStream says it is unavailable and at most half the nodes are up.
+
+    Called after a write failed for a reason that looks passing (a timeout, a 503): one
+    node lost means elections, worth waiting for; two of three lost means no write can
+    succeed until a node returns, which the caller should be told at once.
+    """
+    try:
+        answer = await nc.request("$JS.API.INFO", b"", timeout=1.0)
+        error = (json.loads(answer.data) or {}).get("error") or {}
+        unavailable = error.get("err_code") == JETSTREAM_UNAVAILABLE or error.get("code") == 503
+    except (TimeoutError, nats.errors.NoRespondersError, ValueError):
+        unavailable = True
+    if not unavailable:
+        return
+    up, total = await nodes_up(nc)
+    if total > 1 and up * 2 <= total:
+        raise NoQuorum(up, total)
+
+
 # Starting services wait this long for a cluster that is slow or electing leaders.
 START_PATIENCE = 60.0
 

@@ -114,6 +114,8 @@ async def _session(body: Callable[[ValorClient], Awaitable[T]]) -> T:
     except (nats.errors.ConnectionClosedError, nats.errors.UnexpectedEOF, nats.errors.StaleConnectionError):
         raise Unreachable(f"lost the connection to NATS at {url}") from None
     except TimeoutError:  # nats.errors.TimeoutError included
+        with contextlib.suppress(TimeoutError, nats.errors.Error):
+            await bus.check_quorum(nc)
         raise Unreachable(f"NATS at {url} did not answer in time (a stream may be electing a leader; "
                           "try again, or see `valor status`)") from None
     except nats.errors.Error as exc:
@@ -130,6 +132,9 @@ def run(body: Callable[[ValorClient], Awaitable[T]]) -> T:
         fail(str(exc), 3)
     except CommandRefused as exc:
         fail(str(exc), 1)
+    except bus.NoQuorum as exc:
+        fail(f"{exc}; writes are refused until a node returns, and nothing acknowledged is lost "
+             "(start the stopped nodes; see `valor status`)", 3)
 
 
 async def ask(request: Awaitable[T], key: str | None = None) -> T:

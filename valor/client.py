@@ -41,6 +41,7 @@ from schemas.events import PromiseEvent, decode_promise_event, encode
 from services.scheduler import readmodel
 from services.scheduler.projection import Projection, Promise
 from services.scheduler.readmodel import Answer, PromiseQuery, PromisesQuery, StatusQuery
+from valor import bus
 
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
 # Longer than the service's own wait for its projection to catch up (reads.FRESH_WAIT).
@@ -123,6 +124,7 @@ class ValorClient:
                 return
             except (TimeoutError, nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError,
                     nats.js.errors.ServiceUnavailableError):
+                await bus.check_quorum(self.nc)  # two of three nodes gone: say so now, not after a minute
                 if time.monotonic() >= deadline:
                     raise
                 await asyncio.sleep(0.2)
