@@ -54,8 +54,12 @@ LOOK_EVERY = 0.2
 
 
 def still_ours(sent_at: float | None, now: float, ttl: float) -> bool:
-    """Whether a holder whose last good renewal was sent at ``sent_at`` may still act."""
-    return sent_at is not None and now - sent_at < ttl * SAFE_SHARE
+    """Whether a holder whose last good renewal was sent at ``sent_at`` may still act.
+
+    A monotonic clock read before ``sent_at`` went backwards (a skew): how much time passed
+    is unknown, so the lease is not counted on.
+    """
+    return sent_at is not None and 0.0 <= now - sent_at < ttl * SAFE_SHARE
 
 
 def renew_in(ttl: float, failed: bool) -> float:

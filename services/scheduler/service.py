@@ -106,7 +106,7 @@ class Scheduler:
         self.monotonic = monotonic
         self.ack_wait = ack_wait
         self.state = Projection()
-        self.snapshots = Snapshots(self.js, snapshot_every, snapshot_interval, clock)
+        self.snapshots = Snapshots(self.js, snapshot_every, snapshot_interval, clock, monotonic)
         self.executors: dict[str, ExecutorHeartbeat] = {}
         self.index = ReadIndex(self.state)
         self.applied = Applied()
@@ -234,8 +234,10 @@ class Scheduler:
             try:
                 if lease.revision is not None and not lease.held:
                     # Its share of the TTL ran out without a renewal: another may hold it now.
-                    log.warning("%s: lease not renewed in time; stepping down", self.name)
-                    lease.drop()
+                    # Given back by compare-and-set: if nobody took it, it is free now, not in a TTL.
+                    log.warning("%s: lease not renewed in time (or its clock jumped); stepping down", self.name)
+                    await self._step_down()
+                    await lease.release()
                 if lease.revision is not None:
                     if not await lease.renew():  # someone else holds it: stop acting at once
                         await self._step_down()
@@ -305,6 +307,7 @@ class Scheduler:
                 msgs = await sub.fetch(100, timeout=1.0)
                 idle = 0
             except asyncio.CancelledError:
+                await self._hand_back(sub)
                 raise
             except TimeoutError:
                 idle += 1
@@ -327,6 +330,18 @@ class Scheduler:
             info = await self.js.consumer_info(stream, "scheduler")
             return bool(info.num_pending) and not info.num_ack_pending
         return False
+
+    @classmethod
+    async def _hand_back(cls, sub) -> None:
+        """Stepping down: stop the server delivering to this pull, and nak what it already
+        delivered, so the next leader gets it now rather than after ``ack_wait``."""
+        if sub is None:
+            return
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+            pending = sub._sub._pending_queue  # nats-py keeps a fetch's late arrivals here
+            while not pending.empty():
+                await pending.get_nowait().nak()
 
     @staticmethod
     async def _drop(sub):
