@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import nats.errors
+from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
@@ -86,9 +87,10 @@ def worth_trying(seen: Seen, now: float, ttl: float) -> bool:
 
 
 class Lease:
-    def __init__(self, kv: KeyValue, holder: str, ttl: float = 5.0,
+    def __init__(self, kv: KeyValue, nc: Client, holder: str, ttl: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.kv = kv
+        self.nc = nc  # the holder's sign of life and a standby's question go over core NATS
         self.holder = holder
         self.ttl = ttl
         self.clock = clock
@@ -156,7 +158,7 @@ class Lease:
         async def pong(msg) -> None:
             await msg.respond(b"")
 
-        self._alive_sub = await self.kv._js._nc.subscribe(lease_alive(self.holder), cb=pong)
+        self._alive_sub = await self.nc.subscribe(lease_alive(self.holder), cb=pong)
 
     async def stop_answering(self) -> None:
         if self._alive_sub is not None:
@@ -173,7 +175,7 @@ class Lease:
             self.seen.gone_since = None
             return
         try:
-            await self.kv._js._nc.request(lease_alive(holder), b"", timeout=REQUEST_TIMEOUT)
+            await self.nc.request(lease_alive(holder), b"", timeout=REQUEST_TIMEOUT)
             self.seen.gone_since = None
         except nats.errors.NoRespondersError:
             if self.seen.gone_since is None:

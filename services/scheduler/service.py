@@ -141,7 +141,7 @@ class Scheduler:
         kv = await bus.patiently("the lease bucket", lambda: self.js.key_value(subjects.LEASE_BUCKET))
         # The bucket's TTL is the lease length: renew well within it.
         self.lease_ttl = (await bus.patiently("the lease bucket", kv.status)).ttl or self.lease_ttl
-        self.lease = Lease(kv, self.name, self.lease_ttl, self.monotonic)
+        self.lease = Lease(kv, self.nc, self.name, self.lease_ttl, self.monotonic)
         self._tasks = [
             asyncio.create_task(self._watch_executors(), name="executors"),
             asyncio.create_task(self._hold_lease(), name="lease"),
