@@ -51,7 +51,7 @@ def dead_letter(origin: str) -> str:
 
 
 def lease_alive(holder: str) -> str:
-    """Where a lease holder answers while its process is connected (decision 57); the name
+    """Where a lease holder answers while its process is connected (decision 65); the name
     is hashed because a host name may hold dots, which would split the subject."""
     return f"valor.lease.alive.{hashlib.sha256(holder.encode()).hexdigest()[:20]}"
 
@@ -78,6 +78,11 @@ def msg_id_for_edit(chat_id: int, message_id: int, edited_at: float) -> str:
 def msg_id_for_deletion(chat_id: int, message_ids: list[int]) -> str:
     ids = sorted(message_ids)
     return f"tg:{chat_id}:deleted:{ids[0] if ids else 0}-{ids[-1] if ids else 0}:{len(ids)}"
+
+
+def msg_id_for_gap(chat_id: int, until: float) -> str:
+    """One gap notice per chat and minute: Telegram reporting the same gap again (a restart) is stored once."""
+    return f"tg:{chat_id}:gap:{int(until // 60)}"
 
 
 def msg_id_for_skipped(chat_id: int, first_id: int, last_id: int) -> str:

@@ -1,7 +1,7 @@
 """An attempt's evidence told in words, from the recorded Evidence alone (pure)."""
 
+from promises.evidence import brief, check_failed, last_check, lines
 from schemas.events import CommandRun, Evidence, FileChange, Refusal, TokenUsage
-from valor.evidence import brief, check_failed, last_check, lines
 
 FILES = [FileChange(path="app.py", status="modified", added=11, removed=7),
          FileChange(path="tests/test_app.py", status="added", added=30, removed=0),

@@ -2,6 +2,7 @@
 
 import datetime
 
+from promises.projection import Projection
 from schemas.events import (
     AttemptFailed,
     AttemptStopped,
@@ -15,7 +16,6 @@ from schemas.events import (
     TokenUsage,
 )
 from services.executor import streamjson
-from services.scheduler.projection import Projection
 from valor import spend
 
 DAY = datetime.datetime(2026, 5, 14, 12, tzinfo=datetime.UTC).timestamp()

@@ -26,9 +26,11 @@ from pathlib import Path
 
 from nats.aio.msg import Msg
 
+from promises import evidence, story
+from promises.states import State
 from schemas.commands import NewPromise as T
-from schemas.events import Started, decode_promise_event
-from valor import bus, evidence
+from schemas.events import Created, Started, decode_promise_event
+from valor import bus
 from valor.client import ValorClient
 
 
@@ -45,20 +47,11 @@ class Timeline:
         event = decode_promise_event(msg.data)
         if event.id not in self.titles:
             return
-        name = type(event).__struct_config__.tag
-        detail = {
-            "started": lambda e: f"attempt {e.attempt} on {e.executor}",
-            "succeeded": lambda e: f"in {e.duration:.1f}s",
-            "attempt_failed": lambda e: e.error,
-            "retry_scheduled": lambda e: f"attempt {e.next_attempt} in {e.delay:.1f}s",
-            "cancelled": lambda e: e.reason,
-            "failed": lambda e: e.reason,
-        }.get(name, lambda e: "")(event)
         if isinstance(event, Started):
             self.started[event.id] = event
-        if name in ("created", "dispatched", "progress"):
+        if isinstance(event, Created | story.BOOKKEEPING):
             return
-        print(f"  {time.monotonic() - self.t0:6.1f}s  #{event.id:<4} {self.titles[event.id]:<40} {name:<15} {detail}")
+        print(f"  {time.monotonic() - self.t0:6.1f}s  #{event.id:<4} {self.titles[event.id]:<40} {story.phrase(event)}")
         self.changed.set()
 
 
@@ -166,7 +159,7 @@ async def main(ctl: str) -> int:
         if f"pid {pid}," in line:
             await kill(ctl, f"scheduler:{line.split()[0].split(':')[-1]}")
     states = await client.wait(list(ids.values()), timeout=120)
-    ok = set(states.values()) == {"succeeded"}
+    ok = set(states.values()) == {State.SUCCEEDED}
     print(f"\n  chain {'completed' if ok else 'did not complete'}: " + ", ".join(f"#{i} {s}" for i, s in states.items()))
     await nc.close()
     return 0 if ok else 1

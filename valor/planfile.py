@@ -1,9 +1,10 @@
 """Reading a plan file: JSON or TOML ``{"tasks": [{"name", "type", "input", "after", ...}]}``.
 
 The file is checked against a strict shape first, so a misspelt key is an
-error naming it instead of a silently ignored setting.  Dependencies between
-the tasks are validated by the scheduler, which owns the rules (cycles,
-unknown names) and answers with a sentence naming the culprit.
+error naming it instead of a silently ignored setting.  What makes a plan
+valid (cycles, unknown names, failed dependencies) is the domain's
+(``promises/plan.py``); the scheduler applies it on submission, against the
+promises it knows, and answers with a sentence naming the culprit.
 """
 
 from __future__ import annotations

@@ -13,29 +13,14 @@ from typing import Any
 
 import msgspec
 
+from promises import evidence, story
+from promises.projection import Projection, Promise, Schedule
+from promises.states import PUBLIC_ORDER, State
+from promises.story import waited
 from schemas.events import (
-    Approved,
-    AttemptFailed,
-    AttemptStopped,
-    BudgetAdjusted,
-    Cancelled,
-    Created,
-    Dispatched,
-    Failed,
-    InstructionsAdded,
-    InstructionsDelivered,
-    NoticeFailed,
-    Notified,
-    Progress,
     PromiseEvent,
-    RetryScheduled,
-    Spawned,
-    Started,
-    Succeeded,
 )
-from services.scheduler.approval import waited
-from services.scheduler.projection import TERMINAL, Projection, Promise, Schedule
-from valor import budget, evidence, recurrence
+from valor import recurrence
 
 # --- JSON -----------------------------------------------------------------------
 
@@ -84,35 +69,16 @@ def compact(value: Any, width: int = 200) -> str:
 # --- one promise ------------------------------------------------------------------
 
 
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def headline(p: Promise) -> str:
-    """``#12 echo "title" succeeded after 1 attempt``."""
-    s = p.spec
-    state = p.state
-    if p.status in TERMINAL:
-        tail = f"after {plural(p.attempt, 'attempt')}" if p.attempt else "before any attempt"
-    elif state == "waiting" and p.pending_deps:
-        tail = f"for {p.pending_deps} " + ("dependency" if p.pending_deps == 1 else "dependencies")
-    elif p.attempt:
-        tail = f"on attempt {p.attempt} of {s.max_attempts}"
-    else:
-        tail = ""
-    return f"#{p.id} {s.task} {json.dumps(s.title, ensure_ascii=False)} {state} {tail}".rstrip()
-
-
 def fields(p: Promise) -> list[tuple[str, str]]:
     s = p.spec
     rows = [("input", compact(s.input))]
-    if p.status == "succeeded":
+    if p.status == State.SUCCEEDED:
         rows.append(("result", compact(p.result, 2000)))
     if p.error:
         rows.append(("error", p.error))
     rows.append(("priority", f"{s.priority}   queue {s.queue}"
                  + (f"   key {s.concurrency_key} (limit {s.concurrency_limit})" if s.concurrency_key else "")))
-    retry = f"{plural(s.max_attempts, 'attempt')}, backoff {s.backoff:g}s x{s.backoff_factor:g}"
+    retry = f"{story.plural(s.max_attempts, 'attempt')}, backoff {s.backoff:g}s x{s.backoff_factor:g}"
     rows.append(("policy", retry + (f", timeout {s.timeout:g}s" if s.timeout else "")))
     if p.executor:
         rows.append(("executor", p.executor))
@@ -134,64 +100,10 @@ def fields(p: Promise) -> list[tuple[str, str]]:
     return rows
 
 
-def describe(e: PromiseEvent) -> str:
-    match e:
-        case Created():
-            return f"created ({e.task}, priority {e.priority}, queue {e.queue})"
-        case Approved():
-            return f"approved by {e.by or '?'}" + (f": {e.reason}" if e.reason else "")
-        case BudgetAdjusted():
-            return f"budget adjusted by {e.by or '?'}: {budget.describe(e)}"
-        case Dispatched():
-            return f"dispatched attempt {e.attempt}"
-        case Started():
-            again = f" (delivery {e.delivery})" if e.delivery > 1 else ""
-            return f"started attempt {e.attempt} on {e.executor or '?'}{again}"
-        case Progress():
-            share = f" ({e.fraction:.0%})" if e.fraction is not None else ""
-            return f"progress attempt {e.attempt}: {e.text}{share}"
-        case Succeeded():
-            proof = f" ({evidence.brief(e.evidence)})" if e.evidence is not None else ""
-            return f"succeeded attempt {e.attempt} in {e.duration:.3f}s{proof}"
-        case AttemptFailed():
-            kind = "" if e.retryable else " (not retryable)"
-            proof = f" ({evidence.brief(e.evidence)})" if e.evidence is not None else ""
-            return f"attempt {e.attempt} failed{kind}: {e.error}{proof}"
-        case AttemptStopped():
-            proof = f" ({evidence.brief(e.evidence)})" if e.evidence is not None else ""
-            return f"attempt {e.attempt} stopped: {e.reason}{proof}"
-        case RetryScheduled():
-            return f"retry scheduled: attempt {e.next_attempt} in {e.delay:.3f}s"
-        case Failed():
-            return f"failed: {e.reason}"
-        case Cancelled():
-            return f"cancelled by {e.by or '?'}: {e.reason}"
-        case Spawned():
-            if e.error:
-                return f"spawning failed: {e.error}"
-            return "spawned " + (" ".join(f"{n}=#{i}" for n, i in e.children.items()) or "nothing")
-        case Notified():
-            return f"notified {e.kind} in chat {e.chat_id}"
-        case NoticeFailed():
-            return f"notice {e.kind} not sent: chat {e.chat_id} cannot be reached ({e.reason})"
-        case InstructionsAdded():
-            return f"instructions added by {e.by or '?'}: {compact(e.text)}"
-        case InstructionsDelivered():
-            return f"instructions {e.request_id} delivered to attempt {e.attempt}"
-    return type(e).__name__
-
-
-def timeline(events: Sequence[PromiseEvent]) -> list[str]:
-    if not events:
-        return []
-    start = events[0].at
-    return [f"+{e.at - start:.3f}s {describe(e)}" for e in events]
-
-
 def label(p: Promise | None, pid: int) -> str:
     if p is None:
         return f"#{pid} (unknown)"
-    return f"#{pid} {p.state} {p.spec.task} {json.dumps(p.spec.title, ensure_ascii=False)}"
+    return story.listed(p)
 
 
 def tree(p: Promise, state: Projection) -> list[str]:
@@ -208,14 +120,14 @@ def tree(p: Promise, state: Projection) -> list[str]:
 
 
 def show_text(p: Promise, events: Sequence[PromiseEvent], state: Projection) -> str:
-    out = [headline(p)]
+    out = [story.headline(p)]
     width = max(len(k) for k, _ in fields(p))
     out += [f"  {k.ljust(width)}  {v}" for k, v in fields(p)]
     if p.evidence is not None:
         out.append("evidence")
         out += ["  " + line for line in evidence.lines(p.evidence)]
     out.append("timeline")
-    out += ["  " + line for line in timeline(events)]
+    out += ["  " + line for line in story.timeline(events)]
     if p.spec.depends_on or state.dependents.get(p.id):
         out.append("dependencies")
         out += ["  " + line for line in tree(p, state)]
@@ -249,8 +161,7 @@ def list_text(promises: Sequence[Promise], now: float) -> str:
 
 
 def counts_text(counts: Mapping[str, int]) -> str:
-    order = ("awaiting_approval", "waiting", "queued", "running", "retrying", "succeeded", "failed", "cancelled")
-    parts = [f"{s} {counts[s]}" for s in order if counts.get(s)]
+    parts = [f"{s} {counts[s]}" for s in PUBLIC_ORDER if counts.get(s)]
     return ", ".join(parts) if parts else "none"
 
 
@@ -314,6 +225,8 @@ def status_text(status: Mapping[str, Any]) -> str:
         for cname, c in sorted(consumers.items()):
             out.append(f"    consumer {cname}: pending {c['num_pending']}, ack pending {c['num_ack_pending']}")
     out.append(f"promises   {counts_text(status['promises'])}")
+    if unreachable := status.get("unreachable"):  # decision 52: their notices are recorded, not sent
+        out.append("unreachable " + ", ".join(f"chat {chat} ({reason})" for chat, reason in unreachable.items()))
     out += [f"problem    {e}" for e in status.get("errors", [])]
     return "\n".join(out)
 

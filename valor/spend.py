@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from promises.story import usd  # the one way money is written, here for spend.usd callers
 from schemas.events import Evidence, TokenUsage
 
 # USD per million tokens: input, output, cache read, cache write (5-minute).  Matched by substring of the
@@ -182,11 +183,6 @@ def day_start(at: float, tz: datetime.tzinfo = datetime.UTC) -> float:
 def month_start(at: float, tz: datetime.tzinfo = datetime.UTC) -> float:
     d = datetime.datetime.fromtimestamp(at, tz)
     return d.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
-
-
-def usd(amount: float) -> str:
-    """$0.0031, $0.42, $12.50: cents once there are cents, four places below."""
-    return f"${amount:.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.4f}"
 
 
 def charges(promises: Iterable[Any]) -> list[Charge]:

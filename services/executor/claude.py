@@ -44,10 +44,10 @@ from typing import Any
 
 import msgspec
 
+from promises.evidence import check_failed
 from schemas.events import Evidence, InstructionsAdded
 from valor import spend
 from valor.config import ChatSandbox, Config, TaskType
-from valor.evidence import check_failed
 
 from . import changes, groups, logs, sandbox, streamjson
 from .context import AttemptContext, Handler, TaskFailed

@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
-import msgspec
-
+from promises import evidence, story
+from promises.states import State
+from promises.story import duration, reply_with_ids
+from promises.story import result_text as summary
 from schemas.commands import RespondResult
 from schemas.events import Cancelled, Failed, InputEdited, Succeeded
-from services.executor.respond import approval
-from services.executor.respond.reply import reply_with_ids
-from services.executor.respond.why import result_text as summary
-from valor import budget, evidence
+from valor import budget
 
 from .board import Board, Item
 
@@ -93,15 +91,6 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.strip().encode()).hexdigest()[:16]
 
 
-def duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
 def label(item: Item) -> str:
     title = item.spec.title or item.spec.task
     return f"#{item.id} {title}"
@@ -116,17 +105,16 @@ def terminal(item: Item, board: Board) -> str:
         case Succeeded():
             failed = evidence.check_failed(item.evidence)
             if failed is not None:
-                text = (f"⚠️ {label(item)} — done in {duration(end.duration)}, but its check failed: "
+                text = (f"⚠️ {label(item)} — {story.succeeded(took=end.duration)}, but its check failed: "
                         f"`{evidence.clip(failed.command)}` exited {failed.exit_code}")
             else:
-                text = f"✅ {label(item)} — done in {duration(end.duration)}"
+                text = f"✅ {label(item)} — {story.succeeded(took=end.duration)}"
             return "\n\n".join(part for part in (text, summary(end.result), proof) if part)
         case Failed():
-            took = f" after {duration(end.at - item.started_at)}" if item.started_at and end.at else ""
-            text = f"❌ {label(item)} — failed{took}: {end.reason}"
+            text = f"❌ {label(item)} — {story.failed(end.reason, took=_took(item, end))}"
             return f"{text}\n\n{proof}" if proof else text
         case Cancelled():
-            return f"🚫 {label(item)} — cancelled: {end.reason}"
+            return f"🚫 {label(item)} — {story.cancelled(end.reason)}"
     raise ValueError(f"#{item.id} has not ended")
 
 
@@ -137,11 +125,11 @@ def respond_terminal(item: Item, board: Board) -> str:
             return f"❌ I could not answer this (#{item.id}): {end.reason}"
         case Cancelled():
             return f"🚫 Answering this was cancelled (#{item.id}): {end.reason}"
-    result = _respond_result(end.result)
+    result = _respond_result(item)
     children = [c.spec for c in board.children(item) if c is not None]
     held = [c.spec for c in board.children(item) if c is not None and c.awaiting]
     if held:  # the plan itself, with how to answer, instead of the list of ids
-        lines = [result.reply.strip(), approval.prompt(held)]
+        lines = [result.reply.strip(), story.approval_prompt(held)]
     else:
         lines = [reply_with_ids(result.reply.strip(), item.spawned.children if item.spawned else {}, result.promises)]
     if item.spawned is not None and item.spawned.schedules:  # its id, for /pause and /unschedule
@@ -152,11 +140,9 @@ def respond_terminal(item: Item, board: Board) -> str:
     return "\n\n".join(line for line in lines if line) or "✅ Done."
 
 
-def _respond_result(result: Any) -> RespondResult:
-    try:
-        return msgspec.convert(result, RespondResult)
-    except msgspec.ValidationError:
-        return RespondResult(reply=summary(result))
+def _respond_result(item: Item) -> RespondResult:
+    """The answer the board read, or one that tells an unreadable result as it is."""
+    return item.answer or RespondResult(reply=summary(item.end.result if item.end is not None else None))
 
 
 def edited(item: Item, edit: InputEdited) -> str:
@@ -173,19 +159,16 @@ def status(item: Item) -> str:
     end = item.end
     match end:
         case Succeeded() if evidence.check_failed(item.evidence):
-            return f"⚠️ {label(item)}: done in {duration(end.duration)}, its check failed"
+            return f"⚠️ {label(item)}: {story.succeeded(took=end.duration)}, its check failed"
         case Succeeded():
-            return f"✅ {label(item)}: done in {duration(end.duration)}"
+            return f"✅ {label(item)}: {story.succeeded(took=end.duration)}"
         case Failed():
-            return f"❌ {label(item)}: failed"
+            return f"❌ {label(item)}: {State.FAILED}"
         case Cancelled():
-            return f"🚫 {label(item)}: cancelled"
+            return f"🚫 {label(item)}: {State.CANCELLED}"
     if item.retrying:
-        return f"🔁 {label(item)}: attempt {item.attempt} failed ({item.retrying[:200]}); retrying"
-    text = f"⏳ {label(item)}: {item.progress or 'running'}"
-    if item.fraction is not None:
-        text += f" ({item.fraction:.0%})"
-    return text
+        return f"🔁 {label(item)}: {story.retrying(item.attempt, item.retrying[:200])}"
+    return f"⏳ {label(item)}: {story.running(progress=item.progress, fraction=item.fraction)}"
 
 
 # --- plans ------------------------------------------------------------------------
@@ -197,17 +180,17 @@ def checklist_inline(item: Item) -> bool:
     Decided by the reply alone, which never changes, so every edit keeps to the
     same message and fits in it.
     """
-    return len(_respond_result(item.end.result).reply.strip()) <= INLINE_REPLY
+    return len(_respond_result(item).reply.strip()) <= INLINE_REPLY
 
 
 def plan_reply(item: Item, steps: list[Item], board: Board) -> str:
     """The plan's reply: the agent's words and the checklist (which names the ids), or the reply as usual."""
     if not checklist_inline(item):
         return respond_terminal(item, board)
-    reply = _respond_result(item.end.result).reply.strip()
+    reply = _respond_result(item).reply.strip()
     head = f"{reply}\n\n" if reply else ""
     held = [s.spec for s in steps if s.awaiting]
-    foot = f"\n{approval.how_to_answer(held)}" if held else ""  # gone once approved: the reply is edited
+    foot = f"\n{story.how_to_answer(held)}" if held else ""  # gone once approved: the reply is edited
     if estimate := budget.plan_estimate([s.spec for s in steps]):
         foot = f"\n{estimate}{foot}"
     return head + checklist(steps, board, LIMIT - len(head) - len(foot)) + foot
@@ -237,13 +220,13 @@ def plan_final(item: Item, steps: list[Item], board: Board) -> str:
     ok = [s for s in steps if isinstance(s.end, Succeeded)]
     checks = [s for s in ok if evidence.check_failed(s.evidence)]
     ends = [s.end.at for s in steps if s.end is not None and s.end.at]
-    took = f" in {duration(max(ends) - item.spawned.at)}" if ends and item.spawned.at else ""
+    took = max(ends) - item.spawned.at if ends and item.spawned.at else None
     if len(ok) == n and not checks:
-        head = f"✅ All {n} steps done{took}."
+        head = f"✅ All {n} steps {story.succeeded(took=took)}."
     elif len(ok) == n:
-        head = f"⚠️ All {n} steps done{took}, but the last check of {_names(checks)} failed."
+        head = f"⚠️ All {n} steps {story.succeeded(took=took)}, but the last check of {_names(checks)} failed."
     else:
-        head = f"❌ The plan ended{took}: {tally(steps)}."
+        head = f"❌ The plan ended{f' in {duration(took)}' if took is not None else ''}: {tally(steps)}."
     lines = [step_line(i, step, board, FINAL_LINE) for i, step in enumerate(steps, 1)]
     return "\n".join([head, "", *lines, "", SHOW_HINT])
 
@@ -266,23 +249,25 @@ def step_state(item: Item, board: Board) -> tuple[str, str]:
             result = step_result(item)
             return icon, duration(end.duration) + (f" · {result}" if result else "")
         case Failed():
-            took = f" after {duration(end.at - item.started_at)}" if item.started_at and end.at else ""
-            return "❌", f"failed{took}: {end.reason}"
+            return "❌", story.failed(end.reason, took=_took(item, end))
         case Cancelled():
-            return "🚫", f"cancelled: {end.reason}"
+            return "🚫", story.cancelled(end.reason)
     if item.awaiting:
-        after = ", ".join(f"#{d}" for d in item.spec.depends_on)
-        return "✋", f"{item.spec.task}, awaiting approval" + (f", after {after}" if after else "")
+        after = f", after {story.ids(item.spec.depends_on)}" if item.spec.depends_on else ""
+        return "✋", f"{item.spec.task}, {story.awaiting(None)}{after}"
     if item.retrying:
-        return "🔁", f"attempt {item.attempt} failed, retrying: {item.retrying}"
+        return "🔁", story.retrying(item.attempt, item.retrying)
     if item.started_at is not None:
-        share = f" ({item.fraction:.0%})" if item.fraction is not None else ""
-        return "⏳", f"running{share}" + (f": {item.progress}" if item.progress else "")
+        return "⏳", story.running(progress=item.progress, fraction=item.fraction)
     waits = [d for d in item.spec.depends_on
              if (dep := board.items.get(d)) is None or not isinstance(dep.end, Succeeded)]
     if waits:
-        return "⏸", "after " + ", ".join(f"#{d}" for d in waits)
-    return "🕓", "queued"
+        return "⏸", story.waiting_for(waits)
+    return "🕓", State.QUEUED
+
+
+def _took(item: Item, end: Failed) -> float | None:
+    return end.at - item.started_at if item.started_at and end.at else None
 
 
 def step_result(item: Item) -> str:
@@ -290,7 +275,7 @@ def step_result(item: Item) -> str:
     return evidence.brief(item.evidence) or next(iter(summary(item.end.result).strip().splitlines()), "")
 
 
-STATES = (("succeeded", Succeeded), ("failed", Failed), ("cancelled", Cancelled))
+STATES = ((State.SUCCEEDED, Succeeded), (State.FAILED, Failed), (State.CANCELLED, Cancelled))
 
 
 def tally(steps: list[Item]) -> str:

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import math
 
+from promises.projection import Projection, Promise
+from promises.states import State
+from promises.story import waited
 from schemas.commands import CommandReply, NewPromise
 from schemas.events import Approved, Cancelled
 from schemas.subjects import msg_id_for_event
 from valor.config import Approval
 
 from .effects import Effect, Publish
-from .projection import AWAITING, Projection, Promise
 
 
 def needs_approval(tasks: list[NewPromise], rules: Approval) -> str | None:
@@ -45,17 +47,6 @@ def hold(tasks: list[NewPromise], rules: Approval, now: float, over_budget: str 
     return {"awaits_approval": reason, "approve_by": now + rules.expire_after if rules.expire_after else None}
 
 
-def waited(seconds: float) -> str:
-    """``1h``, ``30m``, ``45s``, ``1d2h``: how long an unanswered plan waits."""
-    seconds = max(0, round(seconds))
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size or (unit == "s" and not parts):
-            n, seconds = divmod(seconds, size)
-            parts.append(f"{n}{unit}")
-    return "".join(parts[:2])
-
-
 def plan_of(state: Projection, promise_id: int) -> list[Promise]:
     """The promises approved or refused together with ``promise_id``: its plan's steps.
 
@@ -79,7 +70,7 @@ def _held(state: Projection, promise_id: int, chat_id: int | None) -> tuple[list
     p = state.promises.get(promise_id)
     if p is None or (chat_id is not None and p.spec.chat_id != chat_id):  # a chat sees only its own (decision 19)
         return [], f"no promise #{promise_id}"
-    held = [s for s in plan_of(state, promise_id) if s.status == AWAITING]
+    held = [s for s in plan_of(state, promise_id) if s.status == State.AWAITING]
     if not held:
         return [], f"#{promise_id} is not awaiting approval (it is {p.state})"
     return held, None
@@ -121,7 +112,7 @@ def expire(state: Projection, now: float, ended: set[int]) -> list[Effect]:
     effects: list[Effect] = []
     for _, pid in state.awaiting.irange(maximum=(now, math.inf)):
         p = state.promises[pid]
-        if p.status != AWAITING or pid in ended:
+        if p.status != State.AWAITING or pid in ended:
             continue
         ended.add(pid)
         effects.append(Publish(Cancelled(at=now, id=pid, reason=expired_reason(p), by="scheduler"),

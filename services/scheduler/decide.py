@@ -15,6 +15,8 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
+from promises.projection import Projection, Promise
+from promises.states import State
 from schemas.commands import WorkItem
 from schemas.events import AttemptFailed, Cancelled, Dispatched, Failed, RetryScheduled
 from schemas.subjects import msg_id_for_event, msg_id_for_work
@@ -25,7 +27,6 @@ from .backoff import retry_delay
 from .effects import Dispatch, Effect, Publish, ids_taken
 from .fairness import Group, turns
 from .intake import spawn_children
-from .projection import CANCELLED, DISPATCHED, FAILED, FAILING, RUNNING, SUCCEEDED, Projection, Promise
 
 
 class Decision(NamedTuple):
@@ -59,17 +60,17 @@ def decide(
 def _settle(state, p: Promise, now, ended, config, so_far) -> list[Effect]:
     if p.id in ended:
         return []
-    if p.status == FAILING:
+    if p.status == State.FAILING:
         return [_retry_or_fail(p, now)]
-    if p.status in (FAILED, CANCELLED):
+    if p.status in (State.FAILED, State.CANCELLED):
         return _cancel_dependents(state, p, now, ended)
-    if p.status == SUCCEEDED and p.children is None and p.spawn_error is None:
+    if p.status == State.SUCCEEDED and p.children is None and p.spawn_error is None:
         next_id = state.max_id + 1 + ids_taken(so_far)
         return spawn_children(state, p.id, now, config, next_id)
     if not p.terminal:  # created after one of its dependencies had already ended badly
         for dep in p.spec.depends_on:
             parent = state.promises.get(dep)
-            if parent is None or parent.status in (FAILED, CANCELLED):
+            if parent is None or parent.status in (State.FAILED, State.CANCELLED):
                 ended.add(p.id)
                 return [_cancel(p.id, now, dep, _because(dep, parent))]
     return []
@@ -89,7 +90,7 @@ def _retry_or_fail(p: Promise, now: float) -> Publish:
 def _because(dep: int, parent: Promise | None) -> str:
     if parent is None:
         return f"dependency #{dep} does not exist"
-    if parent.status == FAILED:
+    if parent.status == State.FAILED:
         return f"dependency #{dep} failed: {parent.error}"
     return f"dependency #{dep} was cancelled: {parent.error}"
 
@@ -101,9 +102,9 @@ def _cancel(pid: int, now: float, cause: int, reason: str) -> Publish:
 
 def _cancel_dependents(state: Projection, root: Promise, now: float, ended: set[int]) -> list[Effect]:
     """Every open promise downstream ends cancelled, naming the promise that ended first."""
-    if root.status == CANCELLED and root.cause_id is not None and root.cause_id in state.promises:
+    if root.status == State.CANCELLED and root.cause_id is not None and root.cause_id in state.promises:
         origin = state.promises[root.cause_id]  # name the original cause, not the messenger
-        if origin.status not in (FAILED, CANCELLED):
+        if origin.status not in (State.FAILED, State.CANCELLED):
             origin = root
     else:
         origin = root
@@ -125,7 +126,7 @@ def _expire(state: Projection, now: float, grace: float, ended: set[int]) -> lis
     effects: list[Effect] = []
     for _deadline, pid, attempt in state.deadlines.irange(maximum=(now - grace, math.inf, math.inf)):
         p = state.promises[pid]
-        if p.status != RUNNING or p.attempt != attempt or pid in ended:
+        if p.status != State.RUNNING or p.attempt != attempt or pid in ended:
             continue
         error = f"timed out after {p.spec.timeout:g}s (no result from executor {p.executor or '?'})"
         effects.append(Publish(AttemptFailed(at=now, id=pid, attempt=attempt, error=error, retryable=True),
@@ -166,7 +167,8 @@ def _dispatch(state: Projection, now: float, capacity: Mapping[str, int], ended:
             key = p.spec.concurrency_key
             if key and state.key_in_flight[key] + keys[key] >= p.spec.concurrency_limit:
                 continue
-            keys[key] += bool(key)
+            if key:
+                keys[key] += 1
             free -= 1
             effects += _dispatch_one(state, p, now)
     return effects
@@ -197,7 +199,7 @@ def resend_dispatched(state: Projection) -> list[Effect]:
     work, nobody would ever run it; the WORK stream's duplicate window absorbs
     the copies that did arrive.
     """
-    return [_work(state, p, p.attempt) for p in state.promises.values() if p.status == DISPATCHED]
+    return [_work(state, p, p.attempt) for p in state.promises.values() if p.status == State.DISPATCHED]
 
 
 def _wake_at(state: Projection, now: float, grace: float) -> float | None:

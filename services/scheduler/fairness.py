@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator, Mapping
 
-Group = int | None  # a chat id; None for promises without a chat
+from promises.projection import Group
 
 
 def turns(groups: Mapping[Group, Iterable[tuple[int, int]]], served: Mapping[Group, int]) -> Iterator[int]:

@@ -1,7 +1,7 @@
 """One active scheduler: a lease in a KV bucket whose TTL is the lease length.
 
 The holder renews with a compare-and-set on the key's revision; a standby
-creates the key once it is gone.  Decision 13, made fast by decision 57:
+creates the key once it is gone.  Decision 13, made fast by decision 65:
 
 - The holder acts only while ``still_ours``: less than ``SAFE_SHARE`` of the
   TTL has passed, on its own monotonic clock, since it *sent* its last renewal

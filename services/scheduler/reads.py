@@ -23,9 +23,8 @@ from nats.micro.request import Request
 from nats.micro.service import Service
 
 from schemas import subjects
-
-from . import readmodel
-from .readmodel import ReadIndex
+from valor import readmodel
+from valor.readmodel import ReadIndex
 
 log = logging.getLogger("valor.scheduler.reads")
 

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from promises.projection import Projection
 from schemas import subjects
 from valor import metrics, objstore
 
 from . import snapshot
-from .projection import Projection
 
 log = logging.getLogger("valor.scheduler")
 

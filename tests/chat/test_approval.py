@@ -100,7 +100,7 @@ async def test_the_plan_is_shown_and_go_in_reply_runs_it(chat):
     assert (await said_to(world, go.id, "Approved")).text == (
         f"Approved: #{setup} setup, #{write} write, #{run} run may run now.")
     assert await client.wait(list(ids.values()), timeout=15) == {pid: "succeeded" for pid in ids.values()}
-    await said_to(world, asked.id, "✅ All 3 steps done")
+    await said_to(world, asked.id, "✅ All 3 steps succeeded")
     checklist = await edited(world, shown.id, f"✅ 3. run #{run}")
     assert "✋" not in checklist  # the plan's reply no longer asks
     _, events = await client.promise(setup)

@@ -33,9 +33,9 @@ async def test_console_lines_are_answered_with_replies_edits_and_reactions(nc, j
     assert any(line.endswith("↩ #1: Thought about it.") for line in lines)
     assert "valor reacted 👀 to #1" in lines and "valor reacted ✅ to #1" in lines
     assert any("✎ ✅ #" in line for line in lines)  # the status message, edited to its end
-    assert any("✅ #" in line and "done in" in line and "↩ #2" in line for line in lines)
+    assert any("✅ #" in line and "succeeded in" in line and "↩ #2" in line for line in lines)
     assert any(line.endswith("↩ #3: Three steps.") for line in lines)  # the plan's reply, its checklist below
-    assert any("↩ #3: ✅ All 3 steps done in" in line for line in lines)  # and its final reply
+    assert any("↩ #3: ✅ All 3 steps succeeded in" in line for line in lines)  # and its final reply
     assert not [line for line in lines if "✎ Three steps." in line]  # an edit shows the lines it changed
     stored = await stored_messages(js, 5)
     assert [(m.message_id, m.chat_kind, m.sender_id) for m in stored] == [

@@ -8,10 +8,10 @@ import time
 
 import msgspec
 
+from promises.projection import Projection
+from promises.story import explain
 from schemas.events import Created, Dispatched, InputEdited, MessageEdited, MessageReceived
-from services.executor.respond.why import explain
 from services.scheduler.intake import edit_for_message
-from services.scheduler.projection import Projection
 
 from .conftest import ALICE, notices, settle, stored_messages
 

@@ -124,7 +124,7 @@ def test_a_three_step_plan_is_one_checklist_edited_in_place_and_one_final_reply(
     assert [(p, k) for p, k, _, _ in chat.sent] == [(1, "terminal")]
     checklist = chat.message(1, "terminal")
     assert checklist.startswith(PLAN_REPLY + "\n\n")
-    assert "🕓 1. setup #2 — queued" in checklist and "⏸ 2. write #3 — after #2" in checklist
+    assert "🕓 1. setup #2 — queued" in checklist and "⏸ 2. write #3 — waiting for #2" in checklist
     assert "Promised:" not in checklist  # the checklist names the ids
 
     chat.play(*ran(2, 110.0, result="ready"))
@@ -138,7 +138,7 @@ def test_a_three_step_plan_is_one_checklist_edited_in_place_and_one_final_reply(
 
     assert [(p, k, r) for p, k, r, _ in chat.sent] == [(1, "terminal", REQUEST), (1, "final", REQUEST)]
     final = chat.message(1, "final")
-    assert final.splitlines()[0] == "✅ All 3 steps done in 21.3s."
+    assert final.splitlines()[0] == "✅ All 3 steps succeeded in 21.3s."
     assert "✅ 2. write #3 — 1.5s · Wrote 2 tests." in final and "✅ 3. run #4 — 2.0s · 2 passed" in final
     assert texts.SHOW_HINT in final
     assert "✅ 3. run #4" in chat.message(1, "terminal")  # the checklist shows the end too
@@ -221,7 +221,7 @@ def test_a_claude_code_step_shows_its_evidence_and_a_failed_check_warns():
     chat.play(*respond(types=("echo", "echo", "code")), *ran(2, 110.0), *ran(3, 113.0),
               *ran(4, 120.0, result={"text": "The tests ran."}, evidence=failing))
     final = chat.message(1, "final")
-    assert final.splitlines()[0] == "⚠️ All 3 steps done in 21.3s, but the last check of #4 run failed."
+    assert final.splitlines()[0] == "⚠️ All 3 steps succeeded in 21.3s, but the last check of #4 run failed."
     assert "⚠️ 3. run #4 — 2.0s · no files changed · ran `pytest -q`: exit 1 · $0.05" in final
     assert chat.reactions[-1] == (REQUEST, "❌")
 
@@ -316,7 +316,7 @@ async def test_a_three_step_plan_sends_two_messages_in_all(js, engine, alice, se
     lines = shown(alice, checklist).splitlines()  # edited in place up to the end
     assert [line.split(" — ")[0] for line in lines[2:5]] == [
         f"✅ 1. setup #{ids['setup']}", f"✅ 2. write #{ids['write']}", f"✅ 3. run #{ids['run']}"]
-    assert final.text.startswith("✅ All 3 steps done in ") and f"✅ 3. run #{ids['run']} — " in final.text
+    assert final.text.startswith("✅ All 3 steps succeeded in ") and f"✅ 3. run #{ids['run']} — " in final.text
     assert not [e for e in notices(events) if e.id in ids.values()]  # the steps said nothing of their own
     assert [e for _, m, e in alice.reactions if m == asked.id][-1] == "✅"
     steps = [state.promises[i] for i in ids.values()]
@@ -353,7 +353,7 @@ async def test_a_notifier_killed_before_recording_the_checklist_sends_it_once_an
     second = await start_notifier()
     _, events = await settle(engine, second, expect_respond=1)
     again, final = replies_to(alice, asked.id)
-    assert again == checklist and final.text.startswith("✅ All 3 steps done")
+    assert again == checklist and final.text.startswith("✅ All 3 steps succeeded")
     assert second.outbox.stats["sent"] == 1 and second.outbox.stats["reconciled"] == 1  # found, not sent again
     assert f"✅ 3. run #{plan.children['run']}" in shown(alice, checklist)
     assert [e.telegram_message_id for e in notices(events, "terminal")] == [checklist.id]
@@ -406,5 +406,5 @@ async def test_replying_show_to_a_plan_s_message_answers_with_that_step_s_full_r
         question = await alice.says(ALICE, ALICE, text, reply_to=to.id)
         await settle(agent, notifier, expect_respond=asked_so_far)
         [answer] = replies_to(alice, question.id)
-        assert answer.text.startswith(f'#{write.id} echo "write" succeeded on attempt 1.')
+        assert answer.text.startswith(f'#{write.id} echo "write": succeeded on attempt 1')
         assert answer.text.endswith("Result:\n" + json.dumps(write.result, ensure_ascii=False))

@@ -104,7 +104,7 @@ async def test_replies_stop_explain_and_retry_the_promise_they_answer(valor, tel
 
     why = await world.says(ANA, ANA, "why?", reply_to=status.telegram_message_id)
     assert (await answered(world, why.id)).startswith(
-        f'#{nap.id} sleep "30" was cancelled after 1 attempt: cancelled in chat by Ana')
+        f'#{nap.id} sleep "30": cancelled after 1 attempt: cancelled in chat by Ana')
 
     ended = await until(valor, notice(nap.id, "terminal"), "its result message")
     again = await world.says(ANA, ANA, "try again", reply_to=ended.telegram_message_id)
@@ -145,7 +145,7 @@ async def test_the_console_replies_to_valor_s_messages_by_their_names(nc, valor)
         assert await valor.wait([nap.id], timeout=10) == {nap.id: "cancelled"}
         await console.send_line(nc, CONSOLE_CHAT, f">{name} why?", screen)
         await until(valor, lambda _: next((line for line in lines if "↩ #3" in line), None), "the answer to why")
-        assert f'↩ #3: #{nap.id} sleep "30" was cancelled after 1 attempt: cancelled in chat by you' in "\n".join(
+        assert f'↩ #3: #{nap.id} sleep "30": cancelled after 1 attempt: cancelled in chat by you' in "\n".join(
             lines)
         await console.send_line(nc, CONSOLE_CHAT, ">v99 stop", screen)
         assert lines[-1] == "(not sent: there is no message v99 to reply to yet)"

@@ -161,7 +161,7 @@ async def test_the_chain_from_a_chat_message_runs_git_a_venv_and_the_tests_and_t
     [line] = [t for t in told.splitlines() if f" 3. run #{ids['run']} — " in t]
     if verdict == "passes":
         assert test_run.exit_code == 0 and test_run.output.rstrip().endswith("OK")
-        assert told.startswith("✅ All 3 steps done in ") and line.startswith("✅ ")
+        assert told.startswith("✅ All 3 steps succeeded in ") and line.startswith("✅ ")
         assert f"ran `{RUN}`: exit 0" in line
     else:
         assert test_run.exit_code == 1 and "FAILED (failures=1)" in test_run.output

@@ -1,4 +1,4 @@
-"""`--idempotency-key`: a retried `valor submit` or `valor plan` creates its promises once (decision 58)."""
+"""`--idempotency-key`: a retried `valor submit` or `valor plan` creates its promises once (decision 66)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from promises import story as told
+from promises.projection import Projection
 from schemas.events import (
     Approved,
     AttemptFailed,
@@ -13,7 +15,6 @@ from schemas.events import (
     Started,
     Succeeded,
 )
-from services.scheduler.projection import Projection
 from valor import render
 
 T0 = 1_700_000_000.0
@@ -39,8 +40,8 @@ def story() -> tuple[Projection, list]:
 
 def test_headline_says_type_title_state_and_attempts():
     state, _ = story()
-    assert render.headline(state.promises[1]) == '#1 echo "parent" succeeded after 1 attempt'
-    assert render.headline(state.promises[2]) == '#2 fail "flaky child" retrying on attempt 1 of 3'
+    assert told.headline(state.promises[1]) == '#1 echo "parent": succeeded on attempt 1'
+    assert told.headline(state.promises[2]) == '#2 fail "flaky child": attempt 1 failed, retrying: boom'
 
 
 def test_show_text_has_fields_a_relative_timeline_and_the_tree():
@@ -48,11 +49,11 @@ def test_show_text_has_fields_a_relative_timeline_and_the_tree():
     text = render.show_text(state.promises[2], [e for e in events if e.id == 2], state)
     assert "  error     boom" in text
     assert text.split("timeline\n")[1].split("dependencies\n") == [
-        "  +0.000s created (fail, priority 5, queue default)\n"
-        "  +0.040s dispatched attempt 1\n"
-        "  +0.050s started attempt 1 on e1\n"
+        "  +0.000s created, after #1; up to 3 attempts\n"
+        "  +0.040s attempt 1 dispatched\n"
+        "  +0.050s attempt 1 started on e1\n"
         "  +0.060s attempt 1 failed: boom\n"
-        "  +0.070s retry scheduled: attempt 2 in 0.200s\n",
+        "  +0.070s retry scheduled: attempt 2 in 0.2s\n",
         '  #1 succeeded echo "parent"\n'
         '  └─ #2 retrying fail "flaky child"  ◀',
     ]
@@ -79,8 +80,8 @@ def test_json_form_keeps_the_contract_keys():
 def test_the_timeline_tells_instructions_added_and_delivered():
     added = InstructionsAdded(at=T0, id=2, text="use pytest", request_id="respond:9:0", by="respond #9")
     delivered = InstructionsDelivered(at=T0, id=2, attempt=1, request_id="respond:9:0")
-    assert render.describe(added) == 'instructions added by respond #9: "use pytest"'
-    assert render.describe(delivered) == "instructions respond:9:0 delivered to attempt 1"
+    assert told.entry(added) == 'instructions added by respond #9: "use pytest"'
+    assert told.timeline([added, delivered])[1] == '+0.000s attempt 1 took the instructions "use pytest" into its running session'
 
 
 def test_show_says_why_a_plan_waits_for_approval_and_who_approved_it():
@@ -88,7 +89,7 @@ def test_show_says_why_a_plan_waits_for_approval_and_who_approved_it():
               Approved(at=T0 + 60, id=3, by="respond #2", reason="approved in chat by Ana")]
     state = Projection()
     state.apply(events[0], 1)
-    assert render.headline(state.promises[3]) == '#3 code "write" awaiting_approval'
+    assert told.headline(state.promises[3]) == '#3 code "write": awaiting approval (code work)'
     text = render.show_text(state.promises[3], events, state)
     assert "  approval  needed (code work); cancelled if not approved within 1h" in text
-    assert text.endswith("  +60.000s approved by respond #2: approved in chat by Ana")
+    assert text.endswith("  +1m00s approved by respond #2: approved in chat by Ana")

@@ -6,13 +6,13 @@ import msgspec
 import pytest
 from telethon import types
 
+from promises.projection import Projection
 from schemas.commands import NewPromise
 from schemas.events import Cancelled, Created, Dispatched, Failed, Started, Succeeded, encode
 from services.executor.context import TaskFailed
 from services.executor.shell import check_argv
 from services.ingest.accept import MAX_EVENT_BYTES, Rules, accept
 from services.scheduler import intake
-from services.scheduler.projection import Projection
 from tests.chat.fake_telegram import FakeTelegram
 from valor.config import DEFAULT_SHELL_ALLOW, ConfigError, parse
 

@@ -1,4 +1,4 @@
-"""An executor that starts while the cluster cannot answer waits for it instead of exiting (decision 59)."""
+"""An executor that starts while the cluster cannot answer waits for it instead of exiting (decision 67)."""
 
 from __future__ import annotations
 

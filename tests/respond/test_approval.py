@@ -3,12 +3,13 @@
 import msgspec
 import pytest
 
+from promises import story
+from promises.story import explain
 from schemas.commands import RespondCommand, RespondResult
 from schemas.events import Approved, Created, Notified, Spawned, Succeeded
 from services.executor.respond import approval
 from services.executor.respond.commands import answer as command_answer
 from services.executor.respond.commands import help_text, status_line
-from services.executor.respond.why import explain
 from valor.config import DEFAULT
 
 from .helpers import CHAT, message, view_of
@@ -109,7 +110,7 @@ def test_without_a_language_model_an_edit_is_refused_with_the_reason():
 
 def test_show_n_replying_to_a_waiting_plan_still_shows_the_step():
     shown = command_answer(msgspec.structs.replace(message("show 2"), reply_to=610), ONE, DEFAULT)
-    assert shown.reply.startswith('#12 code "write things" is waiting for approval')
+    assert shown.reply.startswith('#12 code "write things": awaiting approval')
 
 
 @pytest.mark.parametrize("text, reply_to, expected", [
@@ -134,19 +135,19 @@ def test_approve_without_a_waiting_plan_or_an_unknown_id_is_told_why():
 
 def test_the_plan_is_shown_with_names_types_dependencies_ids_and_how_to_answer():
     steps = [e for e in held_plan(10, 11) if isinstance(e, Created) and e.task != "respond"]
-    assert approval.prompt(steps) == "\n".join([
+    assert story.approval_prompt(steps) == "\n".join([
         "#11 setup (echo)",
         "#12 write (code, after #11)",
         "#13 run (echo, after #12)",
         "✋ This plan waits for your approval (3 steps, more than 2). Answer go or 👍 to run it, no to cancel it, "
         "or say what to change. Unanswered, it is cancelled in 1h."])
     never = [msgspec.structs.replace(s, approve_by=None) for s in steps]
-    assert approval.how_to_answer(never).endswith("or say what to change.")
+    assert story.how_to_answer(never).endswith("or say what to change.")
 
 
 def test_status_why_and_help_tell_of_approval():
     assert status_line(ONE.get(12)) == f'#12 code "write things": awaiting approval ({WHY})'
     story = explain(ONE.events[12])
-    assert story.splitlines()[0] == f'#12 code "write things" is waiting for approval ({WHY}).'
+    assert story.splitlines()[0] == f'#12 code "write things": awaiting approval ({WHY})'
     assert story.splitlines()[1].endswith(f"created by #10 as step 'write', after #11; awaiting approval ({WHY})")
     assert "answer go (or 👍) to run it, no to cancel it" in help_text(DEFAULT)

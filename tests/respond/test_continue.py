@@ -3,11 +3,11 @@
 import msgspec
 import pytest
 
+from promises.story import explain
 from schemas.commands import NewPromise
 from schemas.events import Created, Dispatched, Notified, Started, Succeeded
 from services.executor.respond.commands import answer, help_text
 from services.executor.respond.steer import steer
-from services.executor.respond.why import explain
 from valor.config import DEFAULT
 
 from .helpers import CHAT, failed_after_retries, message, running, view_of

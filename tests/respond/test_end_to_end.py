@@ -109,11 +109,11 @@ async def test_plan_a_chain_cancel_its_running_second_step_and_ask_why(chat, val
     assert (step3.error, step3.cause_id) == (f"dependency #{two} was cancelled: no longer needed", two)
 
     why = (await chat.say(f"/why {two}")).result["reply"].splitlines()
-    assert why[0] == f'#{two} sleep "two" was cancelled after 1 attempt: no longer needed'
+    assert why[0] == f'#{two} sleep "two": cancelled after 1 attempt: no longer needed'
     assert why[1].endswith(f"created by #{planned.id} as step 'two', after #{one}")
     assert why[-1].endswith(f"cancelled by respond #{cancel.id}: no longer needed")
     why3 = (await chat.say(f"/why #{three}")).result["reply"].splitlines()
-    assert why3[0] == (f'#{three} echo "three" was cancelled before it started: '
+    assert why3[0] == (f'#{three} echo "three": cancelled before it started: '
                        f"dependency #{two} was cancelled: no longer needed")
     assert why3[-1].endswith(f"cancelled by the scheduler (because #{two} ended): "
                              f"dependency #{two} was cancelled: no longer needed")

@@ -2,9 +2,10 @@
 
 import pytest
 
+from promises.story import reply_with_ids
 from schemas.commands import NewPromise, RespondCommand
 from schemas.events import CommandRun, Evidence, Succeeded
-from services.executor.respond.reply import NO_RECORDED_RESULT, announces_work, honest_reply, reply_with_ids
+from services.executor.respond.reply import NO_RECORDED_RESULT, announces_work, honest_reply
 
 from .helpers import succeeded, view_of
 

@@ -4,13 +4,13 @@ recorded views, and how the scheduler applies what a respond result asks (decisi
 import msgspec
 import pytest
 
+from promises.projection import Projection
 from schemas.commands import NewPromise, NewSchedule, RespondCommand, RespondResult
 from schemas.events import Created, Dispatched, ScheduleCreated, SchedulePaused, Spawned, Started, Succeeded
 from services.executor.respond import commands
 from services.notifier import texts
 from services.notifier.board import Board
 from services.scheduler import intake
-from services.scheduler.projection import Projection
 from valor.config import DEFAULT, parse
 
 from .helpers import CHAT, message, view_of

@@ -39,13 +39,13 @@ def say(text: str, reply_to: int | None):
     ("show 1", FINAL), ("show setup", CHECKLIST), ("Show #11", FINAL), ("show 11", CHECKLIST), ("show Setup.", FINAL)])
 def test_show_names_a_step_by_number_name_or_id_and_answers_with_its_whole_result(text, reply_to):
     reply = say(text, reply_to)
-    assert reply.startswith('#11 echo "setup" succeeded on attempt 1.')
+    assert reply.startswith('#11 echo "setup": succeeded on attempt 1')
     assert reply.endswith("Result:\n" + LONG.strip())  # in full, not the one line of the checklist
 
 
 def test_show_of_a_failed_step_tells_its_story():
     reply = say("show job", FINAL)
-    assert reply.startswith('#12 fail "flaky job" failed after 3 attempts') and "attempt 3 failed" in reply
+    assert reply.startswith('#12 fail "flaky job": failed: connection refused') and "attempt 3 failed" in reply
     assert "Result:" not in reply
 
 

@@ -3,6 +3,7 @@
 import msgspec
 import pytest
 
+from promises.story import explain
 from schemas.commands import NewPromise, RespondCommand, RespondResult
 from schemas.events import (
     Attachment,
@@ -19,7 +20,6 @@ from schemas.events import (
 )
 from services.executor.respond.commands import answer
 from services.executor.respond.steer import steer
-from services.executor.respond.why import explain
 from valor.config import DEFAULT
 
 from .helpers import CHAT, failed_after_retries, message, running, view_of

@@ -1,21 +1,21 @@
 """``/why``: a promise's story from a recorded event list (pure)."""
 
+from promises.story import elapsed, explain
 from schemas.events import Cancelled, Created, Dispatched, Progress, Spawned, Started, Succeeded
-from services.executor.respond.why import elapsed, explain
 
 from .helpers import CHAT, cancelled_by_failed_dependency, failed_after_retries
 
 
 def test_failed_after_retries():
     assert explain(failed_after_retries(12)) == "\n".join([
-        '#12 fail "flaky job" failed after 3 attempts: connection refused: db:5432 (after 3 attempts)',
+        '#12 fail "flaky job": failed: connection refused: db:5432 (after 3 attempts)',
         "+0.0s created by #10 as step 'job'; up to 3 attempts",
         "+0.2s attempt 1 started on exec-1",
         "+0.5s attempt 1 failed: connection refused: db:5432",
-        "+0.6s attempt 2 scheduled in 1.0s",
+        "+0.6s retry scheduled: attempt 2 in 1.0s",
         "+1.7s attempt 2 started on exec-2",
         "+2.0s attempt 2 failed: connection refused: db:5432",
-        "+2.1s attempt 3 scheduled in 2.0s",
+        "+2.1s retry scheduled: attempt 3 in 2.0s",
         "+4.2s attempt 3 started on exec-1",
         "+4.5s attempt 3 failed: connection refused: db:5432",
         "+4.6s failed: connection refused: db:5432 (after 3 attempts)",
@@ -24,7 +24,7 @@ def test_failed_after_retries():
 
 def test_cancelled_because_a_dependency_failed():
     assert explain(cancelled_by_failed_dependency(13, 12)) == "\n".join([
-        '#13 code "run the tests" was cancelled before it started: '
+        '#13 code "run the tests": cancelled before it started: '
         "dependency #12 failed: connection refused: db:5432 (after 3 attempts)",
         "+0.0s created by #10 as step 'run', after #12",
         "+4.6s cancelled by the scheduler (because #12 ended): "
@@ -42,7 +42,7 @@ def test_cancelled_while_running_by_a_chat_command():
         Succeeded(at=3.1, id=20, attempt=1, result={"slept": 30}),  # too late: the fold ignores it
     ]
     assert explain(events) == "\n".join([
-        '#20 sleep "two" was cancelled after 1 attempt: not needed',
+        '#20 sleep "two": cancelled after 1 attempt: not needed',
         "+0.0s created",
         "+0.2s attempt 1 started on exec-1",
         "+3.0s cancelled by respond #21: not needed",
@@ -67,7 +67,7 @@ def test_a_respond_promise_tells_its_reply_and_what_it_promised():
 def test_a_running_promise_shows_its_last_progress():
     events = [Created(at=0.0, id=4, title="t", task="sleep", max_attempts=2), Dispatched(at=0.0, id=4, attempt=1),
               Started(at=0.1, id=4, attempt=1), Progress(at=0.5, id=4, attempt=1, text="halfway")]
-    assert explain(events).splitlines()[:2] == ['#4 sleep "t" is running (attempt 1 of 2).', "Last progress: halfway"]
+    assert explain(events).splitlines()[0] == '#4 sleep "t": running, attempt 1 of 2: halfway'
 
 
 def test_no_events_no_story():

@@ -1,7 +1,7 @@
 """/why tells an attempt's evidence under the line of its end (pure)."""
 
+from promises.story import explain
 from schemas.events import AttemptFailed, CommandRun, Created, Dispatched, Evidence, Refusal, Started
-from services.executor.respond.why import explain
 
 
 def test_why_shows_what_a_failed_attempt_ran_and_was_refused():

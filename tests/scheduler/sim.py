@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from promises.projection import Projection
 from schemas.commands import NewPromise, Submit
 from schemas.events import Started, Succeeded
 from services.scheduler import intake
 from services.scheduler.decide import decide
 from services.scheduler.effects import Dispatch, Publish
-from services.scheduler.projection import Projection
 
 
 class Sim:

@@ -6,11 +6,12 @@ The clock is ``Sim.now``: expiry is a timer ``decide`` sees with time as an inpu
 import msgspec
 import pytest
 
+from promises import story
+from promises.projection import Projection
 from schemas.commands import NewPromise as T
 from schemas.events import Approved, Created, MessageReceived, Succeeded
 from services.scheduler import approval, intake, snapshot
 from services.scheduler.effects import Publish
-from services.scheduler.projection import Projection
 from valor.config import Approval, parse
 
 from .sim import Sim
@@ -47,7 +48,7 @@ def test_a_held_plan_records_why_and_until_when():
 @pytest.mark.parametrize("seconds, text", [(86400, "1d"), (3600, "1h"), (5400, "1h30m"), (90, "1m30s"),
                                            (45, "45s"), (0.4, "0s"), (90061, "1d1h")])
 def test_how_long_a_plan_waits_reads_as_a_later_delay(seconds, text):
-    assert approval.waited(seconds) == text
+    assert story.waited(seconds) == text
 
 
 # --- the life of a held plan ------------------------------------------------------------------

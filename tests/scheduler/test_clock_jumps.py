@@ -1,4 +1,4 @@
-"""Clock jumps on the scheduler's host: timers never early, never twice; the lease holds (decision 60).
+"""Clock jumps on the scheduler's host: timers never early, never twice; the lease holds (decision 68).
 
 The scheduler reads wall time and monotonic time only through its injected clocks, so
 these tests jump and skew them as an NTP step or an operator would.

@@ -2,12 +2,12 @@
 
 import pytest
 
+from promises.continuation import CannotContinue, session_of, session_to_resume
+from promises.projection import Projection
 from schemas.commands import NewPromise, Submit
 from schemas.events import AttemptFailed, Cancelled, Created, Dispatched, Failed, Started, Succeeded
 from services.scheduler import intake
-from services.scheduler.continuation import CannotContinue, session_of, session_to_resume
 from services.scheduler.effects import Publish
-from services.scheduler.projection import Projection
 from valor.config import DEFAULT
 
 from .sim import Sim

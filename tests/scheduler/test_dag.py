@@ -1,7 +1,7 @@
 import pytest
 
+from promises.plan import PlanError, validate_plan
 from schemas.commands import NewPromise as T
-from services.scheduler.dag import PlanError, validate_plan
 
 
 def states(known):

@@ -2,12 +2,12 @@
 
 import pytest
 
+from promises.projection import Projection
 from schemas.commands import NewPromise as T
 from schemas.events import AttemptFailed, MessageReceived, Spawned, Started, Succeeded
 from services.scheduler import intake, snapshot
 from services.scheduler.effects import Publish
 from services.scheduler.fairness import turns
-from services.scheduler.projection import Projection
 from valor.config import DEFAULT
 
 from .sim import Sim

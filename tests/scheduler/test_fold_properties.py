@@ -14,6 +14,8 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from promises.projection import Projection
+from promises.states import IN_FLIGHT, State
 from schemas.commands import NewPromise as T
 from schemas.events import (
     TERMINAL,
@@ -35,7 +37,6 @@ from schemas.events import (
 )
 from services.scheduler import approval, intake
 from services.scheduler.effects import Publish
-from services.scheduler.projection import AWAITING, IN_FLIGHT, QUEUED, Projection
 from valor.config import parse
 
 from .sim import Sim
@@ -314,7 +315,7 @@ def indexes_agree(state: Projection) -> None:
     queued = {(q, chat, prio, pid) for q, groups in ready_lists(state).items() for chat, r in groups.items()
               for prio, pid in r}
     assert queued == {(p.spec.queue, p.spec.chat_id, p.spec.priority, p.id)
-                      for p in state.promises.values() if p.status == QUEUED}
+                      for p in state.promises.values() if p.status == State.QUEUED}
     served: dict = {}
     for p in state.promises.values():  # a chat's last turn on a queue is its latest dispatched promise's
         if p.turn:
@@ -329,7 +330,7 @@ def indexes_agree(state: Projection) -> None:
             answering.setdefault(p.spec.chat_id, []).append(p.id)
     assert {chat: list(ids) for chat, ids in state.unsettled.items()} == answering
     assert list(state.awaiting) == sorted((p.spec.approve_by, p.id) for p in state.promises.values()
-                                          if p.status == AWAITING and p.spec.approve_by is not None)
+                                          if p.status == State.AWAITING and p.spec.approve_by is not None)
     assert state.applied + state.ignored >= len(state.promises)
 
 

@@ -1,4 +1,4 @@
-"""The lease's rules with plain values, then fast failover against a real nats-server (decision 57)."""
+"""The lease's rules with plain values, then fast failover against a real nats-server (decision 65)."""
 
 import asyncio
 import time

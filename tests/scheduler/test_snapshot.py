@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from promises.projection import Projection
 from schemas.events import (
     AttemptFailed,
     Cancelled,
@@ -27,7 +28,6 @@ from schemas.events import (
     encode,
 )
 from services.scheduler import snapshot
-from services.scheduler.projection import Projection
 from services.scheduler.snapshot import FOLD, FORMAT, Header, SnapshotError
 
 from .test_fold_properties import HISTORIES, random_history, ready_lists

@@ -16,11 +16,11 @@ from click.testing import CliRunner
 
 from schemas.commands import NewPromise
 from schemas.events import AttemptFailed, AttemptStopped, Evidence, Started, TokenUsage
-from services.scheduler.readmodel import PromisesQuery
 from services.scheduler.service import Scheduler
 from valor import bus, spend
 from valor.cli import main
 from valor.client import ValorClient
+from valor.readmodel import PromisesQuery
 
 from .conftest import gone
 from .test_budget_service import CODE_PLAN, OWNER, answered

@@ -2,10 +2,10 @@
 
 import pytest
 
+from promises.projection import Projection
 from schemas.commands import NewPromise, Schedule, ScheduleChange
 from schemas.events import Created, TicksSkipped
 from services.scheduler import schedules
-from services.scheduler.projection import Projection
 from services.scheduler.snapshot import encode, restore
 from tests.scheduler.sim import Sim
 from valor.config import DEFAULT

@@ -53,8 +53,8 @@ def test_one_promise_has_its_timeline_and_its_join_graph(web, history):
     join = web.get(f"/api/promises/{history.join}")
     assert join["state"] == "succeeded"
     assert [t["type"] for t in join["timeline"]] == ["created", "dispatched", "started", "succeeded"]
-    assert join["timeline"][-1]["text"].startswith("succeeded attempt 1 in ")
-    assert join["headline"] == f'#{history.join} echo "join them" succeeded after 1 attempt'
+    assert join["timeline"][-1]["text"].startswith("succeeded on attempt 1 in ")
+    assert join["headline"] == f'#{history.join} echo "join them": succeeded on attempt 1'
     assert [e["type"] for e in join["events"]] == ["created", "dispatched", "started", "succeeded"]
     graph = join["graph"]
     assert {(n["id"], n["layer"]) for n in graph["nodes"]} == {(history.a, 0), (history.b, 0), (history.join, 1)}

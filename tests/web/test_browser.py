@@ -56,7 +56,7 @@ def test_a_joins_page_draws_its_dependency_graph(web, history, page, screenshots
     timeline = page.eval("[...document.querySelectorAll('#timeline tr')].map(r => r.dataset.type)")
     assert timeline == ["created", "dispatched", "started", "succeeded"]
     assert page.eval("document.querySelector('#detail .headline').textContent") == \
-        f'#{history.join} echo "join them" succeeded after 1 attempt'
+        f'#{history.join} echo "join them": succeeded on attempt 1'
     page.screenshot(screenshots / "dashboard-join.png")
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from promises.projection import Projection
 from schemas.events import CommandRun, Created, Dispatched, Evidence, FileChange, Started, Succeeded
-from services.scheduler.projection import Projection
 from valor.web import views
 
 
@@ -87,12 +87,12 @@ def test_a_detail_carries_the_show_json_fields_timeline_and_graph():
               Started(id=1, attempt=1, executor="e1", at=101.75), Succeeded(id=1, attempt=1, duration=0.25, at=102.0)]
     shown = views.detail(state, 1, events)
     assert shown["state"] == "succeeded" and shown["chat_id"] == 7 and shown["executor"] == "e1"
-    assert shown["headline"] == '#1 echo "p1" succeeded after 1 attempt'
+    assert shown["headline"] == '#1 echo "p1": succeeded on attempt 1'
     assert shown["timeline"] == [
-        {"type": "created", "at": 101.0, "offset": 0.0, "text": "created (echo, priority 5, queue default)"},
-        {"type": "dispatched", "at": 101.5, "offset": 0.5, "text": "dispatched attempt 1"},
-        {"type": "started", "at": 101.75, "offset": 0.75, "text": "started attempt 1 on e1"},
-        {"type": "succeeded", "at": 102.0, "offset": 1.0, "text": "succeeded attempt 1 in 0.250s"},
+        {"type": "created", "at": 101.0, "offset": 0.0, "text": "created"},
+        {"type": "dispatched", "at": 101.5, "offset": 0.5, "text": "attempt 1 dispatched"},
+        {"type": "started", "at": 101.75, "offset": 0.75, "text": "attempt 1 started on e1"},
+        {"type": "succeeded", "at": 102.0, "offset": 1.0, "text": "succeeded on attempt 1 in 0.2s: no result"},
     ]
     assert [e["type"] for e in shown["events"]] == ["created", "dispatched", "started", "succeeded"]
     assert views.detail(state, 2, []) is None
@@ -108,7 +108,7 @@ def test_a_detail_shows_the_attempt_s_evidence_in_full():
     assert shown["evidence"] == ["$0.2500", "exit 1   pytest -q   [check]", "    | 1 failed",
                                  "files: 1 file changed (+2 −1)", "    modified  app.py (+2 −1)"]
     assert shown["timeline"][-1]["text"] == (
-        "succeeded attempt 1 in 0.250s (1 file changed (+2 −1) · ran `pytest -q`: exit 1 · $0.25)")
+        "succeeded on attempt 1 in 0.2s: no result (1 file changed (+2 −1) · ran `pytest -q`: exit 1 · $0.25)")
 
 
 DAY = 86400.0

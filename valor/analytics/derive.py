@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import msgspec
 
+from promises.projection import Projection, Promise
+from promises.states import State
 from schemas.events import (
     AttemptFailed,
     Cancelled,
@@ -22,7 +24,6 @@ from schemas.events import (
     Started,
     Succeeded,
 )
-from services.scheduler.projection import Projection, Promise
 
 
 @dataclass
@@ -83,13 +84,13 @@ def derive(events: Iterable[tuple[int, PromiseEvent]], refresh: set[int]) -> tup
                 first.setdefault(e.id, {}).setdefault("started", e.at)
             case Succeeded():
                 if (e.id, e.attempt) in attempts:
-                    attempts[e.id, e.attempt].end("succeeded", e.at, None, e.duration)
+                    attempts[e.id, e.attempt].end(State.SUCCEEDED, e.at, None, e.duration)
             case AttemptFailed():
                 if (e.id, e.attempt) in attempts:
-                    attempts[e.id, e.attempt].end("failed", e.at, e.error, e.duration, e.retryable)
+                    attempts[e.id, e.attempt].end(State.FAILED, e.at, e.error, e.duration, e.retryable)
             case Failed() | Cancelled() if applied:
                 p = state.promises[e.id]
-                outcome = "failed" if isinstance(e, Failed) else "cancelled"
+                outcome = State.FAILED if isinstance(e, Failed) else State.CANCELLED
                 if (e.id, p.attempt) in attempts:  # it ended the attempt in flight, if any
                     attempts[e.id, p.attempt].end(outcome, e.at, e.reason)
     promise_rows = [
@@ -120,6 +121,6 @@ def promise_row(p: Promise, first: dict[str, float], last_seq: int) -> tuple:
 
 
 def attempt_row(a: Attempt, p: Promise) -> tuple:
-    outcome = a.outcome or ("running" if a.started_at is not None else "dispatched")
+    outcome = a.outcome or (State.RUNNING if a.started_at is not None else State.DISPATCHED)
     return (a.promise_id, a.attempt, p.spec.task, a.queue, a.executor or None, a.deliveries or None,
             a.dispatched_at, a.started_at, a.finished_at, outcome, a.error, a.retryable, a.duration)

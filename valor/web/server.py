@@ -32,16 +32,23 @@ from urllib.parse import parse_qsl, urlsplit
 
 from nats.aio.client import Client
 
+from promises.states import PUBLIC_ORDER
 from schemas import subjects
-from services.scheduler import readmodel
-from services.scheduler.readmodel import Answer, PromiseQuery, PromisesQuery, StatusQuery
+from valor import readmodel
 from valor.client import ValorClient, state_of
+from valor.readmodel import Answer, PromiseQuery, PromisesQuery, StatusQuery
 from valor.web import views
-from valor.web.live import LiveLog
+from valor.web.live import LiveLog, follow
 
 log = logging.getLogger("valor.web")
 
 PAGE = resources.files("valor.web").joinpath("index.html")
+
+
+def page() -> bytes:
+    """The page, with the public states (their names and order) from the domain, not a copy of them."""
+    states = json.dumps([s.value for s in PUBLIC_ORDER])
+    return PAGE.read_text().replace("/*STATES*/[]", states).encode()
 STATUS_TTL = 1.0  # seconds a status answer is reused: many tabs, one set of NATS requests
 PING_EVERY = 15.0  # an SSE comment keeps proxies open and finds closed tabs
 BATCH = 0.1  # SSE waits this long after a change to send one message for a burst
@@ -139,7 +146,7 @@ class Dashboard:
 
     async def _route(self, path: str, query: dict[str, str]) -> tuple[int, Any, str | None]:
         if path in ("/", "/index.html"):
-            return 200, PAGE.read_bytes(), "text/html; charset=utf-8"
+            return 200, page(), "text/html; charset=utf-8"
         if path == "/api/promises":
             return 200, await self._list(query, max(1, _int(query.get("limit", "500"), "limit"))), None
         if path.startswith("/api/promises/"):
@@ -199,11 +206,9 @@ class Dashboard:
                 "promises": [views.row(state.promises[i], state) for i in ids if i in state.promises]}
 
     async def status(self) -> dict[str, Any]:
-        from valor.cli import gather_status  # the CLI's own view; imported late, cli imports much
-
         now = time.monotonic()
         if self._status is None or now - self._status[0] > STATUS_TTL:
-            info = await gather_status(self.client, self.live.state if self.live.fold else None)
+            info = await self.live.status(self.client)
             info["log_seq"] = self.live.seq
             self._status = (now, info)
         return self._status[1]
@@ -257,14 +262,6 @@ def _hostname(header: str) -> str:
 def _head(status: int, headers: dict[str, str]) -> bytes:
     lines = [f"HTTP/1.1 {status} {REASONS.get(status, '')}"] + [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-async def follow(nc: Client) -> LiveLog:
-    """The log followed from its end when a scheduler serves reads; else replayed and folded here."""
-    served = await ValorClient(nc, by="web").served(StatusQuery()) is not None
-    if not served:
-        log.warning("web: no scheduler answers reads; folding the whole PROMISES log here (slower to start)")
-    return await LiveLog(nc.jetstream(), fold=not served).start()
 
 
 async def serve(nc: Client, host: str = "127.0.0.1", port: int = 8765,

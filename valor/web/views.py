@@ -13,8 +13,9 @@ from typing import Any
 
 import msgspec
 
-from services.scheduler.projection import Projection, Promise
-from valor import evidence, render, spend
+from promises import evidence, story
+from promises.projection import Projection, Promise
+from valor import render, spend
 
 NODE_W, NODE_H = 170, 44  # one promise's box in the SVG
 COL_W, ROW_H = 230, 64  # distance between layers and between rows
@@ -81,7 +82,7 @@ def spend_view(state: Projection, filters: Mapping[str, str], now: float, days: 
 def timeline(events: Sequence[Any]) -> list[dict[str, Any]]:
     start = events[0].at if events else 0.0
     return [{"type": type(e).__struct_config__.tag, "at": e.at, "offset": round(e.at - start, 3),
-             "text": render.describe(e)} for e in events]
+             "text": story.entry(e)} for e in events]
 
 
 def detail(state: Projection, pid: int, events: Sequence[Any]) -> dict[str, Any] | None:
@@ -89,7 +90,7 @@ def detail(state: Projection, pid: int, events: Sequence[Any]) -> dict[str, Any]
     if p is None:
         return None
     out = row(p, state)
-    out["headline"] = render.headline(p)
+    out["headline"] = story.headline(p)
     out["fields"] = [[k, v] for k, v in render.fields(p)]
     out["events"] = [msgspec.to_builtins(e) for e in events]
     out["timeline"] = timeline(events)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import re
 
+from promises.projection import Promise
+from promises.states import State
+from promises.story import short
 from schemas.commands import RespondCommand, RespondResult
-from schemas.events import Created, MessageReceived
-from services.scheduler.approval import waited
-from services.scheduler.projection import AWAITING, Promise
+from schemas.events import MessageReceived
 
 from .view import ChatView
-from .why import short
 
 APPROVE, REJECT = "approve", "reject"
 WORDS = {
@@ -49,7 +49,7 @@ def waiting(view: ChatView) -> list[list[Promise]]:
     """The chat's plans with steps awaiting approval, oldest first, each its held steps."""
     plans: dict[object, list[Promise]] = {}
     for pid, p in sorted(view.promises.items()):
-        if p.status == AWAITING:
+        if p.status == State.AWAITING:
             plans.setdefault(p.spec.request_id or pid, []).append(p)
     return list(plans.values())
 
@@ -74,7 +74,7 @@ def replied_plan(msg: MessageReceived, view: ChatView) -> list[Promise] | None:
 
 
 def _decided(verb: str, steps: list[Promise], msg: MessageReceived, because: str = "") -> RespondResult:
-    held = [s for s in steps if s.status == AWAITING]
+    held = [s for s in steps if s.status == State.AWAITING]
     if not held:
         states = ", ".join(f"#{s.id} {s.state}" for s in steps)
         return RespondResult(reply=f"That plan is no longer waiting for approval ({states}).")
@@ -128,7 +128,7 @@ def cannot_edit(msg: MessageReceived, view: ChatView | None) -> RespondResult | 
     if view is None or not msg.text.strip() or msg.text.lstrip().startswith("/"):
         return None
     if msg.reply_to is not None:
-        held = [s for s in replied_plan(msg, view) or [] if s.status == AWAITING]
+        held = [s for s in replied_plan(msg, view) or [] if s.status == State.AWAITING]
         return _cannot_edit([held]) if held else None
     plans = waiting(view)
     return _cannot_edit(plans) if plans else None
@@ -167,25 +167,10 @@ def reject_command(rest: str, msg: MessageReceived, view: ChatView, config) -> R
 def context(msg: MessageReceived, view: ChatView) -> str:
     """For the model: which waiting plan a reply is about, so "skip step 2" has its plan."""
     replied = replied_plan(msg, view)
-    held = [s for s in replied or [] if s.status == AWAITING]
+    held = [s for s in replied or [] if s.status == State.AWAITING]
     if not held:
         return ""
     return (f"(This replies to your message about the plan {steps_text(held)}, which awaits approval: to change it, "
             "reject it and create the changed plan.)")
 
 
-def how_to_answer(steps: list[Created]) -> str:
-    """The line that says a plan waits, why, how to answer and until when."""
-    expiry = steps[0].approve_by
-    ends = f" Unanswered, it is cancelled in {waited(expiry - steps[0].at)}." if expiry is not None else ""
-    return (f"✋ This plan waits for your approval ({steps[0].awaits_approval}). Answer go or 👍 to run it, "
-            f"no to cancel it, or say what to change.{ends}")
-
-
-def prompt(steps: list[Created]) -> str:
-    """A waiting plan told without a checklist (one step, or a long reply): its steps and how to answer."""
-    lines = []
-    for s in steps:
-        after = ", ".join(f"#{d}" for d in s.depends_on)
-        lines.append(f"#{s.id} {s.name or short(s.title, 40)} ({s.task}{f', after {after}' if after else ''})")
-    return "\n".join([*lines, how_to_answer(steps)])

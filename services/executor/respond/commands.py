@@ -34,18 +34,20 @@ from dataclasses import dataclass
 
 import msgspec
 
+from promises import story
+from promises.continuation import CannotContinue, is_claude, session_to_resume
+from promises.plan import PlanError, validate_plan
+from promises.projection import Promise, Schedule
+from promises.states import State
+from promises.story import explain, short
 from schemas.commands import NewPromise, NewSchedule, RespondCommand, RespondResult
 from schemas.events import MessageReceived
-from services.scheduler.continuation import CannotContinue, is_claude, session_to_resume
-from services.scheduler.dag import PlanError, validate_plan
-from services.scheduler.projection import Promise, Schedule
 from valor import budget, recurrence, render, spend
 from valor.config import Config
 
 from . import approval, attached
 from .show import show_step
 from .view import ChatView
-from .why import explain, short, summary
 
 DEFAULT_TYPE = "code"
 AGENT_ONLY = frozenset({"respond"})  # types a chat cannot ask for directly
@@ -95,6 +97,11 @@ def needs_log(text: str) -> bool:
     return parse(text).verb in NEEDS_LOG
 
 
+def needs_user(text: str) -> bool:
+    """``/usage`` and ``/budget`` show the sender's own spend and budgets, across chats."""
+    return parse(text).verb in ("usage", "budget")
+
+
 def task_types(config: Config) -> list[str]:
     return sorted(t for t in config.types if t not in AGENT_ONLY)
 
@@ -130,8 +137,8 @@ def plain_text_reply(config: Config) -> str:
 def help_text(config: Config) -> str:
     return "\n".join([
         "/do [!N] [$cap] [type] text: promise one task (type defaults to code); $0.50 caps what it may spend",
-        "/usage: what this chat spent today and this month, by type, and the costliest promises",
-        "/budget: what is left of this chat's budgets; owners: /budget +5 [today|month], /budget reset",
+        "/usage: what this chat spent today and this month, by type, the costliest promises, and what you spent",
+        "/budget: what is left of this chat's budgets and yours; owners: /budget +5 [today|month], /budget reset",
         f"/plan, then one line per task: {PLAN_FORMAT} [!N]",
         "/later 30m [!N] [type] text: a task that starts later (s, m, h, d)",
         f"/every {EVERY_FORMS} [!N] [$cap] [type] text: a task on a schedule, each run answering here; "
@@ -267,11 +274,22 @@ def _do(rest, msg, view, config) -> RespondResult:
 def _usage(rest, msg, view, config) -> RespondResult:
     if view is None:
         return RespondResult(reply="I cannot read this chat's log right now.")
-    return RespondResult(reply=spend.report(spend.charges(view.promises.values()), msg.at or time.time()))
+    now = msg.at or time.time()
+    charges = view.charges()
+    out = [spend.report(charges, now, chat_id=msg.chat_id)]
+    if msg.sender_id and (yours := spend.totals(charges, since=spend.month_start(now), user_id=msg.sender_id)).by_chat:
+        today = spend.totals(charges, since=spend.day_start(now), user_id=msg.sender_id).all.usd
+        chats = len(yours.by_chat)
+        out.append(f"Yours, in {chats} chat{'s' if chats != 1 else ''}: {spend.usd(today)} today, "
+                   f"{spend.usd(yours.all.usd)} this month")
+    if budgets := budget.report(config, msg.chat_id, msg.sender_id or None, charges, view.adjustments(), now,
+                                missing=""):
+        out.append(budgets)
+    return RespondResult(reply="\n".join(out))
 
 
 def _budget(rest, msg, view, config) -> RespondResult:
-    """``/budget`` reports this chat's budgets; an owner's ``+5 today`` or ``reset`` is applied by the scheduler."""
+    """``/budget`` reports this chat's budgets and the sender's; an owner's ``+5 today`` or ``reset`` is applied by the scheduler."""
     try:
         change = budget.parse_change(rest)
     except budget.BadBudget as exc:
@@ -279,9 +297,8 @@ def _budget(rest, msg, view, config) -> RespondResult:
     if change is None:
         if view is None:
             return RespondResult(reply="I cannot read this chat's log right now.")
-        promises = view.promises.values()
-        return RespondResult(reply=budget.report(config, msg.chat_id, None, spend.charges(promises),
-                                                 budget.adjustments(promises), msg.at or time.time()))
+        return RespondResult(reply=budget.report(config, msg.chat_id, msg.sender_id or None, view.charges(),
+                                                 view.adjustments(), msg.at or time.time()))
     if msg.sender_id not in config.budgets.owners:
         return RespondResult(reply="Only an owner ([budgets] owners in valor.toml) can change a budget.")
     whose = "This chat's" if change.target is None else f"User {change.target}'s"
@@ -422,27 +439,11 @@ def _target(rest: str, verb: str, view: ChatView, usage_tail: str = "") -> tuple
 
 
 def label(p: Promise) -> str:
-    return f"#{p.id} {p.spec.task} \"{short(p.spec.title, 50)}\""
+    return story.label(p, 50)
 
 
 def status_line(p: Promise) -> str:
-    s, state = p.spec, p.state
-    if state == "succeeded":
-        return f"{label(p)}: succeeded, {summary(p.result, 120)}"
-    if state in ("failed", "cancelled"):
-        return f"{label(p)}: {state}: {short(p.error or '', 160)}"
-    if state == "running":
-        tail = f": {p.progress}" if p.progress else ""
-        return f"{label(p)}: running, attempt {p.attempt} of {s.max_attempts}{tail}"
-    if state == "awaiting_approval":
-        return f"{label(p)}: awaiting approval ({s.awaits_approval})"
-    if state == "waiting" and p.pending_deps:
-        return f"{label(p)}: waiting for {', '.join(f'#{d}' for d in s.depends_on)}"
-    if state == "waiting":
-        return f"{label(p)}: waiting for its start time"
-    if state == "retrying":
-        return f"{label(p)}: attempt {p.attempt} failed, retrying: {short(p.error or '', 120)}"
-    return f"{label(p)}: {state}"
+    return f"{label(p)}: {story.state_words(p, result_width=120)}"
 
 
 def _status(rest, msg, view, config) -> RespondResult:
@@ -463,7 +464,7 @@ def _list(rest, msg, view, config) -> RespondResult:
     if not work:
         return RespondResult(reply="This chat has no promises yet. Send /do <what to do> to make one.")
     shown = work[-LIST_LIMIT:]
-    lines = [f"#{p.id} {p.state} {p.spec.task} \"{short(p.spec.title, 50)}\"" for p in shown]
+    lines = [story.listed(p, 50) for p in shown]
     if len(work) > len(shown):
         lines.insert(0, f"The last {len(shown)} of {len(work)}:")
     return RespondResult(reply="\n".join(lines))
@@ -490,14 +491,14 @@ def _retry(rest, msg, view, config) -> RespondResult:
 
 
 def retry_one(p: Promise, view: ChatView) -> RespondResult:
-    if p.state not in ("failed", "cancelled", "retrying"):
+    if p.state not in (State.FAILED, State.CANCELLED, State.RETRYING):
         return RespondResult(reply=f"#{p.id} is {p.state}; only failed or cancelled promises can be retried.")
-    if p.state != "retrying":
+    if p.state != State.RETRYING:
         for dep in p.spec.depends_on:
             parent = view.get(dep)
-            if parent is not None and parent.state != "succeeded":
+            if parent is not None and parent.state != State.SUCCEEDED:
                 return RespondResult(reply=f"#{p.id} depends on #{dep}, which is {parent.state}; retry #{dep} first.")
-    how = "now" if p.state == "retrying" else "as a new promise"
+    how = "now" if p.state == State.RETRYING else "as a new promise"
     return RespondResult(reply=f"Retrying {label(p)} {how}.", commands=[RespondCommand(verb="retry", id=p.id)])
 
 

@@ -19,17 +19,17 @@ from typing import Any
 import anthropic
 import msgspec
 
+from promises.plan import PlanError
+from promises.story import explain
 from schemas.commands import NewPromise, NewSchedule, RespondCommand, RespondResult
 from schemas.events import MessageReceived
 from services.executor.context import AttemptContext, TaskFailed
-from services.scheduler.dag import PlanError
 from valor import spend
 from valor.config import Config
 
 from . import approval, attached, commands
 from .reply import honest_reply
 from .view import ChatView
-from .why import explain
 
 MAX_TURNS = 8
 HISTORY_JSON_LIMIT = 8000

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from promises.states import State
 from schemas.commands import NewPromise, RespondCommand
 
 # Words that announce work: a reply that says them must be backed by a promise.
@@ -114,7 +115,7 @@ def check_claims(text: str, recorded: Mapping[int, str]) -> str:
             if question or not claims_result(clause):
                 continue
             known = {pid: recorded[pid] for pid in named if pid in recorded}
-            wrong = {pid: state for pid, state in known.items() if state != "succeeded"}
+            wrong = {pid: state for pid, state in known.items() if state != State.SUCCEEDED}
             if not known or wrong:
                 unbacked = True
                 against.update(wrong)
@@ -138,23 +139,3 @@ def honest_reply(text: str, promises: Sequence[NewPromise], commands: Sequence[R
     return NOTHING_STARTED + checked
 
 
-def reply_with_ids(reply: str, children: Mapping[str, int], promises: Sequence[NewPromise] = ()) -> str:
-    """The reply plus one line naming each spawned promise by its id.
-
-    ``children`` is the ``spawned`` event's name -> id (an unnamed task is keyed
-    by its position, "0", "1", ...); ``promises`` is the respond result's list,
-    used for titles and dependencies when given.
-    ``Promised: #12 setup, #13 write (after #12), #14 run (after #13)``.
-    """
-    if not children:
-        return reply
-    parts = []
-    tasks = {(t.name or str(i)): t for i, t in enumerate(promises)}
-    for key, pid in sorted(children.items(), key=lambda kv: kv[1]):
-        task = tasks.get(key)
-        name = key if task is None or task.name else task.title or task.type
-        after = [f"#{children[a]}" for a in (task.after if task else []) if a in children]
-        after += [f"#{d}" for d in (task.depends_on if task else [])]
-        parts.append(f"#{pid} {name}" + (f" (after {', '.join(after)})" if after else ""))
-    line = "Promised: " + ", ".join(parts)
-    return f"{reply}\n{line}" if reply else line

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 
+from promises.states import State
+from promises.story import explain, result_text
 from schemas.commands import RespondResult
 from schemas.events import MessageReceived
 
 from .view import ChatView
-from .why import explain, result_text
 
 SHOW = re.compile(r"show(?:\s+(?P<which>#?[\w.-]+?))?[.!?]?", re.IGNORECASE)  # "show run." asks for run
 
@@ -57,5 +58,5 @@ def pick(which: str, steps: list[tuple[str, int]]) -> int | None:
 def full(view: ChatView, pid: int) -> str:
     story = explain(view.events.get(pid, []))
     p = view.get(pid)
-    result = result_text(p.result).strip() if p is not None and p.state == "succeeded" else ""
+    result = result_text(p.result).strip() if p is not None and p.state == State.SUCCEEDED else ""
     return f"{story}\n\nResult:\n{result}" if result else story

@@ -27,16 +27,17 @@ request, queued behind nothing it could interrupt.
 
 from __future__ import annotations
 
+from promises.continuation import is_claude
+from promises.projection import Promise
+from promises.states import State
+from promises.story import explain, short
 from schemas.commands import RespondCommand, RespondResult
 from schemas.events import MessageReceived
-from services.scheduler.continuation import is_claude
-from services.scheduler.projection import AWAITING, Promise
 from valor.config import Config
 
 from . import attached, gestures
 from .commands import cancel_one, continuation, is_command, label, retry_one
 from .view import ChatView
-from .why import explain, short
 
 
 def steer(msg: MessageReceived, view: ChatView | None, config: Config) -> RespondResult | None:
@@ -60,7 +61,7 @@ def steer(msg: MessageReceived, view: ChatView | None, config: Config) -> Respon
             return retry(targets, view)
         case gestures.WHY:
             return RespondResult(reply="\n\n".join(explain(view.events.get(p.id, [])) for p in targets))
-    if any(p.status == AWAITING for p in targets):
+    if any(p.status == State.AWAITING for p in targets):
         return None  # "skip step 2" to a plan that waits is an edit of the plan: the agents' (decision 45)
     return instruct(targets, gesture.text, msg, config)
 
@@ -113,9 +114,9 @@ def instruct(targets: list[Promise], text: str, msg: MessageReceived, config: Co
     if not is_claude(p, config):
         return RespondResult(reply=f"#{p.id} is a {p.spec.task} task: its input is fixed, so it takes no "
                                    "instructions. Reply stop to cancel it, or send a new request.")
-    if p.state == "running":
+    if p.state == State.RUNNING:
         reply = f"Passing that to {label(p)} while it runs: {short(text, 80)}"
-    elif p.state == "retrying":
+    elif p.state == State.RETRYING:
         reply = f"Added to {label(p)} for its next attempt: {short(text, 80)}"
     else:
         reply = f"Added to {label(p)} before it starts: {short(text, 80)}"

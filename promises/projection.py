@@ -10,6 +10,7 @@ counts); those are derived from the same events, so they rebuild too.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -47,24 +48,12 @@ from schemas.events import (
     TokenUsage,
 )
 
-from .fairness import Group
+from .states import IN_FLIGHT, TERMINAL, State, public
 
-# Internal statuses.  ``failing`` = an attempt failed and the retry decision is
-# pending; ``dispatched`` = handed to WORK, not started yet.
-WAITING, QUEUED, DISPATCHED, RUNNING, FAILING, RETRYING = (
-    "waiting", "queued", "dispatched", "running", "failing", "retrying")
-SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
-# Created held for the user's go (decision 45): never ready, never dispatched, until ``approved``.
-AWAITING = "awaiting_approval"
-TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
-IN_FLIGHT = frozenset({DISPATCHED, RUNNING})
+Group = int | None  # a chat id, how ready promises are grouped for fair turns; None for promises without a chat
 
 # The notices that are messages Valor sent (a reaction's record names the user's own message).
 SENT_NOTICES = ("status", "terminal", "final")
-
-# What users see: a dispatched attempt is still queued until an executor starts it.
-PUBLIC_STATE = {DISPATCHED: QUEUED, FAILING: RETRYING}
-
 
 class Spent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What one attempt spent, from its end event's evidence (decision 47)."""
@@ -77,7 +66,7 @@ class Spent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 class Promise(msgspec.Struct, kw_only=True):
     spec: Created
-    status: str = WAITING
+    status: State = State.WAITING
     attempt: int = 0  # the current attempt (last dispatched), 0 before the first
     pending_deps: int = 0
     not_before: float | None = None
@@ -100,6 +89,7 @@ class Promise(msgspec.Struct, kw_only=True):
     instructions: list[InstructionsAdded] = []  # added while it was open: every later attempt gets them
     spent: list[Spent] = []  # one per attempt that recorded its spend, in log order
     budget: list[BudgetAdjusted] = []  # budgets raised or reset by the command it carried (decision 49)
+    refused: NoticeFailed | None = None  # its chat refused its notice for good: closed since (decision 52)
 
     @property
     def cost_usd(self) -> float:
@@ -110,8 +100,8 @@ class Promise(msgspec.Struct, kw_only=True):
         return self.spec.id
 
     @property
-    def state(self) -> str:
-        return PUBLIC_STATE.get(self.status, self.status)
+    def state(self) -> State:
+        return public(self.status)
 
     @property
     def terminal(self) -> bool:
@@ -195,27 +185,27 @@ class Projection:
         for dep in e.depends_on:
             self.dependents.setdefault(dep, []).append(e.id)
             parent = self.promises.get(dep)
-            if parent is None or parent.status in (FAILED, CANCELLED):
+            if parent is None or parent.status in (State.FAILED, State.CANCELLED):
                 doomed = True
-            if parent is None or parent.status != SUCCEEDED:
+            if parent is None or parent.status != State.SUCCEEDED:
                 p.pending_deps += 1
         if e.awaits_approval is not None:
-            p.status = AWAITING
+            p.status = State.AWAITING
             if e.approve_by is not None:
                 self.awaiting.add((e.approve_by, e.id))
         if doomed:
             self.needs_decision.add(e.id)
-        elif p.pending_deps == 0 and p.status != AWAITING:
+        elif p.pending_deps == 0 and p.status != State.AWAITING:
             self._enqueue(p)
         self._settle_answer(p)
         return True
 
     def _approved(self, e: Approved) -> bool:
         p = self.promises.get(e.id)
-        if p is None or p.status != AWAITING:
+        if p is None or p.status != State.AWAITING:
             return False
         self._dequeue(p)
-        p.status = WAITING
+        p.status = State.WAITING
         if p.pending_deps == 0 and p.id not in self.needs_decision:
             self._enqueue(p)
         return True
@@ -224,10 +214,10 @@ class Projection:
         p = self.promises.get(e.id)
         # Dependencies are not re-checked: the scheduler dispatched only after they
         # succeeded, and a reader folding one promise's events alone has no parents.
-        if p is None or p.status not in (QUEUED, RETRYING, WAITING) or e.attempt != p.attempt + 1:
+        if p is None or p.status not in (State.QUEUED, State.RETRYING, State.WAITING) or e.attempt != p.attempt + 1:
             return False
         self._dequeue(p)
-        p.status, p.attempt = DISPATCHED, e.attempt
+        p.status, p.attempt = State.DISPATCHED, e.attempt
         self.dispatches += 1
         p.turn = self.dispatches
         self.served.setdefault(p.spec.queue, {})[p.spec.chat_id] = p.turn
@@ -241,7 +231,7 @@ class Projection:
         if p is None or p.status not in IN_FLIGHT or e.attempt != p.attempt:
             return False
         self._drop_deadline(p)
-        p.status, p.executor, p.started_at = RUNNING, e.executor, e.at
+        p.status, p.executor, p.started_at = State.RUNNING, e.executor, e.at
         if p.spec.timeout:
             self.deadlines.add((e.at + p.spec.timeout, p.id, p.attempt))
         return True
@@ -258,7 +248,7 @@ class Projection:
         if p is None or p.status not in IN_FLIGHT or e.attempt != p.attempt:
             return False
         self._leave_flight(p)
-        p.status, p.result, p.finished_at, p.error = SUCCEEDED, e.result, e.at, None
+        p.status, p.result, p.finished_at, p.error = State.SUCCEEDED, e.result, e.at, None
         if e.evidence is not None:
             p.evidence = e.evidence
         _charge(p, e)
@@ -267,7 +257,7 @@ class Projection:
             if child is not None and not child.terminal:
                 child.pending_deps -= 1
                 # Only a child still waiting: one already dispatched (decision 16) stays in flight.
-                if child.pending_deps == 0 and child.id not in self.needs_decision and child.status == WAITING:
+                if child.pending_deps == 0 and child.id not in self.needs_decision and child.status == State.WAITING:
                     self._enqueue(child)
         if p.spec.task == "respond" and asks_for_anything(e.result):
             self.needs_decision.add(p.id)
@@ -279,7 +269,7 @@ class Projection:
         if p is None or p.status not in IN_FLIGHT or e.attempt != p.attempt:
             return False
         self._leave_flight(p)
-        p.status, p.error, p.retryable = FAILING, e.error, e.retryable
+        p.status, p.error, p.retryable = State.FAILING, e.error, e.retryable
         if e.evidence is not None:
             p.evidence = e.evidence
         _charge(p, e)
@@ -305,19 +295,19 @@ class Projection:
 
     def _retry_scheduled(self, e: RetryScheduled) -> bool:
         p = self.promises.get(e.id)
-        if p is None or e.next_attempt != p.attempt + 1 or p.status not in (FAILING, RETRYING):
+        if p is None or e.next_attempt != p.attempt + 1 or p.status not in (State.FAILING, State.RETRYING):
             return False
         self._dequeue(p)
-        p.status, p.not_before = RETRYING, e.not_before
+        p.status, p.not_before = State.RETRYING, e.not_before
         self.timed.add((e.not_before, p.id))
         self.needs_decision.discard(p.id)
         return True
 
     def _failed(self, e: Failed) -> bool:
-        return self._end(e.id, FAILED, e.reason, e.at)
+        return self._end(e.id, State.FAILED, e.reason, e.at)
 
     def _cancelled(self, e: Cancelled) -> bool:
-        ok = self._end(e.id, CANCELLED, e.reason, e.at)
+        ok = self._end(e.id, State.CANCELLED, e.reason, e.at)
         if ok:
             p = self.promises[e.id]
             p.cancelled_by, p.cause_id = e.by, e.cause_id
@@ -328,7 +318,7 @@ class Projection:
         if p is None or p.children is not None or p.spawn_error is not None:
             return False
         p.children, p.spawn_error = dict(e.children), e.error
-        if p.status == SUCCEEDED:
+        if p.status == State.SUCCEEDED:
             self.needs_decision.discard(p.id)
         self._settle_answer(p)
         return True
@@ -353,6 +343,15 @@ class Projection:
 
     def _notice_intended(self, e: NoticeIntended) -> bool:
         return e.id in self.promises  # the notifier's fact; nothing here depends on it
+
+    def _notice_failed(self, e: NoticeFailed) -> bool:
+        """Kept for ``valor status``: a chat Telegram refused (not the ``unsent`` ones that only follow)."""
+        p = self.promises.get(e.id)
+        if p is None:
+            return False
+        if not e.unsent and p.refused is None:
+            p.refused = e
+        return True
 
     def _notified(self, e: Notified) -> bool:
         p = self.promises.get(e.id)
@@ -405,7 +404,7 @@ class Projection:
 
     # --- index upkeep -----------------------------------------------------------
 
-    def _end(self, promise_id: int, status: str, reason: str, at: float) -> bool:
+    def _end(self, promise_id: int, status: State, reason: str, at: float) -> bool:
         p = self.promises.get(promise_id)
         if p is None or p.terminal:
             return False
@@ -425,25 +424,25 @@ class Projection:
         if parent_id not in self.needs_decision:
             return
         parent = self.promises.get(parent_id)
-        if parent is None or parent.status not in (FAILED, CANCELLED):
+        if parent is None or parent.status not in (State.FAILED, State.CANCELLED):
             return
         if all(self.promises[c].terminal for c in self.dependents.get(parent_id, ()) if c in self.promises):
             self.needs_decision.discard(parent_id)
 
     def _enqueue(self, p: Promise) -> None:
         if p.not_before is not None:
-            p.status = WAITING
+            p.status = State.WAITING
             self.timed.add((p.not_before, p.id))
         else:
-            p.status = QUEUED
+            p.status = State.QUEUED
             self.ready.setdefault(p.spec.queue, {}).setdefault(p.spec.chat_id, SortedList()).add(
                 (p.spec.priority, p.id))
 
     def _dequeue(self, p: Promise) -> None:
-        if p.status == AWAITING and p.spec.approve_by is not None:
+        if p.status == State.AWAITING and p.spec.approve_by is not None:
             self.awaiting.discard((p.spec.approve_by, p.id))
-        groups = self.ready.get(p.spec.queue)
-        ready = groups.get(p.spec.chat_id) if groups is not None else None
+        groups = self.ready.get(p.spec.queue) or {}
+        ready = groups.get(p.spec.chat_id)
         if ready is not None:
             ready.discard((p.spec.priority, p.id))
             if not ready:  # decisions walk the chats with ready promises, not every chat ever seen
@@ -458,7 +457,7 @@ class Projection:
             return False
         if not p.terminal:
             return True
-        return (p.status == SUCCEEDED and p.children is None and p.spawn_error is None
+        return (p.status == State.SUCCEEDED and p.children is None and p.spawn_error is None
                 and p.id in self.needs_decision)
 
     def _settle_answer(self, p: Promise) -> None:
@@ -469,7 +468,7 @@ class Projection:
         if self._answering(p):
             if not listed:
                 self.unsettled.setdefault(p.spec.chat_id, SortedList()).add(p.id)
-        elif listed:
+        elif order is not None and listed:
             order.discard(p.id)
             if not order:
                 del self.unsettled[p.spec.chat_id]
@@ -482,7 +481,7 @@ class Projection:
         self._drop_deadline(p)
 
     def _drop_deadline(self, p: Promise) -> None:
-        if p.spec.timeout and p.started_at is not None and p.status == RUNNING:
+        if p.spec.timeout and p.started_at is not None and p.status == State.RUNNING:
             self.deadlines.discard((p.started_at + p.spec.timeout, p.id, p.attempt))
 
     # --- restoring (a snapshot) ----------------------------------------------------
@@ -490,7 +489,7 @@ class Projection:
     @classmethod
     def restored(cls, promises: list[Promise], needs_decision: list[int], *,
                  max_id: int, last_seq: int, applied: int, ignored: int,
-                 schedules: list[Schedule] = ()) -> Projection:
+                 schedules: Sequence[Schedule] = ()) -> Projection:
         """The projection whose promises (in creation order) and counters are these.
 
         Every index is derived again from the promises, stating as membership
@@ -521,21 +520,21 @@ class Projection:
                 served = state.served.setdefault(spec.queue, {})
                 served[spec.chat_id] = max(served.get(spec.chat_id, 0), p.turn)
                 state.dispatches = max(state.dispatches, p.turn)
-            if state._answering(p):
+            if state._answering(p) and spec.chat_id is not None:  # _answering: a chat's, so always
                 unsettled.setdefault(spec.chat_id, []).append(p.id)
             status = p.status
-            if status == QUEUED:
+            if status == State.QUEUED:
                 ready.setdefault(spec.queue, {}).setdefault(spec.chat_id, []).append((spec.priority, p.id))
-            elif status == RETRYING or (  # a waiting promise is timed once it was enqueued
-                    status == WAITING and p.not_before is not None and p.pending_deps == 0 and p.id not in needs):
+            elif status == State.RETRYING or (  # a waiting promise is timed once it was enqueued
+                    status == State.WAITING and p.not_before is not None and p.pending_deps == 0 and p.id not in needs):
                 timed.append((p.not_before, p.id))
-            elif status == AWAITING and spec.approve_by is not None:
+            elif status == State.AWAITING and spec.approve_by is not None:
                 awaiting.append((spec.approve_by, p.id))
             elif status in IN_FLIGHT:
                 state.in_flight[spec.queue] += 1
                 if spec.concurrency_key:
                     state.key_in_flight[spec.concurrency_key] += 1
-                if status == RUNNING and spec.timeout and p.started_at is not None:
+                if status == State.RUNNING and spec.timeout and p.started_at is not None:
                     deadlines.append((p.started_at + spec.timeout, p.id, p.attempt))
         state.ready = {queue: {chat: SortedList(items) for chat, items in groups.items()}
                        for queue, groups in ready.items()}
@@ -598,7 +597,7 @@ _HANDLERS = {
     Spawned: Projection._spawned,
     Notified: Projection._notified,
     NoticeIntended: Projection._notice_intended,
-    NoticeFailed: Projection._notice_intended,  # the notifier's fact; nothing here depends on it
+    NoticeFailed: Projection._notice_failed,
     InstructionsAdded: Projection._instructions_added,
     InstructionsDelivered: Projection._instructions_delivered,
     InputEdited: Projection._input_edited,

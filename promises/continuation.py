@@ -13,10 +13,23 @@ from; everything else goes through it.
 
 from __future__ import annotations
 
-from valor.config import Config
+from collections.abc import Mapping
+from typing import Protocol
 
-from .dag import PlanError
-from .projection import SUCCEEDED, Promise
+from .plan import PlanError
+from .projection import Promise
+from .states import State
+
+
+class TaskType(Protocol):
+    handler: str
+
+
+class Config(Protocol):
+    """What continuing reads of the configuration (``valor.config.Config`` has it): each task type's handler."""
+
+    @property
+    def types(self) -> Mapping[str, TaskType]: ...
 
 
 class CannotContinue(PlanError):
@@ -32,7 +45,7 @@ def session_of(p: Promise) -> str | None:
     """
     if p.evidence is not None and p.evidence.session_id:
         return p.evidence.session_id
-    if p.status != SUCCEEDED or not isinstance(p.result, dict):
+    if p.status != State.SUCCEEDED or not isinstance(p.result, dict):
         return None
     session = p.result.get("session_id")
     return session if isinstance(session, str) and session else None
@@ -71,7 +84,7 @@ def session_to_resume(target: Promise | None, target_id: int, chat_id: int | Non
         raise CannotContinue(f"{label} is still {target.state}; it can be continued once it has ended")
     session = session_of(target)
     if session is None:
-        ended = "was cancelled" if target.state == "cancelled" else target.state
+        ended = "was cancelled" if target.state == State.CANCELLED else target.state
         raise CannotContinue(f"{label} {ended} without a recorded Claude Code session, so there is nothing "
                              "to resume")
     return session

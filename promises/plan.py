@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 
 from schemas.commands import NewPromise
 
+from .states import State
+
 
 class PlanError(ValueError):
     pass
@@ -58,13 +60,14 @@ def validate_plan(
             state = state_of(dep)
             if state is None:
                 raise PlanError(f"task '{label}' depends on unknown promise #{dep}")
-            if state in ("failed", "cancelled"):
+            if state in (State.FAILED, State.CANCELLED):
                 raise PlanError(f"task '{label}' depends on #{dep}, which {state_word(state)}")
     return topological_order(tasks, names)
 
 
 def state_word(state: str) -> str:
-    return {"failed": "failed", "cancelled": "was cancelled"}.get(state, f"is {state}")
+    words: dict[str, str] = {State.FAILED: "failed", State.CANCELLED: "was cancelled"}
+    return words.get(state, f"is {state}")
 
 
 def topological_order(tasks: Sequence[NewPromise], names: dict[str, int]) -> list[int]:

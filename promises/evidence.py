@@ -42,7 +42,8 @@ def brief(evidence: Evidence | None) -> str:
     """One line: "3 files changed (+41 −7) · ran `pytest -q`: exit 0 · $0.21"."""
     if evidence is None:
         return ""
-    parts = [files_text(evidence)] if files_text(evidence) else []
+    files = files_text(evidence)
+    parts = [files] if files else []
     check = last_check(evidence)
     ran = [c for c in evidence.commands if c.exit_code is not None]
     if check is not None:
