@@ -240,7 +240,9 @@ class Scheduler:
                 raise
             except Exception as exc:
                 # NATS away or a KV leader election: a held lease stays ours while `held` says so.
-                log.warning("lease check failed: %s: %s", type(exc).__name__, exc)
+                # Once per outage, not at every retry (10 a second while a bucket elects its leader).
+                (log.debug if failed else log.warning)("lease check failed: %s: %s; retrying",
+                                                       type(exc).__name__, exc)
                 failed = True
             if lease.revision is not None:
                 await asyncio.sleep(renew_in(lease.ttl, failed))
