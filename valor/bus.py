@@ -228,7 +228,7 @@ async def check_quorum(nc: Client) -> None:
         answer = await nc.request("$JS.API.INFO", b"", timeout=1.0)
         error = (json.loads(answer.data) or {}).get("error") or {}
         unavailable = error.get("err_code") == JETSTREAM_UNAVAILABLE or error.get("code") == 503
-    except (TimeoutError, nats.errors.NoRespondersError, ValueError):
+    except (TimeoutError, nats.errors.Error, ValueError):  # no answer at all: count the nodes
         unavailable = True
     if not unavailable:
         return
