@@ -7,7 +7,8 @@
 
 ``wait`` polls each node's /healthz until JetStream has a meta leader, creates
 the streams at R3 (valor.bus.ensure_streams), starts the services and waits
-until supervisord reports every program RUNNING.  ``down`` shuts supervisord
+until supervisord reports every program RUNNING, the same process for ``--settle``
+seconds (one restarted meanwhile starts the count anew).  ``down`` shuts supervisord
 down, waits for it, stops the task process groups recorded under var/run/tasks/
 (services/executor/groups.py), and makes sure no process of this checkout survives.
 Only ``wait`` needs the venv (nats-py); the rest is standard library.
@@ -122,23 +123,54 @@ def supervisorctl(a: argparse.Namespace, *args: str) -> subprocess.CompletedProc
 
 
 def program_states(a: argparse.Namespace) -> dict[str, str]:
-    out = supervisorctl(a, "status").stdout
-    return {f[0]: f[1] for f in (line.split() for line in out.splitlines()) if len(f) >= 2}
+    return {name: state for name, (state, _pid) in program_runs(a).items()}
 
 
-def wait_programs(a: argparse.Namespace, timeout: float) -> None:
+def program_runs(a: argparse.Namespace) -> dict[str, tuple[str, str | None]]:
+    """Each program's state and, while it runs, its pid: a new pid is a restart."""
+    return parse_status(supervisorctl(a, "status").stdout)
+
+
+def parse_status(out: str) -> dict[str, tuple[str, str | None]]:
+    runs = {}
+    for fields in (line.replace(",", " ").split() for line in out.splitlines()):
+        if len(fields) >= 2:
+            pid = fields[3] if len(fields) >= 4 and fields[1] == "RUNNING" and fields[2] == "pid" else None
+            runs[fields[0]] = (fields[1], pid)
+    return runs
+
+
+def steady(seen: dict[str, tuple[str, str | None]], since: float | None, runs: dict[str, tuple[str, str | None]],
+           now: float) -> float | None:
+    """Since when every program has been RUNNING as the same process (None: not all running).
+
+    ``seen`` and ``since`` are the previous look; a program restarted in between (another
+    pid, even if RUNNING again) starts the count anew.
+    """
+    if not runs or any(state != "RUNNING" for state, _ in runs.values()):
+        return None
+    return since if since is not None and runs == seen else now
+
+
+def wait_programs(a: argparse.Namespace, timeout: float, settle: float = 10.0) -> None:
+    """Every program RUNNING, and none restarted for ``settle`` seconds: a service that exits a
+    few seconds after start (a JetStream timeout while it made its consumers) is not healthy."""
     supervisorctl(a, "update")  # programs added since the last make up
     supervisorctl(a, "start", "all")
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout + settle
+    seen: dict[str, tuple[str, str | None]] = {}
+    since: float | None = None
     while True:
-        states = program_states(a)
-        bad = {n: s for n, s in states.items() if s != "RUNNING"}
-        if states and not bad:
-            print(f"supervisord: {len(states)} programs RUNNING")
+        runs = program_runs(a)
+        now = time.monotonic()
+        since, seen = steady(seen, since, runs, now), runs
+        if since is not None and now - since >= settle:
+            print(f"supervisord: {len(runs)} programs RUNNING, none restarted for {settle:g}s")
             return
-        if time.monotonic() > deadline or any(s in ("FATAL", "EXITED") for s in bad.values()):
-            logs = ", ".join(f"{a.var}/log/{n.split(':')[-1]}.log" for n in bad)
-            raise SystemExit(f"supervisord: not running: {bad}; see {logs}")
+        bad = {n: s for n, (s, _) in runs.items() if s != "RUNNING"}
+        if now > deadline or any(s in ("FATAL", "EXITED") for s in bad.values()):
+            logs = ", ".join(f"{a.var}/log/{n.split(':')[-1]}.log" for n in bad or runs)
+            raise SystemExit(f"supervisord: not running steadily: {bad or 'restarting'}; see {logs}")
         time.sleep(0.5)
 
 
@@ -266,11 +298,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--nats-url", default=os.environ.get("VALOR_NATS_URL", ""))
     p.add_argument("--replicas", type=int, default=3)
     p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--settle", type=float, default=10,
+                   help="seconds every service must stay up, unrestarted, before `wait` calls it healthy")
     a = p.parse_args(argv)
     if a.action == "wait":
         wait_nodes(a.monitor_ports, a.timeout)
         ensure_streams(a.nats_url, a.replicas, a.timeout, a.var)
-        wait_programs(a, a.timeout)
+        wait_programs(a, a.timeout, a.settle)
         if "executor" in " ".join(program_states(a)):
             wait_executors(a.nats_url, min(a.timeout, 30), a.var)
     elif a.action == "streams":  # real hosts (deploy/hosts.py): the user, password and CA come from the env

@@ -76,7 +76,7 @@ def stream_configs(
     ]
 
 
-def bucket_configs(replicas: int = 1, lease_ttl: float = 5.0, heartbeat_ttl: float = 10.0) -> list[KeyValueConfig]:
+def bucket_configs(replicas: int = 1, lease_ttl: float = 10.0, heartbeat_ttl: float = 10.0) -> list[KeyValueConfig]:
     return [
         KeyValueConfig(
             bucket=subjects.LEASE_BUCKET,

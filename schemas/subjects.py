@@ -8,6 +8,8 @@ duplicate window.
 
 from __future__ import annotations
 
+import hashlib
+
 CHAT = "CHAT"
 PROMISES = "PROMISES"
 WORK = "WORK"
@@ -46,6 +48,12 @@ def command(verb: str) -> str:
 
 def dead_letter(origin: str) -> str:
     return f"dlq.{origin}"
+
+
+def lease_alive(holder: str) -> str:
+    """Where a lease holder answers while its process is connected (decision 65); the name
+    is hashed because a host name may hold dots, which would split the subject."""
+    return f"valor.lease.alive.{hashlib.sha256(holder.encode()).hexdigest()[:20]}"
 
 
 def promise_id_of(subject: str) -> int | None:

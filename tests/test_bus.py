@@ -62,3 +62,29 @@ async def test_stream_sequence_of_a_real_delivery_matches_the_stored_sequence(js
     sub = await js.pull_subscribe(subjects.ALL_PROMISE_EVENTS, stream=subjects.PROMISES)
     msgs = await sub.fetch(3, timeout=2)
     assert [bus.stream_sequence(m) for m in msgs] == [a.seq for a in acks]
+
+
+async def test_patiently_waits_out_transient_answers_and_gives_up_on_anything_else():
+    import nats.errors
+
+    answers = [TimeoutError(), nats.errors.NoRespondersError(), "made"]
+
+    async def creating():
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert await bus.patiently("consumer", creating, patience=5, first_delay=0.01) == "made"
+
+    async def refused():
+        raise ValueError("a bad config is not a slow cluster")
+
+    with pytest.raises(ValueError):
+        await bus.patiently("consumer", refused, patience=5, first_delay=0.01)
+
+    async def never():
+        raise TimeoutError
+
+    with pytest.raises(TimeoutError):
+        await bus.patiently("consumer", never, patience=0.05, first_delay=0.01)

@@ -194,3 +194,17 @@ def test_make_down_stops_the_task_groups_executors_recorded(tmp_path, capsys):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(leader.pid, signal.SIGKILL)
         leader.wait()
+
+
+def test_make_up_calls_services_healthy_only_once_none_restarted_for_the_settle_time():
+    up = health.parse_status("nats:n1            RUNNING   pid 101, uptime 0:00:09\n"
+                             "executor:executor-0 RUNNING   pid 202, uptime 0:00:03\n")
+    assert up == {"nats:n1": ("RUNNING", "101"), "executor:executor-0": ("RUNNING", "202")}
+    since = health.steady({}, None, up, now=100.0)
+    assert since == 100.0
+    assert health.steady(up, since, up, now=105.0) == 100.0  # the same processes: counting on
+    # executor-0 exited (a JetStream timeout at start) and supervisord restarted it: the count starts anew
+    restarted = {**up, "executor:executor-0": ("RUNNING", "303")}
+    assert health.steady(up, since, restarted, now=112.0) == 112.0
+    starting = health.parse_status("executor:executor-0 STARTING\nnats:n1 RUNNING pid 101, uptime 0:00:20\n")
+    assert health.steady(restarted, 112.0, starting, now=113.0) is None

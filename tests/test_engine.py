@@ -105,7 +105,8 @@ async def test_two_schedulers_that_both_think_they_lead_never_share_an_id(nc, js
         follower = b if a.leader else a
         [lease_task] = [t for t in follower._tasks if t.get_name() == "lease"]
         lease_task.cancel()  # it will never learn that it is not the leader
-        follower.lease.revision = 1
+        # a lease it believes renewed just now, and long (decision 65: `held` counts from the renewal)
+        follower.lease.revision, follower.lease.sent_at, follower.lease.ttl = 1, follower.monotonic(), 3600.0
         await follower._take_over()
         assert a.leader and b.leader
         client = ValorClient(nc)

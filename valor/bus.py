@@ -13,8 +13,9 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 import nats
@@ -32,6 +33,8 @@ from schemas.streams import bucket_configs, object_store_configs, stream_configs
 from valor import context
 
 log = logging.getLogger("valor.bus")
+
+T = TypeVar("T")
 
 
 def _not_ssl_eof_noise(record: logging.LogRecord) -> bool:
@@ -186,22 +189,88 @@ TRANSIENT = (TimeoutError, nats.errors.NoRespondersError, nats.js.errors.Service
              nats.js.errors.NoStreamResponseError)
 
 
-async def ensure_streams(js: JetStreamContext, n_replicas: int | None = None, patience: float = 60.0) -> None:
+class NoQuorum(Exception):
+    """JetStream refuses writes because most of the cluster's nodes are gone."""
+
+    def __init__(self, up: int, total: int) -> None:
+        super().__init__(f"the cluster has no quorum: {up} of {total} nodes")
+        self.up, self.total = up, total
+
+
+JETSTREAM_UNAVAILABLE = 10008  # "JetStream system temporarily unavailable": no meta leader
+
+
+async def nodes_up(nc: Client, timeout: float = 0.5) -> tuple[int, int]:
+    """How many of the cluster's nodes (the URLs given and those the server told of) accept a
+    connection, and how many there are."""
+    nodes = {(s.hostname, s.port or 4222) for s in nc.servers if s.hostname}
+
+    async def up(host: str, port: int) -> bool:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        return True
+
+    answers = await asyncio.gather(*(up(h, p) for h, p in nodes))
+    return sum(answers), len(nodes)
+
+
+async def check_quorum(nc: Client) -> None:
+    """Raise NoQuorum when JetStream says it is unavailable and at most half the nodes are up.
+
+    Called after a write failed for a reason that looks passing (a timeout, a 503): one
+    node lost means elections, worth waiting for; two of three lost means no write can
+    succeed until a node returns, which the caller should be told at once.
+    """
+    try:
+        answer = await nc.request("$JS.API.INFO", b"", timeout=1.0)
+        error = (json.loads(answer.data) or {}).get("error") or {}
+        unavailable = error.get("err_code") == JETSTREAM_UNAVAILABLE or error.get("code") == 503
+    except (TimeoutError, nats.errors.Error, ValueError):  # no answer at all: count the nodes
+        unavailable = True
+    if not unavailable:
+        return
+    up, total = await nodes_up(nc)
+    if total > 1 and up * 2 <= total:
+        raise NoQuorum(up, total)
+
+
+# Starting services wait this long for a cluster that is slow or electing leaders.
+START_PATIENCE = 60.0
+
+
+async def patiently(what: str, call: Callable[[], Awaitable[T]], patience: float = START_PATIENCE,
+                    first_delay: float = 0.25, max_delay: float = 2.0) -> T:
+    """``call()``, tried again on JetStream's transient answers (a timeout, no responders, 503)
+    with a growing delay for up to ``patience`` seconds, then the error goes up.
+
+    A service meeting a slow or electing cluster while it starts (creating its consumers,
+    its first heartbeat) waits instead of exiting: supervisord counts quick exits and
+    gives up after a few, and `make up` would have called a dying service healthy.
+    """
+    deadline = time.monotonic() + patience
+    delay = first_delay
+    while True:
+        try:
+            return await call()
+        except TRANSIENT as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("%s: not ready yet (%s: %s); trying again in %.2gs", what, type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(max_delay, delay * 2)
+
+
+async def ensure_streams(js: JetStreamContext, n_replicas: int | None = None, patience: float = START_PATIENCE) -> None:
     """Create missing streams and buckets; never shrink or rewrite existing ones.
 
     A service starting while a node restarts keeps trying for ``patience``
     seconds instead of exiting (a supervisor gives up after a few quick exits).
     """
     n = n_replicas or replicas()
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            return await _ensure(js, n)
-        except TRANSIENT as exc:
-            if time.monotonic() >= deadline:
-                raise
-            log.warning("streams not ready yet (%s: %s); trying again", type(exc).__name__, exc)
-            await asyncio.sleep(1.0)
+    await patiently("streams", lambda: _ensure(js, n), patience, first_delay=1.0, max_delay=1.0)
 
 
 async def _ensure(js: JetStreamContext, n: int) -> None:

@@ -16,6 +16,7 @@ import re
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -36,7 +37,12 @@ from valor.readmodel import PromiseQuery, PromisesQuery
 T = TypeVar("T")
 
 CONNECT_TIMEOUT = 2.0
-REPLY_TIMEOUT = 10.0
+# How long `submit` and `plan` wait for the scheduler's answer: a failover takes seconds (decision 65),
+# so they wait well past it, storing the same request again every ASK_AGAIN seconds.
+REPLY_TIMEOUT = 60.0
+ASK_AGAIN = 10.0
+# What an idempotency key may hold: it becomes a request id, a message-id header on COMMANDS.
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 STATES = tuple(s.value for s in PUBLIC_ORDER)
 
 
@@ -107,6 +113,8 @@ async def _session(body: Callable[[ValorClient], Awaitable[T]]) -> T:
     except (nats.errors.ConnectionClosedError, nats.errors.UnexpectedEOF, nats.errors.StaleConnectionError):
         raise Unreachable(f"lost the connection to NATS at {url}") from None
     except TimeoutError:  # nats.errors.TimeoutError included
+        with contextlib.suppress(TimeoutError, nats.errors.Error):
+            await bus.check_quorum(nc)
         raise Unreachable(f"NATS at {url} did not answer in time (a stream may be electing a leader; "
                           "try again, or see `valor status`)") from None
     except nats.errors.Error as exc:
@@ -123,15 +131,46 @@ def run(body: Callable[[ValorClient], Awaitable[T]]) -> T:
         fail(str(exc), 3)
     except CommandRefused as exc:
         fail(str(exc), 1)
+    except bus.NoQuorum as exc:
+        fail(f"{exc}; writes are refused until a node returns, and nothing acknowledged is lost "
+             "(start the stopped nodes; see `valor status`)", 3)
 
 
-async def ask(request: Awaitable[T]) -> T:
+async def ask(request: Awaitable[T], key: str | None = None) -> T:
     """A command's answer, or exit 3 when no scheduler answered in time."""
     try:
         return await request
     except (TimeoutError, nats.errors.TimeoutError):
+        again = (f"; running it again with --idempotency-key {key} creates it once" if key else "")
         raise Unreachable(f"no answer from the scheduler within {REPLY_TIMEOUT:g}s; the request is stored and "
-                          "runs when a scheduler is active (see `valor status`)") from None
+                          f"runs when a scheduler is active (see `valor status`){again}") from None
+
+
+def request_id_for(key: str | None) -> str:
+    """The request id of `submit` and `plan`: from the idempotency key, so a retried invocation is
+    answered with the promises the first created (intake dedupes request ids, decision 66); else fresh."""
+    return f"key:{key}" if key is not None else uuid.uuid4().hex
+
+
+def check_key(_ctx, _param, value: str | None) -> str | None:
+    if value is not None and not IDEMPOTENCY_KEY.fullmatch(value):
+        raise click.BadParameter("1 to 128 letters, digits or . _ : @ / + = -")
+    return value
+
+
+def submit_plan(client: ValorClient, tasks: list[NewPromise], key: str | None) -> Awaitable[dict[str, int]]:
+    def still_waiting() -> None:
+        click.echo(f"valor: no answer from the scheduler after {ASK_AGAIN:g}s (a failover?); the request is stored, "
+                   f"still waiting up to {REPLY_TIMEOUT:g}s", err=True)
+
+    return ask(client.submit(*tasks, timeout=REPLY_TIMEOUT, request_id=request_id_for(key), ask_again=ASK_AGAIN,
+                             still_waiting=still_waiting), key)
+
+
+idempotency_key = click.option(
+    "--idempotency-key", "key_", callback=check_key, metavar="KEY",
+    help="name this request: running the command again with the same KEY creates nothing new and prints "
+         "the same ids (letters, digits, . _ : @ / + = -)")
 
 
 async def read_log(client: ValorClient) -> tuple[Projection, list[tuple[int, PromiseEvent]]]:
@@ -182,26 +221,29 @@ def parse_input(_ctx, _param, value: str | None) -> Any:
 @click.option("--backoff", type=click.FloatRange(min=0), help="seconds before the first retry")
 @click.option("--max-cost", type=click.FloatRange(min=0, min_open=True),
               help="USD one attempt may spend (default: the type's max_cost)")
+@idempotency_key
 @click.argument("title")
-def submit(type_, input_, after, priority, queue, key, key_limit, delay, timeout, retries, backoff, max_cost, title):
+def submit(type_, input_, after, priority, queue, key, key_limit, delay, timeout, retries, backoff, max_cost, key_,
+           title):
     """Create one promise; prints its id once it is stored."""
     optional = dict(queue=queue, key=key, delay=delay, timeout=timeout, retries=retries, backoff=backoff,
                     max_cost=max_cost)
     task = NewPromise(title=title, type=type_, input=input_, depends_on=list(after), priority=priority,
                       key_limit=key_limit, **{k: v for k, v in optional.items() if v is not None})
-    ids = run(lambda c: ask(c.submit(task, timeout=REPLY_TIMEOUT)))
+    ids = run(lambda c: submit_plan(c, [task], key_))
     click.echo(ids["0"])
 
 
 @main.command(short_help="Create a plan's promises (JSON or TOML, - for stdin).")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
-def plan(file):
+@idempotency_key
+def plan(file, key_):
     """Create the promises of a plan file (JSON or TOML, `-` for stdin); prints NAME ID per task."""
     try:
         tasks = read_plan(file.read())
     except PlanFileError as exc:
         fail(str(exc), 2)
-    ids = run(lambda c: ask(c.submit(*tasks, timeout=REPLY_TIMEOUT)))
+    ids = run(lambda c: submit_plan(c, tasks, key_))
     for task in tasks:
         click.echo(f"{task.name} {ids[task.name]}")
 

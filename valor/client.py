@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import uuid
 from collections import Counter
@@ -42,7 +43,7 @@ from schemas.commands import (
     reply_decoder,
 )
 from schemas.events import PromiseEvent, decode_promise_event, encode
-from valor import readmodel
+from valor import bus, readmodel
 from valor.readmodel import Answer, PromiseQuery, PromisesQuery, StatusQuery
 
 TERMINAL_STATES = tuple(sorted(TERMINAL))  # also the names of the events that end a promise
@@ -83,28 +84,38 @@ class ValorClient:
         self.by = by
         self.reads = Counter()  # "served" / "folded": how reads were answered (tests, bench)
 
-    async def request(self, command: AnyCommand, timeout: float = 10.0) -> CommandReply:
+    async def request(self, command: AnyCommand, timeout: float = 10.0, ask_again: float | None = None,
+                      still_waiting: Callable[[], None] | None = None) -> CommandReply:
         """Publish a command durably and wait for the scheduler's answer.
 
         The command is stored before we wait, so a scheduler that is restarting
-        answers it when it is back; ``timeout`` bounds only our patience.
+        answers it when it is back; ``timeout`` bounds only our patience.  Every
+        ``ask_again`` seconds without an answer the same command (same request id)
+        is stored again, in case the first went to a scheduler that died holding it:
+        the duplicate window, else the scheduler's request-id check, makes it once.
         """
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox, max_msgs=1)
         deadline = time.monotonic() + timeout
         try:
             command = msgspec.structs.replace(command, reply_to=inbox)
-            verb = command.__struct_config__.tag
-            while True:  # the same Nats-Msg-Id makes a retried publish harmless
+            for asked in itertools.count():
+                # One message id per inbox and asking: a retried publish is absorbed by the duplicate
+                # window, while a new asking (or a new invocation with the same request id) is stored
+                # and answered, from the log, by the scheduler's request-id check.
+                await self._store(command, f"{command.request_id}:{inbox.rsplit('.', 1)[-1]}:{asked}", deadline)
+                wait = deadline - time.monotonic()
+                if ask_again is not None:
+                    wait = min(wait, ask_again)
                 try:
-                    await self.js.publish(subjects.command(verb), encode(command), timeout=2.0,
-                                          headers={"Nats-Msg-Id": command.request_id})
+                    msg = await sub.next_msg(timeout=max(0.1, wait))
                     break
-                except (TimeoutError, nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
+                except TimeoutError:
                     if time.monotonic() >= deadline:
                         raise
-                    await asyncio.sleep(0.2)
-            msg = await sub.next_msg(timeout=max(0.1, deadline - time.monotonic()))
+                    if still_waiting is not None:
+                        still_waiting()
+                        still_waiting = None
         finally:
             await sub.unsubscribe()
         reply = reply_decoder.decode(msg.data)
@@ -112,9 +123,25 @@ class ValorClient:
             raise CommandRefused(reply.error)
         return reply
 
-    async def submit(self, *tasks: NewPromise, timeout: float = 10.0) -> dict[str, int]:
-        cmd = Submit(request_id=uuid.uuid4().hex, by=self.by, tasks=list(tasks))
-        return (await self.request(cmd, timeout)).ids
+    async def _store(self, command: AnyCommand, msg_id: str, deadline: float) -> None:
+        verb = command.__struct_config__.tag
+        while True:  # the same Nats-Msg-Id makes a retried publish harmless
+            try:
+                await self.js.publish(subjects.command(verb), encode(command), timeout=2.0,
+                                      headers={"Nats-Msg-Id": msg_id})
+                return
+            except (TimeoutError, nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError,
+                    nats.js.errors.ServiceUnavailableError):
+                await bus.check_quorum(self.nc)  # two of three nodes gone: say so now, not after a minute
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    async def submit(self, *tasks: NewPromise, timeout: float = 10.0, request_id: str | None = None,
+                     **waiting) -> dict[str, int]:
+        """Create a plan's promises; the same ``request_id`` creates them once, however often sent."""
+        cmd = Submit(request_id=request_id or uuid.uuid4().hex, by=self.by, tasks=list(tasks))
+        return (await self.request(cmd, timeout, **waiting)).ids
 
     async def cancel(self, promise_id: int, reason: str = "") -> None:
         await self.request(Cancel(request_id=uuid.uuid4().hex, by=self.by, id=promise_id, reason=reason))

@@ -115,7 +115,7 @@ class Executor:
         metrics.SLOTS.set(self.slots)
         await groups.stop_orphans()  # what a killed predecessor on this host left running
         for queue in self.queues:
-            await ensure_consumer(self.js, queue, self.ack_wait)
+            await bus.patiently(f"consumer for {queue}", lambda q=queue: ensure_consumer(self.js, q, self.ack_wait))
         # Cancelled events are stored in PROMISES; a core subscription sees them as they land.
         self._cancel_sub = await self.nc.subscribe(subjects.PROMISE_CANCELLED, cb=self._on_cancelled)
         # Instructions the user adds reach running attempts the same way.
@@ -124,7 +124,7 @@ class Executor:
         self.cancellations = Cancellations(time.time())
         self.heard = Heard(time.time())
         # The first beat before start() returns: capacity is visible as soon as we are up.
-        await heartbeat.put(self.js, self._beat())
+        await bus.patiently("first heartbeat", lambda: heartbeat.put(self.js, self._beat()))
         self._heartbeat = asyncio.create_task(
             heartbeat.announce(self.js, self._beat, self.heartbeat_interval, self._heartbeat_stop)
         )

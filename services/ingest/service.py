@@ -103,7 +103,7 @@ class Ingest:
 
     async def start(self, reconcile_forever: bool = True) -> None:
         self.started_at = self.clock()
-        self._kv = await cursor_bucket(self.js)
+        self._kv = await bus.patiently("the cursor bucket", lambda: cursor_bucket(self.js))
         await self._retrying("connect", self.source.connect)
         self.me = await self._retrying("get_me", self.source.me)
         self.bot = bool(getattr(self.me, "bot", False))
@@ -114,7 +114,8 @@ class Ingest:
             return
         # Cursors before listening: a live message must not move one past a gap.
         chats = await self._retrying("dialogs", self.allowed_chats)
-        await asyncio.gather(*(self.cursor(chat_id, at_start=True) for chat_id in chats))
+        await bus.patiently("the chats' cursors",
+                            lambda: asyncio.gather(*(self.cursor(chat_id, at_start=True) for chat_id in chats)))
         await self._retrying("listen", self._listen)
         logs.info("ingest.started", me=getattr(self.me, "id", None), bot=self.bot, chats=sorted(self.cursors))
         await self.reconcile()

@@ -59,12 +59,12 @@ class Notifier:
 
     async def start(self) -> None:
         await self.transport.connect()
-        info = await self.js.stream_info(subjects.PROMISES)
+        info = await bus.patiently("PROMISES", lambda: self.js.stream_info(subjects.PROMISES))
         self.start_seq = info.state.last_seq
         self.ready = self.start_seq == 0
-        self._tail = await self.js.subscribe(
+        self._tail = await bus.patiently("the PROMISES tail", lambda: self.js.subscribe(
             subjects.ALL_PROMISE_EVENTS, stream=subjects.PROMISES, cb=self._on_event,
-            ordered_consumer=True, deliver_policy=DeliverPolicy.ALL, idle_heartbeat=1.0)
+            ordered_consumer=True, deliver_policy=DeliverPolicy.ALL, idle_heartbeat=1.0))
         self._loop = asyncio.create_task(self._plan_forever(), name="plan")
         logs.info("notifier.started", log_seq=self.start_seq, history=self.transport.can_read_history)
 

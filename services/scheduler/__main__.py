@@ -18,7 +18,7 @@ async def main() -> None:
     scheduler = Scheduler(
         nc,
         config=config,
-        lease_ttl=float(os.environ.get("VALOR_LEASE_TTL", "5")),
+        lease_ttl=float(os.environ.get("VALOR_LEASE_TTL", "10")),
         ack_wait=float(os.environ.get("VALOR_ACK_WAIT", "30")),
         snapshot_every=int(os.environ.get("VALOR_SNAPSHOT_EVERY", "50000")),
         snapshot_interval=float(os.environ.get("VALOR_SNAPSHOT_INTERVAL", "30")),

@@ -45,7 +45,7 @@ from .capacity import slots_per_queue
 from .decide import decide, resend_dispatched
 from .effects import Dispatch, Effect, Publish
 from .inputs import INPUTS_PER_ROUND, DeadLetter, Failed, Input, Later, Store, plan_round
-from .lease import Lease
+from .lease import LOOK_EVERY, Lease, renew_in, worth_trying
 from .reads import Applied, ReadService
 from .snapshot_store import Snapshots, resume_after, tail_after
 
@@ -65,9 +65,10 @@ class Scheduler:
         nc: Client,
         name: str | None = None,
         config: Config | None = None,
-        lease_ttl: float = 5.0,  # used only when the lease bucket has no TTL
+        lease_ttl: float = 10.0,  # used only when the lease bucket has no TTL
         heartbeat_ttl: float = 10.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,  # the lease and intervals (tests skew it)
         ack_wait: float = 10.0,
         snapshot_every: int = 50_000,  # events between snapshots; 0: never store one
         snapshot_interval: float = 30.0,  # seconds at least between two snapshots
@@ -80,9 +81,10 @@ class Scheduler:
         self.lease_ttl = lease_ttl
         self.heartbeat_ttl = heartbeat_ttl
         self.clock = clock
+        self.monotonic = monotonic
         self.ack_wait = ack_wait
         self.state = Projection()
-        self.snapshots = Snapshots(self.js, snapshot_every, snapshot_interval, clock)
+        self.snapshots = Snapshots(self.js, snapshot_every, snapshot_interval, clock, monotonic)
         self.executors: dict[str, ExecutorHeartbeat] = {}
         self.index = ReadIndex(self.state)
         self.applied = Applied()
@@ -99,26 +101,26 @@ class Scheduler:
         self._stopping = False
         self._resend_pending = False  # set on taking over and after a failed round
         self._decide_next = False  # inputs and decisions take turns
-        self._resend_due = time.monotonic() + RESEND_EVERY
+        self._resend_due = self.monotonic() + RESEND_EVERY
 
     # --- lifecycle --------------------------------------------------------------
 
     async def start(self) -> None:
         await bus.ensure_streams(self.js)
-        self.state = await self.snapshots.load() or self.state  # then the tail: the events after it
+        self.state = await bus.patiently("snapshot", self.snapshots.load) or self.state  # then the tail after it
         self.index, self.applied = ReadIndex(self.state), Applied(self.state.last_seq)
-        self._tail = await self.js.subscribe(
+        self._tail = await bus.patiently("the PROMISES tail", lambda: self.js.subscribe(
             subjects.ALL_PROMISE_EVENTS, stream=subjects.PROMISES, cb=self._on_event,
             ordered_consumer=True, config=tail_after(self.state.last_seq), idle_heartbeat=1.0,
-        )
+        ))
         resume_after(self._tail, self.state.last_seq)
         if self.serve_reads:
             self.reads = ReadService(self.nc, self.index, self.applied, self.name, lambda: self.leader)
             await self.reads.start()
-        kv = await self.js.key_value(subjects.LEASE_BUCKET)
+        kv = await bus.patiently("the lease bucket", lambda: self.js.key_value(subjects.LEASE_BUCKET))
         # The bucket's TTL is the lease length: renew well within it.
-        self.lease_ttl = (await kv.status()).ttl or self.lease_ttl
-        self.lease = Lease(kv, self.name)
+        self.lease_ttl = (await bus.patiently("the lease bucket", kv.status)).ttl or self.lease_ttl
+        self.lease = Lease(kv, self.nc, self.name, self.lease_ttl, self.monotonic)
         self._tasks = [
             asyncio.create_task(self._watch_executors(), name="executors"),
             asyncio.create_task(self._hold_lease(), name="lease"),
@@ -143,6 +145,7 @@ class Scheduler:
             await asyncio.wait(tasks, timeout=2.0)
         if self.lease:
             await self.lease.release()
+            await self.lease.stop_answering()
         if self._tail:
             with contextlib.suppress(Exception):
                 await self._tail.unsubscribe()
@@ -202,33 +205,51 @@ class Scheduler:
     # --- leadership ---------------------------------------------------------------
 
     async def _hold_lease(self) -> None:
-        renewed = 0.0  # monotonic time of the last successful create or renew
+        """Renew while holding (decision 65); as a standby, take the key as soon as it is free."""
+        lease, failed = self.lease, False
+        await lease.answer_alive()
+        self._tasks.append(asyncio.create_task(lease.watch(), name="lease-watch"))
         while not self._stopping:
             try:
-                if self.lease.held:
-                    if await self.lease.renew():
-                        renewed = time.monotonic()
-                    else:  # someone else holds it: stop acting at once
+                if lease.revision is not None and not lease.held:
+                    # Its share of the TTL ran out without a renewal: another may hold it now.
+                    # Given back by compare-and-set: if nobody took it, it is free now, not in a TTL.
+                    log.warning("%s: lease not renewed in time (or its clock jumped); stepping down", self.name)
+                    await self._step_down()
+                    await lease.release()
+                if lease.revision is not None:
+                    if not await lease.renew():  # someone else holds it: stop acting at once
                         await self._step_down()
-                elif await self.lease.acquire():
-                    renewed = time.monotonic()
-                    try:
-                        await self._take_over()
-                    except Exception:
-                        # Held without COMMANDS and CHAT pulled, the lease would be renewed while
-                        # nothing is ever created again: give it back, and try for it anew.
-                        await self.lease.release()
-                        raise
+                    failed = False
+                else:
+                    if self._leader_tasks:
+                        await self._step_down()
+                    await lease.look_at_holder()
+                    if worth_trying(lease.seen, lease.clock(), lease.ttl):
+                        await lease.take_from_gone_holder()
+                        if await lease.acquire():
+                            try:
+                                await self._take_over()
+                            except Exception:
+                                # Held without COMMANDS and CHAT pulled, the lease would be renewed while
+                                # nothing is ever created again: give it back, and try for it anew.
+                                await lease.release()
+                                raise
+                    failed = False
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # NATS away or a KV leader election: the lease is still ours until
-                # its TTL could have run out, so keep trying until then, not longer.
-                log.warning("lease check failed: %s", exc)
-                if self.lease.held and time.monotonic() - renewed > self.lease_ttl * 0.75:
-                    self.lease.revision = None
-                    await self._step_down()
-            await asyncio.sleep(self.lease_ttl / 4 if self.lease.held else self.lease_ttl / 5)
+                # NATS away or a KV leader election: a held lease stays ours while `held` says so.
+                # Once per outage, not at every retry (10 a second while a bucket elects its leader).
+                (log.debug if failed else log.warning)("lease check failed: %s: %s; retrying",
+                                                       type(exc).__name__, exc)
+                failed = True
+            if lease.revision is not None:
+                await asyncio.sleep(renew_in(lease.ttl, failed))
+            else:
+                lease.changed.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(lease.changed.wait(), timeout=LOOK_EVERY)
 
     async def _take_over(self) -> None:
         info = await self.js.stream_info(subjects.PROMISES)
@@ -267,6 +288,7 @@ class Scheduler:
                 msgs = await sub.fetch(100, timeout=1.0)
                 idle = 0
             except asyncio.CancelledError:
+                await self._hand_back(sub)
                 raise
             except TimeoutError:
                 idle += 1
@@ -289,6 +311,18 @@ class Scheduler:
             info = await self.js.consumer_info(stream, "scheduler")
             return bool(info.num_pending) and not info.num_ack_pending
         return False
+
+    @classmethod
+    async def _hand_back(cls, sub) -> None:
+        """Stepping down: stop the server delivering to this pull, and nak what it already
+        delivered, so the next leader gets it now rather than after ``ack_wait``."""
+        if sub is None:
+            return
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+            pending = sub._sub._pending_queue  # nats-py keeps a fetch's late arrivals here
+            while not pending.empty():
+                await pending.get_nowait().nak()
 
     @staticmethod
     async def _drop(sub):
@@ -372,10 +406,10 @@ class Scheduler:
         messages never holds back the work that is already ready.
         """
         now = self.clock()
-        if time.monotonic() >= self._resend_due:
+        if self.monotonic() >= self._resend_due:
             # A work item can be lost between `dispatched` and WORK (NATS away at that
             # moment); re-sending now and then is harmless: WORK drops duplicate ids.
-            self._resend_pending, self._resend_due = True, time.monotonic() + RESEND_EVERY
+            self._resend_pending, self._resend_due = True, self.monotonic() + RESEND_EVERY
         if self._resend_pending:
             await self.perform(resend_dispatched(self.state))
             self._resend_pending = False

@@ -30,10 +30,12 @@ CHECK_EVERY = 1.0  # seconds between looks at whether a snapshot is due
 
 
 class Snapshots:
-    def __init__(self, js: JetStreamContext, every: int, min_interval: float, clock: Callable[[], float]) -> None:
+    def __init__(self, js: JetStreamContext, every: int, min_interval: float, clock: Callable[[], float],
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.js = js
         self.every, self.min_interval = every, min_interval  # events (0: never), seconds
         self.clock = clock
+        self.monotonic = monotonic
         self.log_created = ""  # PROMISES' creation time: which log the projection folds
         self.seq = 0  # last_seq of the newest snapshot loaded or stored
         self._stored_at = -math.inf  # monotonic
@@ -100,7 +102,7 @@ class Snapshots:
         while not stopping():  # a flag as well as cancel(): nats-py can swallow a CancelledError
             await asyncio.sleep(CHECK_EVERY)
             current = state()
-            if not leader() or not snapshot.due(current.last_seq - self.seq, time.monotonic() - self._stored_at,
+            if not leader() or not snapshot.due(current.last_seq - self.seq, self.monotonic() - self._stored_at,
                                                 self.every, self.min_interval):
                 continue
             try:
@@ -109,7 +111,7 @@ class Snapshots:
                 raise
             except Exception as exc:
                 log.warning("projection snapshot not stored (%s: %s)", type(exc).__name__, exc)
-            self._stored_at = time.monotonic()
+            self._stored_at = self.monotonic()
 
 
 def tail_after(seq: int) -> ConsumerConfig:

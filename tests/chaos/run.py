@@ -76,7 +76,7 @@ class Options:
     round_seconds: float = 6.0  # each round: submit, kill somewhere inside, restart
     full_stop_round: int | None = None  # default: a third of the way
     partition_round: int | None = None  # default: two thirds of the way
-    partition_seconds: float = 7.0  # longer than the scheduler's 5 s lease
+    partition_seconds: float = 12.0  # longer than the scheduler's 10 s lease
     drain_timeout: float = 180.0
     verbose: bool = True
 
@@ -99,6 +99,8 @@ class Figures:
     full_stops: int = 0
     partitions: int = 0
     exits: Counter = field(default_factory=Counter)  # services that exited on their own (and were restarted)
+    # seconds from a kill -9 to the first promise created after it (a probe submitted at the kill), per kind
+    failover: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
     violations: dict[str, list[str]] = field(default_factory=dict)
 
@@ -120,10 +122,19 @@ class Figures:
                   f"{self.deletions_seen['cancelled']}/{self.deletions_seen['too late']}"),
                  ("chat messages on CHAT", self.messages_stored), ("promises in the log", self.promises),
                  ("events in the log", self.events), ("seconds", round(self.seconds))]
+        for kind, took in sorted(self.failover.items()):
+            rows += [(f"kill -9 {kind} -> created: p50 / p99 / max s",
+                      " / ".join(f"{percentile(took, q):.1f}" for q in (50, 99, 100)))]
         rows += [(f"violations: {name}", len(found)) for name, found in self.violations.items()]
         rows += [("violations", self.total_violations)]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v:>7}" for k, v in rows)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank percentile: with few rounds, p99 is the worst but one in a hundred."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, -(-len(ordered) * q // 100) - 1))] if ordered else float("nan")
 
 
 def log(opts: Options, text: str) -> None:
@@ -152,6 +163,7 @@ class Chaos:
         self.round = 0
         self.kinds: list[str] = []
         self.hold: set[str] = set()  # services down on purpose: the supervisor leaves them be
+        self.probes: list[asyncio.Task] = []
 
     # --- the run ------------------------------------------------------------------
 
@@ -198,6 +210,7 @@ class Chaos:
             await self._kill_one()
             await feed
             self.figures.rounds += 1
+        await asyncio.gather(*self.probes)
         if plans:  # fewer rounds than plans can hold: the rest goes in now
             await self._feed(plans, 0, 0)
         while self.said < opts.messages:
@@ -229,14 +242,16 @@ class Chaos:
         request_id = f"chaos-{self.round}-{len(self.requests)}"
         self.requests[request_id] = len(plan)
         self.figures.submitted += len(plan)
-        cmd = Submit(request_id=request_id, by="chaos", tasks=plan)
+        await self._store_command(Submit(request_id=request_id, by="chaos", tasks=plan))
+
+    async def _store_command(self, cmd: Submit) -> None:
         while True:
             try:
-                await self.nc.jetstream().publish(subjects.command("submit"), encode(cmd), timeout=3,
-                                                  headers={bus.MSG_ID: request_id})
+                await self.nc.jetstream().publish(subjects.command("submit"), encode(cmd), timeout=1,
+                                                  headers={bus.MSG_ID: cmd.request_id})
                 return
             except Exception:
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.1)
 
     # --- breaking things ----------------------------------------------------------------
 
@@ -252,6 +267,7 @@ class Chaos:
             node = self.rng.choice(self.cluster.nodes)
             log(self.opts, f"round {self.round}: kill -9 NATS node {node.name}")
             node.kill()
+            self._probe(kind)
             await asyncio.sleep(self.rng.uniform(0.3, 2.0))
             node.start()
             await self._wait_cluster_current()
@@ -260,10 +276,32 @@ class Chaos:
             log(self.opts, f"round {self.round}: kill -9 {name} ({kind})")
             self.hold.add(name)
             self.stack.services[name].kill()
+            if kind == "scheduler (active)":
+                self._probe(kind)
             await asyncio.sleep(self.rng.uniform(0.1, 1.0))
             self.stack.services[name].start()
             self.hold.discard(name)
         self.figures.kills[kind] += 1
+
+    def _probe(self, kind: str) -> None:
+        """Time from now (a kill) until a new promise is created: one noop submitted at once, its
+        command retried under one id until stored; the scheduler answers once `created` is stored."""
+        request_id = f"probe-{self.round}"
+        self.requests[request_id] = 1
+        t0 = time.monotonic()
+
+        async def probe() -> None:
+            inbox = self.nc.new_inbox()
+            sub = await self.nc.subscribe(inbox, max_msgs=1)
+            cmd = Submit(request_id=request_id, by="chaos", tasks=[NewPromise(title=request_id)], reply_to=inbox)
+            await self._store_command(cmd)
+            try:
+                await sub.next_msg(timeout=120)
+            except TimeoutError:  # counted by the judge as a task not created, if it never is
+                return
+            self.figures.failover.setdefault(kind, []).append(time.monotonic() - t0)
+
+        self.probes.append(asyncio.create_task(probe()))
 
     async def _supervise(self) -> None:
         while True:
@@ -418,7 +456,7 @@ class Chaos:
 
         def expected(spec: Created) -> str | None:
             if spec.request_id in self.requests:
-                return workload.expected_state(spec.name)
+                return workload.expected_state(spec.name)  # a probe: no name, "succeeded"
             if spec.id in deleted:
                 return "cancelled"  # its message was deleted before it started
             return "succeeded"  # respond promises and the echo each one promises

@@ -21,6 +21,10 @@ async def test_kill_9_of_any_process_full_stop_and_partition_leave_a_log_without
     assert set(figures.kills) == set(KINDS)  # one shuffled cycle: every kind of process once
     assert (figures.full_stops, figures.partitions) == (1, 1)
     # A message deleted before ingest read it never reaches CHAT; every stored one has its respond
-    # promise, which promises its echo unless a deletion cancelled it first.
+    # promise, which promises its echo unless a deletion cancelled it first; and a probe at each kill
+    # of the active scheduler and of a NATS node.
     assert 24 - figures.messages_deleted <= figures.messages_stored <= 24 and figures.messages_edited
-    assert figures.responds == figures.messages_stored and figures.promises == 300 + figures.responds + figures.answered
+    assert figures.responds == figures.messages_stored
+    assert figures.promises == 300 + figures.responds + figures.answered + 2
+    assert set(figures.failover) == {"scheduler (active)", "nats node"}, report(figures)
+    print(report(figures))

@@ -124,11 +124,13 @@ async def test_after_a_leader_failover_the_plan_still_waits_and_the_new_leader_e
     ids = await held_plan(nc, js)
     await caught_up(second, js)
 
-    # The leader dies without giving the lease back: the standby takes over once it expires.
+    # The leader dies without giving the lease back: its connection closes, and the standby takes over
+    # once it has seen it gone (decision 65).
     for task in first._tasks:
         task.cancel()
     await first._step_down()
     first.lease.revision = None
+    await first.nc.close()
     await until(lambda: second.leader, "the standby taking over", timeout=10)
     await second.drain()
     assert await states(nc, ids) == {"write": "awaiting_approval", "check": "awaiting_approval"}
