@@ -23,6 +23,7 @@ deletes the namespaces; it is registered with ``atexit`` too.
 from __future__ import annotations
 
 import atexit
+import functools
 import ipaddress
 import itertools
 import os
@@ -31,6 +32,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 PREFIX = "valornet"
 NETNS_DIR = Path("/run/netns")
@@ -49,8 +52,9 @@ def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
     return done
 
 
+@functools.cache
 def unavailable() -> str | None:
-    """Why namespaces cannot be used here, or None when they can (probed by making one)."""
+    """Why namespaces cannot be used here, or None when they can (probed by making one, once per process)."""
     if os.geteuid() != 0:
         return "network namespaces need root"
     for tool in ("ip", "iptables"):
@@ -67,6 +71,11 @@ def unavailable() -> str | None:
     finally:
         _run("ip", "netns", "del", name, check=False)
     return None
+
+
+def needs_hosts():
+    """The pytest mark of a test that makes simulated hosts: skipped, saying why, where it cannot."""
+    return pytest.mark.skipif(unavailable() is not None, reason=f"simulated hosts unavailable: {unavailable()}")
 
 
 def netem_available() -> bool:
