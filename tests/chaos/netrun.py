@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 
@@ -43,6 +44,36 @@ PLACES = {"scheduler-1": "n1", "scheduler-2": "n2", **EXECUTOR_HOSTS}
 NET_KINDS = ("isolate the metadata leader", "split 1|2", "isolate the active scheduler's host",
              "isolate an executor mid-attempt", "5% loss on every link", "quorum loss: 2 of 3 nodes isolated")
 DELAY_KIND = "100 ms delay and 5% loss (netem)"
+SCHEDULERS = ("scheduler-1", "scheduler-2")
+HEALTH_PORT = 9100
+
+
+def leader_spans(said: list[tuple[float, bool | None]]) -> list[tuple[float, float]]:
+    """The spans over which one scheduler answered, sample after sample, that it was the leader."""
+    spans, start, last = [], None, None
+    for t, leader in said:
+        if leader:
+            start = t if start is None else start
+            last = t
+        elif start is not None:
+            spans.append((start, last))
+            start = None
+    if start is not None:
+        spans.append((start, last))
+    return spans
+
+
+def two_leaders(said: dict[str, list[tuple[float, bool | None]]]) -> list[str]:
+    """Times at which two schedulers both said, between answers that agree, that they led."""
+    found = []
+    names = sorted(said)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            for a0, a1 in leader_spans(said[a]):
+                for b0, b1 in leader_spans(said[b]):
+                    if a0 < b1 and b0 < a1:
+                        found.append(f"{a} led {a0:.1f}-{a1:.1f} s and {b} {b0:.1f}-{b1:.1f} s (monotonic)")
+    return found
 
 
 class NetChaos(Chaos):
@@ -55,6 +86,11 @@ class NetChaos(Chaos):
             self.net.close()
             raise
         place(self.stack, self.net, PLACES)
+        for name in SCHEDULERS:  # each in its own namespace: the same port on each host's loopback
+            s = self.stack.services[name]
+            s.env = dict(s.env, VALOR_METRICS_PORT=str(HEALTH_PORT))
+        self.said_leader: dict[str, list[tuple[float, bool | None]]] = {name: [] for name in SCHEDULERS}
+        self.sampling = True
         self.fault_seconds = fault_seconds
         self.net_kinds = list(kinds or NET_KINDS)  # a test may ask for a few (in this order, then shuffled)
         self.cycle = list(reversed(self.net_kinds)) if kinds else []
@@ -71,11 +107,35 @@ class NetChaos(Chaos):
             return await super().run()
         finally:
             self.figures.faults["  of which an executor cut with attempts running"] = self.mid_attempt
+            self.sampling = False
             self.net.close()
 
     async def _rounds(self) -> None:
         self.watch = await self.nc.subscribe(subjects.ALL_PROMISE_EVENTS, cb=self._on_event)
+        for name in SCHEDULERS:
+            self.net[PLACES[name]].thread(self._sample, name)
         await super()._rounds()
+
+    def _sample(self, name: str) -> None:
+        """In the scheduler's host: ask it every 0.1 s whether it acts as the leader (None: no answer)."""
+        while self.sampling:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{HEALTH_PORT}/healthz", timeout=0.5) as resp:
+                    said = bool(json.load(resp).get("leader"))
+            except urllib.error.HTTPError as exc:  # 503: not connected to NATS now; it still says what it is
+                said = bool(json.loads(exc.read() or b"{}").get("leader"))
+            except (OSError, ValueError):
+                said = None
+            self.said_leader[name].append((time.monotonic(), said))
+            time.sleep(0.1)
+
+    async def _judge(self) -> None:
+        self.sampling = False  # through the rounds and the drain
+        await super()._judge()
+        self.figures.violations["two active schedulers at once"] = two_leaders(self.said_leader)
+        samples = sum(1 for said in self.said_leader.values() for _, v in said if v is not None)
+        self.figures.notes.append(f"one active scheduler: judged from {samples} answers of the schedulers' "
+                                  "/healthz, 0.1 s apart")
 
     async def _on_event(self, msg) -> None:
         """What each executor runs now, from the events as they pass (only to choose the moment to cut it)."""

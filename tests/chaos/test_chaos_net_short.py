@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ..net.hosts import needs_hosts
-from .netrun import NetChaos
+from .netrun import NetChaos, leader_spans
 from .run import Options, report
 
 pytestmark = [needs_hosts(), pytest.mark.timeout(180)]
@@ -20,7 +20,12 @@ KINDS = ["isolate the active scheduler's host", "isolate an executor mid-attempt
 async def test_isolating_the_schedulers_host_an_executor_mid_attempt_and_two_nodes_leaves_a_log_without_violations():
     opts = Options(rounds=3, promises=60, messages=6, seed=7, round_seconds=3.0, full_stop_round=-1,
                    drain_timeout=90.0, verbose=False)
-    figures = await NetChaos(opts, fault_seconds=(5.5, 6.0), kinds=KINDS).run()
+    chaos = NetChaos(opts, fault_seconds=(5.5, 6.0), kinds=KINDS)
+    figures = await chaos.run()
     assert figures.total_violations == 0, report(figures)
+    assert "two active schedulers at once" in figures.violations
+    # The judge had something to judge: both schedulers answered throughout, and one led.
+    assert all(sum(v is not None for _, v in said) > 100 for said in chaos.said_leader.values())
+    assert any(leader_spans(said) for said in chaos.said_leader.values())
     assert figures.rounds == 3 and {k: figures.faults[k] for k in KINDS} == dict.fromkeys(KINDS, 1)
     assert figures.messages_stored == 6 and figures.promises == 60 + 2 * 6  # each /do: respond + echo

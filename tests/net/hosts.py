@@ -23,6 +23,7 @@ deletes the namespaces; it is registered with ``atexit`` too.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import functools
 import ipaddress
 import itertools
@@ -30,6 +31,7 @@ import os
 import random
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,7 @@ import pytest
 PREFIX = "valornet"
 NETNS_DIR = Path("/run/netns")
 CHAIN = "VALORNET"
+CLONE_NEWNET = 0x40000000
 _counter = itertools.count(1)
 
 
@@ -144,6 +147,19 @@ class Host:
 
     def sh(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
         return _run("ip", "netns", "exec", self.ns, *argv, check=check)
+
+    def thread(self, target, *args) -> threading.Thread:
+        """A daemon thread that runs ``target(*args)`` inside this host (setns is per thread): it reaches the
+        host's loopback, e.g. a service's /healthz bound to 127.0.0.1 there, whatever the faults on its link."""
+        def enter_then_run() -> None:
+            with open(NETNS_DIR / self.ns) as ns:
+                if ctypes.CDLL(None, use_errno=True).setns(ns.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {self.ns}")
+            target(*args)
+
+        t = threading.Thread(target=enter_then_run, daemon=True, name=f"in-{self.name}")
+        t.start()
+        return t
 
     def _add(self, rule: list[str]) -> None:
         self.sh("iptables", "-w", "-A", CHAIN, *rule)
