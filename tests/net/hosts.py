@@ -219,14 +219,12 @@ class Network:
             _run("ip", "link", "set", root_if, "up")
             _run(*sw, "ip", "link", "set", "harness", "master", "br0", "up")
             for i, name in enumerate(self.names):
-                ns = f"{self.run}-{name}"
-                _run("ip", "netns", "add", ns)
-                _run("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", f"p{i}",
+                host = self.hosts[name] = Host(name, f"{self.run}-{name}", str(addrs[i]))  # close() finds it
+                _run("ip", "netns", "add", host.ns)
+                _run("ip", "link", "add", "eth0", "netns", host.ns, "type", "veth", "peer", "name", f"p{i}",
                      "netns", self.switch)
                 _run(*sw, "ip", "link", "set", f"p{i}", "master", "br0", "up")
-                host = Host(name, ns, str(addrs[i]))
                 host.setup()
-                self.hosts[name] = host
         except BaseException:
             self.close()
             raise
