@@ -32,7 +32,7 @@ import urllib.request
 from collections import Counter
 
 from schemas import subjects
-from schemas.events import Cancelled, Failed, Started, Succeeded, decode_promise_event
+from schemas.events import Cancelled, Created, Failed, Started, Succeeded, decode_promise_event
 
 from ..net.cluster import MONITOR_PORT, NetCluster, place
 from ..net.hosts import Network, netem_available
@@ -48,23 +48,47 @@ SCHEDULERS = ("scheduler-1", "scheduler-2")
 HEALTH_PORT = 9100
 
 
-def leader_spans(said: list[tuple[float, bool | None]]) -> list[tuple[float, float]]:
-    """The spans over which one scheduler answered, sample after sample, that it was the leader."""
+def creation_figures(stored: dict[str, tuple[float, str]], created: dict[str, float]) -> list[str]:
+    """Seconds from a command stored on COMMANDS (its publish acknowledged) to its promises created (seen
+    passing), by the fault it was stored under: how long the scheduler side kept stored work waiting."""
+    by_fault: dict[str, list[float]] = {}
+    for request, (at, fault) in stored.items():
+        if request in created:
+            by_fault.setdefault(fault, []).append(max(0.0, created[request] - at))
+    lines = []
+    for fault, waits in sorted(by_fault.items()):
+        waits.sort()
+        p50, p99 = waits[len(waits) // 2], waits[min(len(waits) - 1, int(len(waits) * 0.99))]
+        lines.append(f"stored -> created under {fault}: p50 {p50:.2f} s, p99 {p99:.2f} s, max {waits[-1]:.2f} s "
+                     f"({len(waits)} requests)")
+    unseen = len(stored) - sum(1 for r in stored if r in created)
+    if unseen:
+        lines.append(f"stored -> created: {unseen} requests' creation not seen as it passed (missed by the live subscription)")
+    return lines
+
+
+Sample = tuple[float, float, "bool | None"]  # (asked at, answered at, said it leads; None: no answer)
+
+
+def leader_spans(said: list[Sample]) -> list[tuple[float, float]]:
+    """When one scheduler surely led: from the answer to the first of a run of "leader" answers to the asking of
+    the last (it said so no later than the one and no earlier than the other).  A run too short to be sure of
+    (one answer, or answers slower than the gap) gives no span."""
     spans, start, last = [], None, None
-    for t, leader in said:
+    for asked, answered, leader in said:
         if leader:
-            start = t if start is None else start
-            last = t
+            start = answered if start is None else start
+            last = asked
         elif start is not None:
             spans.append((start, last))
             start = None
     if start is not None:
         spans.append((start, last))
-    return spans
+    return [(a, b) for a, b in spans if a < b]
 
 
-def two_leaders(said: dict[str, list[tuple[float, bool | None]]]) -> list[str]:
-    """Times at which two schedulers both said, between answers that agree, that they led."""
+def two_leaders(said: dict[str, list[Sample]]) -> list[str]:
+    """Times at which two schedulers surely both led (their spans overlap)."""
     found = []
     names = sorted(said)
     for i, a in enumerate(names):
@@ -89,8 +113,11 @@ class NetChaos(Chaos):
         for name in SCHEDULERS:  # each in its own namespace: the same port on each host's loopback
             s = self.stack.services[name]
             s.env = dict(s.env, VALOR_METRICS_PORT=str(HEALTH_PORT))
-        self.said_leader: dict[str, list[tuple[float, bool | None]]] = {name: [] for name in SCHEDULERS}
+        self.said_leader: dict[str, list[Sample]] = {name: [] for name in SCHEDULERS}
         self.sampling = True
+        self.fault = "none"  # the fault made now, to group the figures
+        self.stored: dict[str, tuple[float, str]] = {}  # request id -> (monotonic when stored, fault then)
+        self.created: dict[str, float] = {}  # request id -> monotonic when its first promise was seen created
         self.fault_seconds = fault_seconds
         self.net_kinds = list(kinds or NET_KINDS)  # a test may ask for a few (in this order, then shuffled)
         self.cycle = list(reversed(self.net_kinds)) if kinds else []
@@ -119,6 +146,7 @@ class NetChaos(Chaos):
     def _sample(self, name: str) -> None:
         """In the scheduler's host: ask it every 0.1 s whether it acts as the leader (None: no answer)."""
         while self.sampling:
+            asked = time.monotonic()
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{HEALTH_PORT}/healthz", timeout=0.5) as resp:
                     said = bool(json.load(resp).get("leader"))
@@ -126,23 +154,31 @@ class NetChaos(Chaos):
                 said = bool(json.loads(exc.read() or b"{}").get("leader"))
             except (OSError, ValueError):
                 said = None
-            self.said_leader[name].append((time.monotonic(), said))
+            self.said_leader[name].append((asked, time.monotonic(), said))
             time.sleep(0.1)
 
     async def _judge(self) -> None:
         self.sampling = False  # through the rounds and the drain
         await super()._judge()
         self.figures.violations["two active schedulers at once"] = two_leaders(self.said_leader)
-        samples = sum(1 for said in self.said_leader.values() for _, v in said if v is not None)
+        self.figures.notes += creation_figures(self.stored, self.created)
+        samples = sum(1 for said in self.said_leader.values() for *_, v in said if v is not None)
         self.figures.notes.append(f"one active scheduler: judged from {samples} answers of the schedulers' "
                                   "/healthz, 0.1 s apart")
 
+    async def _submit(self, plan) -> None:
+        request_id = f"chaos-{self.round}-{len(self.requests)}"  # the id the base class gives it
+        await super()._submit(plan)
+        self.stored[request_id] = (time.monotonic(), self.fault)
+
     async def _on_event(self, msg) -> None:
-        """What each executor runs now, from the events as they pass (only to choose the moment to cut it)."""
+        """What each executor runs now (to choose the moment to cut it), and when each request was created."""
         try:
             e = decode_promise_event(msg.data)
         except Exception:
             return
+        if isinstance(e, Created) and e.request_id.startswith("chaos-"):
+            self.created.setdefault(e.request_id, time.monotonic())  # may pass before the publish's ack
         if isinstance(e, Started) and e.executor in self.running:
             self.running[e.executor].add(e.id)
         elif isinstance(e, Succeeded | Failed | Cancelled):
@@ -161,12 +197,14 @@ class NetChaos(Chaos):
             self.cycle = self.rng.sample(self.net_kinds, len(self.net_kinds))
         kind = self.cycle.pop()
         hold = self.rng.uniform(*self.fault_seconds)
+        self.fault = kind
         what = await self._make(kind)
         log(self.opts, f"round {self.round}: {kind}: {what} for {hold:.1f} s")
         try:
             await asyncio.sleep(hold)
         finally:
             self.net.heal()
+            self.fault = "none"  # what is stored from now on waits for the healing, not the fault
         await self._wait_cluster_current()
         self.figures.faults[kind] += 1
 
