@@ -223,16 +223,21 @@ class Scheduler:
     # --- leadership ---------------------------------------------------------------
 
     async def _hold_lease(self) -> None:
-        renewed = 0.0  # monotonic time of the last successful create or renew
+        renewed = 0.0  # monotonic time the last successful create or renew was sent
         while not self._stopping:
             try:
                 if self.lease.held:
-                    if await self.lease.renew():
-                        renewed = time.monotonic()
+                    # A renewal that hangs (our node cut off without quorum: the call waits out its own 5 s
+                    # timeout) must not keep us acting past the lease: the bucket's TTL counts from the last
+                    # write, and a standby may hold the key from then on.  Bounded by what is left of 0.75 x TTL
+                    # since the last renewal was sent; its timeout steps down below.
+                    sent, left = time.monotonic(), self.lease_ttl * 0.75 - (time.monotonic() - renewed)
+                    if await asyncio.wait_for(self.lease.renew(), timeout=max(left, 0.001)):
+                        renewed = sent
                     else:  # someone else holds it: stop acting at once
                         await self._step_down()
-                elif await self.lease.acquire():
-                    renewed = time.monotonic()
+                elif (sent := time.monotonic()) and await self.lease.acquire():
+                    renewed = sent  # the TTL counts from the write, which is no earlier than this
                     try:
                         await self._take_over()
                     except Exception:
@@ -245,8 +250,8 @@ class Scheduler:
             except Exception as exc:
                 # NATS away or a KV leader election: the lease is still ours until
                 # its TTL could have run out, so keep trying until then, not longer.
-                log.warning("lease check failed: %s", exc)
-                if self.lease.held and time.monotonic() - renewed > self.lease_ttl * 0.75:
+                log.warning("lease check failed: %s", exc or type(exc).__name__)
+                if self.lease.held and time.monotonic() - renewed >= self.lease_ttl * 0.75:
                     self.lease.revision = None
                     await self._step_down()
             await asyncio.sleep(self.lease_ttl / 4 if self.lease.held else self.lease_ttl / 5)

@@ -25,7 +25,7 @@ async def test_isolating_the_schedulers_host_an_executor_mid_attempt_and_two_nod
     assert figures.total_violations == 0, report(figures)
     assert "two active schedulers at once" in figures.violations
     # The judge had something to judge: both schedulers answered throughout, and one led.
-    assert all(sum(v is not None for _, v in said) > 100 for said in chaos.said_leader.values())
+    assert all(sum(v is not None for *_, v in said) > 100 for said in chaos.said_leader.values())
     assert any(leader_spans(said) for said in chaos.said_leader.values())
     assert figures.rounds == 3 and {k: figures.faults[k] for k in KINDS} == dict.fromkeys(KINDS, 1)
     assert figures.messages_stored == 6 and figures.promises == 60 + 2 * 6  # each /do: respond + echo

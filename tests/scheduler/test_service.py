@@ -153,6 +153,26 @@ async def test_a_lease_renewal_that_fails_for_a_moment_keeps_the_leader_serving(
     assert item.id == ids["0"]
 
 
+async def test_a_lease_renewal_that_hangs_steps_the_leader_down_before_the_lease_could_have_run_out(scheduler):
+    """Its node cut off without quorum, a renewal waits out its own timeout (5 s), longer than the lease: the
+    leader must stop acting by 0.75 x TTL after its last renewal anyway, for a standby may hold the lease after
+    the TTL (seen as two schedulers leading at once in make chaos-net)."""
+    assert scheduler.leader
+    hung: list[float] = []
+
+    async def hangs():
+        hung.append(time.monotonic())
+        await asyncio.Event().wait()
+
+    scheduler.lease.renew = hangs
+    while scheduler.leader:
+        await asyncio.sleep(0.01)
+    stepped_down = time.monotonic()
+    # The last renewal that succeeded was sent before the first one that hung.
+    assert hung and stepped_down - hung[0] < scheduler.lease_ttl
+    assert not scheduler._leader_tasks
+
+
 async def test_a_take_over_cut_short_by_nats_gives_the_lease_back_and_is_tried_again(nc, js):
     """The lease was won but NATS failed the take-over (a node away): the lease must not
     stay held with no COMMANDS or CHAT being pulled, or nothing is ever created again."""
