@@ -1,4 +1,4 @@
-"""``make chaos CHAOS_ARGS=--net``: the chaos suite with network faults between simulated hosts.
+"""``make chaos-net`` (or ``make chaos CHAOS_ARGS=--net``): the chaos suite with network faults between simulated hosts.
 
 The way Jepsen tests NATS: every NATS node runs on its own host (a network
 namespace, ``tests/net/hosts.py``), the schedulers next to nodes n1 and n2,

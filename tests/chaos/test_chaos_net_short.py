@@ -1,6 +1,6 @@
 """The chaos suite's network faults, short: three partition rounds between simulated hosts, then the log is judged.
 
-``make chaos CHAOS_ARGS=--net`` runs the long version (every fault kind, 60+ rounds).
+``make chaos-net`` runs the long version (every fault kind, 62 rounds).
 """
 
 from __future__ import annotations
