@@ -18,7 +18,10 @@ held for longer than the scheduler's 5 s lease, then heals it:
 Drops are iptables rules inside each host (silent, like a cut cable); delay
 needs ``tc netem`` and is added to the cycle only where the kernel has it (the
 table says so when it does not).  Afterwards the same judge as ``make chaos``
-reads the log.  Needs root and ``ip netns``; elsewhere it exits 0 after saying
+reads the log, plus one check the log cannot show: one active scheduler,
+judged from both schedulers' /healthz asked every 0.1 s from inside their
+hosts (``two_leaders``).  The table's notes give how long commands stored
+under each fault waited for their promises to be created.  Needs root and ``ip netns``; elsewhere it exits 0 after saying
 loudly why nothing ran.
 """
 
