@@ -1,4 +1,4 @@
-"""The chaos suite's network faults, short: three partition rounds between simulated hosts, then the log is judged.
+"""The chaos suite's network faults, short: two partition rounds between simulated hosts, then the log is judged.
 
 ``make chaos-net`` runs the long version (every fault kind, 62 rounds).
 """
@@ -13,12 +13,12 @@ from .run import Options, report
 
 pytestmark = [needs_hosts(), pytest.mark.timeout(180)]
 
-KINDS = ["isolate the active scheduler's host", "isolate an executor mid-attempt",
-         "quorum loss: 2 of 3 nodes isolated"]
+# An executor cut away mid-attempt: net/test_several_hosts.py (it stays cut until its work finished elsewhere).
+KINDS = ["isolate the active scheduler's host", "quorum loss: 2 of 3 nodes isolated"]
 
 
-async def test_isolating_the_schedulers_host_an_executor_mid_attempt_and_two_nodes_leaves_a_log_without_violations():
-    opts = Options(rounds=3, promises=60, messages=6, seed=7, round_seconds=3.0, full_stop_round=-1,
+async def test_isolating_the_schedulers_host_and_two_of_three_nodes_leaves_a_log_without_violations():
+    opts = Options(rounds=2, promises=40, messages=4, seed=7, round_seconds=3.0, full_stop_round=-1,
                    drain_timeout=90.0, verbose=False)
     chaos = NetChaos(opts, fault_seconds=(5.5, 6.0), kinds=KINDS)
     figures = await chaos.run()
@@ -27,5 +27,5 @@ async def test_isolating_the_schedulers_host_an_executor_mid_attempt_and_two_nod
     # The judge had something to judge: both schedulers answered throughout, and one led.
     assert all(sum(v is not None for *_, v in said) > 100 for said in chaos.said_leader.values())
     assert any(leader_spans(said) for said in chaos.said_leader.values())
-    assert figures.rounds == 3 and {k: figures.faults[k] for k in KINDS} == dict.fromkeys(KINDS, 1)
-    assert figures.messages_stored == 6 and figures.promises == 60 + 2 * 6  # each /do: respond + echo
+    assert figures.rounds == 2 and {k: figures.faults[k] for k in KINDS} == dict.fromkeys(KINDS, 1)
+    assert figures.messages_stored == 4 and figures.promises == 40 + 2 * 4  # each /do: respond + echo
