@@ -51,6 +51,7 @@ help:
 	@echo "make golden    record the golden PROMISES logs again (tests/golden/*.jsonl); review the diff"
 	@echo "make demo      run the example workflows against the running cluster"
 	@echo "make chaos     100 rounds of kill -9 under a 2,000-promise workload; prints the invariants' table"
+	@echo "make chaos-net 62 rounds of network partitions, loss and quorum loss between simulated hosts (root)"
 	@echo "make bench     measure the make up stack as shipped (valor plan/wait), then the engine floor: throughput, latency, rebuild, memory, chat reply, chat under load and catch-up (BENCH_ARGS=--quick for a smoke run)"
 	@echo "make profile   py-spy samples of the scheduler and an executor under load, by area"
 	@echo "variables: PYTHON=$(PYTHON) VENV=$(VENV) NATS_PORT_BASE=$(NATS_PORT_BASE)" \
@@ -65,13 +66,19 @@ $(VENV_DIR)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# Claude Code's sandbox (code tasks refuse to run without it) needs bubblewrap and socat.
+# Claude Code's sandbox (code tasks refuse to run without it) needs bubblewrap and socat; the network-fault
+# tests (tests/net/, make chaos CHAOS_ARGS=--net) need ip and iptables inside their namespaces (as root only).
 tools:
 	@command -v bwrap >/dev/null && command -v socat >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing bubblewrap and socat for Claude Code's sandbox"; \
 	    (apt-get install -y -qq bubblewrap socat || (apt-get update -qq && apt-get install -y -qq bubblewrap socat)) >/dev/null; \
 	  else echo "WARNING: code tasks need bubblewrap and socat for their sandbox: sudo apt-get install bubblewrap socat"; fi; }
+	@[ "$$(id -u)" != 0 ] || { command -v iptables && command -v ip; } >/dev/null || { \
+	  if command -v apt-get >/dev/null; then \
+	    echo "installing iptables and iproute2 for the network-fault tests"; \
+	    (apt-get install -y -qq iptables iproute2 || (apt-get update -qq && apt-get install -y -qq iptables iproute2)) >/dev/null; \
+	  else echo "WARNING: the network-fault tests need iptables; they are skipped without it"; fi; }
 
 up: venv tools
 	@$(PY) deploy/render.py --root $(CURDIR) --var $(VAR) --venv $(VENV_DIR) \
@@ -134,8 +141,13 @@ profile: venv
 
 # --- chaos ---------------------------------------------------------------------
 
-.PHONY: chaos
+.PHONY: chaos chaos-net
 
 # kill -9 of every service and NATS node at random moments; the log must show 0 violations (CHAOS_ARGS=--seed N).
+# CHAOS_ARGS=--net: network faults between simulated hosts instead (root and ip netns; skipped loudly elsewhere),
+# e.g. make chaos CHAOS_ARGS="--net --rounds 62 --promises 1200 --messages 120 --round-seconds 4".
 chaos: venv
 	$(PY) -m tests.chaos.run --rounds 100 $(CHAOS_ARGS)
+
+chaos-net: venv tools
+	$(PY) -m tests.chaos.run --net --rounds 62 --promises 1200 --messages 120 --round-seconds 4 $(CHAOS_ARGS)

@@ -175,6 +175,11 @@ async def connect(url: str | None = None, name: str = "valor", **options) -> Cli
         reconnect_time_wait=0.5,
         connect_timeout=2,
         allow_reconnect=True,
+        # A node cut off silently (a partition: no RST) leaves the TCP connection open and every request timing
+        # out; only unanswered pings declare it stale and move to another node.  nats-py's 120 s default made
+        # that 354 s under make chaos-net (decision 71); 5 s x 2 outstanding: 15-20 s.
+        ping_interval=5,
+        max_outstanding_pings=2,
     )
     if "user" not in options and "user_credentials" not in options and "nkeys_seed" not in options:
         defaults.update(credentials())

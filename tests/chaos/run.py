@@ -101,6 +101,8 @@ class Figures:
     exits: Counter = field(default_factory=Counter)  # services that exited on their own (and were restarted)
     # seconds from a kill -9 to the first promise created after it (a probe submitted at the kill), per kind
     failover: dict[str, list[float]] = field(default_factory=dict)
+    faults: Counter = field(default_factory=Counter)  # --net: network faults made, by kind (tests/chaos/netrun.py)
+    notes: list[str] = field(default_factory=list)  # what could not be made here, said in the table
     seconds: float = 0.0
     violations: dict[str, list[str]] = field(default_factory=dict)
 
@@ -110,7 +112,8 @@ class Figures:
 
     def table(self) -> str:
         rows = [("rounds", self.rounds)]
-        rows += [(f"kill -9: {kind}", self.kills[kind]) for kind in KINDS]
+        rows += [(f"kill -9: {kind}", self.kills[kind]) for kind in KINDS if self.kills[kind] or not self.faults]
+        rows += [(f"net: {kind}", n) for kind, n in self.faults.items()]
         rows += [("full stop and start (kill -9 of all)", self.full_stops),
                  ("NATS node partitioned (SIGSTOP/SIGCONT)", self.partitions),
                  ("exited on their own, restarted", sum(self.exits.values())),
@@ -128,7 +131,7 @@ class Figures:
         rows += [(f"violations: {name}", len(found)) for name, found in self.violations.items()]
         rows += [("violations", self.total_violations)]
         width = max(len(k) for k, _ in rows)
-        return "\n".join(f"{k:<{width}}  {v:>7}" for k, v in rows)
+        return "\n".join([f"{k:<{width}}  {v:>7}" for k, v in rows] + [f"note: {n}" for n in self.notes])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -143,11 +146,11 @@ def log(opts: Options, text: str) -> None:
 
 
 class Chaos:
-    def __init__(self, opts: Options) -> None:
+    def __init__(self, opts: Options, cluster: NatsCluster | None = None) -> None:
         self.opts = opts
         self.rng = random.Random(opts.seed)
         self.figures = Figures()
-        self.cluster = NatsCluster(size=3)
+        self.cluster = cluster or NatsCluster(size=3)
         self.world = World(users=USERS)
         self.telegram = TelegramServer(self.world)
         config = self.cluster.root / "valor.toml"
@@ -202,12 +205,7 @@ class Chaos:
             mine, plans = plans[:per_round], plans[per_round:]
             n_msgs = min(msgs_per_round, opts.messages - self.said)
             feed = asyncio.create_task(self._feed(mine, n_msgs, opts.round_seconds * 0.6))
-            if r == full_stop:
-                await self._full_stop()
-            elif r == partition:
-                await self._partition()
-            await asyncio.sleep(self.rng.uniform(0, opts.round_seconds * 0.5))
-            await self._kill_one()
+            await self._break(r, full_stop, partition)
             await feed
             self.figures.rounds += 1
         await asyncio.gather(*self.probes)
@@ -254,6 +252,15 @@ class Chaos:
                 await asyncio.sleep(0.1)
 
     # --- breaking things ----------------------------------------------------------------
+
+    async def _break(self, r: int, full_stop: int, partition: int) -> None:
+        """Round r's fault, while its share of the workload is fed (``--net`` replaces this)."""
+        if r == full_stop:
+            await self._full_stop()
+        elif r == partition:
+            await self._partition()
+        await asyncio.sleep(self.rng.uniform(0, self.opts.round_seconds * 0.5))
+        await self._kill_one()
 
     def _next_kind(self) -> str:
         """Kinds come in shuffled cycles, so every kind is killed about as often as the others."""
@@ -536,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--round-seconds", type=float, default=6.0)
     parser.add_argument("--keep", action="store_true", help="keep the NATS store and logs (prints where)")
+    parser.add_argument("--net", action="store_true",
+                        help="network faults between simulated hosts instead of kill -9 (root; tests/chaos/netrun.py)")
     args = parser.parse_args(argv)
     if args.keep:
         os.environ["VALOR_KEEP_NATS"] = "1"
@@ -544,7 +553,17 @@ def main(argv: list[str] | None = None) -> int:
                    round_seconds=args.round_seconds)
     print(f"chaos: {opts.rounds} rounds, {opts.promises} promises, {opts.messages} chat messages, seed {opts.seed}",
           flush=True)
-    chaos = Chaos(opts)
+    if args.net:
+        from ..net.hosts import Unavailable
+        from .netrun import NetChaos
+
+        try:
+            chaos = NetChaos(opts)
+        except Unavailable as exc:
+            print(f"chaos --net: SKIPPED, NOTHING RAN: {exc}", flush=True)
+            return 0
+    else:
+        chaos = Chaos(opts)
     figures = asyncio.run(chaos.run())
     print(report(figures))
     if args.keep:

@@ -150,6 +150,39 @@ async def test_a_lease_renewal_that_fails_for_a_moment_keeps_the_leader_serving(
     assert item.id == ids["0"]
 
 
+async def test_a_lease_renewal_that_hangs_steps_the_leader_down_before_the_lease_could_have_run_out(scheduler):
+    """Its node cut off without quorum, a renewal waits out its own timeout (5 s), longer than the lease: the
+    leader must stop acting within its safe share of the TTL after its last renewal was sent anyway, for a
+    standby may hold the lease after the TTL (seen as two schedulers leading at once in make chaos-net)."""
+    assert scheduler.leader
+    hung: list[float] = []
+
+    async def hangs(*args, **kwargs):
+        hung.append(time.monotonic())
+        await asyncio.Event().wait()
+
+    scheduler.lease.kv.update = hangs  # the KV write under the renewal: its cap is what is tested
+    stepped: list[float] = []
+    real_step_down = scheduler._step_down
+
+    async def step_down() -> None:
+        stepped.append(time.monotonic())
+        await real_step_down()
+
+    scheduler._step_down = step_down
+    while scheduler.leader:
+        await asyncio.sleep(0.01)
+    stopped_acting = time.monotonic()  # every round asks `leader` before it acts
+    # The last renewal that succeeded was sent before the first one that hung.
+    assert hung and stopped_acting - hung[0] < scheduler.lease_ttl
+    # The renewing task tears down the pulls at its next turn (and may then take the lease again: it is free).
+    for _ in range(int(scheduler.lease_ttl * 100)):
+        if stepped:
+            break
+        await asyncio.sleep(0.01)
+    assert stepped and stepped[0] - hung[0] < scheduler.lease_ttl
+
+
 async def test_a_take_over_cut_short_by_nats_gives_the_lease_back_and_is_tried_again(nc, js):
     """The lease was won but NATS failed the take-over (a node away): the lease must not
     stay held with no COMMANDS or CHAT being pulled, or nothing is ever created again."""
