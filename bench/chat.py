@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import statistics
 import sys
 import time
+from pathlib import Path
 
 from schemas import subjects
 from schemas.commands import NewPromise as T
@@ -132,8 +134,10 @@ async def chat_reply(cluster: NatsCluster, samples: int, chat_interval: float = 
 # --- under load: commands that only read or cancel, every background slot busy ---------------------
 
 
-# As `make up` runs them (deploy/supervisord.conf): respond has slots of its own.
-MAKE_UP_SLOTS = "respond=2,code=2,default=4"
+# As `make up` runs them, read from deploy/supervisord.conf: respond has slots of its own.
+MAKE_UP_SLOTS = re.search(r"--slots (\S+)", (Path(__file__).resolve().parents[1] / "deploy" / "supervisord.conf")
+                          .read_text()).group(1)
+_SLOTS_PER_QUEUE = {q: int(n) for q, n in (part.split("=") for part in MAKE_UP_SLOTS.split(","))}
 COMMANDS = ("/status", "/list", "/why {first}", "/help", "/cancel {target}")
 
 
@@ -203,18 +207,18 @@ async def under_load(cluster: NatsCluster, samples: int, backlog: int = 1000, ex
                 await asyncio.wait_for(arrived.wait(), timeout=60)
             return message_id, t0
 
-        default_slots = executors * 4
+        default_slots = executors * _SLOTS_PER_QUEUE["default"]
         cancels = sum(1 for i in range(samples) if COMMANDS[i % len(COMMANDS)].startswith("/cancel"))
         chat_sleeps = default_slots + cancels + 1
         await say("/plan\n" + "\n".join(f"s{i}: sleep: {json.dumps(hour)}" for i in range(chat_sleeps)))
         await client.submit(*(T(type="sleep", title=f"code slot {i}", queue="code", input=hour)
-                              for i in range(executors * 2)))
+                              for i in range(executors * _SLOTS_PER_QUEUE["code"])))
         for start in range(0, backlog, 100):
             await client.submit(*(T(type="sleep", title=f"backlog {i}", input=hour)
                                   for i in range(start, min(backlog, start + 100))), timeout=60)
         state = await client.projection()
         mine = sorted(p.id for p in state.promises.values() if p.spec.chat_id == chat and p.spec.task == "sleep")
-        background = executors * (4 + 2)
+        background = executors * (_SLOTS_PER_QUEUE["default"] + _SLOTS_PER_QUEUE["code"])
 
         async def loaded() -> bool:
             state = await client.projection()

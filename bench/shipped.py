@@ -6,7 +6,7 @@ developer's ``var/``, ``~/.config/valor/context.json`` and a running ``make up``
 are never touched), run by supervisord from that rendered config and brought up
 by ``deploy/health.py wait``, exactly as ``make up`` does: three R3 nodes with
 file storage and ``sync_interval: always``, two schedulers (active and standby),
-two executors with ``respond=2,code=2,default=4`` slots, ingest and notifier on
+two executors with ``respond=2,code=2,default=32`` slots, ingest and notifier on
 the console transport, and the analytics program.  ``valor web`` is not started
 by ``make up``; it runs beside, as a user with the dashboard open, so its cost
 as a reader of the log is visible too.
