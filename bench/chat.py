@@ -90,26 +90,37 @@ async def chat_reply(cluster: NatsCluster, samples: int, chat_interval: float = 
     chat = 1
     try:
         await _wait_for_executors(nc, 1)
+        return await console_replies(nc, chat, samples, chat_interval, warmup, gap)
+    finally:
+        await nc.close()
+        stack.kill()
 
-        async def console_answers() -> bool:  # an empty line is refused without storing anything
-            reply = await nc.request(f"console.{chat}.in", b'{"text": ""}', timeout=1)
-            return b"empty message" in reply.data
 
-        await _until(console_answers, 30, "ingest did not answer on the console")
-        replies: dict[int, float] = {}
-        reacted: dict[int, float] = {}
-        arrived = asyncio.Event()
+async def console_replies(nc, chat: int, samples: int, chat_interval: float, warmup: int = 5,
+                          gap: float = 0.05) -> dict[str, float]:
+    """``/help`` on the console of a running ingest and notifier, one at a time: from the request entering
+    ingest to the reply sent, and to the 👀 reaction on the message (what the user first sees)."""
 
-        async def on_out(msg) -> None:
-            record = json.loads(msg.data)
-            if record.get("op") == "sent" and record.get("reply_to") is not None:
-                replies.setdefault(record["reply_to"], time.perf_counter())
-                arrived.set()
-            elif record.get("op") == "reacted" and record.get("emoji") == "👀":
-                reacted.setdefault(record["id"], time.perf_counter())
+    async def console_answers() -> bool:  # an empty line is refused without storing anything
+        reply = await nc.request(f"console.{chat}.in", b'{"text": ""}', timeout=1)
+        return b"empty message" in reply.data
 
-        await nc.subscribe(f"console.{chat}.out", cb=on_out)
-        latencies, reacted_first = [], 0
+    await _until(console_answers, 30, "ingest did not answer on the console")
+    replies: dict[int, float] = {}
+    reacted: dict[int, float] = {}
+    arrived = asyncio.Event()
+
+    async def on_out(msg) -> None:
+        record = json.loads(msg.data)
+        if record.get("op") == "sent" and record.get("reply_to") is not None:
+            replies.setdefault(record["reply_to"], time.perf_counter())
+            arrived.set()
+        elif record.get("op") == "reacted" and record.get("emoji") == "👀":
+            reacted.setdefault(record["id"], time.perf_counter())
+
+    sub = await nc.subscribe(f"console.{chat}.out", cb=on_out)
+    latencies, eyes, reacted_first = [], [], 0
+    try:
         for i in range(warmup + samples):
             t0 = time.perf_counter()
             answer = json.loads((await nc.request(f"console.{chat}.in", b'{"text": "/help"}', timeout=10)).data)
@@ -117,18 +128,20 @@ async def chat_reply(cluster: NatsCluster, samples: int, chat_interval: float = 
             while message_id not in replies:
                 arrived.clear()
                 await asyncio.wait_for(arrived.wait(), timeout=30)
+            # A pause, and no pacing left over: the ✅ on the message goes one interval after the 👀.
+            await asyncio.sleep(gap + 2 * chat_interval)
             if i >= warmup:
                 latencies.append((replies[message_id] - t0) * 1000)
                 reacted_first += reacted.get(message_id, float("inf")) < replies[message_id]
-            # A pause, and no pacing left over: the ✅ on the message goes one interval after the 👀.
-            await asyncio.sleep(gap + 2 * chat_interval)
-        return {"samples": len(latencies), "p50_ms": percentile(latencies, 50),
-                "p95_ms": percentile(latencies, 95), "p99_ms": percentile(latencies, 99),
-                "mean_ms": statistics.fmean(latencies), "max_ms": max(latencies),
-                "reacted_first": reacted_first, "chat_interval_s": chat_interval}
+                if message_id in reacted:  # none when the notifier saw the attempt start and end together
+                    eyes.append((reacted[message_id] - t0) * 1000)
     finally:
-        await nc.close()
-        stack.kill()
+        await sub.unsubscribe()
+    return {"samples": len(latencies), "p50_ms": percentile(latencies, 50),
+            "p95_ms": percentile(latencies, 95), "p99_ms": percentile(latencies, 99),
+            "mean_ms": statistics.fmean(latencies), "max_ms": max(latencies),
+            "eyes_samples": len(eyes), "eyes_p50_ms": percentile(eyes, 50), "eyes_p99_ms": percentile(eyes, 99),
+            "reacted_first": reacted_first, "chat_interval_s": chat_interval}
 
 
 # --- under load: commands that only read or cancel, every background slot busy ---------------------

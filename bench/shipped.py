@@ -11,7 +11,8 @@ the console transport, and the analytics program.  ``valor web`` is not started
 by ``make up``; it runs beside, as a user with the dashboard open, so its cost
 as a reader of the log is visible too.
 
-Each shape's promises are driven two ways: through the public CLI contract
+At light load first: a no-op submitted one at a time until its ``started`` is stored, and ``/help`` on
+the console until its 👀 and its reply (the shipped pacing).  Then each shape's promises are driven two ways: through the public CLI contract
 (``valor plan -`` then ``valor wait`` as subprocesses, ``pipelines`` of them at
 once) and through the client API (``ValorClient.submit`` then ``.wait``).  Per
 shape: promises per second through the driver (first submission to the last
@@ -39,8 +40,10 @@ from schemas.events import Created, Succeeded
 from valor import bus
 from valor.cli import scheduler_leader
 from valor.client import ValorClient
+from valor.config import Telegram
 
-from .measures import chain_plans, cpu_seconds, fanout_plans, noop_plans
+from .chat import console_replies
+from .measures import chain_plans, cpu_seconds, fanout_plans, noop_plans, time_to_start
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parent.parent
@@ -276,8 +279,15 @@ async def run_shape(stack: ShippedStack, client: ValorClient, driver: str, shape
             "cpu_busy_of_all_cores": total / seconds / (os.cpu_count() or 1)}
 
 
+async def light(nc, client: ValorClient, samples: int) -> dict:
+    """At light load, one at a time: a no-op submitted until ``started`` is stored, and ``/help`` on the
+    console until its 👀 and its reply, with the shipped pacing of a chat's messages and reactions."""
+    return {"submit_to_start": await time_to_start(nc, client, samples),
+            "chat": await console_replies(nc, 1, max(3, samples // 10), Telegram().chat_interval, warmup=2)}
+
+
 async def shipped(promises: int = 3000, pipelines: int = 10, drivers: tuple[str, ...] = ("cli", "api"),
-                  shapes: tuple[str, ...] = SHAPES, tail: float = TAIL_SECONDS) -> dict:
+                  shapes: tuple[str, ...] = SHAPES, tail: float = TAIL_SECONDS, light_samples: int = 200) -> dict:
     stack = ShippedStack()
     try:
         await asyncio.to_thread(stack.up)
@@ -294,6 +304,8 @@ async def shipped(promises: int = 3000, pipelines: int = 10, drivers: tuple[str,
             idle_ms_per_s = {k: round((v - idle[k]) * 1000 / 5, 1) for k, v in _cpu(stack.processes()).items()
                              if k in idle}
             figures: dict = {"idle_cpu_ms_per_s": idle_ms_per_s}
+            if light_samples:
+                figures["light"] = await light(nc, client, light_samples)
             for driver in drivers:
                 for shape in shapes:
                     figures[f"{driver}.{shape}"] = await run_shape(stack, client, driver, shape, promises,
@@ -323,6 +335,13 @@ def table(figures: dict, targets: dict[str, float]) -> str:
     rows.append(("total", *(f"{sum(v for v in r['cpu_us_per_promise'].values() if v == v):,}"
                             for r in runs.values()), ""))
     out += [_columns(rows), f"(+N: CPU in the {TAIL_SECONDS:g} s after the last promise ended, readers catching up)"]
+    if light := figures.get("light"):
+        start, chat = light["submit_to_start"], light["chat"]
+        out += ["", f"light load: submit -> started p50 {start['p50_ms']:.1f} ms, p99 {start['p99_ms']:.1f} ms "
+                f"(target p99 <= {targets['start_p99_ms']:g} ms, {start['samples']} samples); console message -> 👀 "
+                f"p50 {chat['eyes_p50_ms']:.1f} ms, p99 {chat['eyes_p99_ms']:.1f} ms (target p99 <= "
+                f"{targets['eyes_p99_ms']:g} ms, {chat['eyes_samples']} of {chat['samples']}), reply p99 "
+                f"{chat['p99_ms']:.1f} ms"]
     return "\n".join(out)
 
 
