@@ -23,6 +23,7 @@ on the log), and CPU per promise of every process, read from /proc.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -142,7 +143,7 @@ class ShippedStack:
         return self
 
     def processes(self) -> dict[str, int]:
-        """Program name -> pid of every RUNNING program (``supervisorctl status``), and the web."""
+        """Program name -> pid of every RUNNING program (``supervisorctl status``), the web and supervisord."""
         out = subprocess.run([str(VENV / "bin" / "supervisorctl"), "-c", str(self.var / "supervisord.conf"),
                               "status"], capture_output=True, text=True).stdout
         found = {}
@@ -152,6 +153,8 @@ class ShippedStack:
                 found[fields[0].split(":")[-1]] = int(fields[3].rstrip(","))
         if self.web is not None and self.web.poll() is None:
             found["web"] = self.web.pid
+        with contextlib.suppress(OSError, ValueError):  # it relays every program's log lines to their files
+            found["supervisord"] = int((self.var / "supervisord.pid").read_text())
         return {f"{name} ({self.roles[name]})" if name in self.roles else name: pid for name, pid in found.items()}
 
     def down(self) -> None:
