@@ -96,6 +96,12 @@ async def chat_reply(cluster: NatsCluster, samples: int, chat_interval: float = 
         stack.kill()
 
 
+
+def _first_start(events: dict[tuple[str, int], float], ids: set[int], after: float) -> float | None:
+    """When the first of ``ids`` started after ``after``, as seen; None if none has."""
+    return min((t for (kind, pid), t in events.items() if kind == "started" and pid in ids and t > after),
+               default=None)
+
 async def console_replies(nc, chat: int, samples: int, chat_interval: float, warmup: int = 5,
                           gap: float = 0.05) -> dict[str, float]:
     """``/help`` on the console of a running ingest and notifier, one at a time: from the request entering
@@ -160,7 +166,7 @@ async def under_load(cluster: NatsCluster, samples: int, backlog: int = 1000, ex
     slot of ``make up``'s executors held by hour-long sleeps and ``backlog`` promises queued behind them.
 
     The chat's own ``/plan`` of sleeps holds the ``default`` slots (so ``/cancel`` has a running
-    promise of the chat to stop; each cancelled one's slot goes to the chat's next sleep), CLI
+    promise of the chat to stop; each cancelled one's slot goes to the next sleep in turn), CLI
     sleeps hold the ``code`` slots, and ``backlog`` more CLI sleeps wait.  Commands take turns:
     ``/status``, ``/list``, ``/why``, ``/help``, ``/cancel``; the next goes ``chat_interval`` plus
     ``gap`` after an answer.  Besides the answer, each ``/cancel`` is timed until the cancel is
@@ -220,7 +226,7 @@ async def under_load(cluster: NatsCluster, samples: int, backlog: int = 1000, ex
                 await asyncio.wait_for(arrived.wait(), timeout=60)
             return message_id, t0
 
-        default_slots = executors * _SLOTS_PER_QUEUE["default"]
+        default_slots = executors * _SLOTS_PER_QUEUE["default"]  # the chat's sleeps could hold them all
         cancels = sum(1 for i in range(samples) if COMMANDS[i % len(COMMANDS)].startswith("/cancel"))
         chat_sleeps = default_slots + cancels + 1
         await say("/plan\n" + "\n".join(f"s{i}: sleep: {json.dumps(hour)}" for i in range(chat_sleeps)))
@@ -231,6 +237,8 @@ async def under_load(cluster: NatsCluster, samples: int, backlog: int = 1000, ex
                                   for i in range(start, min(backlog, start + 100))), timeout=60)
         state = await client.projection()
         mine = sorted(p.id for p in state.promises.values() if p.spec.chat_id == chat and p.spec.task == "sleep")
+        # The slot a /cancel frees goes to the next sleep in turn, the chat's or the backlog's (decision 42).
+        sleeps = {p.id for p in state.promises.values() if p.spec.task == "sleep"}
         background = executors * (_SLOTS_PER_QUEUE["default"] + _SLOTS_PER_QUEUE["code"])
 
         async def loaded() -> bool:
@@ -254,11 +262,16 @@ async def under_load(cluster: NatsCluster, samples: int, backlog: int = 1000, ex
             message_id, t0 = await say(text)
             latencies[command.split()[0]].append((replies[message_id] - t0) * 1000)
             if command.startswith("/cancel"):
-                victim, successor = mine[target], mine[target + default_slots]
+                victim = mine[target]
                 await _until(_seen(events, ("cancelled", victim)), 30, f"#{victim} was not cancelled")
-                await _until(_seen(events, ("started", successor)), 30, f"#{victim}'s slot was not freed")
-                applied.append((events[("cancelled", victim)] - t0) * 1000)
-                freed.append((events[("started", successor)] - t0) * 1000)
+                cancelled_at = events[("cancelled", victim)]
+
+                async def slot_freed(after: float = cancelled_at) -> bool:
+                    return _first_start(events, sleeps, after) is not None
+
+                await _until(slot_freed, 30, f"#{victim}'s slot was not freed")
+                applied.append((cancelled_at - t0) * 1000)
+                freed.append((_first_start(events, sleeps, cancelled_at) - t0) * 1000)
                 target += 1
             await asyncio.sleep(chat_interval + gap)
         state = await client.projection()
