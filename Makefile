@@ -12,6 +12,7 @@ NATS_PORT_BASE         ?= 4222
 NATS_CLUSTER_PORT_BASE ?= 6222
 NATS_MONITOR_PORT_BASE ?= 8222
 METRICS_PORT_BASE      ?= 9100
+NATS_TLS               ?= 0
 UP_TIMEOUT             ?= 60
 
 VAR       := $(CURDIR)/var
@@ -26,8 +27,11 @@ empty :=
 space := $(empty) $(empty)
 
 # Only the targets that talk to the local cluster see it: tests start their own servers.
-CLUSTER_URL := $(subst $(space),$(comma),$(foreach p,$(CLIENT_PORTS),nats://127.0.0.1:$(p)))
+# NATS_TLS=1: clients and routes speak TLS, with a private CA and certificates made in var/tls/.
+SCHEME := $(if $(filter 1,$(NATS_TLS)),tls,nats)
+CLUSTER_URL := $(subst $(space),$(comma),$(foreach p,$(CLIENT_PORTS),$(SCHEME)://127.0.0.1:$(p)))
 up down status demo chat login: export VALOR_NATS_URL := $(CLUSTER_URL)
+up down status demo chat login: export VALOR_NATS_CA := $(if $(filter 1,$(NATS_TLS)),$(VAR)/tls/ca.pem,)
 up down status demo chat login: export VALOR_REPLICAS := 3
 # This checkout's cli password, whichever cluster the context (~/.config/valor/context.json) last recorded.
 up down status demo chat login: export VALOR_SECRETS := $(VAR)/secrets
@@ -37,12 +41,12 @@ HEALTH = $(PY) deploy/health.py --var $(VAR) --venv $(VENV_DIR) --monitor-ports 
 .PHONY: help venv tools up down status logs test lint schemas demo bench profile chaos
 
 help:
-	@echo "make up        start the 3-node JetStream cluster and the services (creates $(VENV) if missing)"
+	@echo "make up        start the 3-node JetStream cluster and the services (creates $(VENV) if missing; NATS_TLS=1: over TLS)"
 	@echo "make down      stop everything; nothing is left running"
 	@echo "make status    supervisor status and the cluster's health"
 	@echo "make logs      follow var/log/*.log"
 	@echo "make test      run the test suite"
-	@echo "make lint      ruff check ."
+	@echo "make lint      ruff check . and pyright on the contract and the domain"
 	@echo "make schemas   write JSON Schema of every event and command to schemas/json/"
 	@echo "make demo      run the example workflows against the running cluster"
 	@echo "make chaos     100 rounds of kill -9 under a 2,000-promise workload; prints the invariants' table"
@@ -71,7 +75,8 @@ tools:
 up: venv tools
 	@$(PY) deploy/render.py --root $(CURDIR) --var $(VAR) --venv $(VENV_DIR) \
 	  --nats-port-base $(NATS_PORT_BASE) --cluster-port-base $(NATS_CLUSTER_PORT_BASE) \
-	  --monitor-port-base $(NATS_MONITOR_PORT_BASE) --metrics-port-base $(METRICS_PORT_BASE)
+	  --monitor-port-base $(NATS_MONITOR_PORT_BASE) --metrics-port-base $(METRICS_PORT_BASE) \
+	  $(if $(filter 1,$(NATS_TLS)),--tls)
 	@if $(CTL) pid >/dev/null 2>&1; then echo "supervisord already running"; \
 	  else $(VENV_DIR)/bin/supervisord -c $(VAR)/supervisord.conf && echo "supervisord started"; fi
 	@$(HEALTH) --timeout $(UP_TIMEOUT) wait || { $(MAKE) --no-print-directory status; exit 1; }
@@ -92,8 +97,10 @@ logs:
 test: venv tools
 	env -u VALOR_NATS_URL -u VALOR_REPLICAS -u VALOR_CONFIG -u VALOR_SECRETS $(VENV_DIR)/bin/pytest -q
 
+# pyright checks what [tool.pyright] include names in pyproject.toml (the contract and the domain).
 lint: venv
 	$(VENV_DIR)/bin/ruff check .
+	$(VENV_DIR)/bin/pyright
 
 schemas: venv
 	$(PY) -m schemas.export schemas/json

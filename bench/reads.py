@@ -18,7 +18,6 @@ from schemas.events import Created, Dispatched, MessageReceived, Started, Succee
 from services.executor.respond import Responder
 from services.scheduler.readmodel import PromiseQuery, PromisesQuery, StatusQuery
 from valor import bus
-from valor.cli import gather_status
 from valor.client import ValorClient
 from valor.config import parse
 from valor.natsserver import NatsCluster
@@ -86,7 +85,7 @@ async def reads(cluster: NatsCluster, promises: int, samples: int = 100) -> dict
         out: dict[str, float] = {"log_events": events, "promises": promises, "scheduler_ready_s": round(ready_s, 2)}
         for name, read in (("valor_show", show),
                            ("valor_list_running", lambda: client.read_state(PromisesQuery(state="running"))),
-                           ("valor_status", lambda: gather_status(client)),
+                           ("valor_status", lambda: client.status()),
                            ("chat_status", said("/status")), ("chat_list", said("/list")),
                            ("chat_why", said(f"/why {target}"))):
             out[f"{name}_p99_ms"] = await _p99(read, samples)

@@ -39,8 +39,7 @@ from pathlib import Path
 from schemas.commands import NewPromise as T
 from schemas.events import Created, Succeeded
 from valor import bus
-from valor.cli import scheduler_leader
-from valor.client import ValorClient
+from valor.client import ValorClient, scheduler_leader
 from valor.config import Telegram
 
 from .chat import console_replies

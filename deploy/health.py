@@ -3,6 +3,7 @@
     health.py wait   --var V --venv E --monitor-ports 8222,8223,8224 [--timeout S]
     health.py table  --var V --venv E --monitor-ports ...
     health.py down   --var V --venv E [--timeout S]
+    health.py streams [--replicas 3] [--timeout S]   (real hosts: as VALOR_NATS_USER, TLS from the env)
 
 ``wait`` polls each node's /healthz until JetStream has a meta leader, creates
 the streams at R3 (valor.bus.ensure_streams), starts the services and waits
@@ -256,7 +257,7 @@ def down(a: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("action", choices=["wait", "table", "down"])
+    p.add_argument("action", choices=["wait", "table", "down", "streams"])
     p.add_argument("--var", type=lambda s: Path(s).absolute(), default=Path("var").absolute())
     p.add_argument("--venv", type=lambda s: Path(s).absolute(), default=Path(".venv").absolute())
     p.add_argument(
@@ -272,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
         wait_programs(a, a.timeout)
         if "executor" in " ".join(program_states(a)):
             wait_executors(a.nats_url, min(a.timeout, 30), a.var)
+    elif a.action == "streams":  # real hosts (deploy/hosts.py): the user, password and CA come from the env
+        ensure_streams(a.nats_url or None, a.replicas, a.timeout)
     elif a.action == "table":
         table(a)
     else:

@@ -1,8 +1,9 @@
 """Render the local cluster's configs into var/: NATS nodes, supervisord, ports.
 
-    python deploy/render.py [--root DIR] [--var DIR] [--venv DIR]
+    python deploy/render.py [--root DIR] [--var DIR] [--venv DIR] [--tls]
                             [--nats-port-base 4222] [--cluster-port-base 6222]
                             [--monitor-port-base 8222]
+    python deploy/render.py --target systemd|compose --out DIR ...   (real hosts: deploy/hosts.py)
 
 Node i (1..3) listens on base+i-1 for each kind of port.  A service program
 is kept in supervisord.conf only when services/<name>/__main__.py exists.
@@ -29,6 +30,9 @@ from string import Template
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run as a script from deploy/: valor.context (stdlib only) is one up
+sys.path.insert(0, str(HERE))  # its neighbours (certs.py) when loaded from a test
+
+import certs  # noqa: E402
 
 from valor import context  # noqa: E402
 
@@ -48,7 +52,10 @@ class Ports:
 
     @property
     def nats_url(self) -> str:
-        return ",".join(f"nats://127.0.0.1:{p}" for p in self.client)
+        return self.url()
+
+    def url(self, scheme: str = "nats") -> str:
+        return ",".join(f"{scheme}://127.0.0.1:{p}" for p in self.client)
 
 
 def load_permissions(path: Path = HERE / "nats" / "permissions.toml") -> dict[str, dict[str, list[str]]]:
@@ -57,7 +64,7 @@ def load_permissions(path: Path = HERE / "nats" / "permissions.toml") -> dict[st
     return {name: {"publish": list(u["publish"]), "subscribe": list(u["subscribe"])} for name, u in users.items()}
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Create (or rewrite) a file only its owner can read, never briefly readable by others."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
@@ -77,7 +84,7 @@ def ensure_passwords(secrets_dir: Path, users: list[str]) -> dict[str, str]:
     for user in users:
         path = password_file(secrets_dir, user)
         if not path.exists() or not path.read_text().strip():
-            _write_private(path, secrets.token_urlsafe(32) + "\n")
+            write_private(path, secrets.token_urlsafe(32) + "\n")
         os.chmod(path, 0o600)
         passwords[user] = path.read_text().strip()
     return passwords
@@ -103,34 +110,92 @@ def render_auth(var: Path, secrets_dir: Path | None = None) -> Path:
     passwords = ensure_passwords(secrets_dir or var / "secrets", list(permissions))
     (var / "nats").mkdir(parents=True, exist_ok=True)
     path = var / "nats" / "auth.conf"
-    _write_private(path, "# rendered by deploy/render.py from deploy/nats/permissions.toml; secret\n"
+    write_private(path, "# rendered by deploy/render.py from deploy/nats/permissions.toml; secret\n"
                    + authorization_block(permissions, passwords))
     return path
 
 
-def render_nats(var: Path, ports: Ports, auth: bool = False) -> list[Path]:
+@dataclass(frozen=True)
+class Node:
+    """Where one NATS node listens and how clients and the other nodes reach it."""
+
+    name: str
+    address: str  # what clients and routes dial (an IP or a DNS name the certificate names)
+    client: int
+    cluster: int
+    monitor: int
+    bind: str = "127.0.0.1"  # the interface it listens on: 0.0.0.0 on a real host
+    monitor_bind: str = "127.0.0.1"  # /varz and friends have no password: local unless asked
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The certificate files as a node sees them: the CA, and <node>.pem / <node>-key.pem in ``directory``."""
+
+    ca: Path
+    directory: Path
+
+    def cert(self, name: str) -> Path:
+        return self.directory / f"{name}.pem"
+
+    def key(self, name: str) -> Path:
+        return self.directory / f"{name}-key.pem"
+
+
+def local_nodes(ports: Ports) -> list[Node]:
+    return [Node(name, "127.0.0.1", ports.client[i], ports.cluster[i], ports.monitor[i])
+            for i, name in enumerate(NODES)]
+
+
+def tls_block(tls: Tls, name: str, verify: bool, indent: str = "") -> str:
+    """A ``tls {}`` block.  Routes verify each other (``verify``): only a node the CA signed may join."""
+    q = json.dumps
+    lines = ["tls {", f"  cert_file: {q(str(tls.cert(name)))}", f"  key_file: {q(str(tls.key(name)))}",
+             f"  ca_file: {q(str(tls.ca))}", *(["  verify: true"] if verify else []),
+             # the default 0.5 s handshake fails on a busy host and the client then retries forever
+             "  timeout: 5", "}"]
+    return "\n".join(indent + line for line in lines)
+
+
+def node_config(node: Node, nodes: list[Node], store: Path, tls: Tls | None, authorization: str) -> str:
+    template = Template((HERE / "nats" / "node.conf.tmpl").read_text())
+    routes = ",\n".join(f"    nats://{n.address}:{n.cluster}" for n in nodes if n.name != node.name)
+    return template.substitute(
+        name=node.name,
+        host=node.bind,
+        port=node.client,
+        monitor=f"{node.monitor_bind}:{node.monitor}",
+        cluster_listen=f"{node.bind}:{node.cluster}",
+        store_dir=store,
+        routes=routes,
+        authorization=authorization,
+        tls=tls_block(tls, node.name, verify=False) if tls else "# (rendered without TLS)",
+        cluster_tls=tls_block(tls, node.name, verify=True, indent="  ") if tls else "  # (routes without TLS)",
+    )
+
+
+def ensure_certs(directory: Path, nodes: list[Node]) -> Tls:
+    """The private CA and one certificate per node for the addresses it is dialled at (deploy/certs.py)."""
+    for node in nodes:
+        certs.ensure_cert(directory, node.name, sorted({node.address, node.name, "localhost"}))
+    return Tls(directory / "ca.pem", directory)
+
+
+def render_nats(var: Path, ports: Ports, auth: bool = False, tls: bool = False) -> list[Path]:
     """Write var/nats/<node>.conf for each node and create its store dir.
 
     With ``auth``, each node includes var/nats/auth.conf (written by ``render_auth``).
+    With ``tls``, clients and routes speak TLS with certificates from var/tls/ (made once).
     """
-    template = Template((HERE / "nats" / "node.conf.tmpl").read_text())
+    nodes = local_nodes(ports)
+    found = ensure_certs(var / "tls", nodes) if tls else None
     authorization = 'include "auth.conf"' if auth else "# (rendered without users: no authorization)"
     written = []
-    for i, name in enumerate(NODES):
-        store = var / "nats" / name
+    for node in nodes:
+        store = var / "nats" / node.name
         store.mkdir(parents=True, exist_ok=True)
-        routes = ",\n".join(f"    nats://127.0.0.1:{p}" for j, p in enumerate(ports.cluster) if j != i)
-        text = template.substitute(
-            name=name,
-            port=ports.client[i],
-            monitor_port=ports.monitor[i],
-            cluster_port=ports.cluster[i],
-            store_dir=store,
-            routes=routes,
-            authorization=authorization,
-        )
-        path = var / "nats" / f"{name}.conf"
-        path.write_text(text)
+        path = var / "nats" / f"{node.name}.conf"
+        path.write_text(node_config(node, nodes, store, found, authorization))
         written.append(path)
     return written
 
@@ -157,13 +222,21 @@ def metrics_ports(base: int) -> dict[str, str]:
             "metrics_ingest": str(base + 20), "metrics_notifier": str(base + 30)}
 
 
-def render_supervisord(root: Path, var: Path, venv: Path, ports: Ports, metrics_base: int = 9100) -> Path:
+def supervisord_text(root: Path, var: Path, venv: Path, nats_url: str, nats_ca: Path | None, secrets_dir: Path,
+                     metrics_base: int = 9100, executor_id_prefix: str = "") -> str:
+    """The programs with every placeholder filled: the one description of what runs (also for real hosts)."""
+    return Template((HERE / "supervisord.conf").read_text()).substitute(
+        root=root, var=var, venv=venv, nats_url=nats_url, nats_ca=nats_ca or "", secrets=secrets_dir,
+        executor_id_prefix=executor_id_prefix, **metrics_ports(metrics_base)
+    )
+
+
+def render_supervisord(root: Path, var: Path, venv: Path, ports: Ports, metrics_base: int = 9100,
+                       tls: bool = False) -> Path:
     """Each service's environment names its NATS user and its password *file*, never the password."""
     (var / "log").mkdir(parents=True, exist_ok=True)
-    text = Template((HERE / "supervisord.conf").read_text()).substitute(
-        root=root, var=var, venv=venv, nats_url=ports.nats_url, secrets=var / "secrets",
-        **metrics_ports(metrics_base)
-    )
+    url, ca = (ports.url("tls"), var / "tls" / "ca.pem") if tls else (ports.nats_url, None)
+    text = supervisord_text(root, var, venv, url, ca, var / "secrets", metrics_base)
     text = drop_programs(text, set(SERVICES) - set(present_services(root)))
     path = var / "supervisord.conf"
     path.write_text(text)
@@ -177,9 +250,10 @@ def render_ports_mk(var: Path, bases: dict[str, int]) -> Path:
     return path
 
 
-def render_context(path: Path, root: Path, var: Path, ports: Ports) -> Path:
-    """Record this cluster for the ``valor`` CLI: its URL and the ``cli`` user's password *file*."""
-    return context.write(path, ports.nats_url, "cli", password_file(var / "secrets", "cli"), root)
+def render_context(path: Path, root: Path, var: Path, ports: Ports, tls: bool = False) -> Path:
+    """Record this cluster for the ``valor`` CLI: its URL, the ``cli`` user's password *file*, the CA file."""
+    url, ca = (ports.url("tls"), var / "tls" / "ca.pem") if tls else (ports.nats_url, None)
+    return context.write(path, url, "cli", password_file(var / "secrets", "cli"), root, ca=ca)
 
 
 def supervisord_running(var: Path) -> bool:
@@ -202,7 +276,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metrics-port-base", type=int, default=9100)
     p.add_argument("--context", type=Path, default=None,
                    help="where the valor CLI finds this cluster (default: $VALOR_CONTEXT or ~/.config/valor/context.json)")
-    a = p.parse_args(argv)
+    p.add_argument("--tls", action="store_true",
+                   help="clients and routes speak TLS; a private CA and the nodes' certificates go to var/tls/")
+    p.add_argument("--target", choices=["local", "systemd", "compose"], default="local",
+                   help="local: var/ for make up; systemd / compose: files for real hosts (deploy/hosts.py)")
+    a, rest = p.parse_known_args(argv)
+    if a.target != "local":
+        import hosts  # only real hosts need it
+
+        return hosts.main(a, rest)
+    if rest:
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
     root = a.root.resolve()
     var = (a.var or root / "var").resolve()
     venv = (a.venv or root / ".venv").absolute()  # keep the venv's symlinked python as is
@@ -211,20 +295,25 @@ def main(argv: list[str] | None = None) -> int:
         "NATS_CLUSTER_PORT_BASE": a.cluster_port_base,
         "NATS_MONITOR_PORT_BASE": a.monitor_port_base,
         "METRICS_PORT_BASE": a.metrics_port_base,
+        "NATS_TLS": int(a.tls),  # make status/down/demo speak TLS to a cluster started with it
     }
     old = var / "ports.mk"
     if supervisord_running(var) and old.exists() and old.read_text() != _ports_mk_text(bases):
         print(
-            f"render: the cluster is running with other ports ({old}); run make down first", file=sys.stderr
+            f"render: the cluster is running with other ports or TLS setting ({old}); run make down first", file=sys.stderr
         )
         return 2
     var.mkdir(parents=True, exist_ok=True)
     ports = Ports.from_bases(a.nats_port_base, a.cluster_port_base, a.monitor_port_base)
     render_auth(var)
-    render_nats(var, ports, auth=True)
-    render_supervisord(root, var, venv, ports, a.metrics_port_base)
+    try:
+        render_nats(var, ports, auth=True, tls=a.tls)
+    except certs.CertError as exc:
+        print(f"render: {exc}", file=sys.stderr)
+        return 2
+    render_supervisord(root, var, venv, ports, a.metrics_port_base, tls=a.tls)
     render_ports_mk(var, bases)
-    recorded = render_context(a.context or context.context_path(), root, var, ports)
+    recorded = render_context(a.context or context.context_path(), root, var, ports, tls=a.tls)
     services = present_services(root)
     print(
         f"rendered {var}/nats/n1..n3.conf and {var}/supervisord.conf "

@@ -7,11 +7,15 @@ what the scheduler hands to executors on ``WORK``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from schemas.events import InstructionsAdded
+from schemas.events import InstructionsAdded, Missed, Overlap
+
+ScheduleVerb = Literal["pause", "resume", "delete"]
+# What a respond result may ask of the scheduler besides new promises (pause, resume, unschedule: a schedule).
+RespondVerb = Literal["cancel", "retry", "instruct", "approve", "reject", "budget", "pause", "resume", "unschedule"]
 
 
 class NewPromise(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -48,51 +52,51 @@ class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_
     by: str = "cli"
 
 
-class Submit(Command, tag="submit"):
+class Submit(Command, tag="submit", frozen=True):
     """One or more promises; ``plan`` is a submit whose tasks name each other."""
 
     tasks: list[NewPromise]
 
 
-class Cancel(Command, tag="cancel"):
+class Cancel(Command, tag="cancel", frozen=True):
     id: int
     reason: str = ""
 
 
-class Retry(Command, tag="retry"):
+class Retry(Command, tag="retry", frozen=True):
     id: int
 
 
-class Approve(Command, tag="approve"):
+class Approve(Command, tag="approve", frozen=True):
     """Let a plan that awaits approval run; ``id`` is any of its steps (or the respond promise that made it)."""
 
     id: int
     reason: str = ""
 
 
-class Reject(Command, tag="reject"):
+class Reject(Command, tag="reject", frozen=True):
     """Cancel every step of a plan that awaits approval, naming the refusal."""
 
     id: int
     reason: str = ""
 
 
-class Schedule(Command, tag="schedule"):
+class Schedule(Command, tag="schedule", frozen=True):
     """A recurring promise: ``task`` is the template every tick creates (decision 51)."""
 
     task: NewPromise
     cron: str | None = None
     every: float | None = None  # seconds; ticks at now + k * every
     tz: str = "UTC"
-    missed: str = "skip"  # skip | catch_up_one
-    overlap: str = "skip"  # skip | queue | run
+    missed: Missed = "skip"
+    overlap: Overlap = "skip"
     chat_id: int | None = None
     message_id: int | None = None
 
 
-class ScheduleChange(Command, tag="schedule_change"):
+class ScheduleChange(Command, tag="schedule_change", frozen=True):
     id: int
-    verb: str  # pause | resume | delete
+    verb: ScheduleVerb
     chat_id: int | None = None  # asked from this chat: only its own schedules
 
 
@@ -125,7 +129,7 @@ class WorkItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 class RespondCommand(msgspec.Struct, frozen=True, kw_only=True):
     """An operator command inside a respond result, e.g. cancel #12."""
 
-    verb: str  # cancel | retry | instruct | approve | reject | budget | pause | resume | unschedule
+    verb: RespondVerb
     id: int  # the promise (pause, resume, unschedule: the schedule) it is about (budget: unused)
     reason: str = ""
     text: str = ""  # instruct: the instructions to add; budget: "+5 today", "reset"
@@ -138,23 +142,65 @@ class NewSchedule(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     cron: str | None = None
     every: float | None = None
     tz: str = "UTC"
-    missed: str = "skip"
-    overlap: str = "skip"
+    missed: Missed = "skip"
+    overlap: Overlap = "skip"
 
 
 class RespondResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """What the agent answered to a message (the result of a respond promise)."""
+    """What the agent answered to a message (the result of a respond promise).
+
+    Recorded as ``succeeded.result`` (a JSON object); readers take it back with
+    ``read_respond_result``, never by looking at its keys.
+    """
 
     reply: str = ""
     promises: list[NewPromise] = []
     commands: list[RespondCommand] = []
     schedules: list[NewSchedule] = []  # created answering this message: each run replies to it
 
+    @property
+    def asks_for_anything(self) -> bool:
+        return bool(self.promises or self.commands or self.schedules)
+
+
+class UnreadableResult(ValueError):
+    """A respond promise's recorded result that is not a ``RespondResult``: why, in msgspec's words."""
+
+
+def read_respond_result(result: Any) -> RespondResult:
+    """A respond promise's recorded result as its Struct; no result is an empty answer.
+
+    Raises ``UnreadableResult`` for anything else (a JSON object whose fields do
+    not fit, or not an object at all).
+    """
+    if result is None:
+        return RespondResult()
+    try:
+        return msgspec.convert(result, RespondResult)
+    except msgspec.ValidationError as exc:
+        raise UnreadableResult(str(exc)) from None
+
+
+def read_answer(result: Any) -> tuple[RespondResult | None, bool]:
+    """A respond promise's recorded result, read once: (the answer or None when unreadable, whether it asks).
+
+    It asks when the scheduler has something to do for it, and so records
+    ``spawned`` exactly then: an answer with promises, commands or schedules,
+    and an object that cannot be read (``spawned`` then says why, and the chat
+    hears of it).  A result that is no object at all was never an answer.
+    """
+    if not isinstance(result, dict):
+        return None, False
+    try:
+        answer = read_respond_result(result)
+    except UnreadableResult:
+        return None, True
+    return answer, answer.asks_for_anything
+
 
 def asks_for_anything(result: Any) -> bool:
-    """Whether a recorded respond result asks the scheduler for something: it records ``spawned`` exactly then."""
-    return isinstance(result, dict) and bool(result.get("promises") or result.get("commands")
-                                             or result.get("schedules"))
+    """Whether a recorded respond result asks the scheduler for something (``read_answer``)."""
+    return read_answer(result)[1]
 
 
 class SlotPool(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,9 +8,30 @@ clock to interpret them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
+
+# Closed sets of words, as the log has always held them: a Literal narrows the str
+# without changing the wire (every value ever written is in it), and a writer that
+# invents a new one fails at encode time instead of confusing a reader.
+ChatKind = Literal["private", "group", "channel", "console"]
+FileStatus = Literal["added", "modified", "deleted"]
+BudgetScope = Literal["chat", "user"]
+BudgetPeriod = Literal["day", "month"]
+Missed = Literal["skip", "catch_up_one"]  # what ticks passed while nothing ran become
+Overlap = Literal["skip", "queue", "run"]  # a tick while the last run is open
+SkipReason = Literal["missed", "overlap"]
+# The notifier's notices about a promise.  A notice event's ``kind`` stays a str on the
+# wire because the answer to an edit is ``edited:<edit date>`` (``edited_kind``).
+ReactionKind = Literal["reaction_start", "reaction_end"]
+MessageKind = Literal["status", "terminal", "final", "digest"]
+NoticeKind = ReactionKind | MessageKind
+
+
+def edited_kind(edited_at: float) -> str:
+    """The notice answering one edit of a request (decision 50): one per edit date."""
+    return f"edited:{int(edited_at)}"
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
@@ -35,7 +56,7 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     skipped: str = ""
 
 
-class MessageReceived(Event, tag="message.received"):
+class MessageReceived(Event, tag="message.received", frozen=True):
     """An inbound chat message accepted by ingest (subject ``chat.<chat_id>.in``)."""
 
     chat_id: int
@@ -45,14 +66,14 @@ class MessageReceived(Event, tag="message.received"):
     text: str = ""
     reply_to: int | None = None
     sent_at: float = 0.0
-    chat_kind: str = "private"  # private | group | channel | console
+    chat_kind: ChatKind = "private"
     mentioned: bool = False
     caught_up: bool = False
     # A photo or document, saved in the chat's workspace; ``text`` is then its caption.
     attachments: list[Attachment] = []
 
 
-class MessageEdited(Event, tag="message.edited", kw_only=True):
+class MessageEdited(Event, tag="message.edited", kw_only=True, frozen=True):
     """A message Valor took was edited (subject ``chat.<chat_id>.in``, after the message itself).
 
     ``message`` is the message as it reads now, accepted by the same rules as a
@@ -65,7 +86,7 @@ class MessageEdited(Event, tag="message.edited", kw_only=True):
     message: MessageReceived
 
 
-class MessageDeleted(Event, tag="message.deleted", kw_only=True):
+class MessageDeleted(Event, tag="message.deleted", kw_only=True, frozen=True):
     """Messages were deleted (subject ``chat.<chat_id>.in``).
 
     Telegram does not always say where: for a user account's private chats and
@@ -77,7 +98,7 @@ class MessageDeleted(Event, tag="message.deleted", kw_only=True):
     message_ids: list[int] = []
 
 
-class MessagesSkipped(Event, tag="messages_skipped", kw_only=True):
+class MessagesSkipped(Event, tag="messages_skipped", kw_only=True, frozen=True):
     """Catch-up found messages for Valor older than ``catchup_horizon``: not acted on, but told
     (subject ``chat.<chat_id>.in``; decision 54).
 
@@ -93,15 +114,29 @@ class MessagesSkipped(Event, tag="messages_skipped", kw_only=True):
     newest: float = 0.0
     horizon: float = 0.0  # seconds: the catchup_horizon they were older than
     texts: list[str] = []
+    # The skipped messages themselves (the first ones, within a bound), run by a "run them" reply.
+    messages: list[MessageReceived] = []
 
 
-ChatEvent = MessageReceived | MessageEdited | MessageDeleted | MessagesSkipped
+class UpdatesGap(Event, tag="updates_gap", kw_only=True, frozen=True):
+    """Telegram said the updates missed are too many to give (a bot account's "difference too long"):
+    messages sent to the chat before ``until`` may never reach Valor (subject ``chat.<chat_id>.in``).
+
+    A bot cannot read history, so the gap cannot be filled, only told (issue 15).
+    """
+
+    chat_id: int
+    until: float = 0.0  # when Telegram reported it: messages sent before may be lost
+    channel: bool = False  # a channel's own gap; else the account's (private chats and basic groups)
+
+
+ChatEvent = MessageReceived | MessageEdited | MessageDeleted | MessagesSkipped | UpdatesGap
 
 
 # --- promises (subject ``promise.<id>.<type>``) -------------------------------
 
 
-class Created(Event, tag="created"):
+class Created(Event, tag="created", frozen=True):
     """A promise exists.  Everything needed to run it is fixed here."""
 
     id: int
@@ -146,7 +181,7 @@ class Created(Event, tag="created"):
     skipped: int = 0
 
 
-class Approved(Event, tag="approved"):
+class Approved(Event, tag="approved", frozen=True):
     """A promise created awaiting approval may run.  Refusing one is a ``cancelled`` saying so."""
 
     id: int
@@ -154,7 +189,7 @@ class Approved(Event, tag="approved"):
     reason: str = ""
 
 
-class BudgetAdjusted(Event, tag="budget_adjusted"):
+class BudgetAdjusted(Event, tag="budget_adjusted", frozen=True):
     """An owner raised or reset a budget from the chat (decision 49), on the subject of the
     respond promise that carried the command.
 
@@ -163,29 +198,29 @@ class BudgetAdjusted(Event, tag="budget_adjusted"):
     """
 
     id: int
-    scope: str = "chat"  # chat | user
+    scope: BudgetScope = "chat"
     target: int = 0  # the chat id or the user id
-    period: str = "day"  # day | month
+    period: BudgetPeriod = "day"
     add: float = 0.0
     reset: bool = False
     by: str = ""
     request_id: str = ""  # "budget:<respond promise id>:<command index>:<period>", once per request
 
 
-class Dispatched(Event, tag="dispatched"):
+class Dispatched(Event, tag="dispatched", frozen=True):
     id: int
     attempt: int
     queue: str = "default"
 
 
-class Started(Event, tag="started"):
+class Started(Event, tag="started", frozen=True):
     id: int
     attempt: int
     executor: str = ""
     delivery: int = 1  # > 1 when an executor resumed after another one vanished
 
 
-class Progress(Event, tag="progress"):
+class Progress(Event, tag="progress", frozen=True):
     id: int
     attempt: int
     text: str = ""
@@ -206,7 +241,7 @@ class FileChange(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A file the attempt added, modified or deleted in its workspace."""
 
     path: str  # relative to the workspace
-    status: str  # added | modified | deleted
+    status: FileStatus
     added: int | None = None  # lines; None for a binary file
     removed: int | None = None
 
@@ -247,7 +282,7 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     session_id: str | None = None
 
 
-class Succeeded(Event, tag="succeeded"):
+class Succeeded(Event, tag="succeeded", frozen=True):
     id: int
     attempt: int
     result: Any = None
@@ -255,7 +290,7 @@ class Succeeded(Event, tag="succeeded"):
     evidence: Evidence | None = None
 
 
-class AttemptFailed(Event, tag="attempt_failed"):
+class AttemptFailed(Event, tag="attempt_failed", frozen=True):
     id: int
     attempt: int
     error: str = ""
@@ -264,7 +299,7 @@ class AttemptFailed(Event, tag="attempt_failed"):
     evidence: Evidence | None = None
 
 
-class AttemptStopped(Event, tag="attempt_stopped"):
+class AttemptStopped(Event, tag="attempt_stopped", frozen=True):
     """An attempt stopped because its promise was cancelled, with what it spent up to then.
 
     Recorded by the executor after ``cancelled`` (decision 47): the promise's
@@ -278,27 +313,27 @@ class AttemptStopped(Event, tag="attempt_stopped"):
     evidence: Evidence | None = None
 
 
-class RetryScheduled(Event, tag="retry_scheduled"):
+class RetryScheduled(Event, tag="retry_scheduled", frozen=True):
     id: int
     next_attempt: int
     not_before: float
     delay: float = 0.0
 
 
-class Failed(Event, tag="failed"):
+class Failed(Event, tag="failed", frozen=True):
     id: int
     reason: str
     attempt: int = 0
 
 
-class Cancelled(Event, tag="cancelled"):
+class Cancelled(Event, tag="cancelled", frozen=True):
     id: int
     reason: str
     by: str = ""
     cause_id: int | None = None  # the promise whose end caused this one
 
 
-class Spawned(Event, tag="spawned"):
+class Spawned(Event, tag="spawned", frozen=True):
     """The children named in a respond result all exist (name -> id)."""
 
     id: int
@@ -307,15 +342,15 @@ class Spawned(Event, tag="spawned"):
     schedules: list[int] = []  # the schedules the result asked for, by id (decision 51)
 
 
-class Notified(Event, tag="notified"):
+class Notified(Event, tag="notified", frozen=True):
     id: int
-    kind: str  # reaction_start | reaction_end | status | terminal | final (a plan's last reply)
+    kind: str  # a NoticeKind, or edited_kind(...) for the answer to an edit
     chat_id: int
     telegram_message_id: int | None = None
     covers: list[int] = []  # a digest (decision 52): the promises it told
 
 
-class InstructionsAdded(Event, tag="instructions_added"):
+class InstructionsAdded(Event, tag="instructions_added", frozen=True):
     """The user added instructions to an open promise by replying to Valor's message about it.
 
     Recorded by the scheduler from a respond result.  Every later attempt has
@@ -331,7 +366,7 @@ class InstructionsAdded(Event, tag="instructions_added"):
     message_id: int | None = None  # the chat message that carried them
 
 
-class InputEdited(Event, tag="input_edited"):
+class InputEdited(Event, tag="input_edited", frozen=True):
     """The chat message a promise answers was edited (decision 50).
 
     ``applied``: the promise had not been dispatched, and ``input`` (the message
@@ -348,7 +383,7 @@ class InputEdited(Event, tag="input_edited"):
     text: str = ""  # the new text, for the story and the notice
 
 
-class RequestDeleted(Event, tag="request_deleted"):
+class RequestDeleted(Event, tag="request_deleted", frozen=True):
     """The chat message a promise answers was deleted (decision 50).
 
     ``cancelled``: it had not been dispatched, and a ``cancelled`` naming the
@@ -360,7 +395,7 @@ class RequestDeleted(Event, tag="request_deleted"):
     cancelled: bool = False
 
 
-class InstructionsDelivered(Event, tag="instructions_delivered"):
+class InstructionsDelivered(Event, tag="instructions_delivered", frozen=True):
     """A running attempt took instructions in (Claude Code: the CLI acknowledged the message)."""
 
     id: int
@@ -368,7 +403,7 @@ class InstructionsDelivered(Event, tag="instructions_delivered"):
     request_id: str = ""  # of the ``instructions_added`` it delivered
 
 
-class NoticeIntended(Event, tag="notice_intended"):
+class NoticeIntended(Event, tag="notice_intended", frozen=True):
     """The notifier is about to send a chat message (logged before sending).
 
     ``parts`` are digests of the message texts, in order, so a notifier that
@@ -376,14 +411,14 @@ class NoticeIntended(Event, tag="notice_intended"):
     """
 
     id: int
-    kind: str  # status | terminal | final
+    kind: str  # a MessageKind, or edited_kind(...)
     chat_id: int
     reply_to: int | None = None
     parts: list[str] = []
     covers: list[int] = []  # a digest (decision 52): the promises it tells, this one among them
 
 
-class NoticeFailed(Event, tag="notice_failed"):
+class NoticeFailed(Event, tag="notice_failed", frozen=True):
     """Telegram refused a notice for good: the chat cannot be reached (decision 52).
 
     ``reason`` is Telegram's answer (e.g. ``UserIsBlockedError``).  The notice is
@@ -402,7 +437,7 @@ class NoticeFailed(Event, tag="notice_failed"):
 # --- schedules (subject ``promise.<schedule id>.<event>``, ids shared with promises) ---
 
 
-class ScheduleCreated(Event, tag="schedule_created"):
+class ScheduleCreated(Event, tag="schedule_created", frozen=True):
     """A recurring promise (decision 51): every tick creates one promise from this template.
 
     Either ``cron`` (read on the wall clock of ``tz``) or ``every`` seconds from
@@ -424,37 +459,37 @@ class ScheduleCreated(Event, tag="schedule_created"):
     max_cost: float | None = None
     chat_id: int | None = None
     message_id: int | None = None  # the message that asked for it: every run replies to it
-    missed: str = "skip"
-    overlap: str = "skip"
+    missed: Missed = "skip"
+    overlap: Overlap = "skip"
     request_id: str | None = None
     by: str = ""
 
 
-class SchedulePaused(Event, tag="schedule_paused"):
+class SchedulePaused(Event, tag="schedule_paused", frozen=True):
     id: int
     by: str = ""
 
 
-class ScheduleResumed(Event, tag="schedule_resumed"):
+class ScheduleResumed(Event, tag="schedule_resumed", frozen=True):
     """Ticks fire again from the next one after this; those passed while paused are not runs owed."""
 
     id: int
     by: str = ""
 
 
-class ScheduleDeleted(Event, tag="schedule_deleted"):
+class ScheduleDeleted(Event, tag="schedule_deleted", frozen=True):
     id: int
     by: str = ""
 
 
-class TicksSkipped(Event, tag="ticks_skipped"):
+class TicksSkipped(Event, tag="ticks_skipped", frozen=True):
     """Ticks of a schedule that will not run: missed while nothing ran, or the previous run still open."""
 
     id: int  # the schedule
     first: float
     last: float  # the schedule's ticks up to here are settled
     count: int = 1
-    reason: str = "missed"  # missed | overlap
+    reason: SkipReason = "missed"
 
 
 PromiseEvent = (

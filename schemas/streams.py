@@ -6,6 +6,8 @@ Every stream uses file storage; the servers run with ``sync_interval: always``
 
 from __future__ import annotations
 
+from typing import Any
+
 from nats.js.api import (
     DiscardPolicy,
     KeyValueConfig,
@@ -26,9 +28,11 @@ def stream_configs(
     catchup_horizon: float = 7 * DAY,
     dedup_window: float = 600.0,
 ) -> list[StreamConfig]:
-    common = dict(storage=StorageType.FILE, num_replicas=replicas)
+    def durable(**fields: Any) -> StreamConfig:
+        return StreamConfig(storage=StorageType.FILE, num_replicas=replicas, **fields)
+
     return [
-        StreamConfig(
+        durable(
             name=subjects.CHAT,
             description="every accepted inbound message; the last one per chat is its cursor",
             subjects=["chat.*.in"],
@@ -36,9 +40,8 @@ def stream_configs(
             max_age=chat_max_age,
             # A message re-read by catch-up anywhere inside the horizon is still a duplicate.
             duplicate_window=min(max(catchup_horizon, dedup_window), chat_max_age),
-            **common,
         ),
-        StreamConfig(
+        durable(
             name=subjects.PROMISES,
             description="the promise event log, the source of truth",
             subjects=[subjects.ALL_PROMISE_EVENTS],
@@ -47,32 +50,28 @@ def stream_configs(
             allow_direct=True,
             # A plan's `created` events are stored all or none (atomic batch publish).
             allow_atomic=True,
-            **common,
         ),
-        StreamConfig(
+        durable(
             name=subjects.WORK,
             description="attempts dispatched and waiting for an executor",
             subjects=["work.*"],
             retention=RetentionPolicy.WORK_QUEUE,
             duplicate_window=dedup_window,
-            **common,
         ),
-        StreamConfig(
+        durable(
             name=subjects.COMMANDS,
             description="requests from the CLI and operators",
             subjects=["cmd.*"],
             retention=RetentionPolicy.WORK_QUEUE,
             duplicate_window=dedup_window,
-            **common,
         ),
-        StreamConfig(
+        durable(
             name=subjects.DLQ,
             description="undecodable or poison messages, with reason and origin in headers",
             subjects=["dlq.>"],
             retention=RetentionPolicy.LIMITS,
             discard=DiscardPolicy.OLD,
             max_age=30 * DAY,
-            **common,
         ),
     ]
 

@@ -72,6 +72,11 @@ def msg_id_for_deletion(chat_id: int, message_ids: list[int]) -> str:
     return f"tg:{chat_id}:deleted:{ids[0] if ids else 0}-{ids[-1] if ids else 0}:{len(ids)}"
 
 
+def msg_id_for_gap(chat_id: int, until: float) -> str:
+    """One gap notice per chat and minute: Telegram reporting the same gap again (a restart) is stored once."""
+    return f"tg:{chat_id}:gap:{int(until // 60)}"
+
+
 def msg_id_for_skipped(chat_id: int, first_id: int, last_id: int) -> str:
     """One summary per chat and skipped range: a catch-up that re-reads the range stores it once."""
     return f"tg:{chat_id}:skipped:{first_id}-{last_id}"

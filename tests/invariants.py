@@ -5,7 +5,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from schemas.events import Approved, Cancelled, Created, Dispatched, Failed, Notified, Started, Succeeded
+from schemas.events import (
+    Approved,
+    Cancelled,
+    Created,
+    Dispatched,
+    Failed,
+    InputEdited,
+    NoticeFailed,
+    Notified,
+    RequestDeleted,
+    Started,
+    Succeeded,
+)
 from services.scheduler.projection import Projection
 
 
@@ -48,6 +60,11 @@ CHECKS = (
     "two terminal notices",
     "terminal notice missing",
     "unexpected end",
+    "edit taken after dispatch",
+    "edit too late before dispatch",
+    "edit unanswered",
+    "deletion cancelled a started request",
+    "deletion before dispatch did not cancel",
 )
 
 
@@ -78,7 +95,49 @@ def check_log(events: list[tuple[int, object]], messages: list[object] = (),
     found["started before its parents succeeded"] = _early_starts(events, state)
     found["attempt dispatched, never owned"] = _unowned(only, state)
     found.update(_chat(only, messages, state))
+    found.update(_edits_and_deletions(events))
     return found
+
+
+def _edits_and_deletions(events) -> dict[str, list[str]]:
+    """Decision 50: an edit or deletion before dispatch changes the request, one after it changes nothing;
+    every edit is answered (its ``edited:<date>`` notice, or the chat refused it)."""
+    first_dispatch: dict[int, int] = {}
+    ended_at: dict[int, int] = {}
+    started: set[int] = set()
+    cancelled: set[int] = set()
+    told: set[tuple[int, str]] = set()
+    for seq, e in events:
+        if isinstance(e, Dispatched):
+            first_dispatch.setdefault(e.id, seq)
+        elif isinstance(e, Started):
+            started.add(e.id)
+        elif isinstance(e, Succeeded | Failed | Cancelled):
+            ended_at.setdefault(e.id, seq)
+            if isinstance(e, Cancelled):
+                cancelled.add(e.id)
+        elif isinstance(e, Notified | NoticeFailed):
+            told.add((e.id, e.kind))
+    out: dict[str, list[str]] = {name: [] for name in CHECKS[-5:]}
+
+    def before(pid: int, seq: int) -> bool:  # dispatched or ended before ``seq``
+        return min(first_dispatch.get(pid, seq), ended_at.get(pid, seq)) < seq
+
+    for seq, e in events:
+        if isinstance(e, InputEdited):
+            if e.applied and before(e.id, seq):
+                out["edit taken after dispatch"].append(f"#{e.id}: edit {e.edited_at} taken at {seq}")
+            if not e.applied and not before(e.id, seq):
+                out["edit too late before dispatch"].append(f"#{e.id}: edit {e.edited_at} refused at {seq}")
+            if (e.id, f"edited:{int(e.edited_at)}") not in told:
+                out["edit unanswered"].append(f"#{e.id}: edit {e.edited_at} has no notice")
+        elif isinstance(e, RequestDeleted):
+            if e.cancelled and (before(e.id, seq) or e.id in started or e.id not in cancelled):
+                out["deletion cancelled a started request"].append(
+                    f"#{e.id}: deleted at {seq}, dispatched at {first_dispatch.get(e.id)}, started {e.id in started}")
+            if not e.cancelled and not before(e.id, seq):
+                out["deletion before dispatch did not cancel"].append(f"#{e.id}: deleted at {seq}, not cancelled")
+    return out
 
 
 def _early_starts(events, state: Projection) -> list[str]:

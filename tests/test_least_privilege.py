@@ -11,6 +11,7 @@ import asyncio
 import importlib.util
 import stat
 import sys
+import typing
 from pathlib import Path
 
 import msgspec
@@ -19,7 +20,8 @@ import nats.errors
 import pytest
 
 from schemas import subjects
-from schemas.commands import NewPromise
+from schemas.commands import AnyCommand, NewPromise
+from schemas.events import PromiseEvent
 from services.executor.respond.history import read_chat
 from services.executor.worker import Executor
 from services.ingest.service import Ingest
@@ -125,6 +127,8 @@ def test_every_service_has_a_user_and_no_service_may_write_what_another_owns():
         "promise.*.started": {"executor"}, "promise.*.succeeded": {"executor"},
         "promise.*.notified": {"notifier"}, "chat.*.in": {"ingest"}, "work.*": {"scheduler"},
         "promise.*.instructions_added": {"scheduler"}, "promise.*.instructions_delivered": {"executor"},
+        "promise.*.schedule_created": {"scheduler"}, "promise.*.ticks_skipped": {"scheduler"},
+        "promise.*.attempt_stopped": {"executor"},
     }
     for subject, who in owners.items():
         assert {u for u, p in perms.items() if subject in p["publish"] and u != "admin"} == who, subject
@@ -132,6 +136,28 @@ def test_every_service_has_a_user_and_no_service_may_write_what_another_owns():
         if user != "admin":
             assert ">" not in p["publish"] and "$JS.API.>" not in p["publish"], user
             assert not any(s.startswith(("$JS.API.STREAM.DELETE", "$JS.API.STREAM.PURGE")) for s in p["publish"])
+
+
+def _matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` one token, ``>`` the rest."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, token in enumerate(p):
+        if token == ">":
+            return len(s) > i
+        if i >= len(s) or token not in ("*", s[i]):
+            return False
+    return len(p) == len(s)
+
+
+def test_every_event_type_has_a_service_allowed_to_record_it():
+    """An event type no service may publish is refused at run time only, under make up
+    (schedules and attempt_stopped were, with every test on an open server passing)."""
+    perms = render.load_permissions()
+    for event in typing.get_args(PromiseEvent):
+        subject = f"promise.1.{event.__struct_config__.tag}"
+        writers = {u for u, p in perms.items() if u not in ("admin", "cli")
+                   and any(_matches(pattern, subject) for pattern in p["publish"])}
+        assert writers, f"no service may publish {subject}"
 
 
 def test_the_supervisor_gives_each_service_its_user_and_password_file_not_the_password(tmp_path):
@@ -239,6 +265,16 @@ async def test_what_a_service_may_publish_is_stored(secured):
     ingest = await secured.connect("ingest")
     ack = await ingest.jetstream().publish(subjects.chat_in(5), b'{"type":"message.received","chat_id":5,"message_id":1}')
     assert ack.stream == subjects.CHAT
+    assert secured.violations() == []
+
+
+async def test_the_cli_may_send_every_command_there_is(secured):
+    """A command the CLI's user may not publish times out in the CLI as "no answer from the scheduler"
+    (valor schedule add did, under make up): each command type the client has must be stored."""
+    cli = (await secured.connect("cli")).jetstream()
+    for command in typing.get_args(AnyCommand):
+        ack = await cli.publish(subjects.command(command.__struct_config__.tag), b"{}", timeout=2.0)
+        assert ack.stream == subjects.COMMANDS
     assert secured.violations() == []
 
 

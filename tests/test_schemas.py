@@ -249,3 +249,36 @@ def test_the_command_union_is_exported_whole():
     doc = msgspec.json.decode(export.schemas()["command.json"])
     assert {"Submit", "Cancel", "Retry", "Approve", "Reject", "Schedule", "ScheduleChange"} <= set(doc["$defs"])
     assert AnyCommand.__args__ == (Submit, Cancel, Retry, Approve, Reject, Schedule, ScheduleChange)
+
+
+# --- a respond result, read once (decision 58) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("recorded, answer, asks", [
+    ({"reply": "hi"}, commands.RespondResult(reply="hi"), False),
+    ({"reply": "ok", "commands": [{"verb": "cancel", "id": 3}]},
+     commands.RespondResult(reply="ok", commands=[commands.RespondCommand(verb="cancel", id=3)]), True),
+    ({"promises": [{"type": "echo", "input": "x"}]},
+     commands.RespondResult(promises=[commands.NewPromise(type="echo", input="x")]), True),
+    ({"reply": "ok", "commands": [{"verb": "explode", "id": 3}]}, None, True),  # unreadable: spawned says why
+    ({"reply": 7}, None, True),
+    (None, None, False),  # no object: never an answer, nothing to spawn
+    ("just text", None, False),
+])
+def test_a_respond_result_is_read_once_into_its_struct(recorded, answer, asks):
+    assert commands.read_answer(recorded) == (answer, asks)
+    assert commands.asks_for_anything(recorded) is asks
+
+
+def test_an_unreadable_respond_result_says_which_field():
+    with pytest.raises(commands.UnreadableResult, match=r"commands\[0\]\.verb"):
+        commands.read_respond_result({"commands": [{"verb": "explode", "id": 3}]})
+
+
+def test_closed_words_are_refused_at_the_boundary():
+    with pytest.raises(msgspec.ValidationError, match="verb"):
+        msgspec.json.decode(b'{"type":"schedule_change","request_id":"r","id":1,"verb":"explode"}',
+                            type=commands.AnyCommand)
+    with pytest.raises(msgspec.ValidationError, match="chat_kind"):
+        msgspec.convert({"type": "message.received", "chat_id": 1, "message_id": 2, "chat_kind": "forum"},
+                        events.MessageReceived)

@@ -12,16 +12,16 @@ the reason, which says how much is left.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Reversible, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.events import BudgetAdjusted
+from schemas.events import BudgetAdjusted, BudgetPeriod, BudgetScope
 from valor.config import Config
 from valor.spend import Charge, day_start, month_start, usd
 
-PERIODS = ("day", "month")
-PERIOD_WORDS = {"today": "day", "day": "day", "daily": "day", "month": "month", "monthly": "month"}
+PERIODS: tuple[BudgetPeriod, ...] = ("day", "month")
+PERIOD_WORDS: dict[str, BudgetPeriod] = {"today": "day", "day": "day", "daily": "day", "month": "month", "monthly": "month"}
 ESTIMATE_RUNS = 20  # an estimate is the mean of at most this many of the type's latest ended promises
 
 
@@ -116,12 +116,16 @@ def check(config: Config, chat_id: int | None, user_id: int | None, charges: Ite
     return over_budget([standing(b, charges, adjustments, now) for b in applying], estimate)
 
 
+NO_BUDGET = "No budget is set for this chat or for you ([budgets] in valor.toml)."
+
+
 def report(config: Config, chat_id: int, user_id: int | None, charges: Iterable[Charge],
-           adjustments: Sequence[BudgetAdjusted], now: float) -> str:
-    """``/budget``: each budget that applies, spent and left."""
+           adjustments: Sequence[BudgetAdjusted], now: float, missing: str = NO_BUDGET) -> str:
+    """``/budget``: each budget that applies (the chat's, and the user's own when ``charges`` hold
+    theirs from every chat), spent and left; ``missing`` when none does."""
     applying = budgets(config, chat_id, user_id)
     if not applying:
-        return "No budget is set for this chat ([budgets] in valor.toml)."
+        return missing
     charges = list(charges)
     lines = []
     for b in applying:
@@ -141,10 +145,10 @@ class BadBudget(ValueError):
 
 @dataclass(frozen=True)
 class Change:
-    periods: tuple[str, ...]
+    periods: tuple[BudgetPeriod, ...]
     add: float = 0.0
     reset: bool = False
-    scope: str = "chat"
+    scope: BudgetScope = "chat"
     target: int | None = None  # None: this chat
 
 
@@ -157,19 +161,20 @@ def parse_change(text: str) -> Change | None:
     words_ = text.lower().split()
     if not words_:
         return None
-    scope, target = "chat", None
+    scope: BudgetScope = "chat"
+    target: int | None = None
     if "user" in words_:
         i = words_.index("user")
         if i + 1 >= len(words_) or not words_[i + 1].lstrip("-").isdigit():
             raise BadBudget(f"'user' needs a user id. {USAGE}")
         scope, target = "user", int(words_[i + 1])
         del words_[i:i + 2]
-    periods = [PERIOD_WORDS[w] for w in words_ if w in PERIOD_WORDS]
+    periods: tuple[BudgetPeriod, ...] = tuple(PERIOD_WORDS[w] for w in words_ if w in PERIOD_WORDS)
     rest = [w for w in words_ if w not in PERIOD_WORDS]
     if len(periods) > 1 or len(rest) != 1:
         raise BadBudget(USAGE)
     if rest[0] == "reset":
-        return Change(tuple(periods) or PERIODS, reset=True, scope=scope, target=target)
+        return Change(periods or PERIODS, reset=True, scope=scope, target=target)
     amount = rest[0].lstrip("+").lstrip("$")
     try:
         add = float(amount)
@@ -177,7 +182,7 @@ def parse_change(text: str) -> Change | None:
         raise BadBudget(f"'{rest[0]}' is not an amount. {USAGE}") from None
     if not rest[0].startswith("+") or add <= 0 or add != add or add == float("inf"):
         raise BadBudget(f"Raise a budget with a positive amount, e.g. +5. {USAGE}")
-    return Change(tuple(periods) or ("day",), add=add, scope=scope, target=target)
+    return Change(periods or ("day",), add=add, scope=scope, target=target)
 
 
 def describe(e: BudgetAdjusted) -> str:
@@ -206,7 +211,7 @@ class Estimate:
         return f"{usd(self.usd)} (estimate from the last {self.runs} {self.task} run{'s' if self.runs != 1 else ''})"
 
 
-def estimates(promises: Sequence[Any], types: Iterable[str], runs: int = ESTIMATE_RUNS) -> dict[str, Estimate]:
+def estimates(promises: Reversible[Any], types: Iterable[str], runs: int = ESTIMATE_RUNS) -> dict[str, Estimate]:
     """Per type, the mean spend of its latest ``runs`` ended promises that recorded any (newest first)."""
     wanted = set(types)
     seen: dict[str, list[float]] = {t: [] for t in wanted}

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import ssl
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,15 @@ from schemas.streams import bucket_configs, object_store_configs, stream_configs
 from valor import context
 
 log = logging.getLogger("valor.bus")
+
+
+def _not_ssl_eof_noise(record: logging.LogRecord) -> bool:
+    # nats-py's protocol asks to keep the transport open at EOF, which asyncio cannot do over TLS and says so
+    # at every closed TLS connection (each CLI command): harmless, and nothing an operator can act on.
+    return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_not_ssl_eof_noise)
 
 DEFAULT_URL = "nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224"
 
@@ -112,6 +122,35 @@ def credentials(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return {"user": found.user, "password": found.password} if found else {}
 
 
+def tls_context(environ: Mapping[str, str] | None = None) -> ssl.SSLContext | None:
+    """The TLS settings to connect with, or None for nats-py's own (system CAs for a ``tls://`` URL).
+
+    ``VALOR_NATS_CA`` names the private CA file that signed the servers'
+    certificates (deploy/certs.py); ``VALOR_NATS_CERT`` with ``VALOR_NATS_KEY``
+    add a client certificate for servers that verify clients.  Without
+    ``VALOR_NATS_URL``, the CA the context recorded (make up NATS_TLS=1) goes
+    with the URL it recorded.  Only file names appear in an error, never a key.
+    """
+    env = os.environ if environ is None else environ
+    ca = env.get("VALOR_NATS_CA", "").strip()
+    if not ca and not env.get("VALOR_NATS_URL"):
+        recorded = context.read(env)
+        ca = recorded.ca if recorded else ""
+    cert, key = env.get("VALOR_NATS_CERT", "").strip(), env.get("VALOR_NATS_KEY", "").strip()
+    if bool(cert) != bool(key):
+        raise context.ContextError("VALOR_NATS_CERT and VALOR_NATS_KEY go together: set both or neither")
+    if not ca and not cert:
+        return None
+    try:
+        tls = ssl.create_default_context(cafile=ca or None)
+        if cert:
+            tls.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        files = ", ".join(f for f in (ca, cert, key) if f)
+        raise context.ContextError(f"cannot load the NATS TLS files ({files}): {exc}") from None
+    return tls
+
+
 async def connect(url: str | None = None, name: str = "valor", **options) -> Client:
     servers = [s.strip() for s in (url or nats_url()).split(",") if s.strip()]
     async def on_error(exc: Exception) -> None:
@@ -136,6 +175,8 @@ async def connect(url: str | None = None, name: str = "valor", **options) -> Cli
     )
     if "user" not in options and "user_credentials" not in options and "nkeys_seed" not in options:
         defaults.update(credentials())
+    if "tls" not in options and (tls := tls_context()) is not None:
+        defaults["tls"] = tls
     defaults.update(options)
     return await nats.connect(servers=servers, **defaults)
 

@@ -22,12 +22,11 @@ from types import ModuleType
 from typing import Any, NoReturn, TypeVar
 
 import click
-import msgspec
 import nats.errors
-from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from schemas import subjects
-from schemas.commands import NewPromise, heartbeat_decoder
+from schemas.commands import NewPromise
 from schemas.events import PromiseEvent
 from services.scheduler.projection import Projection
 from services.scheduler.readmodel import PromiseQuery, PromisesQuery
@@ -55,7 +54,6 @@ T = TypeVar("T")
 CONNECT_TIMEOUT = 2.0
 REPLY_TIMEOUT = 10.0
 STATES = ("awaiting_approval", "waiting", "queued", "running", "retrying", "succeeded", "failed", "cancelled")
-STREAMS = (subjects.CHAT, subjects.PROMISES, subjects.WORK, subjects.COMMANDS, subjects.DLQ)
 
 
 class Unreachable(Exception):
@@ -364,7 +362,7 @@ def status(ctx, as_json, watch, iterations):
     """
     if watch:
         return ctx.invoke(top, iterations=iterations)
-    info = run(gather_status)
+    info = run(lambda c: c.status())
     if as_json:
         emit_json(info)
     else:
@@ -471,105 +469,6 @@ def analytics(db, once, every):
 
 
 # --- status ------------------------------------------------------------------------------
-
-
-async def gather_status(client: ValorClient, state: Projection | None = None) -> dict[str, Any]:
-    """Each part on its own: a stream without a leader (an election) leaves the others readable.
-
-    ``state``: an up-to-date projection (``valor top``, ``valor web``) instead of a replay of the log.
-    """
-    nc = client.nc
-    js = nc.jetstream(timeout=CONNECT_TIMEOUT)
-    info = nc._server_info or {}
-    server = {
-        "url": str(nc.connected_url.geturl()) if nc.connected_url else "",
-        "name": info.get("server_name", ""),
-        "version": info.get("version", ""),
-        "cluster": info.get("cluster"),
-        "jetstream": bool(info.get("jetstream")),
-    }
-    errors: list[str] = []
-
-    async def part(what: str, coro: Awaitable[T], default: T) -> T:
-        try:
-            return await coro
-        except (TimeoutError, nats.errors.Error) as exc:
-            errors.append(f"{what}: {str(exc) or type(exc).__name__}")
-            return default
-
-    streams = {name: await part(f"stream {name}", stream_status(js, name), {"error": "no answer"})
-               for name in STREAMS}
-    peers: list[str] = []
-    promises_cluster = (streams.get(subjects.PROMISES) or {}).get("cluster") or {}
-    if promises_cluster.get("leader"):
-        peers = [promises_cluster["leader"]] + [r["name"] for r in promises_cluster.get("replicas", [])]
-    promises: dict[str, int] = {}
-    if streams.get(subjects.PROMISES) and "error" not in streams[subjects.PROMISES]:
-        promises = dict(state.counts()) if state is not None else await part("promises", client.counts(), {})
-    return {
-        "server": server,
-        "cluster": {"name": server["cluster"], "peers": peers},
-        "scheduler": await part("scheduler lease", scheduler_leader(js), None),
-        "executors": await part("executors", executors(js), {}),
-        "streams": streams,
-        "promises": promises,
-        "errors": errors,
-    }
-
-
-async def stream_status(js, name: str) -> dict[str, Any] | None:
-    try:
-        si = await js.stream_info(name)
-    except NotFoundError:
-        return None
-    consumers: dict[str, Any] = {}
-    ephemeral = 0
-    for ci in await js.consumers_info(name):
-        if not ci.config.durable_name:
-            ephemeral += 1  # readers such as this command's own log replay
-            continue
-        consumers[ci.name] = {"num_pending": ci.num_pending or 0, "num_ack_pending": ci.num_ack_pending or 0,
-                              "num_redelivered": ci.num_redelivered or 0}
-    cluster = None
-    if si.cluster is not None:
-        cluster = {
-            "name": si.cluster.name,
-            "leader": si.cluster.leader,
-            "replicas": [{"name": r.name, "current": bool(r.current), "offline": bool(r.offline), "lag": r.lag or 0}
-                         for r in si.cluster.replicas or []],
-        }
-    return {"messages": si.state.messages, "bytes": si.state.bytes, "first_seq": si.state.first_seq,
-            "last_seq": si.state.last_seq, "replicas": si.config.num_replicas, "consumers": consumers,
-            "ephemeral_consumers": ephemeral, "cluster": cluster}
-
-
-async def scheduler_leader(js) -> str | None:
-    try:
-        kv = await js.key_value(subjects.LEASE_BUCKET)
-        entry = await kv.get(subjects.LEASE_KEY)
-    except (NotFoundError, KeyNotFoundError):
-        return None
-    return entry.value.decode() if entry.value else None
-
-
-async def executors(js) -> dict[str, Any]:
-    try:
-        kv = await js.key_value(subjects.EXECUTORS_BUCKET)
-        keys = await kv.keys()
-    except (NotFoundError, NoKeysError):
-        return {}
-    now = time.time()
-    out = {}
-    for key in keys:
-        try:
-            entry = await kv.get(key)
-            hb = heartbeat_decoder.decode(entry.value or b"")
-        except (KeyNotFoundError, msgspec.DecodeError):
-            continue  # expired between the listing and the read, or not a heartbeat
-        out[key] = {"queues": hb.queues, "slots": hb.slots, "busy": hb.busy,
-                    "pools": [msgspec.to_builtins(p) for p in hb.slot_pools()], "host": hb.host, "pid": hb.pid,
-                    "age": round(now - hb.at, 3)}
-    return out
 
 
 # --- schedules (decision 51) ---------------------------------------------------------------

@@ -14,13 +14,15 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 
 from schemas import subjects
 from schemas.commands import (
@@ -34,6 +36,7 @@ from schemas.commands import (
     Schedule,
     ScheduleChange,
     Submit,
+    heartbeat_decoder,
     reply_decoder,
 )
 from schemas.events import PromiseEvent, decode_promise_event, encode
@@ -50,6 +53,11 @@ RECHECK = 5.0
 PER_ID_FILTERS = 32
 # Endings arriving one after another are confirmed together, in one read at most this often.
 BATCH = 0.1
+# What one part of ``status`` may take: a stream without a leader must not hold up the rest for long.
+STATUS_TIMEOUT = 2.0
+STREAMS = (subjects.CHAT, subjects.PROMISES, subjects.WORK, subjects.COMMANDS, subjects.DLQ)
+
+T = TypeVar("T")
 
 
 class CommandRefused(Exception):
@@ -213,6 +221,63 @@ class ValorClient:
         """Promises by state."""
         return (await self.read(StatusQuery())).counts
 
+    async def overview(self) -> tuple[dict[str, int], dict[int, str]]:
+        """Promises by state, and the chats that cannot be reached (chat -> Telegram's refusal), in one read."""
+        answer = await self.read(StatusQuery())
+        return answer.counts, answer.unreachable
+
+    async def status(self, counts: dict[str, int] | None = None,
+                     unreachable: dict[int, str] | None = None) -> dict[str, Any]:
+        """What ``valor status --json`` prints: the server, peers, lease, executors, streams, promise counts.
+
+        Each part on its own: a stream without a leader (an election) leaves the others
+        readable.  The counts are served (decision 48), or folded from the log with no
+        scheduler answering; ``counts`` and ``unreachable`` (a page folding the log itself)
+        skip that read.
+        """
+        nc = self.nc
+        js = nc.jetstream(timeout=STATUS_TIMEOUT)
+        info = nc._server_info or {}
+        server = {
+            "url": str(nc.connected_url.geturl()) if nc.connected_url else "",
+            "name": info.get("server_name", ""),
+            "version": info.get("version", ""),
+            "cluster": info.get("cluster"),
+            "jetstream": bool(info.get("jetstream")),
+        }
+        errors: list[str] = []
+
+        async def part(what: str, coro: Awaitable[T], default: T) -> T:
+            try:
+                return await coro
+            except (TimeoutError, nats.errors.Error) as exc:
+                errors.append(f"{what}: {str(exc) or type(exc).__name__}")
+                return default
+
+        streams = {name: await part(f"stream {name}", _stream_status(js, name), {"error": "no answer"})
+                   for name in STREAMS}
+        peers: list[str] = []
+        promises_cluster = (streams.get(subjects.PROMISES) or {}).get("cluster") or {}
+        if promises_cluster.get("leader"):
+            peers = [promises_cluster["leader"]] + [r["name"] for r in promises_cluster.get("replicas", [])]
+        promises: dict[str, int] = {}
+        if streams.get(subjects.PROMISES) and "error" not in streams[subjects.PROMISES]:
+            if counts is not None:
+                promises, unreachable = counts, unreachable or {}
+            else:
+                promises, unreachable = await part("promises", self.overview(), ({}, {}))
+        return {
+            "server": server,
+            "cluster": {"name": server["cluster"], "peers": peers},
+            "scheduler": await part("scheduler lease", scheduler_leader(js), None),
+            "executors": await part("executors", _executors(js), {}),
+            "streams": streams,
+            "promises": promises,
+            # Chats that refused Valor (blocked, kicked, deleted) and wrote nothing since: chat -> Telegram's reason.
+            "unreachable": {str(chat): reason for chat, reason in (unreachable or {}).items()},
+            "errors": errors,
+        }
+
     async def promise(self, promise_id: int):
         """(promise state or None, its events) for one promise: the state served, the events by its subject."""
         answer = await self.read(PromiseQuery(id=promise_id))
@@ -307,3 +372,61 @@ class ValorClient:
             still_open = sorted(pid for pid in ids if pid not in found or not found[pid].terminal)
             raise TimeoutError(f"still open: {', '.join(f'#{i}' for i in still_open)}")
         return {pid: p.state for pid, p in found.items()}
+
+
+# --- status: each part read on its own ------------------------------------------------
+
+
+async def _stream_status(js, name: str) -> dict[str, Any] | None:
+    try:
+        si = await js.stream_info(name)
+    except NotFoundError:
+        return None
+    consumers: dict[str, Any] = {}
+    ephemeral = 0
+    for ci in await js.consumers_info(name):
+        if not ci.config.durable_name:
+            ephemeral += 1  # readers such as this command's own log replay
+            continue
+        consumers[ci.name] = {"num_pending": ci.num_pending or 0, "num_ack_pending": ci.num_ack_pending or 0,
+                              "num_redelivered": ci.num_redelivered or 0}
+    cluster = None
+    if si.cluster is not None:
+        cluster = {
+            "name": si.cluster.name,
+            "leader": si.cluster.leader,
+            "replicas": [{"name": r.name, "current": bool(r.current), "offline": bool(r.offline), "lag": r.lag or 0}
+                         for r in si.cluster.replicas or []],
+        }
+    return {"messages": si.state.messages, "bytes": si.state.bytes, "first_seq": si.state.first_seq,
+            "last_seq": si.state.last_seq, "replicas": si.config.num_replicas, "consumers": consumers,
+            "ephemeral_consumers": ephemeral, "cluster": cluster}
+
+
+async def scheduler_leader(js) -> str | None:
+    try:
+        kv = await js.key_value(subjects.LEASE_BUCKET)
+        entry = await kv.get(subjects.LEASE_KEY)
+    except (NotFoundError, KeyNotFoundError):
+        return None
+    return entry.value.decode() if entry.value else None
+
+
+async def _executors(js) -> dict[str, Any]:
+    try:
+        kv = await js.key_value(subjects.EXECUTORS_BUCKET)
+        keys = await kv.keys()
+    except (NotFoundError, NoKeysError):
+        return {}
+    now = time.time()
+    out = {}
+    for key in keys:
+        try:
+            entry = await kv.get(key)
+            hb = heartbeat_decoder.decode(entry.value or b"")
+        except (KeyNotFoundError, msgspec.DecodeError):
+            continue  # expired between the listing and the read, or not a heartbeat
+        out[key] = {"queues": hb.queues, "slots": hb.slots, "busy": hb.busy,
+                    "pools": [msgspec.to_builtins(p) for p in hb.slot_pools()], "host": hb.host, "pid": hb.pid,
+                    "age": round(now - hb.at, 3)}
+    return out

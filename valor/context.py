@@ -33,6 +33,7 @@ class Context:
     password_file: str
     root: str  # the checkout whose make up wrote it: where to run make up again
     path: Path  # the file it was read from
+    ca: str = ""  # the CA file that signed the cluster's TLS certificates (make up NATS_TLS=1), else ""
 
 
 def context_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -56,13 +57,16 @@ def read(environ: Mapping[str, str] | None = None) -> Context | None:
     if not isinstance(data, dict) or not all(isinstance(data.get(f), str) and data[f] for f in fields):
         raise ContextError(f"the Valor context {path} lacks {', '.join(fields)}; run `make up` to rewrite it")
     return Context(url=data["url"], user=data["user"], password_file=data["password_file"],
-                   root=str(data.get("root", "")), path=path)
+                   root=str(data.get("root", "")), path=path, ca=str(data.get("ca") or ""))
 
 
-def write(path: Path, url: str, user: str, password_file: Path, root: Path) -> Path:
-    """Record the cluster; the file names the password file, so it holds nothing secret."""
+def write(path: Path, url: str, user: str, password_file: Path, root: Path, ca: Path | None = None) -> Path:
+    """Record the cluster; the file names the password file (and the CA file), so it holds nothing secret."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    text = json.dumps({"url": url, "user": user, "password_file": str(password_file), "root": str(root)}, indent=2)
+    data = {"url": url, "user": user, "password_file": str(password_file), "root": str(root)}
+    if ca is not None:
+        data["ca"] = str(ca)
+    text = json.dumps(data, indent=2)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.write_text(text + "\n")
     os.replace(tmp, path)  # a CLI reading meanwhile sees the old file or the new one, never half

@@ -314,6 +314,8 @@ def status_text(status: Mapping[str, Any]) -> str:
         for cname, c in sorted(consumers.items()):
             out.append(f"    consumer {cname}: pending {c['num_pending']}, ack pending {c['num_ack_pending']}")
     out.append(f"promises   {counts_text(status['promises'])}")
+    if unreachable := status.get("unreachable"):  # decision 52: their notices are recorded, not sent
+        out.append("unreachable " + ", ".join(f"chat {chat} ({reason})" for chat, reason in unreachable.items()))
     out += [f"problem    {e}" for e in status.get("errors", [])]
     return "\n".join(out)
 

@@ -26,10 +26,12 @@ class Service:
     env: dict[str, str]
     log: Path
     proc: subprocess.Popen | None = None
+    cwd: Path = ROOT
 
     def start(self) -> None:
         out = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=out, start_new_session=True, cwd=ROOT)
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=out, start_new_session=True,
+                                     cwd=self.cwd)
         out.close()
 
     def kill(self) -> None:

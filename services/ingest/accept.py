@@ -29,6 +29,8 @@ MAX_EVENT_BYTES = 256 * 1024
 
 SKIPPED_TEXTS = 3  # texts a skipped-messages summary quotes
 SKIPPED_TEXT_CHARS = 120
+SKIPPED_KEPT = 50  # skipped messages kept whole in the summary, for a "run them" reply
+SKIPPED_KEPT_BYTES = MAX_EVENT_BYTES - 8 * 1024  # and at most this much of them encoded: the fact is one event
 
 MEDIA_NAMES = {
     types.MessageMediaPhoto: "photo",
@@ -185,6 +187,12 @@ def skipped(messages: list[MessageReceived], horizon: float) -> MessagesSkipped 
     ordered = sorted(messages, key=lambda m: m.message_id)
     texts = [m.text if len(m.text) <= SKIPPED_TEXT_CHARS else m.text[:SKIPPED_TEXT_CHARS - 1] + "…"
              for m in ordered[:SKIPPED_TEXTS]]
+    kept, size = [], 0
+    for m in ordered[:SKIPPED_KEPT]:
+        size += len(encode(m))  # as stored: emoji and control characters weigh more than a character
+        if size > SKIPPED_KEPT_BYTES:
+            break
+        kept.append(m)
     return MessagesSkipped(chat_id=ordered[0].chat_id, count=len(ordered), first_id=ordered[0].message_id,
                            last_id=ordered[-1].message_id, oldest=min(m.sent_at for m in ordered),
-                           newest=max(m.sent_at for m in ordered), horizon=horizon, texts=texts)
+                           newest=max(m.sent_at for m in ordered), horizon=horizon, texts=texts, messages=kept)

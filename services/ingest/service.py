@@ -22,7 +22,9 @@ Messages for Valor older than ``catchup_horizon`` are not acted on but told:
 one ``messages_skipped`` per chat and skipped range, which the scheduler turns
 into a reply (decision 54).
 
-Bot accounts cannot read history: they get Telethon's catch-up only.
+Bot accounts cannot read history (nor list dialogs): they get Telethon's
+catch-up only, and where Telegram reports the gap too long to give, each chat
+that may have lost messages is told once (``updates_gap``, issue 15).
 
 A photo or document is saved into the chat's workspace (``inbox.py``) before
 its message is published, so the message names a file that is there; a
@@ -51,6 +53,7 @@ from schemas.events import (
     MessageEdited,
     MessageReceived,
     MessagesSkipped,
+    UpdatesGap,
     decode_message,
     encode,
 )
@@ -104,14 +107,16 @@ class Ingest:
         await self._retrying("connect", self.source.connect)
         self.me = await self._retrying("get_me", self.source.me)
         self.bot = bool(getattr(self.me, "bot", False))
+        if self.bot:  # Telegram refuses a bot the dialog list and history (BOT_METHOD_INVALID): updates only
+            await self._retrying("listen", self._listen)
+            logs.info("ingest.started", me=getattr(self.me, "id", None), bot=True)
+            logs.info("ingest.no_backfill", reason="bot accounts cannot read history; Telethon catch-up only")
+            return
         # Cursors before listening: a live message must not move one past a gap.
         chats = await self._retrying("dialogs", self.allowed_chats)
         await asyncio.gather(*(self.cursor(chat_id, at_start=True) for chat_id in chats))
-        await self._retrying("listen", lambda: self.source.listen(self.on_live, self.on_edit, self.on_deleted))
+        await self._retrying("listen", self._listen)
         logs.info("ingest.started", me=getattr(self.me, "id", None), bot=self.bot, chats=sorted(self.cursors))
-        if self.bot:
-            logs.info("ingest.no_backfill", reason="bot accounts cannot read history; Telethon catch-up only")
-            return
         await self.reconcile()
         if reconcile_forever:
             self._loop = asyncio.create_task(self._reconcile_forever(), name="reconcile")
@@ -125,6 +130,36 @@ class Ingest:
             await self.source.stop()
 
     # --- live -------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        await self.source.listen(self.on_live, self.on_edit, self.on_deleted, self.on_gap)
+
+    async def on_gap(self, chat_id: int | None) -> int:
+        """Telegram will not give the updates missed: a channel's (``chat_id``) or the account's (None: its
+        private chats and basic groups).  Returns how many chats are told.
+
+        A user account's history read fills any gap; a bot's cannot be filled, so each chat
+        that may have lost messages is told, once: every chat Valor has stored messages from,
+        for the account's gap.  The scheduler makes it a reply (``updates_gap``).
+        """
+        logs.warning("ingest.gap", chat_id=chat_id, bot=self.bot)
+        if not self.bot:
+            return 0
+        if chat_id is not None:
+            chats = [chat_id] if chat_id in self.rules.chats else []
+        else:
+            chats = [c for c in await self.known_chats() if not _is_channel(c)]
+        until = self.clock()
+        told = 0
+        for chat in chats:
+            told += await self.publish(UpdatesGap(chat_id=chat, until=until, channel=chat_id is not None))
+        return told
+
+    async def known_chats(self) -> list[int]:
+        """The chats with anything stored on CHAT (a bot has no dialog list to ask)."""
+        info = await self.js.stream_info(subjects.CHAT, subjects_filter="chat.*.in")
+        chats = {int(subject.split(".")[1]) for subject in (info.state.subjects or {})}
+        return sorted(c for c in chats if c and (c > 0 or c in self.rules.chats))
 
     async def on_live(self, message) -> None:
         caught_up = message.date is not None and message.date.timestamp() < self.started_at - LIVE_SLACK
@@ -188,6 +223,8 @@ class Ingest:
             msg_id = subjects.msg_id_for_edit(msg.chat_id, msg.message_id, msg.edited_at)
         elif isinstance(msg, MessagesSkipped):
             msg_id = subjects.msg_id_for_skipped(msg.chat_id, msg.first_id, msg.last_id)
+        elif isinstance(msg, UpdatesGap):
+            msg_id = subjects.msg_id_for_gap(msg.chat_id, msg.until)
         else:
             msg_id = subjects.msg_id_for_message(msg.chat_id, msg.message_id)
         return subjects.chat_in(msg.chat_id), encode(msg), {bus.MSG_ID: msg_id}
@@ -241,6 +278,8 @@ class Ingest:
         elif not ack.duplicate and isinstance(msg, MessagesSkipped):
             logs.warning("ingest.skipped", chat_id=msg.chat_id, messages=msg.count, first=msg.first_id,
                          last=msg.last_id)
+        elif not ack.duplicate and isinstance(msg, UpdatesGap):
+            logs.warning("ingest.gap_told", chat_id=msg.chat_id, until=msg.until)
         elif not ack.duplicate:
             self.published += 1
             metrics.INGESTED.labels("caught_up" if msg.caught_up else "live").inc()
@@ -364,6 +403,11 @@ class Ingest:
                              retry_in=delay)
                 await self.sleep(delay)
                 delay = min(delay * 2, 60.0)
+
+
+def _is_channel(chat_id: int) -> bool:
+    """A channel or supergroup (its marked id): its updates have a gap of their own."""
+    return chat_id < -10**12
 
 
 async def cursor_bucket(js):

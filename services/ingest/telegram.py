@@ -25,6 +25,7 @@ SESSIONS = Path("var/sessions")
 
 OnMessage = Callable[[Any], Awaitable[None]]  # called with a telethon Message
 OnDeleted = Callable[[int | None, list[int]], Awaitable[None]]  # chat id (None: Telegram did not say), message ids
+OnGap = Callable[[int | None], Awaitable[object]]  # a channel's marked id, or None: the account's own updates
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,9 @@ async def login(creds: Credentials, name: str) -> str:
 class Inbound(Protocol):
     async def connect(self) -> None: ...
     # live messages (and edits of messages, ``on_edit``), after a catch-up
+    # ``on_gap``: Telegram said the updates missed are too many to give (a "difference too long")
     async def listen(self, on_message: OnMessage, on_edit: OnMessage | None = None,
-                     on_deleted: OnDeleted | None = None) -> None: ...
+                     on_deleted: OnDeleted | None = None, on_gap: OnGap | None = None) -> None: ...
     async def me(self) -> Any: ...  # a telethon User
     async def dialogs(self, limit: int) -> list[tuple[int, Any]]: ...  # (chat id, entity)
     def history(self, chat_id: int, min_id: int, since: datetime | None, limit: int) -> AsyncIterator[Any]: ...
@@ -133,6 +135,7 @@ class TelethonInbound:
     def __init__(self, creds: Credentials, name: str = "ingest") -> None:
         self.creds = creds
         self.client = telethon_client(creds, name)
+        self._gap_tasks: set = set()
 
     async def connect(self) -> None:
         await self.client.connect()
@@ -140,7 +143,7 @@ class TelethonInbound:
             raise RuntimeError("the ingest session is not logged in: run `make login`")
 
     async def listen(self, on_message: OnMessage, on_edit: OnMessage | None = None,
-                     on_deleted: OnDeleted | None = None) -> None:
+                     on_deleted: OnDeleted | None = None, on_gap: OnGap | None = None) -> None:
         from telethon import events
 
         async def handler(event) -> None:
@@ -158,6 +161,8 @@ class TelethonInbound:
                 await on_deleted(event.chat_id, list(event.deleted_ids))
 
             self.client.add_event_handler(deleted, events.MessageDeleted())
+        if on_gap is not None:
+            watch_gaps(self.client._message_box, on_gap, self._gap_tasks)
         await self.client.catch_up()
 
     async def me(self):
@@ -180,3 +185,36 @@ class TelethonInbound:
 
     async def stop(self) -> None:
         await self.client.disconnect()
+
+
+def watch_gaps(box, on_gap: OnGap, tasks: set) -> None:
+    """Call ``on_gap`` whenever Telethon's update state (its ``MessageBox``) takes a "too long" difference.
+
+    Telethon handles ``updates.differenceTooLong`` and ``updates.channelDifferenceTooLong``
+    by moving its state past the gap and telling no one; its methods that apply a
+    difference are where that is seen, so the box becomes a subclass that looks first (tested against the real
+    class, tests/chat/test_bot_gaps.py, so a Telethon upgrade that moves them fails there).
+    """
+    import asyncio
+
+    from telethon import types, utils
+
+    def report(chat_id: int | None) -> None:
+        task = asyncio.get_running_loop().create_task(on_gap(chat_id))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    class Watched(type(box)):
+        __slots__ = ()  # the same layout: the box keeps its state, only its class changes
+
+        def apply_difference(self, diff, chat_hashes):
+            if isinstance(diff, types.updates.DifferenceTooLong):
+                report(None)
+            return super().apply_difference(diff, chat_hashes)
+
+        def apply_channel_difference(self, request, diff, chat_hashes):
+            if isinstance(diff, types.updates.ChannelDifferenceTooLong):
+                report(utils.get_peer_id(types.PeerChannel(request.channel.channel_id)))
+            return super().apply_channel_difference(request, diff, chat_hashes)
+
+    box.__class__ = Watched

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from msgspec.structs import replace
 
+from schemas.commands import RespondResult, read_answer
 from schemas.events import (
     Approved,
     AttemptFailed,
@@ -53,6 +54,10 @@ class Item:
     edits: list[InputEdited] = field(default_factory=list)  # of the message it answers (decision 50)
     deleted: bool = False  # the message it answers is gone: nothing replies to it or reacts on it
     in_digest: int | None = None  # the promise whose digest intent names it, told or not yet (decision 52)
+    # A respond promise's result, read once when it succeeds (None: unreadable); ``asks``: the scheduler
+    # records ``spawned`` for it, so its reply waits for that.
+    answer: RespondResult | None = None
+    asks: bool = False
 
     @property
     def id(self) -> int:
@@ -92,8 +97,9 @@ class Board:
         if isinstance(event, Created):
             if event.chat_id is None or event.id in self.items:
                 return set()
-            self.items[event.id] = Item(spec=event, latest_at=event.at)
-            if event.task == "respond" and event.message_id is not None and self.unreachable.pop(event.chat_id, None):
+            # Message id 0: a notice that answers no message (a bot's lost updates): it stands alone, as a deleted one's.
+            self.items[event.id] = Item(spec=event, latest_at=event.at, deleted=event.message_id == 0)
+            if event.task == "respond" and event.message_id and self.unreachable.pop(event.chat_id, None):
                 self.reopened.add(event.chat_id)  # someone wrote from it after it refused us: try it again
             return {event.id}
         item = self.items.get(getattr(event, "id", None))
@@ -147,6 +153,8 @@ class Board:
                 item.approved = True
             case Succeeded():
                 item.end, item.evidence = event, event.evidence or item.evidence
+                if item.respond:
+                    item.answer, item.asks = read_answer(event.result)
             case Failed() | Cancelled():
                 item.end = event
             case Spawned():

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 from telethon.errors import FloodWaitError, RPCError
@@ -49,18 +48,16 @@ from valor import metrics
 from valor.config import Telegram
 
 from . import logs, texts
-from .plan import Action, Edit, React, Send
+from .pacing import COSMETIC, MESSAGES, Lane, LaneName, Pacer, flood_wait, retry_delay
+from .plan import STATUS_END, Action, Edit, React, Send
 from .transport import Transport, unreachable
 
 Record = Callable[[object, str], Awaitable[None]]  # (event, Nats-Msg-Id) -> stored
 RECENT = 100  # own messages looked at when reconciling
 GIVE_UP_COSMETIC = 3  # failed tries before a reaction or an edit is dropped
-MESSAGES, COSMETIC = "messages", "cosmetic"  # the two lanes of a chat
-
-Lane = tuple[int, str]  # (chat, lane)
 
 
-def lane_of(action: Action) -> str:
+def lane_of(action: Action) -> LaneName:
     return MESSAGES if isinstance(action, Send) else COSMETIC
 
 
@@ -79,9 +76,7 @@ class Outbox:
         self.done: set[tuple] = set()  # keys this process completed (the log may not show them yet)
         self.busy: set[Lane] = set()
         self.edited: dict[tuple[int, int], str] = {}  # (chat, message) -> text it shows
-        self.edited_at: dict[tuple[int, int], float] = {}
-        self.last_out: dict[Lane, float] = {}
-        self.group_sends: dict[int, deque[float]] = {}
+        self.pacer = Pacer(limits)  # when each lane may call next (pacing.py)
         self.progress: dict[tuple, dict[int, int]] = {}  # send key -> part -> message id, until notified
         self.unsure: set[tuple] = set()  # sends whose last call failed in a way that may have delivered it
         self.unreachable: dict[int, str] = {}  # chat -> Telegram's refusal, until it is reachable again
@@ -92,7 +87,8 @@ class Outbox:
     def submit(self, action: Action) -> None:
         if action.key in self.done:
             return
-        if isinstance(action, Edit) and self.edited.get((action.chat_id, action.message_id)) == action.text:
+        if (isinstance(action, Edit) and not action.final
+                and self.edited.get((action.chat_id, action.message_id)) == action.text):
             return
         lane = (action.chat_id, lane_of(action))
         queue = self.queues.setdefault(lane, {})
@@ -142,7 +138,7 @@ class Outbox:
             self.busy.add(lane)
             try:
                 if await self._perform_with_retries(action):
-                    if not isinstance(action, Edit):
+                    if not isinstance(action, Edit) or action.final:
                         self.done.add(key)
                 if queue.get(key) is action:
                     del queue[key]
@@ -183,17 +179,11 @@ class Outbox:
         return any(s.reply_to == action.message_id for s in sends.values())  # type: ignore[union-attr]
 
     def _ready_at(self, action: Action) -> float:
-        at = self.last_out.get((action.chat_id, lane_of(action)), 0.0) + self.limits.chat_interval
-        if isinstance(action, Edit):
-            at = max(at, self.edited_at.get((action.chat_id, action.message_id), 0.0) + self.limits.edit_interval)
-        if isinstance(action, Send) and action.chat_id < 0:  # groups and channels have negative ids
-            sends = self.group_sends.get(action.chat_id)
-            if sends and len(sends) >= self.limits.group_per_minute:
-                at = max(at, sends[0] + 60.0)
-        return at
+        return self.pacer.ready_at((action.chat_id, lane_of(action)),
+                                   edits=action.message_id if isinstance(action, Edit) else None)
 
     async def _perform_with_retries(self, action: Action) -> bool:
-        delay, failures = 1.0, 0
+        failures = 0
         while True:
             if (known := self.unreachable.get(action.chat_id)) is not None:
                 await self._refused(action, known, unsent=True)
@@ -207,7 +197,7 @@ class Outbox:
                 self.stats["flood_waits"] += 1
                 metrics.NOTIFIER_FLOOD_WAITS.inc()
                 logs.warning("notifier.flood_wait", chat_id=action.chat_id, promise_id=action.id, seconds=exc.seconds)
-                await self.sleep(exc.seconds + 1)
+                await self.sleep(flood_wait(exc.seconds))
             except (ConnectionError, OSError, TimeoutError, RPCError) as exc:
                 if (reason := unreachable(exc)) is not None:
                     self.unreachable[action.chat_id] = reason
@@ -223,8 +213,7 @@ class Outbox:
                         await self._record(Notified(id=action.id, kind=action.kind, chat_id=action.chat_id,
                                                     at=self.clock()), f"{action.id}:notified:{action.kind}")
                     return False
-                await self.sleep(delay)
-                delay = min(delay * 2, 300.0)  # a message is never dropped; other chats go on meanwhile
+                await self.sleep(retry_delay(failures))  # a message is never dropped; other chats go on meanwhile
 
     async def _refused(self, action: Action, reason: str, unsent: bool) -> None:
         """The notice cannot reach its chat: say so in the log, once, and move on."""
@@ -245,19 +234,23 @@ class Outbox:
         match action:
             case React():
                 await self.transport.react(action.chat_id, action.message_id, action.emoji)
-                self._spent((action.chat_id, COSMETIC))
+                self.pacer.spent((action.chat_id, COSMETIC), self.clock())
                 self.stats["reacted"] += 1
                 await self._record(Notified(id=action.id, kind=action.kind, chat_id=action.chat_id,
                                             telegram_message_id=action.message_id, at=self.clock()),
                                    f"{action.id}:notified:{action.kind}")
             case Edit():
                 where = (action.chat_id, action.message_id)
-                if self.edited.get(where) == action.text:
-                    return
-                await self.transport.edit(action.chat_id, action.message_id, action.text)
-                self._spent((action.chat_id, COSMETIC))
-                self.edited[where], self.edited_at[where] = action.text, self.clock()
-                self.stats["edited"] += 1
+                if self.edited.get(where) != action.text:
+                    await self.transport.edit(action.chat_id, action.message_id, action.text)
+                    self.pacer.spent((action.chat_id, COSMETIC), self.clock())
+                    self.edited[where] = action.text
+                    self.pacer.edited(*where, self.clock())
+                    self.stats["edited"] += 1
+                if action.final:  # the status shows its end: no restart edits it again
+                    await self._record(Notified(id=action.id, kind=STATUS_END, chat_id=action.chat_id,
+                                                telegram_message_id=action.message_id, at=self.clock()),
+                                       f"{action.id}:notified:{STATUS_END}")
             case Send():
                 await self._send(action)
 
@@ -269,6 +262,9 @@ class Outbox:
     async def _send(self, action: Send) -> None:
         parts, doc = self._shape(action)
         digests = [texts.digest(p) for p in parts]
+        if action.find_only:
+            await self._find_only(action)
+            return
         found = self.progress.get(action.key)
         if found is None:  # the first try in this process
             if action.intended:
@@ -297,10 +293,11 @@ class Outbox:
             else:
                 ids.append(await self.transport.send(action.chat_id, part, action.reply_to))
             found[i] = ids[-1]
-            self._spent((action.chat_id, MESSAGES), counts_in_group=True)
+            self.pacer.spent((action.chat_id, MESSAGES), self.clock())
             self.stats["sent"] += 1
         where = (action.chat_id, ids[0])  # what it shows, should it be edited (a status, a checklist)
-        self.edited[where], self.edited_at[where] = parts[0], self.clock()
+        self.edited[where] = parts[0]
+        self.pacer.edited(*where, self.clock())
         await self._sent(action, ids[0])
         metrics.NOTICES_SENT.labels(action.kind).inc()
         logs.info("notifier.sent", promise_id=action.id, kind=action.kind, chat_id=action.chat_id,
@@ -311,6 +308,16 @@ class Outbox:
                                     telegram_message_id=message_id, covers=list(action.covers), at=self.clock()),
                            f"{action.id}:notified:{action.kind}")
         self.progress.pop(action.key, None)
+
+    async def _find_only(self, action: Send) -> None:
+        """A status that may be in the chat, its work over: found, it is recorded (then set to the end);
+        not found (never sent, or a transport that cannot look), it is recorded without a message."""
+        found = await self._find(action, list(action.recorded)) if action.recorded else {}
+        message_id = found.get(0)
+        await self._record(Notified(id=action.id, kind=action.kind, chat_id=action.chat_id,
+                                    telegram_message_id=message_id, at=self.clock()),
+                           f"{action.id}:notified:{action.kind}")
+        logs.info("notifier.status_looked_for", promise_id=action.id, chat_id=action.chat_id, message=message_id)
 
     async def _found_as_first_sent(self, action: Send) -> bool:
         """An intended message that is in the chat whole, as its text was when intended: record it, send nothing.
@@ -354,16 +361,6 @@ class Outbox:
         wait = self._ready_at(action) - self.clock()
         if wait > 0:
             await self.sleep(wait)
-
-    def _spent(self, lane: Lane, counts_in_group: bool = False) -> None:
-        now = self.clock()
-        self.last_out[lane] = now
-        chat_id = lane[0]
-        if counts_in_group and chat_id < 0:
-            sends = self.group_sends.setdefault(chat_id, deque())
-            sends.append(now)
-            while sends and sends[0] <= now - 60.0:
-                sends.popleft()
 
     async def _record(self, event, msg_id: str) -> None:
         await self.record(event, msg_id)

@@ -7,8 +7,10 @@ Per promise born from a chat:
   ``spawned`` when the result promised anything); ✅ or ❌ on the original
   message once it and every child it spawned have ended.
 - background promise: one status message when it starts, edited in place as
-  it progresses and once more when it ends; exactly one terminal message
-  replying to the original request.
+  it progresses and once more when it ends (that edit is recorded, and made at
+  any age, also for a status only intended when the notifier died: it is looked
+  for, never sent again; decision 63); exactly one terminal message replying to
+  the original request.
 - a plan (a respond promise that spawned two or more steps), told as a
   checklist (``[telegram] plan_notices``, decision 43): the respond promise's
   reply carries the checklist and is edited in place as the steps go (a long
@@ -17,6 +19,8 @@ Per promise born from a chat:
   steps send nothing of their own, except those whose type says
   ``notify = "each"`` (or every step, with ``plan_notices = "each"``): they
   are told as background promises, and still have their checklist line.
+  Once every step ended the checklist is set to its end once, recorded, at any
+  age, like a status (decision 63).
 
 A notice already recorded (``notified``, or ``notice_failed`` for a chat that
 cannot be reached) is never planned again; one whose intent is recorded but not
@@ -34,8 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from schemas.commands import asks_for_anything
-from schemas.events import Succeeded
+from schemas.events import MessageKind, ReactionKind, Succeeded, edited_kind
 from valor import evidence
 from valor.config import Config
 
@@ -43,12 +46,13 @@ from . import texts
 from .board import Board, Item
 
 EYES, DONE, FAILED = "👀", "✅", "❌"
+STATUS_END = "status_end"  # the kind recorded once a status message shows its promise's end
 
 
 @dataclass(frozen=True)
 class React:
     id: int
-    kind: str  # reaction_start | reaction_end
+    kind: ReactionKind
     chat_id: int
     message_id: int
     emoji: str
@@ -61,7 +65,7 @@ class React:
 @dataclass(frozen=True)
 class Send:
     id: int
-    kind: str  # status | terminal | final | edited:<edit date> | digest
+    kind: MessageKind | str  # str: edited_kind(...), the answer to one edit
     chat_id: int
     reply_to: int | None
     text: str
@@ -69,6 +73,7 @@ class Send:
     recorded: tuple[str, ...] = ()  # the intent's digests: the text as first sent (a checklist changes since)
     answer: bool = False  # a respond promise's reply: goes before background notices waiting in the chat
     covers: tuple[int, ...] = ()  # a digest: the promises it tells
+    find_only: bool = False  # a status that may be in the chat: found and recorded, never sent (``status_end``)
 
     @property
     def key(self) -> tuple:
@@ -81,10 +86,11 @@ class Edit:
     chat_id: int
     message_id: int
     text: str
+    final: bool = False  # the status set to its promise's end: recorded as ``status_end`` once done
 
     @property
     def key(self) -> tuple:
-        return (self.id, "edit")  # a newer edit replaces one still waiting
+        return (self.id, STATUS_END if self.final else "edit")  # a newer edit replaces one still waiting
 
 
 Action = React | Send | Edit
@@ -115,8 +121,12 @@ CHECKLIST = Policy()
 
 
 def due(board: Board, item: Item, now: float, horizon: float, policy: Policy = CHECKLIST) -> list[Action]:
-    if item.spec.message_id is None or item.latest_at < now - horizon:
+    if item.spec.message_id is None:
         return []
+    if item.latest_at < now - horizon:
+        # Nothing new out of the blue; but a status message that may be in the chat still
+        # says "running" until it is set to the end, however long ago that was.
+        return checklist_end(board, item, policy) if item.respond else status_end(item)
     if item.respond:
         out = edit_notices(item) + respond_notices(board, item, policy)
         # Its message is gone: no reaction on it (Telegram would refuse), replies stand alone.
@@ -185,7 +195,7 @@ def respond_notices(board: Board, item: Item, policy: Policy = CHECKLIST) -> lis
         out.append(React(item.id, "reaction_start", chat, msg, EYES))
     if end is None:
         return out
-    waits_for_spawn = isinstance(end, Succeeded) and asks_for_anything(end.result) and item.spawned is None
+    waits_for_spawn = isinstance(end, Succeeded) and item.asks and item.spawned is None
     steps = [] if waits_for_spawn else policy.checklist(board, item)
     if not waits_for_spawn and "terminal" not in item.notified:
         text = texts.plan_reply(item, steps, board) if steps else texts.terminal(item, board)
@@ -205,41 +215,90 @@ def edit_notices(item: Item) -> list[Action]:
     """One short reply per edit of the message: taken, or too late and how to run it (decision 50)."""
     out: list[Action] = []
     for edit in item.edits:
-        kind = edit_kind(edit.edited_at)
+        kind = edited_kind(edit.edited_at)
         if kind not in item.notified:
             out.append(_send(item, kind, texts.edited(item, edit)))
     return out
 
 
-def edit_kind(edited_at: float) -> str:
-    return f"edited:{int(edited_at)}"
-
-
 def background_notices(item: Item, board: Board) -> list[Action]:
     out: list[Action] = []
     status = item.notified.get("status")
-    if item.started_at is not None and item.end is None and "status" not in item.notified:
+    if item.end is not None:
+        out += status_end(item)
+    elif item.started_at is not None and "status" not in item.notified:
         out.append(_send(item, "status", texts.status(item)))
-    if status is not None and status.telegram_message_id is not None:
+    elif status is not None and status.telegram_message_id is not None:
         out.append(Edit(item.id, item.chat_id, status.telegram_message_id, texts.status(item)))
     if item.end is not None and "terminal" not in item.notified:
         out.append(_send(item, "terminal", texts.terminal(item, board)))
     return out
 
 
+def status_end(item: Item) -> list[Action]:
+    """An ended promise's status message, wherever it may be, set to the end once (the issue's "never lie").
+
+    Sent and recorded: edited, and the edit recorded (``status_end``) so no restart
+    edits it again.  Intended, not recorded (the notifier died between sending and
+    recording, and the work ended meanwhile): looked for in the chat, never sent
+    again; found, it is recorded and then edited like a sent one.  Neither: there
+    is no status message, and none is sent once the work is over.
+    """
+    if item.end is None or STATUS_END in item.notified:
+        return []
+    status = item.notified.get("status")
+    if status is not None:
+        if status.telegram_message_id is None:
+            return []  # looked for and not found: nothing in the chat to set
+        return [Edit(item.id, item.chat_id, status.telegram_message_id, texts.status(item), final=True)]
+    intent = item.intents.get("status")
+    if intent is None:
+        return []
+    return [Send(item.id, "status", item.chat_id, intent.reply_to, texts.status(item), intended=True,
+                 recorded=tuple(intent.parts), find_only=True)]
+
+
 def plan_notices(board: Board, item: Item, steps: list[Item]) -> list[Action]:
     """The checklist (sent, then edited in place) and, once every step has ended, the final reply."""
     out: list[Action] = []
+    done = all(s.end is not None for s in steps)
     inline = texts.checklist_inline(item)
-    if not inline and "status" not in item.notified:
+    if not inline and "status" not in item.notified and not (done and "status" in item.intents):
         out.append(_send(item, "status", texts.plan_status(item, steps, board)))
-    shown = item.notified.get("terminal" if inline else "status")
-    if shown is not None and shown.telegram_message_id is not None:
-        text = texts.plan_reply(item, steps, board) if inline else texts.plan_status(item, steps, board)
-        out.append(Edit(item.id, item.chat_id, shown.telegram_message_id, text))
-    if all(s.end is not None for s in steps) and "final" not in item.notified:
+    if done:
+        out += _checklist_end(board, item, steps, inline)
+    else:
+        shown = item.notified.get("terminal" if inline else "status")
+        if shown is not None and shown.telegram_message_id is not None:
+            text = texts.plan_reply(item, steps, board) if inline else texts.plan_status(item, steps, board)
+            out.append(Edit(item.id, item.chat_id, shown.telegram_message_id, text))
+    if done and "final" not in item.notified:
         out.append(_send(item, "final", texts.plan_final(item, steps, board)))
     return out
+
+
+def checklist_end(board: Board, item: Item, policy: Policy = CHECKLIST) -> list[Action]:
+    """A plan's checklist set to its end once every step ended, at any age, as a status is (``status_end``)."""
+    steps = policy.checklist(board, item) if item.end is not None else []
+    if not steps or any(s.end is None for s in steps):
+        return []
+    return _checklist_end(board, item, steps, texts.checklist_inline(item))
+
+
+def _checklist_end(board: Board, item: Item, steps: list[Item], inline: bool) -> list[Action]:
+    if STATUS_END in item.notified:
+        return []
+    shown = item.notified.get("terminal" if inline else "status")
+    if shown is not None:
+        if shown.telegram_message_id is None:
+            return []
+        text = texts.plan_reply(item, steps, board) if inline else texts.plan_status(item, steps, board)
+        return [Edit(item.id, item.chat_id, shown.telegram_message_id, text, final=True)]
+    intent = item.intents.get("status")
+    if inline or intent is None:
+        return []  # an unsent reply is the reply's own business (or the digest's), not a checklist's
+    return [Send(item.id, "status", item.chat_id, intent.reply_to, texts.plan_status(item, steps, board),
+                 intended=True, recorded=tuple(intent.parts), find_only=True)]
 
 
 def _send(item: Item, kind: str, text: str) -> Send:

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
-
-import msgspec
 
 from schemas.commands import RespondResult
 from schemas.events import Cancelled, Failed, InputEdited, Succeeded
@@ -137,7 +134,7 @@ def respond_terminal(item: Item, board: Board) -> str:
             return f"❌ I could not answer this (#{item.id}): {end.reason}"
         case Cancelled():
             return f"🚫 Answering this was cancelled (#{item.id}): {end.reason}"
-    result = _respond_result(end.result)
+    result = _respond_result(item)
     children = [c.spec for c in board.children(item) if c is not None]
     held = [c.spec for c in board.children(item) if c is not None and c.awaiting]
     if held:  # the plan itself, with how to answer, instead of the list of ids
@@ -152,11 +149,9 @@ def respond_terminal(item: Item, board: Board) -> str:
     return "\n\n".join(line for line in lines if line) or "✅ Done."
 
 
-def _respond_result(result: Any) -> RespondResult:
-    try:
-        return msgspec.convert(result, RespondResult)
-    except msgspec.ValidationError:
-        return RespondResult(reply=summary(result))
+def _respond_result(item: Item) -> RespondResult:
+    """The answer the board read, or one that tells an unreadable result as it is."""
+    return item.answer or RespondResult(reply=summary(item.end.result if item.end is not None else None))
 
 
 def edited(item: Item, edit: InputEdited) -> str:
@@ -197,14 +192,14 @@ def checklist_inline(item: Item) -> bool:
     Decided by the reply alone, which never changes, so every edit keeps to the
     same message and fits in it.
     """
-    return len(_respond_result(item.end.result).reply.strip()) <= INLINE_REPLY
+    return len(_respond_result(item).reply.strip()) <= INLINE_REPLY
 
 
 def plan_reply(item: Item, steps: list[Item], board: Board) -> str:
     """The plan's reply: the agent's words and the checklist (which names the ids), or the reply as usual."""
     if not checklist_inline(item):
         return respond_terminal(item, board)
-    reply = _respond_result(item.end.result).reply.strip()
+    reply = _respond_result(item).reply.strip()
     head = f"{reply}\n\n" if reply else ""
     held = [s.spec for s in steps if s.awaiting]
     foot = f"\n{approval.how_to_answer(held)}" if held else ""  # gone once approved: the reply is edited

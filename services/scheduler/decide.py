@@ -166,7 +166,8 @@ def _dispatch(state: Projection, now: float, capacity: Mapping[str, int], ended:
             key = p.spec.concurrency_key
             if key and state.key_in_flight[key] + keys[key] >= p.spec.concurrency_limit:
                 continue
-            keys[key] += bool(key)
+            if key:
+                keys[key] += 1
             free -= 1
             effects += _dispatch_one(state, p, now)
     return effects

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import msgspec
@@ -28,6 +29,6 @@ class Dispatch(NamedTuple):
 Effect = Publish | Dispatch
 
 
-def ids_taken(effects: list[Effect]) -> int:
+def ids_taken(effects: Iterable[Effect]) -> int:
     """How many new promise ids these effects allocate (one per guarded ``created``)."""
     return sum(1 for e in effects if isinstance(e, Publish) and e.new_subject)

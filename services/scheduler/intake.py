@@ -10,9 +10,20 @@ is guarded by ``Nats-Expected-Last-Subject-Sequence: 0``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
-from schemas.commands import CommandReply, NewPromise, RespondResult, Schedule, ScheduleChange, Submit
+from schemas.commands import (
+    CommandReply,
+    NewPromise,
+    Schedule,
+    ScheduleChange,
+    ScheduleVerb,
+    Submit,
+    UnreadableResult,
+    read_respond_result,
+)
 from schemas.events import (
     BudgetAdjusted,
     Cancelled,
@@ -26,15 +37,16 @@ from schemas.events import (
     RequestDeleted,
     RetryScheduled,
     Spawned,
+    UpdatesGap,
 )
-from schemas.subjects import msg_id_for_event, msg_id_for_message, msg_id_for_skipped
+from schemas.subjects import msg_id_for_event, msg_id_for_gap, msg_id_for_message, msg_id_for_skipped
 from valor import budget, spend
 from valor.config import DEFAULT, Config, TaskType
 
 from . import approval, schedules
 from .continuation import session_to_resume
 from .dag import PlanError, validate_plan
-from .effects import Publish, ids_taken
+from .effects import Effect, Publish, ids_taken
 from .projection import AWAITING, CANCELLED, FAILED, QUEUED, RETRYING, SUCCEEDED, WAITING, Projection
 
 
@@ -207,14 +219,49 @@ def retry(state: Projection, promise_id: int, now: float, request_id: str, next_
 
 def respond_for_message(state: Projection, msg: MessageReceived, now: float, config: Config = DEFAULT,
                         next_id: int | None = None):
-    """Exactly one respond promise per message: None when it already exists."""
+    """Exactly one respond promise per message: None when it already exists.
+
+    A "run them" reply to catch-up's summary (decision 54) also makes each message the
+    summary kept a request, as if it had just arrived: its own respond promise, answering it.
+    """
     if (msg.chat_id, msg.message_id) in state.by_message:
         return []
+    first = next_id or state.max_id + 1
+    out = [_respond(msg, first, now, config)]
+    if (summary := summary_replied(state, msg)) is not None:
+        for old in msgspec.convert(summary.spec.input, MessagesSkipped).messages:
+            # Run once, however often asked; by request, not by message: the newest skipped one
+            # is also the message the summary itself answers.
+            if msg_id_for_message(old.chat_id, old.message_id) not in state.by_request:
+                out.append(_respond(old, first + len(out), now, config))
+    return out
+
+
+def _respond(msg: MessageReceived, promise_id: int, now: float, config: Config) -> Publish:
     request_id = msg_id_for_message(msg.chat_id, msg.message_id)
     task = NewPromise(title=message_title(msg), type="respond", input=msgspec.to_builtins(msg))
-    event = build_created(task, next_id or state.max_id + 1, [], now, config, request_id=request_id, index=0,
+    event = build_created(task, promise_id, [], now, config, request_id=request_id, index=0,
                           chat_id=msg.chat_id, message_id=msg.message_id)
-    return [Publish(event, created_msg_id(request_id, 0), new_subject=True)]
+    return Publish(event, created_msg_id(request_id, 0), new_subject=True)
+
+
+RUN_THEM = frozenset({"run them", "run them all", "run all", "run all of them", "run those", "do them",
+                      "do them all", "run"})
+
+
+def runs_them(text: str) -> bool:
+    """The whole text asks to run what a summary skipped ("Run them!", "please run them all")."""
+    words = " ".join(text.lower().split()).strip(" .!?,;:…").split()
+    words = [w for w in words if w not in ("please", "pls", "now") and not w.startswith("@")]
+    return " ".join(words).strip(" .!?,;:…") in RUN_THEM
+
+
+def summary_replied(state: Projection, msg: MessageReceived):
+    """The skipped-messages summary whose reply ``msg`` answers with "run them", else None."""
+    if msg.reply_to is None or not runs_them(msg.text):
+        return None
+    return next((p for p in state.promises.values() if p.spec.chat_id == msg.chat_id and msg.reply_to in p.sent
+                 and is_skipped_summary(p)), None)
 
 
 SKIPPED_TITLE = "messages skipped while away"
@@ -233,6 +280,26 @@ def summary_for_skipped(state: Projection, fact: MessagesSkipped, now: float, co
     task = NewPromise(title=SKIPPED_TITLE, type="respond", input=msgspec.to_builtins(fact))
     event = build_created(task, next_id or state.max_id + 1, [], now, config, request_id=request_id, index=0,
                           chat_id=fact.chat_id, message_id=fact.last_id)
+    return [Publish(event, created_msg_id(request_id, 0), new_subject=True)]
+
+
+GAP_TITLE = "updates lost while away"
+NO_MESSAGE = 0  # a notice that answers no message: it stands alone, nothing reacts on it
+
+
+def notice_for_gap(state: Projection, fact: UpdatesGap, now: float, config: Config = DEFAULT,
+                   next_id: int | None = None):
+    """A bot's gap Telegram would not fill becomes one respond promise, told in the chat once.
+
+    It answers no message (message id 0): the lost ones cannot be named, and the last
+    one received belongs to its own request.
+    """
+    request_id = msg_id_for_gap(fact.chat_id, fact.until)
+    if request_id in state.by_request:
+        return []
+    task = NewPromise(title=GAP_TITLE, type="respond", input=msgspec.to_builtins(fact))
+    event = build_created(task, next_id or state.max_id + 1, [], now, config, request_id=request_id, index=0,
+                          chat_id=fact.chat_id, message_id=NO_MESSAGE)
     return [Publish(event, created_msg_id(request_id, 0), new_subject=True)]
 
 
@@ -269,7 +336,9 @@ def deletion(state: Projection, deleted: MessageDeleted, now: float):
     effects: list[Publish] = []
     for pid in sorted(p for p in found if p is not None):
         p = state.promises[pid]
-        if is_skipped_summary(p):  # it replies to a skipped message; it is not that message's request
+        # A summary replies to a skipped message; it is not that message's request.  (Every promise
+        # by_message names answers a message: the None is only the type's.)
+        if is_skipped_summary(p) or p.spec.message_id is None:
             continue
         unsent = p.attempt == 0 and p.status in (WAITING, QUEUED, AWAITING)
         effects.append(Publish(RequestDeleted(at=now, id=pid, message_id=p.spec.message_id, cancelled=unsent),
@@ -291,15 +360,15 @@ def message_title(msg: MessageReceived) -> str:
 
 
 def spawn_children(state: Projection, parent_id: int, now: float, config: Config = DEFAULT,
-                   next_id: int | None = None):
+                   next_id: int | None = None) -> list[Effect]:
     """Create the promises a respond result names, apply its commands, then record ``spawned``."""
     parent = state.promises[parent_id]
     spawned_id = msg_id_for_event(parent_id, "spawned")
     try:
-        result = msgspec.convert(parent.result, RespondResult)
-    except msgspec.ValidationError as exc:
+        result = read_respond_result(parent.result)
+    except UnreadableResult as exc:
         return [Publish(Spawned(at=now, id=parent_id, error=f"unreadable respond result: {exc}"), spawned_id)]
-    effects: list[Publish] = []
+    effects: list[Effect] = []
     children: dict[str, int] = {}
     if result.promises:
         s = parent.spec
@@ -308,12 +377,13 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
         over = budget.check(config, s.chat_id, spend.sender_of(s.input), _charges(state, config, s),
                             budget.adjustments(state.promises.values()), now, total)
         try:
-            effects, children = create_plan(state, result.promises, now, config, f"spawn:{parent_id}", next_id,
+            created, children = create_plan(state, result.promises, now, config, f"spawn:{parent_id}", next_id,
                                             chat_id=s.chat_id, message_id=s.message_id, parent_id=parent_id,
                                             estimates=guesses,
                                             **approval.hold(result.promises, config.approval, now, over))
         except PlanError as exc:
             return [Publish(Spawned(at=now, id=parent_id, error=str(exc)), spawned_id)]
+        effects += created
     made: list[int] = []
     refused: list[str] = []
     for i, asked in enumerate(result.schedules):
@@ -323,6 +393,7 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
         made += [reply.ids["0"]] if reply.ok else []
         refused += [] if reply.ok else [f"schedule not created: {reply.error}"]
     for i, command in enumerate(result.commands):
+        more: Sequence[Effect]
         if command.verb == "cancel":
             more, _ = cancel(state, command.id, now, command.reason, by=f"respond #{parent_id}")
         elif command.verb == "retry":
@@ -348,7 +419,7 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
     return effects + [Publish(spawned, spawned_id)]
 
 
-SCHEDULE_VERBS = {"pause": "pause", "resume": "resume", "unschedule": "delete"}
+SCHEDULE_VERBS: dict[str, ScheduleVerb] = {"pause": "pause", "resume": "resume", "unschedule": "delete"}
 
 
 def _schedule_from_chat(state: Projection, parent, asked, index: int, now: float, config: Config, next_id: int):

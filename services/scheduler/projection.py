@@ -10,6 +10,7 @@ counts); those are derived from the same events, so they rebuild too.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -100,6 +101,7 @@ class Promise(msgspec.Struct, kw_only=True):
     instructions: list[InstructionsAdded] = []  # added while it was open: every later attempt gets them
     spent: list[Spent] = []  # one per attempt that recorded its spend, in log order
     budget: list[BudgetAdjusted] = []  # budgets raised or reset by the command it carried (decision 49)
+    refused: NoticeFailed | None = None  # its chat refused its notice for good: closed since (decision 52)
 
     @property
     def cost_usd(self) -> float:
@@ -354,6 +356,15 @@ class Projection:
     def _notice_intended(self, e: NoticeIntended) -> bool:
         return e.id in self.promises  # the notifier's fact; nothing here depends on it
 
+    def _notice_failed(self, e: NoticeFailed) -> bool:
+        """Kept for ``valor status``: a chat Telegram refused (not the ``unsent`` ones that only follow)."""
+        p = self.promises.get(e.id)
+        if p is None:
+            return False
+        if not e.unsent and p.refused is None:
+            p.refused = e
+        return True
+
     def _notified(self, e: Notified) -> bool:
         p = self.promises.get(e.id)
         if p is None:
@@ -442,8 +453,8 @@ class Projection:
     def _dequeue(self, p: Promise) -> None:
         if p.status == AWAITING and p.spec.approve_by is not None:
             self.awaiting.discard((p.spec.approve_by, p.id))
-        groups = self.ready.get(p.spec.queue)
-        ready = groups.get(p.spec.chat_id) if groups is not None else None
+        groups = self.ready.get(p.spec.queue) or {}
+        ready = groups.get(p.spec.chat_id)
         if ready is not None:
             ready.discard((p.spec.priority, p.id))
             if not ready:  # decisions walk the chats with ready promises, not every chat ever seen
@@ -469,7 +480,7 @@ class Projection:
         if self._answering(p):
             if not listed:
                 self.unsettled.setdefault(p.spec.chat_id, SortedList()).add(p.id)
-        elif listed:
+        elif order is not None and listed:
             order.discard(p.id)
             if not order:
                 del self.unsettled[p.spec.chat_id]
@@ -490,7 +501,7 @@ class Projection:
     @classmethod
     def restored(cls, promises: list[Promise], needs_decision: list[int], *,
                  max_id: int, last_seq: int, applied: int, ignored: int,
-                 schedules: list[Schedule] = ()) -> Projection:
+                 schedules: Sequence[Schedule] = ()) -> Projection:
         """The projection whose promises (in creation order) and counters are these.
 
         Every index is derived again from the promises, stating as membership
@@ -521,7 +532,7 @@ class Projection:
                 served = state.served.setdefault(spec.queue, {})
                 served[spec.chat_id] = max(served.get(spec.chat_id, 0), p.turn)
                 state.dispatches = max(state.dispatches, p.turn)
-            if state._answering(p):
+            if state._answering(p) and spec.chat_id is not None:  # _answering: a chat's, so always
                 unsettled.setdefault(spec.chat_id, []).append(p.id)
             status = p.status
             if status == QUEUED:
@@ -598,7 +609,7 @@ _HANDLERS = {
     Spawned: Projection._spawned,
     Notified: Projection._notified,
     NoticeIntended: Projection._notice_intended,
-    NoticeFailed: Projection._notice_intended,  # the notifier's fact; nothing here depends on it
+    NoticeFailed: Projection._notice_failed,
     InstructionsAdded: Projection._instructions_added,
     InstructionsDelivered: Projection._instructions_delivered,
     InputEdited: Projection._input_edited,

@@ -13,7 +13,8 @@ from typing import Literal
 
 import msgspec
 
-from schemas.events import PromiseEvent
+from schemas.events import BudgetAdjusted, Created, NoticeFailed, PromiseEvent
+from valor import budget, spend
 
 from .projection import Projection, Promise, Schedule
 
@@ -43,6 +44,9 @@ class PromisesQuery(msgspec.Struct, kw_only=True):
 
 class ChatQuery(msgspec.Struct, kw_only=True):
     chat_id: int
+    # With it, the answer also holds this user's spend and budget changes across every chat
+    # (``/usage`` and ``/budget`` show a user's own budgets): a scan of every promise, asked only then.
+    user_id: int | None = None
 
 
 class StatusQuery(msgspec.Struct, kw_only=True):
@@ -60,9 +64,13 @@ class Answer(msgspec.Struct, kw_only=True):
     counts: dict[str, int] = {}
     leader: bool = False
     schedules: list[Schedule] = []  # ``chat``: the chat's schedules not deleted (decision 51)
+    # ``chat`` with a ``user_id``: the user's charges in every chat, and the owners' changes to their budgets
+    charges: list[spend.Charge] = []
+    adjustments: list[BudgetAdjusted] = []
     # ``status``: every task type and chat a promise names, for the web page's filters
     types: list[str] = []
     chats: list[int] = []
+    unreachable: dict[int, str] = {}  # ``status``: chats that refused Valor and wrote nothing since -> the refusal
 
 
 QUERIES: dict[str, type[msgspec.Struct]] = {
@@ -84,8 +92,11 @@ class ReadIndex:
         self.where: dict[int, str] = {}
         self.by_chat: dict[int, list[int]] = {}  # creation order
         self.types: set[str] = set()
+        self.refusals: dict[int, NoticeFailed] = {}  # chat -> its latest refusal (decision 52)
+        self.asked: dict[int, float] = {}  # chat -> when its latest request (a respond promise) was created
         for pid in state.promises:
             self._place(pid)
+            self._chat_facts(state.promises[pid])
 
     def _place(self, pid: int) -> None:
         p = self.state.promises.get(pid)
@@ -108,11 +119,24 @@ class ReadIndex:
         """After ``event`` was applied: its promise's state, and its dependents' (a success readies them)."""
         pid = getattr(event, "id", 0)
         self._place(pid)
+        if isinstance(event, NoticeFailed | Created) and (p := self.state.promises.get(pid)) is not None:
+            self._chat_facts(p)
         for child in self.state.dependents.get(pid, ()):
             self._place(child)
 
     def counts(self) -> dict[str, int]:
         return {s: len(ids) for s, ids in self.by_state.items() if ids}
+
+    def _chat_facts(self, p: Promise) -> None:
+        if (f := p.refused) is not None and f.at >= getattr(self.refusals.get(f.chat_id), "at", 0.0):
+            self.refusals[f.chat_id] = f
+        spec = p.spec
+        if spec.task == "respond" and spec.chat_id is not None and spec.message_id:
+            self.asked[spec.chat_id] = max(self.asked.get(spec.chat_id, 0.0), spec.at)
+
+    def unreachable(self) -> dict[int, str]:
+        """Chats Telegram refused whose people wrote nothing since (a request opens a chat again, as in the notifier)."""
+        return {chat: f.reason for chat, f in sorted(self.refusals.items()) if self.asked.get(chat, 0.0) <= f.at}
 
 
 # --- answering -----------------------------------------------------------------------
@@ -141,19 +165,28 @@ def answer(index: ReadIndex, query: msgspec.Struct) -> Answer:
             ids = _matching(index, query)
             promises = [state.promises[i] for i in ids]
             return Answer(seq=state.last_seq, promises=promises, dependents=_dependents(state, ids))
-        case ChatQuery(chat_id=chat_id):
+        case ChatQuery(chat_id=chat_id, user_id=user_id):
             ids = index.by_chat.get(chat_id, [])
+            charges, adjustments = user_spend(state, user_id) if user_id is not None else ([], [])
             return Answer(seq=state.last_seq, promises=[state.promises[i] for i in ids],
-                          schedules=chat_schedules(state, chat_id))
+                          schedules=chat_schedules(state, chat_id), charges=charges, adjustments=adjustments)
         case StatusQuery():
             return Answer(seq=state.last_seq, counts=index.counts(), types=sorted(index.types),
-                          chats=sorted(index.by_chat))
+                          chats=sorted(index.by_chat), unreachable=index.unreachable())
     raise ValueError(f"unknown query {type(query).__name__}")
 
 
 def chat_schedules(state: Projection, chat_id: int) -> list[Schedule]:
     """A scan: schedules are few, and a chat asks for them by hand."""
     return [s for _, s in sorted(state.schedules.items()) if s.spec.chat_id == chat_id and not s.deleted]
+
+
+def user_spend(state: Projection, user_id: int) -> tuple[list[spend.Charge], list[BudgetAdjusted]]:
+    """What ``user_id`` spent in any chat, and every change an owner made to that user's budgets."""
+    promises = state.promises.values()
+    charges = [c for c in spend.charges(promises) if c.user_id == user_id]
+    adjustments = [a for a in budget.adjustments(promises) if (a.scope, a.target) == ("user", user_id)]
+    return charges, adjustments
 
 
 def _matching(index: ReadIndex, q: PromisesQuery) -> list[int]:

@@ -13,7 +13,14 @@ from __future__ import annotations
 import msgspec
 
 from schemas.commands import CommandReply, NewPromise, Schedule, ScheduleChange
-from schemas.events import ScheduleCreated, ScheduleDeleted, SchedulePaused, ScheduleResumed, TicksSkipped
+from schemas.events import (
+    ScheduleCreated,
+    ScheduleDeleted,
+    SchedulePaused,
+    ScheduleResumed,
+    SkipReason,
+    TicksSkipped,
+)
 from schemas.subjects import msg_id_for_event
 from valor import recurrence
 from valor.config import Config
@@ -115,7 +122,7 @@ def _due(state: Projection, s: Sched, now: float, config: Config, next_id: int) 
     if run:
         prev = state.promises.get(s.last_run) if s.last_run is not None else None
         busy = prev is not None and not prev.terminal
-        if busy and (spec.overlap == "skip" or (spec.overlap == "queue" and prev.attempt == 0)):
+        if prev is not None and busy and (spec.overlap == "skip" or (spec.overlap == "queue" and prev.attempt == 0)):
             return [_skipped(spec, first, latest, n, "overlap", now)]
     else:
         return [_skipped(spec, first, latest, n, "missed", now)]
@@ -131,7 +138,7 @@ def _before(tick: float, spec: ScheduleCreated) -> float:
     return tick - 1e-3  # settles up to just before the run's tick: the run's tick itself stays due
 
 
-def _skipped(spec: ScheduleCreated, first: float, last: float, count: int, reason: str, now: float) -> Publish:
+def _skipped(spec: ScheduleCreated, first: float, last: float, count: int, reason: SkipReason, now: float) -> Publish:
     event = TicksSkipped(at=now, id=spec.id, first=first, last=last, count=count, reason=reason)
     return Publish(event, msg_id_for_event(spec.id, "ticks_skipped", recurrence.tick_key(last)))
 

@@ -16,34 +16,22 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from typing import NamedTuple
 
 import msgspec
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from schemas import subjects
 from schemas.commands import (
-    Approve,
-    Cancel,
     CommandReply,
     ExecutorHeartbeat,
-    Reject,
-    Retry,
-    Schedule,
-    ScheduleChange,
-    Submit,
-    command_decoder,
     heartbeat_decoder,
 )
 from schemas.events import (
     AttemptFailed,
-    MessageDeleted,
-    MessageEdited,
-    MessagesSkipped,
     RetryScheduled,
-    decode_chat,
     decode_promise_event,
     encode,
 )
@@ -51,10 +39,10 @@ from schemas.subjects import msg_id_for_event
 from valor import bus, metrics
 from valor.config import Config, load
 
-from . import approval, intake, schedules
 from .capacity import slots_per_queue
 from .decide import decide, resend_dispatched
-from .effects import Dispatch, Effect, Publish, ids_taken
+from .effects import Dispatch, Effect, Publish
+from .inputs import INPUTS_PER_ROUND, DeadLetter, Failed, Input, Later, Store, plan_round
 from .lease import Lease
 from .projection import Projection
 from .readmodel import ReadIndex
@@ -69,16 +57,6 @@ PUBLISH_TIMEOUT = 10.0
 WORK_HEADROOM = 4096
 # How often attempts dispatched but not started get their work item sent again.
 RESEND_EVERY = 30.0
-# Commands and chat messages turned into events in one round (their stores overlap).
-INPUTS_PER_ROUND = 64
-
-
-class _Planned(NamedTuple):
-    msg: Msg
-    effects: list[Effect]
-    reply: CommandReply | None
-    reply_to: str | None
-    key: object  # the request (or chat message) it answers: once per round
 
 
 class Scheduler:
@@ -114,6 +92,7 @@ class Scheduler:
         self.published_seq = 0  # highest PROMISES sequence we stored ourselves
         self.inbox: asyncio.Queue[tuple[str, Msg]] = asyncio.Queue()
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # the decision loop waits, its last round found nothing to do
         self._tasks: list[asyncio.Task] = []
         self._leader_tasks: list[asyncio.Task] = []
         self._tail = None
@@ -318,14 +297,57 @@ class Scheduler:
                 await sub.unsubscribe()
         return None
 
+    # --- drain: run until quiet ----------------------------------------------------
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Return once this scheduler has nothing left to do now (burst mode, as arq's workers have).
+
+        Quiet means: it leads, every event stored on PROMISES is folded, every
+        command and chat message stored is handled (acked), and its last decision
+        round found nothing to do.  Timers (a retry's backoff, a ``not_before``)
+        may still be due later.  The real loop does the work; this only watches it,
+        so tests wait for the scheduler instead of sleeping.
+        """
+        deadline = time.monotonic() + timeout
+        while (busy := await self.busy()) is not None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"scheduler {self.name} not quiet after {timeout}s: {busy}")
+            await asyncio.sleep(0.02)
+
+    async def busy(self) -> str | None:
+        """What this scheduler still has to do now, or None when it is quiet (``drain``)."""
+        if not self.leader or not self._leader_tasks:
+            return "not leading"
+        if not self._idle_now() or not self.inbox.empty():
+            return "deciding"
+        last = (await self.js.stream_info(subjects.PROMISES)).state.last_seq
+        if self.state.last_seq < last:
+            return f"folded PROMISES to {self.state.last_seq} of {last}"
+        for stream in (subjects.COMMANDS, subjects.CHAT):
+            try:
+                info = await self.js.consumer_info(stream, "scheduler")
+            except nats.js.errors.NotFoundError:  # not pulled yet: quiet only if nothing waits
+                if (await self.js.stream_info(stream)).state.messages:
+                    return f"{stream} not pulled yet"
+                continue
+            if info.num_pending or info.num_ack_pending:
+                return f"{stream}: {info.num_pending} to pull, {info.num_ack_pending} unacked"
+        return None if self._idle_now() else "deciding"  # woken while it looked
+
+    def _idle_now(self) -> bool:
+        return self._idle.is_set() and not self._wake.is_set()
+
     # --- the decision loop ------------------------------------------------------
 
     async def _loop(self) -> None:
         wake_at: float | None = None
         while not self._stopping:
+            if not self._wake.is_set():
+                self._idle.set()
             timeout = None if wake_at is None else max(0.0, wake_at - self.clock())
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout if timeout is None else min(timeout, 1.0))
+            self._idle.clear()
             self._wake.clear()
             wake_at = None
             # Not before the take-over has finished: until then `published_seq` may not
@@ -373,120 +395,52 @@ class Scheduler:
         return decision.wake_at
 
     async def _handle_inputs(self, inputs: list[tuple[str, Msg]], now: float) -> None:
-        """Turn commands and chat messages into events, many per round.
+        """Perform what ``inputs.plan_round`` decided for a round of commands and chat messages.
 
-        Ids are handed out in order across the batch (each input's ``created``
-        events still go out as one atomic batch of their own, guarded per id), and
-        the stores of all inputs are in flight together: one round trip, not one
-        per input.  An input whose request or message repeats within the batch
-        waits for the next round, where the log answers it idempotently.
+        The stores of all inputs are in flight together: one round trip, not one per input.
         """
-        next_id = self.state.max_id + 1
-        planned: list[_Planned] = []
-        seen: set[object] = set()
+        outcomes = plan_round(self.state, [Input("chat" if kind == "chat" else "command", msg.data)
+                                           for kind, msg in inputs], now, self.config, self.nc.max_payload)
         failure: BaseException | None = None
-        for kind, msg in inputs:
-            try:
-                p = await self._plan(kind, msg, now, next_id)
-            except Exception as exc:  # one input's trouble must not cost the others their round
-                log.warning("%s input %s not handled: %s", kind, msg.subject, exc)
-                failure = failure or exc
-                with contextlib.suppress(Exception):
-                    await msg.nak(delay=0.5)
-                continue
-            if p is None:
-                continue
-            if p.key in seen:
-                await msg.nak(delay=0.1)
-                continue
-            seen.add(p.key)
-            planned.append(p)
-            next_id += ids_taken(p.effects)
-        stored = await asyncio.gather(*(self.perform(p.effects) for p in planned), return_exceptions=True)
-        for p, result in zip(planned, stored, strict=True):
+        stores: list[tuple[Msg, Store]] = []
+        for (kind, msg), outcome in zip(inputs, outcomes, strict=True):
+            match outcome:
+                case Store():
+                    stores.append((msg, outcome))
+                case Later():
+                    await msg.nak(delay=0.1)
+                case DeadLetter():
+                    if outcome.undecodable:
+                        metrics.EVENTS_REJECTED.labels(subjects.CHAT if kind == "chat" else subjects.COMMANDS).inc()
+                    try:
+                        await bus.dead_letter(self.js, msg, outcome.origin, outcome.reason)
+                        if outcome.reply_to:  # the caller is waiting: tell it why, now
+                            await self.nc.publish(outcome.reply_to,
+                                                  encode(CommandReply(ok=False, error=outcome.reason)))
+                        await msg.ack()
+                    except Exception as exc:  # not parked: it comes back, the others keep their round
+                        failure = failure or exc
+                        with contextlib.suppress(Exception):
+                            await msg.nak(delay=0.5)
+                case Failed():
+                    log.warning("%s input %s not handled: %s", kind, msg.subject, outcome.error)
+                    failure = failure or outcome.error
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=0.5)
+        stored = await asyncio.gather(*(self.perform(p.effects) for _, p in stores), return_exceptions=True)
+        for (msg, p), result in zip(stores, stored, strict=True):
             if isinstance(result, BaseException):
                 # Not stored (NATS away, or another scheduler took the id): it comes back,
                 # and a caller still waiting gets the answer from the retry.
                 failure = failure or result
                 with contextlib.suppress(Exception):
-                    await p.msg.nak(delay=0.5)
+                    await msg.nak(delay=0.5)
                 continue
             if p.reply_to:
                 await self.nc.publish(p.reply_to, encode(p.reply))
-            await p.msg.ack()
+            await msg.ack()
         if failure is not None:
             raise failure
-
-    async def _plan(self, kind: str, msg: Msg, now: float, next_id: int) -> _Planned | None:
-        """What one input should store and answer; None when it was settled here (dead-lettered)."""
-        if kind == "chat":
-            try:
-                message = decode_chat(msg.data)
-            except msgspec.DecodeError as exc:
-                metrics.EVENTS_REJECTED.labels(subjects.CHAT).inc()
-                await bus.dead_letter(self.js, msg, "chat", f"undecodable message: {exc}")
-                await msg.ack()
-                return None
-            # An edit or deletion shares its message's key: pulled in the same round, it waits for its promise.
-            if isinstance(message, MessageDeleted):
-                effects = intake.deletion(self.state, message, now)
-                chat_key: tuple = ("chat", message.chat_id, min(message.message_ids, default=0))
-            elif isinstance(message, MessageEdited):
-                effects = intake.edit_for_message(self.state, message, now)
-                chat_key = ("chat", message.chat_id, message.message_id)
-            elif isinstance(message, MessagesSkipped):
-                effects = intake.summary_for_skipped(self.state, message, now, self.config, next_id)
-                chat_key = ("chat", message.chat_id, message.last_id)
-            else:
-                effects = intake.respond_for_message(self.state, message, now, self.config, next_id)
-                chat_key = ("chat", message.chat_id, message.message_id)
-            if too_big := self._too_big(effects):  # would be refused by NATS on every redelivery
-                await bus.dead_letter(self.js, msg, "chat", too_big)
-                await msg.ack()
-                return None
-            return _Planned(msg, effects, None, None, chat_key)
-        try:
-            command = command_decoder.decode(msg.data)
-        except msgspec.DecodeError as exc:
-            metrics.EVENTS_REJECTED.labels(subjects.COMMANDS).inc()
-            reason = f"undecodable command: {exc}"
-            await bus.dead_letter(self.js, msg, "command", reason)
-            if reply_to := _reply_to(msg.data):  # the caller is waiting: tell it why, now
-                await self.nc.publish(reply_to, encode(CommandReply(ok=False, error=reason)))
-            await msg.ack()
-            return None
-        match command:
-            case Submit():
-                effects, reply = intake.submit(self.state, command, now, self.config, next_id)
-                key: object = ("request", command.request_id)
-            case Cancel():
-                effects, reply = intake.cancel(self.state, command.id, now, command.reason, command.by)
-                key = ("cancel", command.id)
-            case Retry():
-                effects, reply = intake.retry(self.state, command.id, now, command.request_id, next_id)
-                key = ("request", command.request_id)
-            case Approve() | Reject():
-                answer = approval.approve if isinstance(command, Approve) else approval.reject
-                effects, reply = answer(self.state, command.id, now, command.by, command.reason)
-                key = ("approval", command.id)
-            case Schedule():
-                effects, reply = schedules.create(self.state, command, now, self.config, next_id)
-                key = ("request", command.request_id)
-            case ScheduleChange():
-                effects, reply = schedules.change(self.state, command, now)
-                key = ("schedule", command.id)
-        if too_big := self._too_big(effects):  # refuse now rather than fail on every redelivery
-            effects, reply = [], CommandReply(ok=False, error=too_big)
-        return _Planned(msg, effects, reply, command.reply_to, key)
-
-    def _too_big(self, effects: list[Effect]) -> str | None:
-        """Why an event of these effects cannot be stored (over NATS's max payload), or None."""
-        limit = self.nc.max_payload - 1024  # room for the headers
-        for e in effects:
-            if isinstance(e, Publish) and (size := len(encode(e.event))) > limit:
-                return (f"the request is too big: promise #{e.event.id} would be {size} bytes, "
-                        f"over the limit of {limit}; keep task input smaller")
-        return None
 
     async def perform(self, effects: list[Effect]) -> None:
         """Store events (in order), then hand out the work they announce."""
@@ -572,12 +526,3 @@ class Scheduler:
                             metrics.CONSUMER_ACK_PENDING.labels(stream, info.name).set(info.num_ack_pending or 0)
             await asyncio.sleep(every)
 
-
-def _reply_to(data: bytes) -> str | None:
-    """The reply subject of a command that does not decode, if it names one at all."""
-    try:
-        raw = msgspec.json.decode(data)
-    except (msgspec.DecodeError, RecursionError):  # e.g. 100,000 nested brackets
-        return None
-    reply_to = raw.get("reply_to") if isinstance(raw, dict) else None
-    return reply_to if isinstance(reply_to, str) and reply_to.startswith("_INBOX.") else None

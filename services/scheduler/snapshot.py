@@ -32,7 +32,7 @@ FORMAT = 1
 NAME = "scheduler"  # the object's name in the snapshot bucket
 
 # Any edit to these files makes older snapshots unusable: one full replay, never a wrong state.
-FOLD = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (projection, events))).hexdigest()[:16]
+FOLD = hashlib.sha256(b"".join(Path(m.__file__ or "").read_bytes() for m in (projection, events))).hexdigest()[:16]
 
 
 class SnapshotError(Exception):

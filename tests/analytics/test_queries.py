@@ -76,6 +76,8 @@ def test_the_doc_names_every_query_the_tests_check():
         "promises_by_state", "slowest_types", "failure_rate_per_type_per_day", "retries_per_promise",
         "queue_wait_per_type", "p95_attempt_duration_per_type", "chats_with_most_promises",
         "caught_up_messages_per_day", "dlq_reasons", "executor_load", "promise_story",
+        # answered on a history with spend in test_spend_views.py
+        "spend_per_day", "spend_per_chat_and_user", "spend_per_plan", "costliest_promises",
     }
 
 

@@ -22,7 +22,7 @@ from schemas.events import (
 from valor import analytics, bus, spend
 from valor.client import ValorClient
 
-from .conftest import cli_rows
+from .conftest import cli_rows, doc_queries
 
 DAY = dt.datetime(2026, 5, 14, 12, tzinfo=dt.UTC).timestamp()
 
@@ -105,3 +105,26 @@ async def test_the_spend_views_sum_what_valor_usage_sums_from_the_same_log(nc, j
     # The DuckDB CLI users read the file with (another DuckDB version) reads the same views.
     assert [(r["promise_id"], r["attempt"], r["cost_usd"]) for r in cli_rows(duckdb_cli, db, "SELECT * FROM v_spend ORDER BY promise_id, attempt")
             ] == [(r["promise_id"], r["attempt"], r["cost_usd"]) for r in got]
+
+
+async def test_the_documented_spend_queries_answer_what_valor_usage_sums(nc, js, tmp_path):
+    for n, e in enumerate(HISTORY):
+        await bus.publish_event(js, e, f"spend-query-{n}")
+    db = tmp_path / "spend.duckdb"
+    await analytics.sync(nc, db)
+    want = spend.totals(spend.charges((await ValorClient(nc).projection()).promises.values()))
+    queries = doc_queries()
+
+    def r4(t: spend.Total) -> float:
+        return round(t.usd, 4)
+
+    assert [(r["day"].isoformat(), r["attempts"], r["cost_usd"]) for r in rows(db, queries["spend_per_day"])] == \
+        [(day, t.attempts, r4(t)) for day, t in sorted(want.by_day.items())] == \
+        [("2026-05-13", 1, 1.2345), ("2026-05-14", 3, 0.3711)]
+    assert [(r["chat_id"], r["user_id"], r["cost_usd"]) for r in rows(db, queries["spend_per_chat_and_user"])] == \
+        [(8, None, 1.2345), (7, 42, 0.3711)]
+    assert r4(want.by_chat[7]) == r4(want.by_user[42]) == 0.3711
+    assert [(r["plan_id"], r["promises"], r["attempts"], r["cost_usd"])
+            for r in rows(db, queries["spend_per_plan"])] == [(1, 2, 3, r4(want.by_plan[1]))]
+    assert [(r["promise_id"], r["cost_usd"], r["estimated"]) for r in rows(db, queries["costliest_promises"])] == \
+        [(pid, r4(t), est) for (pid, t), est in zip(want.top(10), (False, True, True), strict=True)]

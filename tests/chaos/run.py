@@ -16,8 +16,10 @@ log alone: every promise terminal, one terminal result each, one respond
 promise per message, at most one terminal notice per promise, no attempt
 dispatched without an owner, no dependent started early.  The harness adds
 what only it knows: every message said in the chat reached CHAT, every
-submitted task was created, WORK is empty, and the fake Telegram never got the
-same notice twice.
+submitted task was created, WORK is empty, the fake Telegram never got the
+same notice twice, and no request whose edit was taken ran its old text.
+Some chat messages are edited or deleted soon after they are sent (before
+or after their answer started: decision 50's rules are checked either way).
 """
 
 from __future__ import annotations
@@ -36,7 +38,15 @@ from pathlib import Path
 
 from schemas import subjects
 from schemas.commands import NewPromise, Submit
-from schemas.events import Created, decode_message, encode
+from schemas.events import (
+    Created,
+    InputEdited,
+    MessageDeleted,
+    MessageReceived,
+    RequestDeleted,
+    decode_chat,
+    encode,
+)
 from valor import bus
 from valor.client import ValorClient
 from valor.natsserver import NatsCluster
@@ -79,6 +89,12 @@ class Figures:
     submitted: int = 0
     messages_said: int = 0
     messages_stored: int = 0
+    messages_edited: int = 0
+    messages_deleted: int = 0
+    edits_seen: Counter = field(default_factory=Counter)  # input_edited: taken / too late
+    deletions_seen: Counter = field(default_factory=Counter)  # request_deleted: cancelled / too late
+    responds: int = 0  # respond promises in the log
+    answered: int = 0  # of them, those that promised their echo (not cancelled by a deletion)
     events: int = 0
     full_stops: int = 0
     partitions: int = 0
@@ -97,6 +113,11 @@ class Figures:
                  ("NATS node partitioned (SIGSTOP/SIGCONT)", self.partitions),
                  ("exited on their own, restarted", sum(self.exits.values())),
                  ("tasks submitted", self.submitted), ("chat messages said", self.messages_said),
+                 ("chat messages edited", self.messages_edited),
+                 ("  edits taken / too late", f"{self.edits_seen['taken']}/{self.edits_seen['too late']}"),
+                 ("chat messages deleted", self.messages_deleted),
+                 ("  deletions cancelling / too late",
+                  f"{self.deletions_seen['cancelled']}/{self.deletions_seen['too late']}"),
                  ("chat messages on CHAT", self.messages_stored), ("promises in the log", self.promises),
                  ("events in the log", self.events), ("seconds", round(self.seconds))]
         rows += [(f"violations: {name}", len(found)) for name, found in self.violations.items()]
@@ -191,8 +212,16 @@ class Chaos:
                 await self._submit(plan)
             else:
                 self.said += 1
-                self.world.say(USERS[self.said % len(USERS)], workload.chat_text(self.rng, self.said))
+                chat, text = USERS[self.said % len(USERS)], workload.chat_text(self.rng, self.said)
+                message_id = self.world.say(chat, text)
                 self.figures.messages_said += 1
+                if change := workload.chat_change(self.rng):  # soon after: before or after it started
+                    await asyncio.sleep(self.rng.uniform(0.0, 0.4))
+                    if change == "edit" and self.world.edit(chat, message_id, text + workload.EDITED):
+                        self.figures.messages_edited += 1
+                    elif change == "delete":
+                        self.world.delete(chat, message_id)
+                        self.figures.messages_deleted += 1
             await asyncio.sleep(over / max(len(items), 1))
 
     async def _submit(self, plan: list[NewPromise]) -> None:
@@ -349,12 +378,15 @@ class Chaos:
                 messages = await self._stored_messages()
                 found = check_log(events, messages)
                 created = sum(1 for _, e in events if isinstance(e, Created) and e.request_id in self.requests)
-                done = (created == self.figures.submitted and len(messages) >= self.said
+                stored = {(m.chat_id, m.message_id) for m in messages}
+                unread = [m for c, ids in self.world.inbound_ids().items() for m in ids if (c, m) not in stored]
+                done = (created == self.figures.submitted and not unread  # a deleted one may never be read
                         and not found["promise not terminal"] and not found["terminal notice missing"]
-                        and not found["message without exactly one respond promise"])
+                        and not found["message without exactly one respond promise"]
+                        and not found["edit unanswered"])
                 if done:
                     return
-                why = (f"{created}/{self.figures.submitted} created, {len(messages)}/{self.said} messages, "
+                why = (f"{created}/{self.figures.submitted} created, {len(unread)} messages unread, "
                        f"{len(found['promise not terminal'])} open, {len(found['terminal notice missing'])} unnoticed")
             except Exception as exc:
                 why = f"{type(exc).__name__}: {exc}"
@@ -363,15 +395,18 @@ class Chaos:
                 return
             await asyncio.sleep(1.0)
 
-    async def _stored_messages(self) -> list:
+    async def _stored_messages(self, kind: type = MessageReceived) -> list:
+        """What CHAT holds of ``kind`` (messages by default; deletions for the harness's check)."""
         js = self.nc.jetstream()
         info = await js.stream_info(subjects.CHAT)
         out = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             try:
-                out.append(decode_message((await js.get_msg(subjects.CHAT, seq)).data))
+                event = decode_chat((await js.get_msg(subjects.CHAT, seq)).data)
             except Exception:
                 continue
+            if isinstance(event, kind):
+                out.append(event)
         return out
 
     async def _judge(self) -> None:
@@ -379,18 +414,32 @@ class Chaos:
         events = await client.events()
         messages = await self._stored_messages()
 
+        deleted = {e.id for _, e in events if isinstance(e, RequestDeleted) and e.cancelled}
+
         def expected(spec: Created) -> str | None:
             if spec.request_id in self.requests:
                 return workload.expected_state(spec.name)
+            if spec.id in deleted:
+                return "cancelled"  # its message was deleted before it started
             return "succeeded"  # respond promises and the echo each one promises
 
         found = check_log(events, messages, expected)
         found.update(self._harness_checks(events, messages))
+        found["deletion stored, its request not told"] = self._deletions_untold(
+            events, await self._stored_messages(MessageDeleted))
         found["work left in WORK"] = await self._work_left()
         self.figures.violations = found
         self.figures.events = len(events)
         self.figures.promises = len({e.id for _, e in events if isinstance(e, Created)})
         self.figures.messages_stored = len(messages)
+        responds = [e for _, e in events if isinstance(e, Created) and e.task == "respond"]
+        self.figures.responds = len(responds)
+        self.figures.answered = sum(1 for e in responds if e.id not in deleted)
+        for _, e in events:
+            if isinstance(e, InputEdited):
+                self.figures.edits_seen["taken" if e.applied else "too late"] += 1
+            elif isinstance(e, RequestDeleted):
+                self.figures.deletions_seen["cancelled" if e.cancelled else "too late"] += 1
 
     def _harness_checks(self, events, messages) -> dict[str, list[str]]:
         stored = {(m.chat_id, m.message_id) for m in messages}
@@ -402,8 +451,26 @@ class Chaos:
         # What Telegram saw: the same notice twice in reply to one message means one was sent twice.
         sent = Counter((m["chat_id"], m["reply_to"], m["text"]) for m in self.world.sent())
         twice = [f"{n} x in chat {c}, reply to {r}: {t[:60]!r}" for (c, r, t), n in sent.items() if n > 1]
+        # An edit taken before the request started: what ran is the new text, never the old.
+        taken = {e.id for _, e in events if isinstance(e, InputEdited) and e.applied}
+        old_ran = [f"#{e.id} (of #{e.parent_id}) ran {e.input!r} after its request's edit was taken"
+                   for _, e in events if isinstance(e, Created) and e.parent_id in taken
+                   and workload.EDITED not in str(e.input)]
         return {"message said, lost before CHAT": lost, "submitted task not created": missing,
-                "notice sent twice to Telegram": twice}
+                "notice sent twice to Telegram": twice, "edit taken, old text ran": old_ran}
+
+    @staticmethod
+    def _deletions_untold(events, deletions) -> list[str]:
+        """Every deletion ingest stored reaches the request of each message it names (private chats: by id)."""
+        responds = {(e.chat_id, e.message_id): e.id for _, e in events if isinstance(e, Created) and e.task == "respond"}
+        told = {e.id for _, e in events if isinstance(e, RequestDeleted)}
+        out = []
+        for d in deletions:
+            for m in d.message_ids:
+                for (chat, message), pid in responds.items():
+                    if message == m and chat in ((d.chat_id,) if d.chat_id else USERS) and pid not in told:
+                        out.append(f"message {chat}/{m} deleted, #{pid} not told")
+        return out
 
     async def _work_left(self) -> list[str]:
         js = self.nc.jetstream()

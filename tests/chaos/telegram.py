@@ -34,7 +34,7 @@ class World:
 
     users: list[int]
     history: dict[int, list[dict]] = field(default_factory=dict)  # chat -> messages, both directions
-    updates: list[dict] = field(default_factory=list)  # inbound messages, in order (the live feed)
+    updates: list[dict] = field(default_factory=list)  # inbound messages, edits, deletions, in order (the live feed)
     next_id: int = 100
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -49,8 +49,24 @@ class World:
         """The user of a private chat writes to Valor; returns the message id."""
         with self.lock:
             message = self._new(chat_id, chat_id, text, None)
-            self.updates.append(message)
+            self.updates.append(dict(message))  # the update keeps the text as sent; history shows edits
             return message["id"]
+
+    def edit(self, chat_id: int, message_id: int, text: str) -> bool:
+        """The user edits a message (history reads the new text); False when it is gone."""
+        with self.lock:
+            m = next((m for m in self.history.get(chat_id, []) if m["id"] == message_id), None)
+            if m is None:
+                return False
+            m.update(text=text, edit_date=time.time())
+            self.updates.append(dict(m, kind="edit"))
+            return True
+
+    def delete(self, chat_id: int, message_id: int) -> None:
+        """The user deletes a message: gone from history; the update names no chat, as for a user account."""
+        with self.lock:
+            self.history[chat_id] = [m for m in self.history.get(chat_id, []) if m["id"] != message_id]
+            self.updates.append({"kind": "deleted", "chat_id": chat_id, "ids": [message_id]})
 
     def inbound_ids(self) -> dict[int, list[int]]:
         with self.lock:
@@ -147,6 +163,7 @@ def telethon_message(m: dict, users: dict[int, types.User]) -> types.Message:
     message = types.Message(
         id=m["id"], peer_id=types.PeerUser(m["chat_id"]), from_id=types.PeerUser(m["sender_id"]),
         date=datetime.fromtimestamp(m["date"], UTC), message=m["text"], out=m["out"],
+        edit_date=datetime.fromtimestamp(m["edit_date"], UTC) if m.get("edit_date") else None,
         reply_to=types.MessageReplyHeader(reply_to_msg_id=m["reply_to"]) if m["reply_to"] else None)
 
     class Shim:  # what Message._finish_init reads from a client
@@ -186,8 +203,21 @@ class RemoteInbound(Remote):
             self._user(m["chat_id"])
             yield telethon_message(m, self.users)
 
-    async def listen(self, on_message, on_edit=None, on_deleted=None) -> None:  # no edits or deletions here
+    async def listen(self, on_message, on_edit=None, on_deleted=None, on_gap=None) -> None:
         top = await self.call("updates_top")  # what happened before we listened is history's job
+
+        async def deliver(m: dict) -> None:
+            kind = m.get("kind")
+            if kind == "deleted":
+                if on_deleted is not None:
+                    await on_deleted(None, m["ids"])
+                return
+            self._user(m["chat_id"])
+            if kind == "edit":
+                if on_edit is not None:
+                    await on_edit(telethon_message(m, self.users))
+                return
+            await on_message(telethon_message(m, self.users))
 
         async def poll(after: int) -> None:
             while True:
@@ -196,8 +226,7 @@ class RemoteInbound(Remote):
                 except ConnectionError:
                     fresh = []
                 for m in fresh:
-                    self._user(m["chat_id"])
-                    await on_message(telethon_message(m, self.users))
+                    await deliver(m)
                     after += 1
                 await asyncio.sleep(POLL_EVERY)
 

@@ -2,7 +2,8 @@
 
 A task named ``doomed…`` fails for good (its retries run out); one named
 ``victim…`` depends on a doomed task and must end cancelled; every other task
-must succeed, retries included (``flaky…`` fails once, then succeeds).
+must succeed, retries included (``flaky…`` fails once, then succeeds).  Some
+chat messages are edited (``EDITED`` appended) or deleted soon after they are sent.
 """
 
 from __future__ import annotations
@@ -68,3 +69,12 @@ def plans(rng: random.Random, n_promises: int) -> list[list[T]]:
 
 def chat_text(rng: random.Random, n: int) -> str:
     return f"/do echo chaos message {n}"
+
+
+EDITED = " (edited)"
+
+
+def chat_change(rng: random.Random) -> str | None:
+    """What the sender does to a message soon after sending it: edit it (1 in 5), delete it (1 in 10), or nothing."""
+    roll = rng.random()
+    return "edit" if roll < 0.2 else "delete" if roll < 0.3 else None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from telethon import events, types
-from telethon.errors import FloodWaitError, RPCError
+from telethon.errors import BotMethodInvalidError, FloodWaitError, RPCError
 
 from services.notifier.transport import Sent
 
@@ -66,6 +66,7 @@ class FakeTelegram:
     listeners: list = field(default_factory=list)
     edit_listeners: list = field(default_factory=list)
     delete_listeners: list = field(default_factory=list)
+    gap_listeners: list = field(default_factory=list)
     next_id: int = 100
     files: dict[int, bytes] = field(default_factory=dict)  # photo or document id -> its bytes
     downloads: list[int] = field(default_factory=list)  # message ids whose media was downloaded
@@ -160,6 +161,11 @@ class FakeTelegram:
             for listener in list(self.delete_listeners):
                 await listener(chat_id if chat_known else None, list(message_ids))
 
+    async def reports_gap(self, chat_id: int | None = None) -> None:
+        """Telegram answers the catch-up with a "difference too long": the account's (None) or a channel's."""
+        for listener in list(self.gap_listeners):
+            await listener(chat_id)
+
     def _event(self, message, kind=events.NewMessage.Event):
         event = kind(message)
         event._entities = self._entities()
@@ -208,8 +214,10 @@ class FakeInbound:
     async def connect(self) -> None:
         self.world._call("connect")
 
-    async def listen(self, on_message, on_edit=None, on_deleted=None) -> None:
+    async def listen(self, on_message, on_edit=None, on_deleted=None, on_gap=None) -> None:
         self.world.listeners.append(on_message)
+        if on_gap is not None:
+            self.world.gap_listeners.append(on_gap)
         if on_edit is not None:
             self.world.edit_listeners.append(on_edit)
         if on_deleted is not None:
@@ -222,6 +230,8 @@ class FakeInbound:
 
     async def dialogs(self, limit: int):
         self.world._call("dialogs")
+        if self.world.bot:
+            raise BotMethodInvalidError(request=None)
         chats = [c for c, msgs in self.world.history.items() if msgs][:limit]
         return [(c, self.world.users.get(c) if c > 0 else self.world.groups[c]) for c in chats]
 
@@ -252,6 +262,7 @@ class FakeInbound:
         self.world.listeners.clear()
         self.world.edit_listeners.clear()
         self.world.delete_listeners.clear()
+        self.world.gap_listeners.clear()
 
 
 class FakeTransport:

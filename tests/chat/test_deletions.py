@@ -59,3 +59,12 @@ async def test_deleting_a_waiting_request_cancels_it_and_a_started_one_runs_on(j
     cancelled_note = [s for s in world.messages_to(ALICE) if f"#{by_message[waiting.id].id}" in s.text]
     assert cancelled_note and all(s.reply_to is None for s in cancelled_note)  # nothing to reply to
     assert not [r for r in world.reactions if r[1] == waiting.id]
+
+
+def test_a_deletion_naming_no_chat_waits_a_round_for_a_message_of_its_round_with_one_of_its_ids():
+    from services.scheduler.inputs import _deletes_one_of
+
+    seen = {("chat", 504, 120), ("req", "x")}  # a message stored in this round, and a command
+    assert _deletes_one_of(("chat", 0, (119, 120)), seen)  # the chaos suite found it cancelling nothing
+    assert not _deletes_one_of(("chat", 0, (121,)), seen)
+    assert not _deletes_one_of(("chat", 504, 120), seen)  # one naming its chat shares the message's key instead

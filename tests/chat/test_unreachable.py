@@ -38,6 +38,34 @@ def test_telegrams_refusals_for_good_are_told_apart_from_failures_worth_retrying
     assert unreachable(ConnectionError("offline")) is None
 
 
+def test_status_lists_a_chat_that_refused_until_a_request_comes_from_it_also_after_a_snapshot():
+    from schemas.events import Created
+    from services.scheduler.projection import Projection
+    from services.scheduler.readmodel import ReadIndex
+    from valor.render import status_text
+
+    state = Projection()
+    index = ReadIndex(state)
+
+    def fold(*events):
+        for event in events:
+            state.apply(event)
+            index.touch(event)
+
+    fold(Created(id=1, title="a", task="respond", chat_id=ALICE, message_id=10, at=1.0),
+         Created(id=2, title="b", task="respond", chat_id=GROUP, message_id=11, at=1.0),
+         NoticeFailed(id=1, kind="terminal", chat_id=ALICE, reason="UserIsBlockedError", at=2.0),
+         NoticeFailed(id=2, kind="terminal", chat_id=GROUP, reason="x", unsent=True, at=2.0))  # only followed one
+    assert index.unreachable() == {ALICE: "UserIsBlockedError"} == ReadIndex(state).unreachable()  # rebuilt too
+    fold(Created(id=3, title="job", task="echo", chat_id=ALICE, message_id=10, at=3.0))
+    assert index.unreachable() == {ALICE: "UserIsBlockedError"}  # spawned by the old request: no word from her
+    text = status_text({"server": {"url": "u", "name": "n", "version": "v"}, "scheduler": "s", "executors": {},
+                        "streams": {}, "promises": {}, "unreachable": {str(ALICE): "UserIsBlockedError"}})
+    assert f"unreachable chat {ALICE} (UserIsBlockedError)" in text
+    fold(Created(id=4, title="c", task="respond", chat_id=ALICE, message_id=12, at=4.0))
+    assert index.unreachable() == {} == ReadIndex(state).unreachable()
+
+
 def test_the_board_closes_a_chat_on_a_refusal_and_opens_it_on_the_next_request_from_it():
     from schemas.events import Created
 
@@ -75,6 +103,7 @@ async def test_a_blocked_chat_is_refused_once_per_notice_while_a_healthy_chat_ke
     assert [e.reason for e in failed if not e.unsent] == ["UserIsBlockedError"]  # Telegram was asked once
     assert world.calls.count(f"refused:{ALICE}") == 1
     assert not [e for e in notices(events) if e.chat_id == ALICE]
+    assert (await engine.overview())[1] == {ALICE: "UserIsBlockedError"}  # what `valor status` and the page show
 
     # A restarted notifier remembers the chat is closed and sends nothing there, asking Telegram nothing.
     await notifier.stop()
@@ -89,3 +118,4 @@ async def test_a_blocked_chat_is_refused_once_per_notice_while_a_healthy_chat_ke
     state, events = await until_settled(engine, notifier, chats_born=2 * 2 + 3 + 1)
     assert [s.reply_to for s in world.messages_to(ALICE)] == [asked.id]
     assert len(refusals(events)) == len(failed)
+    assert (await engine.overview())[1] == {}

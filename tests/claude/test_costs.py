@@ -7,6 +7,7 @@ them (``total_cost_usd``); what streamed after its last ``result`` is priced by
 
 import msgspec
 import pytest
+from prometheus_client import REGISTRY
 
 from schemas.commands import WorkItem
 from schemas.events import AttemptFailed, AttemptStopped, Cancelled, Succeeded
@@ -26,17 +27,26 @@ from .test_claude_code import claude_running_in, run, until
 pytestmark = pytest.mark.timeout(INSTALL_TIMEOUT + 60)
 
 
+def sample(name, **labels):
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def write(workspace, name="a.txt"):
     return tool_use("Write", {"file_path": str(workspace / name), "content": "hi\n"})
 
 
 async def test_a_success_records_the_clis_own_cost_and_tokens(js, claude_env, claude_executor, workspace):
     claude_env.script(write(workspace), text("Wrote it."))
+    usd, tokens = sample("valor_spend_usd_total", type="code"), sample("valor_spend_tokens_total", type="code",
+                                                                       kind="input")
     events = await run(js, claude_executor, WorkItem(id=21, attempt=1, task="code", title="Write", timeout=60))
     done = events[-1]
     assert isinstance(done, Succeeded)
     assert done.evidence.cost_usd == done.result["cost_usd"] > 0 and not done.evidence.cost_estimated
     assert done.evidence.tokens.input > 0 and done.evidence.tokens.output > 0
+    # Prometheus counts it by type, as recorded (the log stays the truth: decision 47).
+    assert sample("valor_spend_usd_total", type="code") - usd == pytest.approx(done.evidence.cost_usd)
+    assert sample("valor_spend_tokens_total", type="code", kind="input") - tokens == done.evidence.tokens.input
 
 
 async def test_a_failure_records_what_was_spent_before_it(claude_env, workspace):

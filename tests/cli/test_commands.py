@@ -383,3 +383,15 @@ def test_the_console_script_reports_unreachable_nats_without_a_traceback():
                           timeout=20)
     assert done.returncode == 3
     assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_usage_takes_a_chat_and_a_since_and_refuses_a_since_it_cannot_read(valor):
+    # The shared stack's echo tasks spend nothing: the words and the exit codes are what is checked here
+    # (the sums are scheduler/test_spend_restart.py's and test_spend.py's).
+    shown = valor("usage", "--chat", "424242", "--since", "7d")
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.splitlines()[:2] == ["Today: $0.00 (0 attempts, 0 tokens)", "Since then: $0.00 (0 attempts, 0 tokens)"]
+    as_json = json.loads(valor("usage", "--chat", "424242", "--since", "2026-01-01", "--json").stdout)
+    assert as_json["total"]["attempts"] == 0 and as_json["by_chat"] == {}
+    bad = valor("usage", "--since", "last tuesday")
+    assert bad.exit_code == 2 and "--since: 'last tuesday' is neither a day" in bad.stderr

@@ -4,9 +4,10 @@ import msgspec
 import pytest
 
 from schemas.commands import NewPromise, RespondCommand
-from schemas.events import Created, Dispatched, Evidence, Started, Succeeded
+from schemas.events import BudgetAdjusted, Created, Dispatched, Evidence, Started, Succeeded
 from services.executor.respond import commands
 from services.executor.respond.commands import answer, parse, parse_duration, parse_id
+from services.executor.respond.view import chat_view
 from valor.config import DEFAULT
 from valor.config import parse as parse_config
 
@@ -369,7 +370,7 @@ def test_budget_says_what_is_left_of_this_chats_budgets():
     assert answer(asked, view_of(*spent), BUDGETS).reply == (
         "This chat's daily budget of $5.00: $1.25 spent, $3.75 left today\n"
         "This chat's monthly budget of $40.00: $1.25 spent, $38.75 left this month")
-    assert say("/budget", view_of()).reply == "No budget is set for this chat ([budgets] in valor.toml)."
+    assert say("/budget", view_of()).reply == "No budget is set for this chat or for you ([budgets] in valor.toml)."
 
 
 def test_an_owner_raises_or_resets_the_budget_and_anyone_else_is_told_who_may():
@@ -381,3 +382,45 @@ def test_an_owner_raises_or_resets_the_budget_and_anyone_else_is_told_who_may():
     guest = answer(msgspec.structs.replace(message("/budget +5"), sender_id=2), view_of(), BUDGETS)
     assert (guest.reply, guest.commands) == ("Only an owner ([budgets] owners in valor.toml) can change a budget.", [])
     assert say("/budget lots", view_of(), BUDGETS).reply.startswith("'lots' is not an amount. Usage: /budget")
+
+
+# --- /usage and a user's own budget, across chats (decisions 47, 49) ------------------------------------
+
+def _spent(pid, task, chat, usd, parent=None, sender=None):
+    asked = {"chat_id": chat, "message_id": pid, "sender_id": sender, "text": "x"} if sender else "x"
+    return [Created(at=NOON - 7200, id=pid, title="t", task=task, chat_id=chat, parent_id=parent, input=asked),
+            Dispatched(at=NOON - 7199, id=pid, attempt=1), Started(at=NOON - 7198, id=pid, attempt=1),
+            Succeeded(at=NOON - 3600, id=pid, attempt=1, evidence=Evidence(cost_usd=usd))]
+
+
+def _user_view():
+    """Ana (user 1) asked here for a code task ($1.25, its respond $0.02), and in chat 99 for $0.50."""
+    events = [*_spent(10, "respond", CHAT, 0.02, sender=1), *_spent(12, "code", CHAT, 1.25, parent=10),
+              *_spent(20, "respond", 99, 0.5, sender=1), *_spent(30, "respond", 99, 9.0, sender=2)]
+    return chat_view(list(enumerate(events, 1)), CHAT, user_id=1)
+
+
+def test_usage_reports_this_chat_and_what_the_sender_spent_in_every_chat():
+    asked = msgspec.structs.replace(message("/usage"), at=NOON)
+    assert answer(asked, _user_view(), DEFAULT).reply == (
+        "Today: $1.27 (2 attempts, 0 tokens)\nThis month: $1.27 (2 attempts, 0 tokens)\n"
+        "By type: code $1.25, respond $0.02\nTop: #12 $1.25, #10 $0.02\n"
+        "Yours, in 2 chats: $1.77 today, $1.77 this month")
+
+
+def test_budget_and_usage_show_the_senders_own_budgets_counted_across_chats():
+    config = parse_config("[budgets]\nchat_daily = 5.0\nuser_daily = 2.0\nuser_monthly = 10\nowners = [1]\n")
+    asked = msgspec.structs.replace(message("/budget"), at=NOON)
+    mine = ("This chat's daily budget of $5.00: $1.27 spent, $3.73 left today\n"
+            "Your daily budget of $2.00: $1.77 spent, $0.23 left today\n"
+            "Your monthly budget of $10.00: $1.77 spent, $8.23 left this month")
+    assert answer(asked, _user_view(), config).reply == mine
+    usage = answer(msgspec.structs.replace(asked, text="/usage"), _user_view(), config).reply
+    assert usage.endswith("Yours, in 2 chats: $1.77 today, $1.77 this month\n" + mine)
+    # An owner's raise of user 1's budget, recorded in the other chat, counts here too.
+    raised = BudgetAdjusted(at=NOON - 60, id=20, scope="user", target=1, period="day", add=3.0, request_id="b:20:0:day")
+    view = chat_view(list(enumerate([*_spent(10, "respond", CHAT, 0.02, sender=1), *_spent(20, "respond", 99, 0.5,
+                                                                                            sender=1), raised], 1)),
+                     CHAT, user_id=1)
+    assert "Your daily budget of $2.00 + $3.00 added: $0.52 spent, $4.48 left today" in \
+        answer(asked, view, config).reply

@@ -16,6 +16,7 @@ from services.executor.respond.reply import NO_RECORDED_RESULT
 from services.executor.worker import Executor
 from tests.executor.helpers import last, put_work
 from tests.fakes.anthropic_api import FakeAnthropic, error, text, tool_use
+from valor import spend
 from valor.config import DEFAULT, parse
 
 from .helpers import CHAT, failed_after_retries, message, running, succeeded
@@ -363,3 +364,29 @@ async def test_pause_and_delete_a_schedule_of_this_chat_but_not_of_another(respo
         and "#31" not in listed["content"]
     assert (paused["is_error"], refused["is_error"]) == (False, True)
     assert refused["content"] == "There is no schedule #31 in this chat; /schedules lists them."
+
+
+async def test_the_agents_own_model_calls_are_recorded_on_the_respond_promise_and_capped(responder, fake, js, nc):
+    """Decision 47: each Messages API call's usage, priced at list price, rides on the respond attempt's end."""
+    ex = Executor(nc, ["default"], 1, handlers={"respond": responder}, executor_id="respond-spend",
+                  fetch_timeout=0.2, heartbeat_interval=0.2)
+    await ex.start()
+    try:
+        fake.script(tool_use("list_promises", {}), text("Nothing is running."))
+        msg = msgspec.to_builtins(message("what is running?", message_id=300))
+        await put_work(js, WorkItem(id=30, attempt=1, task="respond", input=msg, chat_id=CHAT))
+        await ex.run_until_idle(quiet=0.1)
+        done = await last(js, 30, "succeeded")
+        ev = done.evidence
+        assert ev.turns == 2 and ev.cost_estimated and ev.tokens.input > 0 and ev.tokens.output > 0
+        assert ev.cost_usd == pytest.approx(spend.estimate("claude-sonnet-4-6", ev.tokens))
+
+        # A cap below one call's price stops the answer after that call, for good.
+        fake.script(tool_use("list_promises", {}), text("never reached"))
+        await put_work(js, WorkItem(id=31, attempt=1, task="respond", input=msg, chat_id=CHAT, max_cost=1e-6))
+        await ex.run_until_idle(quiet=0.1)
+        failed = await last(js, 31, "attempt_failed")
+        assert failed.retryable is False and failed.error.startswith("stopped at its cost cap of $0.0000")
+        assert failed.evidence.turns == 1 and failed.evidence.cost_usd > 1e-6
+    finally:
+        await ex.stop(grace=1)

@@ -11,7 +11,6 @@ import time
 import pytest
 
 from schemas import subjects
-from schemas.commands import NewPromise
 from schemas.events import Dispatched, MessageReceived, encode
 from valor import bus
 from valor.client import CommandRefused, ValorClient
@@ -45,14 +44,6 @@ async def eventually(nc, ok, what: str, timeout: float = 15.0):
     return state
 
 
-async def decided_since(nc, js) -> None:
-    """Returns once the leader has made a decision round after everything stored so far:
-    a promise submitted now is handed out, and decisions see all that is ready at once."""
-    ids = await ValorClient(nc).submit(NewPromise(title="a marker"))
-    [item] = await take_work(js)
-    assert item.id == ids["0"]
-
-
 async def states(nc, ids: dict[str, int]) -> dict[str, str]:
     state = await ValorClient(nc).projection()
     return {name: state.promises[pid].state for name, pid in ids.items()}
@@ -68,7 +59,7 @@ async def test_a_held_plan_runs_only_once_approved_from_the_cli(nc, js, started)
     await until(lambda: leader.leader, "the lease")
     await announce(js, queues=("default", "respond", "code"))
     ids = await held_plan(nc, js)
-    await decided_since(nc, js)
+    await leader.drain()  # every event folded, and a decision round since found nothing to hand out
     assert await states(nc, ids) == {"write": "awaiting_approval", "check": "awaiting_approval"}
     await never_dispatched(nc, ids)
 
@@ -92,7 +83,7 @@ async def test_a_rejected_plan_ends_cancelled_naming_the_refusal(nc, js, started
     for pid in ids.values():
         assert (state.promises[pid].state, state.promises[pid].error) == (
             "cancelled", "plan rejected by the operator: not today")
-    await decided_since(nc, js)
+    await leader.drain()
     await never_dispatched(nc, ids)
 
 
@@ -111,7 +102,7 @@ async def test_a_plan_still_awaits_approval_after_a_scheduler_restart_and_runs_w
     second = await started(config=RULES, snapshot_every=0)
     await until(lambda: second.leader, "the lease")
     assert list(second.state.awaiting) == [(second.state.promises[pid].spec.approve_by, pid) for pid in ids.values()]
-    await decided_since(nc, js)
+    await second.drain()
     assert await states(nc, ids) == {"write": "awaiting_approval", "check": "awaiting_approval"}
     await never_dispatched(nc, ids)
 
@@ -139,7 +130,7 @@ async def test_after_a_leader_failover_the_plan_still_waits_and_the_new_leader_e
     await first._step_down()
     first.lease.revision = None
     await until(lambda: second.leader, "the standby taking over", timeout=10)
-    await decided_since(nc, js)
+    await second.drain()
     assert await states(nc, ids) == {"write": "awaiting_approval", "check": "awaiting_approval"}
     await never_dispatched(nc, ids)
 

@@ -14,7 +14,7 @@ from valor import bus
 from valor.client import ValorClient
 from valor.config import parse
 
-from .test_approval_service import decided_since, eventually, never_dispatched
+from .test_approval_service import eventually, never_dispatched
 from .test_service import announce, take_work
 from .test_snapshot_restart import until
 
@@ -55,7 +55,7 @@ async def test_a_spent_budget_holds_the_next_plan_saying_what_is_left_until_an_o
     assert held.state == "awaiting_approval"
     assert held.spec.awaits_approval == "over budget: $0.00 left today (this chat's daily budget of $1.00)"
     assert (held.spec.estimate_usd, held.spec.estimate_runs) == (0.7, 1)
-    await decided_since(nc, js)
+    await leader.drain()
     await never_dispatched(nc, {"fix": held.id})
 
     # A guest's /budget changes nothing; the owner's is recorded and counted.

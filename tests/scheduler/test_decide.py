@@ -217,3 +217,12 @@ def test_a_respond_promise_is_titled_by_the_start_of_its_message(text, attachmen
                           attachments=[Attachment(name=n, path=f"inbox/42/7-{n}") for n in attachments])
     [created] = intake.respond_for_message(Projection(), msg, 1.0)
     assert created.event.title == title
+
+
+def test_a_promises_cost_cap_is_its_own_or_its_types_fixed_in_created():
+    from valor.config import parse
+    config = parse("[types.code]\nmax_cost = 2.0\n")
+    effects, _ = intake.submit(Projection(), Submit(request_id="caps", tasks=[
+        T(name="typed", type="code"), T(name="own", type="code", max_cost=0.5), T(name="none", type="echo")]),
+        100.0, config)
+    assert [e.event.max_cost for e in effects if isinstance(e, Publish)] == [2.0, 0.5, None]

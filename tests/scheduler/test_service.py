@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from schemas import subjects
-from schemas.commands import ExecutorHeartbeat, NewPromise, reply_decoder, work_decoder
+from schemas.commands import ExecutorHeartbeat, NewPromise, Submit, reply_decoder, work_decoder
 from schemas.events import MessageReceived, Started, Succeeded, encode
 from schemas.streams import bucket_configs
 from services.scheduler.service import Scheduler
@@ -47,10 +47,7 @@ async def finish(js, item, result=None):
 async def scheduler(nc):
     s = Scheduler(nc, lease_ttl=1.0)
     await s.start()
-    for _ in range(100):
-        if s.leader:
-            break
-        await asyncio.sleep(0.05)
+    await s.drain()  # leading, and nothing to do yet
     yield s
     await s.stop()
 
@@ -86,7 +83,7 @@ async def test_each_message_becomes_exactly_one_respond_promise(nc, js, schedule
     # The same message twice: once live, once re-read by catch-up under another id.
     await js.publish(subjects.chat_in(42), encode(msg), headers={bus.MSG_ID: "tg:42:7"})
     await js.publish(subjects.chat_in(42), encode(msg), headers={bus.MSG_ID: "tg:42:7:again"})
-    await asyncio.sleep(0.5)
+    await scheduler.drain()  # both handled: the second waited a round (same message) and found its promise
     state = await ValorClient(nc).projection()
     responds = [p for p in state.promises.values() if p.spec.task == "respond"]
     assert len(responds) == 1 and responds[0].spec.chat_id == 42 and responds[0].spec.message_id == 7
@@ -114,7 +111,7 @@ async def test_standby_takes_over_when_the_leader_vanishes(nc, js):
     await js.create_key_value(lease)
     first, second = Scheduler(nc, lease_ttl=1.0, name="first"), Scheduler(nc, lease_ttl=1.0, name="second")
     await first.start()
-    await asyncio.sleep(0.3)
+    await first.drain()  # leading before the second starts
     await second.start()
     await asyncio.sleep(0.3)
     assert first.leader and not second.leader
@@ -236,3 +233,16 @@ async def test_a_continuation_s_session_is_recorded_once_and_kept_across_a_sched
         assert (item.id, item.resume_session) == (more["0"], "session-1")
     finally:
         await second.stop()
+
+
+async def test_drain_returns_once_every_stored_command_is_handled_and_decided_on(nc, js, scheduler):
+    await announce(js, slots=4)
+    for i in range(6):  # stored without waiting for answers: nothing but drain says when they are done
+        cmd = Submit(request_id=f"r{i}", tasks=[NewPromise(type="echo")])
+        await js.publish(subjects.command("submit"), encode(cmd), headers={bus.MSG_ID: f"r{i}"})
+    await scheduler.drain()
+    assert len(scheduler.state.promises) == 6
+    assert sorted(p.attempt for p in scheduler.state.promises.values()) == [0, 0, 1, 1, 1, 1]  # 4 slots
+    assert (await js.stream_info(subjects.COMMANDS)).state.messages == 0
+    assert scheduler.state.last_seq == (await js.stream_info(subjects.PROMISES)).state.last_seq
+    assert await scheduler.busy() is None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import time
+from pathlib import Path
+
 from schemas.events import Cancelled, Created
-from valor import bus
+from valor import bus, top
+from valor.client import ValorClient
 from valor.web.server import Dashboard, follow
 
 
@@ -54,3 +59,46 @@ async def test_with_no_scheduler_the_page_folds_the_log_and_follows_it(nc, js):
         assert dashboard.client.reads == {}  # nothing asked of a service that is not there
     finally:
         await live.stop()
+
+
+# --- valor top reads the same way ------------------------------------------------------------------------
+
+
+def frames_of(client, n: int = 2):
+    shown: list[str] = []
+    return shown, top.watch(client, shown.append, 0.05, n, False, lambda: (time.time(), "12:00:00"))
+
+
+def test_with_a_scheduler_top_asks_the_service_and_never_replays_the_log(stack, history):
+    client = ValorClient(stack.nc, by="top-test")
+    shown, watching = frames_of(client)
+    stack.call(watching)
+    assert len(shown) == 2
+    for frame in shown:
+        assert "scheduler  " in frame and "recent" in frame and f"#{history.join}" in frame
+    assert client.reads["folded"] == 0 and client.reads["served"] >= 4  # counts and rows, each frame
+
+
+async def test_with_no_scheduler_top_folds_the_log_once(nc, js):
+    for pid in (1, 2):
+        await bus.publish_event(js, Created(id=pid, title=f"p{pid}", task="echo", queue="default"), f"c{pid}")
+    client = ValorClient(nc, by="top-test")
+    shown, watching = frames_of(client)
+    await watching
+    assert "#2" in shown[0] and "#1" in shown[0]
+    assert client.reads == {}  # its counts and rows came from its own fold: no replay per frame
+
+
+def test_nothing_imports_the_cli():
+    """The CLI is the top of the import arrows: top, the page and the bench ask the client (no cycle)."""
+    root = Path(__file__).resolve().parents[2]
+    importers = []
+    for path in [*root.glob("valor/**/*.py"), *root.glob("services/**/*.py"), *root.glob("bench/*.py")]:
+        if path == root / "valor" / "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "valor.cli" or n.startswith("valor.cli.") for n in names):
+                importers.append(str(path.relative_to(root)))
+    assert importers == []

@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import msgspec
+from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
 from schemas import subjects
 from schemas.events import PromiseEvent, decode_promise_event
 from services.scheduler.projection import Projection
-from services.scheduler.readmodel import ReadIndex
+from services.scheduler.readmodel import ReadIndex, StatusQuery
+from valor.client import ValorClient
+
+log = logging.getLogger("valor.web")
 
 
 class LiveLog:
@@ -102,6 +107,20 @@ class LiveLog:
         """Ids of the promises whose state moved after stream sequence ``seq``, oldest first."""
         return sorted(pid for pid, at in self.touched.items() if at > seq)
 
+    async def status(self, client: ValorClient) -> dict:
+        """``client.status()``, its counts and unreachable chats taken from this fold when it folds the log."""
+        if not self.fold:
+            return await client.status()
+        return await client.status(dict(self.state.counts()), ReadIndex(self.state).unreachable())
+
     def recent(self, n: int) -> list[int]:
         """The ``n`` promises that moved last, most recent first."""
         return sorted(self.touched, key=self.touched.__getitem__, reverse=True)[:n]
+
+
+async def follow(nc: Client, who: str = "web") -> LiveLog:
+    """The log followed from its end when a scheduler serves reads; else replayed and folded here."""
+    served = await ValorClient(nc, by=who).served(StatusQuery()) is not None
+    if not served:
+        log.warning("%s: no scheduler answers reads; folding the whole PROMISES log here (slower to start)", who)
+    return await LiveLog(nc.jetstream(), fold=not served).start()

@@ -37,7 +37,7 @@ from services.scheduler import readmodel
 from services.scheduler.readmodel import Answer, PromiseQuery, PromisesQuery, StatusQuery
 from valor.client import ValorClient, state_of
 from valor.web import views
-from valor.web.live import LiveLog
+from valor.web.live import LiveLog, follow
 
 log = logging.getLogger("valor.web")
 
@@ -199,11 +199,9 @@ class Dashboard:
                 "promises": [views.row(state.promises[i], state) for i in ids if i in state.promises]}
 
     async def status(self) -> dict[str, Any]:
-        from valor.cli import gather_status  # the CLI's own view; imported late, cli imports much
-
         now = time.monotonic()
         if self._status is None or now - self._status[0] > STATUS_TTL:
-            info = await gather_status(self.client, self.live.state if self.live.fold else None)
+            info = await self.live.status(self.client)
             info["log_seq"] = self.live.seq
             self._status = (now, info)
         return self._status[1]
@@ -257,14 +255,6 @@ def _hostname(header: str) -> str:
 def _head(status: int, headers: dict[str, str]) -> bytes:
     lines = [f"HTTP/1.1 {status} {REASONS.get(status, '')}"] + [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-async def follow(nc: Client) -> LiveLog:
-    """The log followed from its end when a scheduler serves reads; else replayed and folded here."""
-    served = await ValorClient(nc, by="web").served(StatusQuery()) is not None
-    if not served:
-        log.warning("web: no scheduler answers reads; folding the whole PROMISES log here (slower to start)")
-    return await LiveLog(nc.jetstream(), fold=not served).start()
 
 
 async def serve(nc: Client, host: str = "127.0.0.1", port: int = 8765,

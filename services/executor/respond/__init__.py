@@ -19,7 +19,7 @@ reach the tasks by their paths in the workspace (``attached.py``); a file that
 could not be saved is named in the reply whichever agent answers.
 
 The input may instead be catch-up's ``messages_skipped`` (decision 54): its
-reply is made without a model (``skipped.py``).
+reply is made without a model (``skipped.py``); so is a bot's ``updates_gap`` (``gap.py``).
 
 Errors: a message that is not a ``message.received`` fails for good; the log
 or the model being unreachable fails the attempt retryably.
@@ -42,7 +42,7 @@ from schemas.events import MessageReceived
 from services.executor.context import AttemptContext, TaskFailed
 from valor.config import Config
 
-from . import approval, attached, commands, skipped
+from . import approval, attached, commands, gap, skipped
 from .history import read_chat
 from .llm import LlmAgent, make_client
 from .reply import honest_reply, reply_with_ids
@@ -74,6 +74,8 @@ class Responder:
     async def __call__(self, ctx: AttemptContext) -> dict[str, Any]:
         if skipped.is_skipped(ctx.input):  # catch-up's summary of what was too old (decision 54)
             return msgspec.to_builtins(skipped.answer(ctx.input))
+        if gap.is_gap(ctx.input):  # a bot's updates Telegram would not give (issue 15)
+            return msgspec.to_builtins(gap.answer(ctx.input))
         msg = message_of(ctx.input)
         return msgspec.to_builtins(await self.answer(msg, ctx))
 
@@ -88,6 +90,8 @@ class Responder:
             view = await self._read(msg, self.config.agent.history if use_llm else 0)
         if (answered := approval.answer(msg, view)) is not None:
             return attached.noted(answered, msg)  # a go or a no for a waiting plan: no model needed
+        if replying and (ran := skipped.ran(msg, view)) is not None:
+            return ran  # "run them" replying to catch-up's summary: the scheduler runs them (decision 63)
         if replying and view is not None and (shown := show_step(msg, view)) is not None:
             return shown  # "show 2" replying to a plan's message
         if replying and (steered := steer(msg, view, self.config)) is not None:
@@ -100,7 +104,8 @@ class Responder:
     async def _read(self, msg: MessageReceived, history: int) -> ChatView:
         try:
             view = await read_chat(self.nc, msg.chat_id, history, before=msg.message_id,
-                                   about=mentioned(msg.text))
+                                   about=mentioned(msg.text),
+                                   user_id=msg.sender_id if commands.needs_user(msg.text) else None)
             # A reply is about Valor's message's promise and, for a plan, its steps (``show 2``, steering).
             if msg.reply_to is not None and (p := view.about(msg.reply_to)) is not None:
                 await view.load_events([p.id, *(p.children or {}).values()])

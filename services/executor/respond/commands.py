@@ -95,6 +95,11 @@ def needs_log(text: str) -> bool:
     return parse(text).verb in NEEDS_LOG
 
 
+def needs_user(text: str) -> bool:
+    """``/usage`` and ``/budget`` show the sender's own spend and budgets, across chats."""
+    return parse(text).verb in ("usage", "budget")
+
+
 def task_types(config: Config) -> list[str]:
     return sorted(t for t in config.types if t not in AGENT_ONLY)
 
@@ -130,8 +135,8 @@ def plain_text_reply(config: Config) -> str:
 def help_text(config: Config) -> str:
     return "\n".join([
         "/do [!N] [$cap] [type] text: promise one task (type defaults to code); $0.50 caps what it may spend",
-        "/usage: what this chat spent today and this month, by type, and the costliest promises",
-        "/budget: what is left of this chat's budgets; owners: /budget +5 [today|month], /budget reset",
+        "/usage: what this chat spent today and this month, by type, the costliest promises, and what you spent",
+        "/budget: what is left of this chat's budgets and yours; owners: /budget +5 [today|month], /budget reset",
         f"/plan, then one line per task: {PLAN_FORMAT} [!N]",
         "/later 30m [!N] [type] text: a task that starts later (s, m, h, d)",
         f"/every {EVERY_FORMS} [!N] [$cap] [type] text: a task on a schedule, each run answering here; "
@@ -267,11 +272,22 @@ def _do(rest, msg, view, config) -> RespondResult:
 def _usage(rest, msg, view, config) -> RespondResult:
     if view is None:
         return RespondResult(reply="I cannot read this chat's log right now.")
-    return RespondResult(reply=spend.report(spend.charges(view.promises.values()), msg.at or time.time()))
+    now = msg.at or time.time()
+    charges = view.charges()
+    out = [spend.report(charges, now, chat_id=msg.chat_id)]
+    if msg.sender_id and (yours := spend.totals(charges, since=spend.month_start(now), user_id=msg.sender_id)).by_chat:
+        today = spend.totals(charges, since=spend.day_start(now), user_id=msg.sender_id).all.usd
+        chats = len(yours.by_chat)
+        out.append(f"Yours, in {chats} chat{'s' if chats != 1 else ''}: {spend.usd(today)} today, "
+                   f"{spend.usd(yours.all.usd)} this month")
+    if budgets := budget.report(config, msg.chat_id, msg.sender_id or None, charges, view.adjustments(), now,
+                                missing=""):
+        out.append(budgets)
+    return RespondResult(reply="\n".join(out))
 
 
 def _budget(rest, msg, view, config) -> RespondResult:
-    """``/budget`` reports this chat's budgets; an owner's ``+5 today`` or ``reset`` is applied by the scheduler."""
+    """``/budget`` reports this chat's budgets and the sender's; an owner's ``+5 today`` or ``reset`` is applied by the scheduler."""
     try:
         change = budget.parse_change(rest)
     except budget.BadBudget as exc:
@@ -279,9 +295,8 @@ def _budget(rest, msg, view, config) -> RespondResult:
     if change is None:
         if view is None:
             return RespondResult(reply="I cannot read this chat's log right now.")
-        promises = view.promises.values()
-        return RespondResult(reply=budget.report(config, msg.chat_id, None, spend.charges(promises),
-                                                 budget.adjustments(promises), msg.at or time.time()))
+        return RespondResult(reply=budget.report(config, msg.chat_id, msg.sender_id or None, view.charges(),
+                                                 view.adjustments(), msg.at or time.time()))
     if msg.sender_id not in config.budgets.owners:
         return RespondResult(reply="Only an owner ([budgets] owners in valor.toml) can change a budget.")
     whose = "This chat's" if change.target is None else f"User {change.target}'s"

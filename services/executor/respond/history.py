@@ -77,25 +77,26 @@ async def _read_from(js, subject: str, start: int) -> list[MessageReceived]:
 
 
 async def read_chat(nc: Client, chat_id: int, history: int = 0, before: int | None = None,
-                    about: Iterable[int] = ()) -> ChatView:
+                    about: Iterable[int] = (), user_id: int | None = None) -> ChatView:
     """The chat's promises and, when ``history`` > 0, its recent messages.
 
     The promises come from the scheduler's served chat view (decision 48), the
     events of those in ``about`` (and more, on demand, through
     ``ChatView.load_events``) from each promise's own subject.  With no
-    scheduler answering, the whole log is folded here as before.
+    scheduler answering, the whole log is folded here as before.  With ``user_id``, the
+    view also holds that user's spend and budget changes in every chat (``/usage``, ``/budget``).
     """
     client = ValorClient(nc)
     messages = await read_messages(nc, chat_id, history, before) if history else []
-    served = await client.served(ChatQuery(chat_id=chat_id))
+    served = await client.served(ChatQuery(chat_id=chat_id, user_id=user_id))
     if served is None:
-        return chat_view(await client.events(), chat_id, messages)
+        return chat_view(await client.events(), chat_id, messages, user_id)
 
     async def read_events(ids: list[int]) -> dict[int, list[PromiseEvent]]:
         logs = await asyncio.gather(*(client.events(subjects.promise_all(i)) for i in ids))
         return {i: [e for _, e in log] for i, log in zip(ids, logs, strict=True)}
 
     view = ChatView(chat_id, {p.id: p for p in served.promises}, {}, messages, read_events,
-                    {s.id: s for s in served.schedules})
+                    {s.id: s for s in served.schedules}, served.charges, served.adjustments)
     await view.load_events(about)
     return view

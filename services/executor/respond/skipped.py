@@ -2,7 +2,9 @@
 
 Messages older than ``catchup_horizon`` when Valor came back are not acted on:
 this says how many, when, quotes the first few, and asks to resend what is
-still wanted.  Dates are UTC, as Telegram stores them.
+still wanted, or to reply "run them" (the scheduler then makes each kept
+message a request as if it had just arrived; ``ran`` answers the reply).
+Dates are UTC, as Telegram stores them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from typing import Any
 import msgspec
 
 from schemas.commands import RespondResult
-from schemas.events import MessagesSkipped
+from schemas.events import MessageReceived, MessagesSkipped
+from services.scheduler.intake import runs_them
+
+from .view import ChatView
 
 TAG = "messages_skipped"
 
@@ -34,8 +39,27 @@ def reply(fact: MessagesSkipped) -> RespondResult:
     lines += [f"• {text}" for text in fact.texts]
     if n > len(fact.texts):
         lines.append(f"• … and {n - len(fact.texts)} more")
-    lines.append("Resend the ones you still want.")
+    kept = len(fact.messages)
+    if not kept:
+        lines.append("Resend the ones you still want.")
+    else:
+        which = "it" if n == 1 else "them all" if kept == n else f"the first {kept}"
+        lines.append(f'Reply "run them" to this message to run {which}, or resend the ones you still want.')
     return RespondResult(reply="\n".join(lines))
+
+
+def ran(msg: MessageReceived, view: ChatView | None) -> RespondResult | None:
+    """The answer to a "run them" reply to a summary: the scheduler has made the skipped ones requests."""
+    if msg.reply_to is None or view is None or not runs_them(msg.text):
+        return None
+    summary = view.about(msg.reply_to)
+    if summary is None or not is_skipped(summary.spec.input):
+        return None
+    n = len(summary.spec.input.get("messages") or [])
+    if not n:
+        return RespondResult(reply="I kept none of those messages whole: resend the ones you still want.")
+    what = "the message" if n == 1 else f"the {n} messages"
+    return RespondResult(reply=f"Running {what} skipped while I was away: each gets its own answer.")
 
 
 def answer(value: dict) -> RespondResult:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from schemas.events import MessageReceived, PromiseEvent
+from schemas.events import BudgetAdjusted, MessageReceived, PromiseEvent
 from services.scheduler.projection import Projection, Promise, Schedule
-from services.scheduler.readmodel import chat_schedules
-from valor import evidence
+from services.scheduler.readmodel import chat_schedules, user_spend
+from valor import budget, evidence, spend
 
 EventReader = Callable[[list[int]], Awaitable[dict[int, list[PromiseEvent]]]]
 
@@ -28,6 +28,20 @@ class ChatView:
     messages: list[MessageReceived] = field(default_factory=list)  # before the current one, oldest first
     read_events: EventReader | None = None  # reads more promises' events (None: ``events`` is complete)
     schedules: dict[int, Schedule] = field(default_factory=dict)  # this chat's, not deleted, by id
+    # The sender's spend in every chat and the changes to their budgets, when read for them (/usage, /budget)
+    user_charges: list[spend.Charge] = field(default_factory=list)
+    user_adjustments: list[BudgetAdjusted] = field(default_factory=list)
+
+    def charges(self) -> list[spend.Charge]:
+        """This chat's charges, and the sender's in other chats when they were read."""
+        mine = spend.charges(self.promises.values())
+        seen = {(c.promise_id, c.attempt) for c in mine}
+        return mine + [c for c in self.user_charges if (c.promise_id, c.attempt) not in seen]
+
+    def adjustments(self) -> list[BudgetAdjusted]:
+        mine = budget.adjustments(self.promises.values())
+        seen = {(a.id, a.request_id, a.period, a.scope) for a in mine}
+        return mine + [a for a in self.user_adjustments if (a.id, a.request_id, a.period, a.scope) not in seen]
 
     async def load_events(self, ids: Iterable[int]) -> None:
         """Make sure ``events`` holds the log of these promises of the chat."""
@@ -70,7 +84,7 @@ class ChatView:
 
 
 def chat_view(events: Iterable[tuple[int, PromiseEvent]], chat_id: int,
-              messages: list[MessageReceived] | None = None) -> ChatView:
+              messages: list[MessageReceived] | None = None, user_id: int | None = None) -> ChatView:
     state = Projection()
     by_id: dict[int, list[PromiseEvent]] = {}
     for seq, event in events:
@@ -78,4 +92,12 @@ def chat_view(events: Iterable[tuple[int, PromiseEvent]], chat_id: int,
         by_id.setdefault(getattr(event, "id", 0), []).append(event)
     mine = {pid: p for pid, p in state.promises.items() if p.spec.chat_id == chat_id}
     return ChatView(chat_id, mine, {pid: by_id.get(pid, []) for pid in mine}, list(messages or []),
-                    schedules={s.id: s for s in chat_schedules(state, chat_id)})
+                    schedules={s.id: s for s in chat_schedules(state, chat_id)},
+                    **_for_user(state, user_id))
+
+
+def _for_user(state: Projection, user_id: int | None) -> dict:
+    if user_id is None:
+        return {}
+    charges, adjustments = user_spend(state, user_id)
+    return {"user_charges": charges, "user_adjustments": adjustments}
