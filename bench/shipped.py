@@ -11,10 +11,11 @@ the console transport, and the analytics program.  ``valor web`` is not started
 by ``make up``; it runs beside, as a user with the dashboard open, so its cost
 as a reader of the log is visible too.
 
-At light load first: a no-op submitted one at a time until its ``started`` is stored, and ``/help`` on
-the console until its 👀 and its reply (the shipped pacing).  Then each shape's promises are driven two ways: through the public CLI contract
-(``valor plan -`` then ``valor wait`` as subprocesses, ``pipelines`` of them at
-once) and through the client API (``ValorClient.submit`` then ``.wait``).  Per
+At light load first: a no-op submitted one at a time until its ``started`` is
+stored, and ``/help`` on the console until its 👀 and its reply (the shipped
+pacing).  Then each shape's promises are driven two ways: through the public
+CLI contract (``valor plan -`` then ``valor wait`` as subprocesses,
+``pipelines`` of them at once) and through the client API (``ValorClient.submit`` then ``.wait``).  Per
 shape: promises per second through the driver (first submission to the last
 wait returning), the engine alone (first ``created`` to the last ``succeeded``
 on the log), and CPU per promise of every process, read from /proc.

@@ -3,8 +3,8 @@
 It replays ``PROMISES`` from the start into the board (an ordered consumer of
 the kinds of event the board folds, ``reading.py``; the board is small, one
 entry per promise born from a chat), and once it has read up to where the log
-stood at start it plans the notices each changed
-promise is owed and hands them to the outbox.  Everything it must remember
+stood at start it plans the notices each changed promise is owed and hands
+them to the outbox.  Everything it must remember
 (intents, ``notified``) is in the log, so a restart is a replay.
 """
 
