@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import statistics
 import sys
 import time
+from pathlib import Path
 
 from schemas import subjects
 from schemas.commands import NewPromise as T
@@ -88,26 +90,43 @@ async def chat_reply(cluster: NatsCluster, samples: int, chat_interval: float = 
     chat = 1
     try:
         await _wait_for_executors(nc, 1)
+        return await console_replies(nc, chat, samples, chat_interval, warmup, gap)
+    finally:
+        await nc.close()
+        stack.kill()
 
-        async def console_answers() -> bool:  # an empty line is refused without storing anything
-            reply = await nc.request(f"console.{chat}.in", b'{"text": ""}', timeout=1)
-            return b"empty message" in reply.data
 
-        await _until(console_answers, 30, "ingest did not answer on the console")
-        replies: dict[int, float] = {}
-        reacted: dict[int, float] = {}
-        arrived = asyncio.Event()
 
-        async def on_out(msg) -> None:
-            record = json.loads(msg.data)
-            if record.get("op") == "sent" and record.get("reply_to") is not None:
-                replies.setdefault(record["reply_to"], time.perf_counter())
-                arrived.set()
-            elif record.get("op") == "reacted" and record.get("emoji") == "👀":
-                reacted.setdefault(record["id"], time.perf_counter())
+def _first_start(events: dict[tuple[str, int], float], ids: set[int], after: float) -> float | None:
+    """When the first of ``ids`` started after ``after``, as seen; None if none has."""
+    return min((t for (kind, pid), t in events.items() if kind == "started" and pid in ids and t > after),
+               default=None)
 
-        await nc.subscribe(f"console.{chat}.out", cb=on_out)
-        latencies, reacted_first = [], 0
+async def console_replies(nc, chat: int, samples: int, chat_interval: float, warmup: int = 5,
+                          gap: float = 0.05) -> dict[str, float]:
+    """``/help`` on the console of a running ingest and notifier, one at a time: from the request entering
+    ingest to the reply sent, and to the 👀 reaction on the message (what the user first sees)."""
+
+    async def console_answers() -> bool:  # an empty line is refused without storing anything
+        reply = await nc.request(f"console.{chat}.in", b'{"text": ""}', timeout=1)
+        return b"empty message" in reply.data
+
+    await _until(console_answers, 30, "ingest did not answer on the console")
+    replies: dict[int, float] = {}
+    reacted: dict[int, float] = {}
+    arrived = asyncio.Event()
+
+    async def on_out(msg) -> None:
+        record = json.loads(msg.data)
+        if record.get("op") == "sent" and record.get("reply_to") is not None:
+            replies.setdefault(record["reply_to"], time.perf_counter())
+            arrived.set()
+        elif record.get("op") == "reacted" and record.get("emoji") == "👀":
+            reacted.setdefault(record["id"], time.perf_counter())
+
+    sub = await nc.subscribe(f"console.{chat}.out", cb=on_out)
+    latencies, eyes, reacted_first = [], [], 0
+    try:
         for i in range(warmup + samples):
             t0 = time.perf_counter()
             answer = json.loads((await nc.request(f"console.{chat}.in", b'{"text": "/help"}', timeout=10)).data)
@@ -115,25 +134,29 @@ async def chat_reply(cluster: NatsCluster, samples: int, chat_interval: float = 
             while message_id not in replies:
                 arrived.clear()
                 await asyncio.wait_for(arrived.wait(), timeout=30)
+            # A pause, and no pacing left over: the ✅ on the message goes one interval after the 👀.
+            await asyncio.sleep(gap + 2 * chat_interval)
             if i >= warmup:
                 latencies.append((replies[message_id] - t0) * 1000)
                 reacted_first += reacted.get(message_id, float("inf")) < replies[message_id]
-            # A pause, and no pacing left over: the ✅ on the message goes one interval after the 👀.
-            await asyncio.sleep(gap + 2 * chat_interval)
-        return {"samples": len(latencies), "p50_ms": percentile(latencies, 50),
-                "p95_ms": percentile(latencies, 95), "p99_ms": percentile(latencies, 99),
-                "mean_ms": statistics.fmean(latencies), "max_ms": max(latencies),
-                "reacted_first": reacted_first, "chat_interval_s": chat_interval}
+                if message_id in reacted:  # none when the notifier saw the attempt start and end together
+                    eyes.append((reacted[message_id] - t0) * 1000)
     finally:
-        await nc.close()
-        stack.kill()
+        await sub.unsubscribe()
+    return {"samples": len(latencies), "p50_ms": percentile(latencies, 50),
+            "p95_ms": percentile(latencies, 95), "p99_ms": percentile(latencies, 99),
+            "mean_ms": statistics.fmean(latencies), "max_ms": max(latencies),
+            "eyes_samples": len(eyes), "eyes_p50_ms": percentile(eyes, 50), "eyes_p99_ms": percentile(eyes, 99),
+            "reacted_first": reacted_first, "chat_interval_s": chat_interval}
 
 
 # --- under load: commands that only read or cancel, every background slot busy ---------------------
 
 
-# As `make up` runs them (deploy/supervisord.conf): respond has slots of its own.
-MAKE_UP_SLOTS = "respond=2,code=2,default=4"
+# As `make up` runs them, read from deploy/supervisord.conf: respond has slots of its own.
+MAKE_UP_SLOTS = re.search(r"--slots (\S+)", (Path(__file__).resolve().parents[1] / "deploy" / "supervisord.conf")
+                          .read_text()).group(1)
+_SLOTS_PER_QUEUE = {q: int(n) for q, n in (part.split("=") for part in MAKE_UP_SLOTS.split(","))}
 COMMANDS = ("/status", "/list", "/why {first}", "/help", "/cancel {target}")
 
 
@@ -143,7 +166,7 @@ async def under_load(cluster: NatsCluster, samples: int, backlog: int = 1000, ex
     slot of ``make up``'s executors held by hour-long sleeps and ``backlog`` promises queued behind them.
 
     The chat's own ``/plan`` of sleeps holds the ``default`` slots (so ``/cancel`` has a running
-    promise of the chat to stop; each cancelled one's slot goes to the chat's next sleep), CLI
+    promise of the chat to stop; each cancelled one's slot goes to the next sleep in turn), CLI
     sleeps hold the ``code`` slots, and ``backlog`` more CLI sleeps wait.  Commands take turns:
     ``/status``, ``/list``, ``/why``, ``/help``, ``/cancel``; the next goes ``chat_interval`` plus
     ``gap`` after an answer.  Besides the answer, each ``/cancel`` is timed until the cancel is
@@ -203,18 +226,20 @@ async def under_load(cluster: NatsCluster, samples: int, backlog: int = 1000, ex
                 await asyncio.wait_for(arrived.wait(), timeout=60)
             return message_id, t0
 
-        default_slots = executors * 4
+        default_slots = executors * _SLOTS_PER_QUEUE["default"]  # the chat's sleeps could hold them all
         cancels = sum(1 for i in range(samples) if COMMANDS[i % len(COMMANDS)].startswith("/cancel"))
         chat_sleeps = default_slots + cancels + 1
         await say("/plan\n" + "\n".join(f"s{i}: sleep: {json.dumps(hour)}" for i in range(chat_sleeps)))
         await client.submit(*(T(type="sleep", title=f"code slot {i}", queue="code", input=hour)
-                              for i in range(executors * 2)))
+                              for i in range(executors * _SLOTS_PER_QUEUE["code"])))
         for start in range(0, backlog, 100):
             await client.submit(*(T(type="sleep", title=f"backlog {i}", input=hour)
                                   for i in range(start, min(backlog, start + 100))), timeout=60)
         state = await client.projection()
         mine = sorted(p.id for p in state.promises.values() if p.spec.chat_id == chat and p.spec.task == "sleep")
-        background = executors * (4 + 2)
+        # The slot a /cancel frees goes to the next sleep in turn, the chat's or the backlog's (decision 42).
+        sleeps = {p.id for p in state.promises.values() if p.spec.task == "sleep"}
+        background = executors * (_SLOTS_PER_QUEUE["default"] + _SLOTS_PER_QUEUE["code"])
 
         async def loaded() -> bool:
             state = await client.projection()
@@ -237,11 +262,16 @@ async def under_load(cluster: NatsCluster, samples: int, backlog: int = 1000, ex
             message_id, t0 = await say(text)
             latencies[command.split()[0]].append((replies[message_id] - t0) * 1000)
             if command.startswith("/cancel"):
-                victim, successor = mine[target], mine[target + default_slots]
+                victim = mine[target]
                 await _until(_seen(events, ("cancelled", victim)), 30, f"#{victim} was not cancelled")
-                await _until(_seen(events, ("started", successor)), 30, f"#{victim}'s slot was not freed")
-                applied.append((events[("cancelled", victim)] - t0) * 1000)
-                freed.append((events[("started", successor)] - t0) * 1000)
+                cancelled_at = events[("cancelled", victim)]
+
+                async def slot_freed(after: float = cancelled_at) -> bool:
+                    return _first_start(events, sleeps, after) is not None
+
+                await _until(slot_freed, 30, f"#{victim}'s slot was not freed")
+                applied.append((cancelled_at - t0) * 1000)
+                freed.append((_first_start(events, sleeps, cancelled_at) - t0) * 1000)
                 target += 1
             await asyncio.sleep(chat_interval + gap)
         state = await client.projection()

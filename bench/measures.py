@@ -183,17 +183,25 @@ async def submit_to_start(cluster: NatsCluster, samples: int) -> dict[str, float
     nc = await bus.connect(cluster.url, name="bench-latency")
     try:
         await _wait_for_executors(nc, 1)
-        client = ValorClient(nc, by="bench")
-        started: dict[int, float] = {}
-        arrived = asyncio.Event()
+        return await time_to_start(nc, ValorClient(nc, by="bench"), samples)
+    finally:
+        await nc.close()
+        stack.kill()
 
-        async def on_started(msg):
-            event = decode_promise_event(msg.data)
-            if isinstance(event, Started):
-                started[event.id] = time.time()
-                arrived.set()
 
-        await nc.subscribe("promise.*.started", cb=on_started)
+async def time_to_start(nc, client: ValorClient, samples: int) -> dict[str, float]:
+    """Submit one no-op at a time; from the submit request leaving ``client`` to its ``started`` stored."""
+    started: dict[int, float] = {}
+    arrived = asyncio.Event()
+
+    async def on_started(msg):
+        event = decode_promise_event(msg.data)
+        if isinstance(event, Started):
+            started[event.id] = time.time()
+            arrived.set()
+
+    sub = await nc.subscribe("promise.*.started", cb=on_started)
+    try:
         latencies = []
         for _ in range(samples):
             arrived.clear()
@@ -204,11 +212,10 @@ async def submit_to_start(cluster: NatsCluster, samples: int) -> dict[str, float
                 arrived.clear()
             latencies.append((started[pid] - t0) * 1000)
             await asyncio.sleep(0.01)
-        return {"p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
-                "p99_ms": percentile(latencies, 99), "mean_ms": statistics.fmean(latencies)}
     finally:
-        await nc.close()
-        stack.kill()
+        await sub.unsubscribe()
+    return {"samples": len(latencies), "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
+            "p99_ms": percentile(latencies, 99), "mean_ms": statistics.fmean(latencies)}
 
 
 # --- 5 and 6. rebuild and memory -----------------------------------------------------------

@@ -6,14 +6,16 @@ developer's ``var/``, ``~/.config/valor/context.json`` and a running ``make up``
 are never touched), run by supervisord from that rendered config and brought up
 by ``deploy/health.py wait``, exactly as ``make up`` does: three R3 nodes with
 file storage and ``sync_interval: always``, two schedulers (active and standby),
-two executors with ``respond=2,code=2,default=4`` slots, ingest and notifier on
+two executors with ``respond=2,code=2,default=32`` slots, ingest and notifier on
 the console transport, and the analytics program.  ``valor web`` is not started
 by ``make up``; it runs beside, as a user with the dashboard open, so its cost
 as a reader of the log is visible too.
 
-Each shape's promises are driven two ways: through the public CLI contract
-(``valor plan -`` then ``valor wait`` as subprocesses, ``pipelines`` of them at
-once) and through the client API (``ValorClient.submit`` then ``.wait``).  Per
+At light load first: a no-op submitted one at a time until its ``started`` is
+stored, and ``/help`` on the console until its 👀 and its reply (the shipped
+pacing).  Then each shape's promises are driven two ways: through the public
+CLI contract (``valor plan -`` then ``valor wait`` as subprocesses,
+``pipelines`` of them at once) and through the client API (``ValorClient.submit`` then ``.wait``).  Per
 shape: promises per second through the driver (first submission to the last
 wait returning), the engine alone (first ``created`` to the last ``succeeded``
 on the log), and CPU per promise of every process, read from /proc.
@@ -22,6 +24,7 @@ on the log), and CPU per promise of every process, read from /proc.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -38,8 +41,10 @@ from schemas.commands import NewPromise as T
 from schemas.events import Created, Succeeded
 from valor import bus
 from valor.client import ValorClient, scheduler_leader
+from valor.config import Telegram
 
-from .measures import chain_plans, cpu_seconds, fanout_plans, noop_plans
+from .chat import console_replies
+from .measures import chain_plans, cpu_seconds, fanout_plans, noop_plans, time_to_start
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parent.parent
@@ -138,7 +143,7 @@ class ShippedStack:
         return self
 
     def processes(self) -> dict[str, int]:
-        """Program name -> pid of every RUNNING program (``supervisorctl status``), and the web."""
+        """Program name -> pid of every RUNNING program (``supervisorctl status``), the web and supervisord."""
         out = subprocess.run([str(VENV / "bin" / "supervisorctl"), "-c", str(self.var / "supervisord.conf"),
                               "status"], capture_output=True, text=True).stdout
         found = {}
@@ -148,6 +153,8 @@ class ShippedStack:
                 found[fields[0].split(":")[-1]] = int(fields[3].rstrip(","))
         if self.web is not None and self.web.poll() is None:
             found["web"] = self.web.pid
+        with contextlib.suppress(OSError, ValueError):  # it relays every program's log lines to their files
+            found["supervisord"] = int((self.var / "supervisord.pid").read_text())
         return {f"{name} ({self.roles[name]})" if name in self.roles else name: pid for name, pid in found.items()}
 
     def down(self) -> None:
@@ -275,8 +282,15 @@ async def run_shape(stack: ShippedStack, client: ValorClient, driver: str, shape
             "cpu_busy_of_all_cores": total / seconds / (os.cpu_count() or 1)}
 
 
+async def light(nc, client: ValorClient, samples: int) -> dict:
+    """At light load, one at a time: a no-op submitted until ``started`` is stored, and ``/help`` on the
+    console until its 👀 and its reply, with the shipped pacing of a chat's messages and reactions."""
+    return {"submit_to_start": await time_to_start(nc, client, samples),
+            "chat": await console_replies(nc, 1, max(3, samples // 10), Telegram().chat_interval, warmup=2)}
+
+
 async def shipped(promises: int = 3000, pipelines: int = 10, drivers: tuple[str, ...] = ("cli", "api"),
-                  shapes: tuple[str, ...] = SHAPES, tail: float = TAIL_SECONDS) -> dict:
+                  shapes: tuple[str, ...] = SHAPES, tail: float = TAIL_SECONDS, light_samples: int = 200) -> dict:
     stack = ShippedStack()
     try:
         await asyncio.to_thread(stack.up)
@@ -293,6 +307,8 @@ async def shipped(promises: int = 3000, pipelines: int = 10, drivers: tuple[str,
             idle_ms_per_s = {k: round((v - idle[k]) * 1000 / 5, 1) for k, v in _cpu(stack.processes()).items()
                              if k in idle}
             figures: dict = {"idle_cpu_ms_per_s": idle_ms_per_s}
+            if light_samples:
+                figures["light"] = await light(nc, client, light_samples)
             for driver in drivers:
                 for shape in shapes:
                     figures[f"{driver}.{shape}"] = await run_shape(stack, client, driver, shape, promises,
@@ -322,6 +338,13 @@ def table(figures: dict, targets: dict[str, float]) -> str:
     rows.append(("total", *(f"{sum(v for v in r['cpu_us_per_promise'].values() if v == v):,}"
                             for r in runs.values()), ""))
     out += [_columns(rows), f"(+N: CPU in the {TAIL_SECONDS:g} s after the last promise ended, readers catching up)"]
+    if light := figures.get("light"):
+        start, chat = light["submit_to_start"], light["chat"]
+        out += ["", f"light load: submit -> started p50 {start['p50_ms']:.1f} ms, p99 {start['p99_ms']:.1f} ms "
+                f"(target p99 <= {targets['start_p99_ms']:g} ms, {start['samples']} samples); console message -> 👀 "
+                f"p50 {chat['eyes_p50_ms']:.1f} ms, p99 {chat['eyes_p99_ms']:.1f} ms (target p99 <= "
+                f"{targets['eyes_p99_ms']:g} ms, {chat['eyes_samples']} of {chat['samples']}), reply p99 "
+                f"{chat['p99_ms']:.1f} ms"]
     return "\n".join(out)
 
 

@@ -33,3 +33,18 @@ def test_secret_environment_values_never_appear():
     for secret in ("sk-ant-very-secret-123", "0123456789abcdef", "123:ABCDEF", "+15551234567"):
         assert secret not in text
     assert "/root" in text and text.count("***") >= 4
+
+
+def test_an_event_line_reads_as_the_general_path_would_write_it_secrets_scrubbed(caplog):
+    """EventLog's lines skip the decode and re-encode: same keys and values, same scrubbing."""
+    from valor.logs import EventLog
+
+    caplog.set_level(logging.INFO, logger="valor.fast")
+    EventLog("valor.fast").info("attempt.failed", promise_id=7, error='tëxt "quoted" sk-secret-value-1', at=1.5)
+    (rec,) = [r for r in caplog.records if r.name == "valor.fast"]
+    formatter = JsonFormatter("executor", ["sk-secret-value-1"])
+    fast = formatter.format(rec)
+    rec.valor_event_line = False  # the general path: decode the message, merge, encode
+    assert json.loads(fast) == json.loads(formatter.format(rec))
+    assert "sk-secret-value-1" not in fast and json.loads(fast)["error"] == 'tëxt "quoted" ***'
+    assert list(json.loads(fast))[:5] == ["ts", "level", "service", "logger", "event"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import importlib.util
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from types import ModuleType
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -29,10 +31,25 @@ from promises.states import PUBLIC_ORDER, State
 from schemas import subjects
 from schemas.commands import NewPromise
 from schemas.events import PromiseEvent
-from valor import bus, context, recurrence, render, spend
+from valor import bus, context, recurrence
 from valor.client import TERMINAL_STATES, CommandRefused, ValorClient
 from valor.planfile import PlanFileError, read_plan
 from valor.readmodel import PromiseQuery, PromisesQuery
+
+
+def _on_first_use(name: str) -> ModuleType:
+    """A module loaded when first used (importlib's LazyLoader): every `valor plan` and `valor wait`
+    is a process of its own, and what only listing and reporting commands use need not load in it."""
+    spec = importlib.util.find_spec(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+render = _on_first_use("valor.render")
+spend = _on_first_use("valor.spend")
 
 T = TypeVar("T")
 

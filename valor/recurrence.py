@@ -19,8 +19,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 # Missed-tick and overlap policies (a schedule's own, recorded with it).
 MISSED = ("skip", "catch_up_one")
 OVERLAP = ("skip", "queue", "run")
@@ -38,6 +36,8 @@ def zone(name: str) -> ZoneInfo:
 
 
 def check_cron(expr: str) -> str:
+    from croniter import croniter  # here, not at the top: every `valor` command imports this module
+
     expr = " ".join(expr.split())
     if len(expr.split()) != 5 or not croniter.is_valid(expr):
         raise RecurrenceError(f"not a cron expression: {expr!r} (five fields: minute hour day month weekday)")
@@ -56,6 +56,8 @@ def next_fire(after: float, *, cron: str | None = None, every: float | None = No
         return anchor + k * every
     if cron is None:
         raise RecurrenceError("a recurrence needs a cron expression or an interval")
+    from croniter import croniter
+
     tzinfo = zone(tz)
     wall = datetime.fromtimestamp(after, tzinfo).replace(tzinfo=None)
     it = croniter(check_cron(cron), wall)

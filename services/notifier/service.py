@@ -1,9 +1,10 @@
 """The notifier: closes every loop a chat opened, from the promise log.
 
-It replays ``PROMISES`` from the start into the board (an ordered consumer;
-the board is small, one entry per promise born from a chat), and once it has
-read up to where the log stood at start it plans the notices each changed
-promise is owed and hands them to the outbox.  Everything it must remember
+It replays ``PROMISES`` from the start into the board (an ordered consumer of
+the kinds of event the board folds, ``reading.py``; the board is small, one
+entry per promise born from a chat), and once it has read up to where the log
+stood at start it plans the notices each changed promise is owed and hands
+them to the outbox.  Everything it must remember
 (intents, ``notified``) is in the log, so a restart is a replay.
 """
 
@@ -17,14 +18,14 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from schemas import subjects
 from schemas.events import decode_promise_event
 from valor import bus
 from valor.config import Config, load
 
-from . import logs
+from . import logs, reading
 from .board import Board
 from .outbox import Outbox
 from .plan import Policy, digests, due
@@ -59,12 +60,12 @@ class Notifier:
 
     async def start(self) -> None:
         await self.transport.connect()
-        info = await bus.patiently("PROMISES", lambda: self.js.stream_info(subjects.PROMISES))
-        self.start_seq = info.state.last_seq
+        self.start_seq = await bus.patiently("PROMISES", lambda: reading.last_seq(self.js))
         self.ready = self.start_seq == 0
         self._tail = await bus.patiently("the PROMISES tail", lambda: self.js.subscribe(
             subjects.ALL_PROMISE_EVENTS, stream=subjects.PROMISES, cb=self._on_event,
-            ordered_consumer=True, deliver_policy=DeliverPolicy.ALL, idle_heartbeat=1.0))
+            ordered_consumer=True, deliver_policy=DeliverPolicy.ALL, idle_heartbeat=1.0,
+            config=ConsumerConfig(filter_subjects=reading.filters())))
         self._loop = asyncio.create_task(self._plan_forever(), name="plan")
         logs.info("notifier.started", log_seq=self.start_seq, history=self.transport.can_read_history)
 
@@ -81,10 +82,12 @@ class Notifier:
             await self.transport.stop()
 
     async def _on_event(self, msg: Msg) -> None:
-        seq = msg.metadata.sequence.stream
-        try:
-            event = decode_promise_event(msg.data)
-        except msgspec.DecodeError:
+        seq = bus.stream_sequence(msg)
+        event = None
+        if not reading.skippable(msg.subject, self.board.items):
+            with contextlib.suppress(msgspec.DecodeError):
+                event = decode_promise_event(msg.data)
+        if event is None:  # undecodable, or of a promise the board does not hold: seen, nothing to fold
             self.board.last_seq = max(self.board.last_seq, seq)
         else:
             self.dirty |= self.board.apply(event, seq)
