@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from promises.states import State
 from schemas import subjects
 from schemas.commands import NewPromise as T
 from tests.chaos.telegram import TelegramServer, World
@@ -243,7 +244,7 @@ async def under_load(cluster: NatsCluster, samples: int, backlog: int = 1000, ex
 
         async def loaded() -> bool:
             state = await client.projection()
-            running = sum(p.state == "running" for p in state.promises.values())
+            running = sum(p.state == State.RUNNING for p in state.promises.values())
             return running == background
 
         await _until(loaded, 60, "the background slots did not fill", every=0.5)
@@ -252,7 +253,7 @@ async def under_load(cluster: NatsCluster, samples: int, backlog: int = 1000, ex
             return time.perf_counter() - last_sent[0] > 2 * chat_interval + 0.5
 
         await _until(quiet, 60, "the chat's status messages kept coming", every=0.1)
-        queued = sum(p.state == "queued" for p in (await client.projection()).promises.values())
+        queued = sum(p.state == State.QUEUED for p in (await client.projection()).promises.values())
         latencies: dict[str, list[float]] = {c.split()[0]: [] for c in COMMANDS}
         applied, freed = [], []
         target = 0
@@ -275,7 +276,7 @@ async def under_load(cluster: NatsCluster, samples: int, backlog: int = 1000, ex
                 target += 1
             await asyncio.sleep(chat_interval + gap)
         state = await client.projection()
-        running = sum(p.state == "running" for p in state.promises.values())
+        running = sum(p.state == State.RUNNING for p in state.promises.values())
         everything = [v for values in latencies.values() for v in values]
         return {"samples": len(everything), "p50_ms": percentile(everything, 50),
                 "p99_ms": percentile(everything, 99), "max_ms": max(everything),

@@ -19,13 +19,14 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from schemas.commands import NewPromise
+from schemas.commands import NewPromise, UnreadableResult, read_respond_result
 from schemas.events import (
     Approved,
     AttemptFailed,
     AttemptStopped,
     BudgetAdjusted,
     Cancelled,
+    CommandRun,
     Created,
     Dispatched,
     Failed,
@@ -63,6 +64,11 @@ def succeeded(attempt: int | None = None, took: float | None = None) -> str:
     return f"succeeded{on}" + (f" in {duration(took)}" if took is not None else "")
 
 
+def succeeded_but(check: CommandRun, attempt: int | None = None, took: float | None = None) -> str:
+    """``succeeded in 1.0s, but its last check `pytest -q` exited 1``: a success that backs no claim the work passes."""
+    return f"{succeeded(attempt, took)}, but its last check `{evidence.clip(check.command)}` exited {check.exit_code}"
+
+
 def failed(reason: str | None, took: float | None = None) -> str:
     """``failed after 1.5s: boom``; the scheduler's reason says how many attempts it took."""
     after = f" after {duration(took)}" if took is not None else ""
@@ -98,8 +104,9 @@ def state_words(p: Promise, result_width: int = 0) -> str:
     s, state = p.spec, p.state
     match state:
         case State.SUCCEEDED:
-            words = succeeded(p.attempt)
-            return f"{words}: {summary(p.result, result_width)}" if result_width else words
+            check = evidence.check_failed(p.evidence)
+            words = succeeded(p.attempt) if check is None else succeeded_but(check, p.attempt)
+            return f"{words}: {summary(p.result, result_width, respond=p.spec.task == RESPOND)}" if result_width else words
         case State.FAILED:
             return failed(p.error)
         case State.CANCELLED:
@@ -136,11 +143,12 @@ def headline(p: Promise) -> str:
 BOOKKEEPING = (Dispatched, Progress, Notified, NoticeIntended, NoticeFailed)
 
 
-def phrase(e: Any, moment: str = "", added: Mapping[str, str] | None = None) -> str | None:
+def phrase(e: Any, moment: str = "", added: Mapping[str, str] | None = None, respond: bool = False) -> str | None:
     """What ``e`` says happened, or None for an event with nothing to tell.
 
     ``moment``: where instructions added now go (``explain`` knows it from the fold);
-    ``added``: request id -> instructions' text, for the delivery of ones added earlier.
+    ``added``: request id -> instructions' text, for the delivery of ones added earlier;
+    ``respond``: the promise is a respond promise (its result is an answer, ``summary``).
     """
     match e:
         case Created():
@@ -180,7 +188,7 @@ def phrase(e: Any, moment: str = "", added: Mapping[str, str] | None = None) -> 
             cause = f" (because #{e.cause_id} ended)" if e.cause_id else ""
             return f"cancelled by {by}{cause}: {e.reason}"
         case Succeeded():
-            return f"{succeeded(e.attempt, e.duration)}: {summary(e.result)}"
+            return f"{succeeded(e.attempt, e.duration)}: {summary(e.result, respond=respond)}"
         case InstructionsAdded():
             by = f" from message {e.message_id}" if e.message_id else ""
             by += f" by {e.by}" if e.by and not e.message_id else ""
@@ -240,7 +248,7 @@ def explain(events: Sequence[PromiseEvent]) -> str:
         if isinstance(e, InstructionsAdded):
             added[e.request_id] = e.text
         if state.apply(e):
-            line = None if isinstance(e, BOOKKEEPING) else phrase(e, moment, added)
+            line = None if isinstance(e, BOOKKEEPING) else phrase(e, moment, added, created.task == RESPOND)
             if line:
                 story.append(f"{elapsed(e.at - created.at)} {line}")
             if isinstance(e, Succeeded | AttemptFailed | AttemptStopped) and e.evidence is not None:
@@ -253,18 +261,23 @@ def timeline(events: Sequence[PromiseEvent]) -> list[str]:
     """``valor show``: every event, bookkeeping too, at its time since the first, with its evidence in brief."""
     if not events:
         return []
-    start, added = events[0].at, {}
+    start, added, respond = events[0].at, {}, answers(events)
     out = []
     for e in events:
         if isinstance(e, InstructionsAdded):
             added[e.request_id] = e.text
-        out.append(f"{elapsed(e.at - start, precise=True)} {entry(e, added)}")
+        out.append(f"{elapsed(e.at - start, precise=True)} {entry(e, added, respond)}")
     return out
 
 
-def entry(e: Any, added: Mapping[str, str] | None = None) -> str:
+def answers(events: Sequence[Any]) -> bool:
+    """Whether these are a respond promise's events (its ``created`` says so): its result is an answer."""
+    return any(isinstance(e, Created) and e.task == RESPOND for e in events)
+
+
+def entry(e: Any, added: Mapping[str, str] | None = None, respond: bool = False) -> str:
     """One event in a full timeline: its phrase (its type's name when it has none) and its evidence in brief."""
-    words = phrase(e, added=added) or type(e).__name__
+    words = phrase(e, added=added, respond=respond) or type(e).__name__
     proof = getattr(e, "evidence", None)
     return f"{words} ({evidence.brief(proof)})" if proof is not None else words
 
@@ -299,6 +312,7 @@ def duration(seconds: float) -> str:
 # --- results ----------------------------------------------------------------------------------
 
 
+RESPOND = "respond"  # the task whose result is an answer to a chat message (schemas.commands.RespondResult)
 RESULT_KEYS = ("summary", "reply", "text", "output", "stdout")  # where a result keeps its text
 
 
@@ -315,12 +329,15 @@ def result_text(result: Any) -> str:
     return json.dumps(result, ensure_ascii=False, default=str)
 
 
-def summary(result: Any, width: int = 200) -> str:
-    """A result in one line; a respond result by its reply."""
-    if isinstance(result, dict) and isinstance(result.get("reply"), str) and set(result) <= {
-        "reply", "promises", "commands"
-    }:
-        return "replied " + json.dumps(short(result["reply"], width), ensure_ascii=False)
+def summary(result: Any, width: int = 200, respond: bool = False) -> str:
+    """A result in one line; a respond promise's (``respond``), read as its answer (decision 58), by its reply."""
+    if respond and isinstance(result, dict):
+        try:
+            reply = read_respond_result(result).reply
+        except UnreadableResult:
+            reply = ""
+        if reply:
+            return "replied " + json.dumps(short(reply, width), ensure_ascii=False)
     if result is None:
         return "no result"
     if isinstance(result, dict) and isinstance(result.get("text"), str):  # Claude Code: its answer

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from schemas.commands import NewPromise
-from services.ingest.telegram import load_dotenv, session_file
 from valor import bus
 from valor.client import ValorClient
 from valor.natsserver import free_port
+from valor.telegram import load_dotenv, session_file
 
 from .test_least_privilege import Secured
 

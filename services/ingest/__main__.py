@@ -13,10 +13,11 @@ import sys
 
 from valor import bus, eventloop, logs, metrics
 from valor.config import load
+from valor.telegram import credentials, login
 
 from .console import ConsoleIngest
 from .service import Ingest
-from .telegram import TelethonInbound, credentials, login
+from .telegram import TelethonInbound
 
 
 async def serve() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from services.ingest.telegram import credentials
 from valor import bus, eventloop, logs, metrics
 from valor.config import load
+from valor.telegram import credentials
 
 from .service import Notifier
 from .transport import ConsoleTransport, TelethonTransport

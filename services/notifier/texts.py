@@ -105,8 +105,7 @@ def terminal(item: Item, board: Board) -> str:
         case Succeeded():
             failed = evidence.check_failed(item.evidence)
             if failed is not None:
-                text = (f"⚠️ {label(item)} — {story.succeeded(took=end.duration)}, but its check failed: "
-                        f"`{evidence.clip(failed.command)}` exited {failed.exit_code}")
+                text = f"⚠️ {label(item)} — {story.succeeded_but(failed, took=end.duration)}"
             else:
                 text = f"✅ {label(item)} — {story.succeeded(took=end.duration)}"
             return "\n\n".join(part for part in (text, summary(end.result), proof) if part)
@@ -158,8 +157,8 @@ def status(item: Item) -> str:
     """The one status message of a background promise, edited in place."""
     end = item.end
     match end:
-        case Succeeded() if evidence.check_failed(item.evidence):
-            return f"⚠️ {label(item)}: {story.succeeded(took=end.duration)}, its check failed"
+        case Succeeded() if (failed := evidence.check_failed(item.evidence)) is not None:
+            return f"⚠️ {label(item)}: {story.succeeded_but(failed, took=end.duration)}"
         case Succeeded():
             return f"✅ {label(item)}: {story.succeeded(took=end.duration)}"
         case Failed():

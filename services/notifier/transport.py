@@ -57,7 +57,7 @@ class Transport(Protocol):
 
 class TelethonTransport:
     def __init__(self, creds, name: str = "notifier") -> None:
-        from services.ingest.telegram import telethon_client
+        from valor.telegram import telethon_client
 
         self.client = telethon_client(creds, name, receive_updates=False)
         self.can_read_history = not creds.bot

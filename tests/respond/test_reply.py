@@ -100,10 +100,10 @@ def test_a_success_whose_last_check_failed_backs_no_claim_that_it_passes():
     ok, warned = succeeded(12, task="code"), succeeded(13, task="code")
     warned[-1] = Succeeded(at=50.3, id=13, attempt=1, result="done", evidence=checked)
     states = view_of(*ok, *warned).states()
-    assert states == {12: "succeeded", 13: "succeeded but its last check exited 1"}
+    assert states == {12: "succeeded", 13: "succeeded, but its last check `pytest -q tests/unit` exited 1"}
     assert honest_reply("#12 succeeded: the tests pass.", [], recorded=states) == "#12 succeeded: the tests pass."
     assert honest_reply("#13 succeeded: the tests pass.", [], recorded=states) == (
-        NO_RECORDED_RESULT + " (the log has #13 succeeded but its last check exited 1): #13 succeeded: the tests pass.")
+        NO_RECORDED_RESULT + " (the log has #13 succeeded, but its last check `pytest -q tests/unit` exited 1): #13 succeeded: the tests pass.")
 
 
 def test_a_reply_announcing_work_and_claiming_a_result_is_corrected_for_both():

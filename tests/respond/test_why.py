@@ -76,3 +76,16 @@ def test_no_events_no_story():
 
 def test_elapsed_units():
     assert [elapsed(s) for s in (0, 59.94, 61, 3725, 90000)] == ["+0.0s", "+59.9s", "+1m01s", "+1h02m", "+1d01h"]
+
+
+def test_a_result_is_told_as_a_reply_because_its_promise_is_a_respond_promise_not_by_its_keys():
+    """Decision 58: the respond result is read as its Struct; no other result is guessed to be one."""
+    def told(task, result):
+        events = [Created(at=0.0, id=1, title="t", task=task, chat_id=CHAT), Dispatched(at=0.1, id=1, attempt=1),
+                  Started(at=0.2, id=1, attempt=1), Succeeded(at=0.4, id=1, attempt=1, duration=0.2, result=result)]
+        return explain(events).splitlines()[-1]
+
+    answer = {"reply": "Every morning at 9.", "schedules": [{"every": 86400.0, "task": {"type": "echo", "input": "hi"}}]}
+    assert told("respond", answer) == '+0.4s succeeded on attempt 1 in 0.2s: replied "Every morning at 9."'
+    assert told("echo", {"reply": "an echo"}) == '+0.4s succeeded on attempt 1 in 0.2s: {"reply": "an echo"}'
+    assert told("respond", {"reply": 3}) == '+0.4s succeeded on attempt 1 in 0.2s: {"reply": 3}'  # unreadable

@@ -10,7 +10,8 @@ from schemas import subjects
 from schemas.commands import ExecutorHeartbeat, NewPromise, Submit, reply_decoder, work_decoder
 from schemas.events import MessageReceived, Started, Succeeded, encode
 from schemas.streams import bucket_configs
-from services.scheduler.service import Scheduler
+from services.scheduler.effects import Dispatch
+from services.scheduler.service import RESEND_EVERY, Scheduler
 from valor import bus
 from valor.client import CommandRefused, ValorClient
 
@@ -279,3 +280,36 @@ async def test_drain_returns_once_every_stored_command_is_handled_and_decided_on
     assert (await js.stream_info(subjects.COMMANDS)).state.messages == 0
     assert scheduler.state.last_seq == (await js.stream_info(subjects.PROMISES)).state.last_seq
     assert await scheduler.busy() is None
+
+
+async def test_work_not_started_is_resent_when_the_schedulers_own_monotonic_clock_says_so(nc, js):
+    """The resend interval is read on the injected clock: a test moves it, no wall time passes."""
+    mono = [1000.0]
+    s = Scheduler(nc, lease_ttl=1.0, monotonic=lambda: mono[0])
+    await s.start()
+    s.lease.clock = time.monotonic  # the lease keeps real time: moving the clock must not make a new leader resend
+    try:
+        await s.drain()
+        await announce(js)
+        ids = await ValorClient(nc).submit(NewPromise(type="echo"))
+        [item] = await take_work(js)  # dispatched, taken, never started
+        await s.drain()
+        resent = []
+        perform = s.perform
+
+        async def watched(effects):
+            resent.extend(e.item.id for e in effects if isinstance(e, Dispatch))
+            await perform(effects)
+
+        s.perform = watched
+        s._wake.set()
+        await s.drain()
+        assert resent == []  # not due on the scheduler's clock
+        mono[0] += RESEND_EVERY
+        s._wake.set()
+        async with asyncio.timeout(10):
+            while not resent:
+                await asyncio.sleep(0.02)
+        assert resent == [item.id] == [ids["0"]]
+    finally:
+        await s.stop()

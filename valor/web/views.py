@@ -80,9 +80,9 @@ def spend_view(state: Projection, filters: Mapping[str, str], now: float, days: 
 
 
 def timeline(events: Sequence[Any]) -> list[dict[str, Any]]:
-    start = events[0].at if events else 0.0
+    start, respond = (events[0].at if events else 0.0), story.answers(events)
     return [{"type": type(e).__struct_config__.tag, "at": e.at, "offset": round(e.at - start, 3),
-             "text": story.entry(e)} for e in events]
+             "text": story.entry(e, respond=respond)} for e in events]
 
 
 def detail(state: Projection, pid: int, events: Sequence[Any]) -> dict[str, Any] | None:

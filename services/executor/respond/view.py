@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from promises import evidence
+from promises import evidence, story
 from promises.projection import Projection, Promise, Schedule
 from promises.states import State
 from schemas.events import BudgetAdjusted, MessageReceived, PromiseEvent
@@ -64,7 +64,7 @@ class ChatView:
         for pid, p in self.promises.items():
             # A succeeded promise's evidence is its succeeding attempt's: the last one that ended.
             failed = evidence.check_failed(p.evidence) if p.state == State.SUCCEEDED and p.evidence else None
-            out[pid] = f"succeeded but its last check exited {failed.exit_code}" if failed else p.state
+            out[pid] = story.succeeded_but(failed) if failed else p.state
         return out
 
     def work(self) -> list[Promise]:
