@@ -21,7 +21,6 @@ import pytest
 
 from schemas import subjects
 from valor import render
-from valor.cli import gather_status
 from valor.natsserver import NatsCluster
 
 from ..test_recovery import finish_and_check, started_stack, submit_all, workload
@@ -91,7 +90,7 @@ async def test_a_full_disk_on_one_node_keeps_valor_running_on_two_and_the_node_c
 
         js = nc.jetstream()
         behind = await until(lambda: n3_behind(js), 20, "n3 shown behind on a stream")
-        status = render.status_text(await gather_status(client))
+        status = render.status_text(await client.status())
         assert "n3 lagging" in status or "n3 offline" in status, status
 
         filler.unlink()
