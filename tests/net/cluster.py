@@ -141,6 +141,7 @@ class NetCluster:
         if self.rendered is not None:
             for name in names:
                 unit = self.rendered.unit(name, "valor-nats.service")
+                self.stores[name] = self.rendered.out / "state" / "nats" / name  # where render_hosts put it
                 self.nodes.append(HostNode(name, CLIENT_PORT, Path(unit.argv[-1]), self.root / f"{name}.log",
                                            host=self.net[name], net=self.net, unit=unit, scheme="tls"))
             return
