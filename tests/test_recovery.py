@@ -48,8 +48,9 @@ async def submit_all(client: ValorClient, plans) -> list[int]:
     return ids
 
 
-async def finish_and_check(nats_url: str, ids: list[int], stack: Stack, timeout: float = 90):
-    nc = await bus.connect(nats_url, name="check")
+async def finish_and_check(nats_url: str, ids: list[int], stack: Stack, timeout: float = 90, **connect):
+    """``connect``: bus.connect's options for a cluster with TLS and users (tests/net/test_several_hosts.py)."""
+    nc = await bus.connect(nats_url, name="check", **connect)
     try:
         client = ValorClient(nc)
         try:
