@@ -42,7 +42,8 @@ def _queries(state: Projection):
     ids = sorted(state.promises)
     yield StatusQuery()
     yield ChatQuery(chat_id=7)
-    yield ChatQuery(chat_id=7, user_id=1)  # with that user's spend and budget changes in every chat
+    yield ChatQuery(chat_id=7, spend=True, user_id=1)  # with that user's spend and budget changes in every chat
+    yield ChatQuery(chat_id=7, about=ids[:3] + [10_000], reply_to=1)
     for s in (None, *STATES):
         yield PromisesQuery(state=s)
         yield PromisesQuery(state=s, chat_id=7, limit=2)
@@ -81,8 +82,7 @@ def test_a_chat_read_for_a_user_holds_their_spend_and_budget_changes_in_every_ch
     state = Projection()
     for seq, event in enumerate([*events, raised, BudgetAdjusted(id=3, scope="chat", target=8, add=1.0)], 1):
         state.apply(event, seq)
-    served = fold_answer(state, ChatQuery(chat_id=7, user_id=1))
-    assert [p.id for p in served.promises] == [1]
+    served = fold_answer(state, ChatQuery(chat_id=7, spend=True, user_id=1))
     assert [(c.promise_id, c.chat_id, c.usd) for c in served.charges] == [(1, 7, 0.25), (2, 8, 0.5)]
     assert served.adjustments == [raised]
     assert fold_answer(state, ChatQuery(chat_id=7)).charges == []

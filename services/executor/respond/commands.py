@@ -452,10 +452,12 @@ def _status(rest, msg, view, config) -> RespondResult:
         return RespondResult(reply=error or status_line(p))
     work = view.work()
     open_ = [p for p in work if not p.terminal]
-    if not open_:
-        done = len(work)
+    # A long chat's view holds its newest promises (decision 75); the totals count them all.
+    opened = max(len(open_), view.open_total)
+    if not opened:
+        done = max(len(work), view.work_total)
         return RespondResult(reply="Nothing is open in this chat." + (f" {done} finished; /list shows them." if done else ""))
-    lines = [f"{len(open_)} open:"] + [status_line(p) for p in open_[-LIST_LIMIT:]]
+    lines = [f"{opened} open:"] + [status_line(p) for p in open_[-LIST_LIMIT:]]
     return RespondResult(reply="\n".join(lines))
 
 
@@ -465,8 +467,8 @@ def _list(rest, msg, view, config) -> RespondResult:
         return RespondResult(reply="This chat has no promises yet. Send /do <what to do> to make one.")
     shown = work[-LIST_LIMIT:]
     lines = [story.listed(p, 50) for p in shown]
-    if len(work) > len(shown):
-        lines.insert(0, f"The last {len(shown)} of {len(work)}:")
+    if (total := max(len(work), view.work_total)) > len(shown):
+        lines.insert(0, f"The last {len(shown)} of {total}:")
     return RespondResult(reply="\n".join(lines))
 
 
