@@ -51,11 +51,26 @@ class ChatQuery(msgspec.Struct, kw_only=True):
     chat_id: int
     about: list[int] = []  # the promise ids the message names: each with its relatives
     reply_to: int | None = None  # the Valor message it replies to: the promise that message is about
-    # ``spend``: the answer also holds the chat's spend and budget changes and, with ``user_id``, that
-    # user's in every chat (``/usage`` and ``/budget``): a scan of every promise, asked only then.
+    # ``spend``: the answer also sums the chat's spend at ``now`` and, with ``user_id``, that user's
+    # in every chat, and where each of ``budgets`` stands (``/usage`` and ``/budget``): a scan of every
+    # promise, asked only then.
     spend: bool = False
     user_id: int | None = None
-    since: float | None = None  # spend and budget changes at or after this (the month's start)
+    now: float = 0.0
+    budgets: list[budget.Budget] = []
+
+
+class ChatSpend(msgspec.Struct, kw_only=True):
+    """``/usage`` and ``/budget``'s figures, summed where the log is (decision 75): totals, not charges."""
+
+    today: spend.Total  # the chat's, today and this month (UTC)
+    month: spend.Total
+    by_type: dict[str, float] = {}  # the chat's this month
+    top: list[tuple[int, float]] = []  # its costliest promises this month
+    user_today: float = 0.0  # the user's in every chat
+    user_month: float = 0.0
+    user_chats: int = 0  # the chats the user spent in this month
+    standings: list[budget.Standing] = []  # each of the query's budgets
 
 
 class StatusQuery(msgspec.Struct, kw_only=True):
@@ -73,9 +88,7 @@ class Answer(msgspec.Struct, kw_only=True):
     counts: dict[str, int] = {}
     leader: bool = False
     schedules: list[Schedule] = []  # ``chat``: the chat's schedules not deleted (decision 51)
-    # ``chat`` with a ``user_id``: the user's charges in every chat, and the owners' changes to their budgets
-    charges: list[spend.Charge] = []
-    adjustments: list[BudgetAdjusted] = []
+    spend: ChatSpend | None = None  # ``chat`` asked with ``spend``
     # ``status``: every task type and chat a promise names, for the web page's filters
     types: list[str] = []
     chats: list[int] = []
@@ -231,7 +244,7 @@ def chat_answer(index: ReadIndex, q: ChatQuery) -> Answer:
                  counts={s: n for s, n in sorted(index.chat_counts.get(chat, {}).items()) if n},
                  open_total=len(open_), work_total=len(work))
     if q.spend:
-        out.charges, out.adjustments = chat_spend(state, index.by_chat.get(chat, []), q.user_id, q.since)
+        out.spend = chat_spend(state, index.by_chat.get(chat, []), q)
     return out
 
 
@@ -244,17 +257,27 @@ def _relatives(state: Projection, pid: int) -> list[int]:
     return out
 
 
-def chat_spend(state: Projection, chat_ids: list[int], user_id: int | None,
-               since: float | None) -> tuple[list[spend.Charge], list[BudgetAdjusted]]:
-    """The chat's charges and ``user_id``'s in every chat, and the budget changes, at or after ``since``."""
+def chat_spend(state: Projection, chat_ids: list[int], q: ChatQuery) -> ChatSpend:
+    """The chat's spend at ``q.now``, ``q.user_id``'s in every chat, and where ``q.budgets`` stand."""
+    since = spend.month_start(q.now)  # every figure is of today or this month
     chat = [state.promises[i] for i in chat_ids]
     charges = {(c.promise_id, c.attempt): c for c in spend.charges(chat)}
     adjustments = {(a.id, a.request_id, a.period, a.scope): a for a in budget.adjustments(chat)}
-    theirs, their_adjustments = user_spend(state, user_id) if user_id is not None else ([], [])
+    theirs, their_adjustments = user_spend(state, q.user_id) if q.user_id is not None else ([], [])
     charges.update({(c.promise_id, c.attempt): c for c in theirs})
     adjustments.update({(a.id, a.request_id, a.period, a.scope): a for a in their_adjustments})
-    return ([c for c in charges.values() if since is None or c.at >= since],
-            [a for a in adjustments.values() if since is None or a.at >= since])
+    kept = [c for c in charges.values() if c.at >= since]
+    changes = [a for a in adjustments.values() if a.at >= since]
+    today = spend.totals(kept, since=spend.day_start(q.now), chat_id=q.chat_id)
+    month = spend.totals(kept, since=since, chat_id=q.chat_id)
+    out = ChatSpend(today=today.all, month=month.all, by_type={k: t.usd for k, t in month.by_type.items()},
+                    top=[(pid, t.usd) for pid, t in month.top(5)],
+                    standings=[budget.standing(b, kept, changes, q.now) for b in q.budgets])
+    if q.user_id is not None:
+        yours = spend.totals(kept, since=since, user_id=q.user_id)
+        out.user_month, out.user_chats = yours.all.usd, len(yours.by_chat)
+        out.user_today = spend.totals(kept, since=spend.day_start(q.now), user_id=q.user_id).all.usd
+    return out
 
 
 def chat_schedules(state: Projection, chat_id: int) -> list[Schedule]:

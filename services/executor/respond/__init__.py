@@ -41,7 +41,6 @@ from nats.aio.client import Client
 from schemas.commands import RespondResult
 from schemas.events import MessageReceived
 from services.executor.context import AttemptContext, TaskFailed
-from valor import spend
 from valor.config import Config
 
 from . import approval, attached, commands, gap, skipped
@@ -108,8 +107,8 @@ class Responder:
             spends = commands.needs_user(msg.text)
             view = await read_chat(self.nc, msg.chat_id, history, before=msg.message_id,
                                    about=mentioned(msg.text), reply_to=msg.reply_to, spend=spends,
-                                   user_id=(msg.sender_id or None) if spends else None,
-                                   since=spend.month_start(msg.at or time.time()) if spends else None)
+                                   user_id=(msg.sender_id or None) if spends else None, now=msg.at or time.time(),
+                                   budgets=commands.budgets_of(msg, self.config) if spends else ())
             # A reply is about Valor's message's promise and, for a plan, its steps (``show 2``, steering).
             if msg.reply_to is not None and (p := view.about(msg.reply_to)) is not None:
                 await view.load_events([p.id, *(p.children or {}).values()])

@@ -18,6 +18,7 @@ from nats.js.errors import NotFoundError
 
 from schemas import subjects
 from schemas.events import MessageReceived, PromiseEvent, decode_message
+from valor.budget import Budget
 from valor.client import ValorClient
 from valor.readmodel import ChatQuery
 
@@ -78,7 +79,7 @@ async def _read_from(js, subject: str, start: int) -> list[MessageReceived]:
 
 async def read_chat(nc: Client, chat_id: int, history: int = 0, before: int | None = None,
                     about: Iterable[int] = (), reply_to: int | None = None, spend: bool = False,
-                    user_id: int | None = None, since: float | None = None) -> ChatView:
+                    user_id: int | None = None, now: float = 0.0, budgets: Iterable[Budget] = ()) -> ChatView:
     """What a message of the chat can be about and, when ``history`` > 0, its recent messages.
 
     The promises come from the scheduler's served chat answer (decisions 48 and 75): the chat's
@@ -86,13 +87,14 @@ async def read_chat(nc: Client, chat_id: int, history: int = 0, before: int | No
     ``reply_to`` is about, with their relatives; the events of those in ``about`` (and more, on
     demand, through ``ChatView.load_events``) from each promise's own subject.  With no scheduler
     answering, the log is folded here into the same answer.  With ``spend``, the view also holds
-    the chat's spend and budget changes since ``since`` and, with ``user_id``, that user's in every
-    chat (``/usage``, ``/budget``).
+    the chat's spend at ``now``, with ``user_id`` that user's in every chat, and where ``budgets``
+    stand (``/usage``, ``/budget``), summed by the read.
     """
     client = ValorClient(nc)
     messages = await read_messages(nc, chat_id, history, before) if history else []
     about = list(about)
-    query = ChatQuery(chat_id=chat_id, about=about, reply_to=reply_to, spend=spend, user_id=user_id, since=since)
+    query = ChatQuery(chat_id=chat_id, about=about, reply_to=reply_to, spend=spend, user_id=user_id, now=now,
+                      budgets=list(budgets))
     served = await client.served(query)
     if served is None:
         return chat_view(await client.events(), chat_id, messages, query=query)

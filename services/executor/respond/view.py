@@ -15,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
+import msgspec
+
 from promises import evidence, story
 from promises.projection import Projection, Promise, Schedule
 from promises.states import State
-from schemas.events import BudgetAdjusted, MessageReceived, PromiseEvent
-from valor import spend
-from valor.readmodel import Answer, ChatQuery, fold_answer
+from schemas.events import MessageReceived, PromiseEvent
+from valor.budget import Budget
+from valor.readmodel import Answer, ChatQuery, ChatSpend, fold_answer
 
 EventReader = Callable[[list[int]], Awaitable[dict[int, list[PromiseEvent]]]]
 
@@ -33,20 +35,20 @@ class ChatView:
     messages: list[MessageReceived] = field(default_factory=list)  # before the current one, oldest first
     read_events: EventReader | None = None  # reads more promises' events (None: ``events`` is complete)
     schedules: dict[int, Schedule] = field(default_factory=dict)  # this chat's, not deleted, by id
-    # The chat's spend and budget changes, and the sender's in every chat, when read (/usage, /budget)
-    spend_charges: list[spend.Charge] = field(default_factory=list)
-    spend_adjustments: list[BudgetAdjusted] = field(default_factory=list)
+    # The chat's spend and the sender's in every chat, summed by the read (/usage, /budget); for a view
+    # folded without a query, how to sum them at a time for some budgets
+    spent: ChatSpend | None = None
+    spend_of: Callable[[float, list[Budget]], ChatSpend | None] | None = None
     # The chat's work promises (not its respond ones): how many are open, in all, and by state
     open_total: int = 0
     work_total: int = 0
     counts: dict[str, int] = field(default_factory=dict)
 
-    def charges(self) -> list[spend.Charge]:
-        """This chat's charges, and the sender's in other chats, as the read computed them."""
-        return self.spend_charges
-
-    def adjustments(self) -> list[BudgetAdjusted]:
-        return self.spend_adjustments
+    def spend(self, now: float, budgets: list[Budget]) -> ChatSpend | None:
+        """The chat's spend at ``now`` and where ``budgets`` stand, as read (None: not read)."""
+        if self.spent is None and self.spend_of is not None:
+            return self.spend_of(now, budgets)
+        return self.spent
 
     async def load_events(self, ids: Iterable[int]) -> None:
         """Make sure ``events`` holds the log of these promises of the chat."""
@@ -104,16 +106,25 @@ def chat_view(events: Iterable[tuple[int, PromiseEvent]], chat_id: int,
     for seq, event in events:
         state.apply(event, seq)
         by_id.setdefault(getattr(event, "id", 0), []).append(event)
+    every = query is None
     if query is None:
-        query = ChatQuery(chat_id=chat_id, about=sorted(state.promises), spend=True, user_id=user_id)
+        query = ChatQuery(chat_id=chat_id, about=sorted(state.promises), user_id=user_id)
     answer = fold_answer(state, query)
     view = view_of(answer, chat_id, messages)
     view.events = {pid: by_id.get(pid, []) for pid in view.promises}
+    if every:
+        asked = query
+
+        def spend_of(now: float, budgets: list[Budget]) -> ChatSpend | None:
+            q = msgspec.structs.replace(asked, about=[], spend=True, now=now, budgets=budgets)
+            return fold_answer(state, q).spend
+
+        view.spend_of = spend_of
     return view
 
 
 def view_of(answer: Answer, chat_id: int, messages: list[MessageReceived] | None = None,
             read_events: EventReader | None = None) -> ChatView:
     return ChatView(chat_id, {p.id: p for p in answer.promises}, {}, list(messages or []), read_events,
-                    {s.id: s for s in answer.schedules}, answer.charges, answer.adjustments,
+                    {s.id: s for s in answer.schedules}, answer.spend, None,
                     answer.open_total, answer.work_total, answer.counts)
