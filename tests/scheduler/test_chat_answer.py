@@ -1,5 +1,7 @@
 """A chat's read stays bounded whatever the chat's age (decision 75)."""
 
+import time
+
 import msgspec
 
 from promises.projection import Projection
@@ -7,6 +9,7 @@ from schemas.events import Cancelled, Created, Dispatched, Notified, Started, Su
 from services.executor.respond import commands, history
 from services.executor.respond.view import chat_view
 from valor import bus, readmodel
+from valor.budget import Budget, Standing
 from valor.client import ValorClient
 from valor.config import DEFAULT
 from valor.readmodel import ChatQuery, ReadIndex, answer, fold_answer
@@ -84,6 +87,9 @@ async def test_a_served_chat_read_is_bounded_and_the_fallback_answers_the_same(n
     assert msgspec.json.encode(served.promises) == msgspec.json.encode(want.promises)
     view = await history.read_chat(nc, CHAT, about=[2], reply_to=OLD_SENT)
     assert sorted(view.promises) == [1, 2, 6, 7, 8] and view.about(OLD_SENT).id == 1
+    daily = Budget("chat", CHAT, "day", 1.0)
+    spent = await history.read_chat(nc, CHAT, spend=True, user_id=1, now=time.time(), budgets=[daily])
+    assert spent.spend(0.0, []).standings == [Standing(daily)]  # summed by the scheduler, for the query's budgets
     await scheduler.stop()
     assert await client.served(q) is None
     folded = await history.read_chat(nc, CHAT, about=[2], reply_to=OLD_SENT)
