@@ -65,6 +65,13 @@ def test_the_agents_commands_read_a_long_chat_from_its_bounded_view():
     assert view.about(OLD_SENT).id == 5
 
 
+async def test_a_promise_the_message_did_not_name_is_read_when_the_agent_asks_for_it():
+    view = chat_view(long_chat(), CHAT, query=ChatQuery(chat_id=CHAT))
+    assert view.get(7) is None
+    await view.load_events([7, 3001])  # 3001 is another chat's
+    assert view.get(7).state == "succeeded" and len(view.events[7]) == 4 and view.get(3001) is None
+
+
 async def test_a_served_chat_read_is_bounded_and_the_fallback_answers_the_same(nc, js, started, monkeypatch):
     monkeypatch.setattr(readmodel, "CHAT_OPEN", 2)
     monkeypatch.setattr(readmodel, "CHAT_RECENT", 3)
@@ -87,6 +94,8 @@ async def test_a_served_chat_read_is_bounded_and_the_fallback_answers_the_same(n
     assert msgspec.json.encode(served.promises) == msgspec.json.encode(want.promises)
     view = await history.read_chat(nc, CHAT, about=[2], reply_to=OLD_SENT)
     assert sorted(view.promises) == [1, 2, 6, 7, 8] and view.about(OLD_SENT).id == 1
+    await view.load_events([3])  # not in the answer: read by id when asked
+    assert view.get(3).state == "cancelled" and [type(e) for e in view.events[3]] == [Created, Cancelled]
     daily = Budget("chat", CHAT, "day", 1.0)
     spent = await history.read_chat(nc, CHAT, spend=True, user_id=1, now=time.time(), budgets=[daily])
     assert spent.spend(0.0, []).standings == [Standing(daily)]  # summed by the scheduler, for the query's budgets

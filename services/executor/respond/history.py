@@ -16,11 +16,12 @@ from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from promises.projection import Promise
 from schemas import subjects
 from schemas.events import MessageReceived, PromiseEvent, decode_message
 from valor.budget import Budget
 from valor.client import ValorClient
-from valor.readmodel import ChatQuery
+from valor.readmodel import ChatQuery, PromisesQuery
 
 from .view import ChatView, chat_view, view_of
 
@@ -103,6 +104,10 @@ async def read_chat(nc: Client, chat_id: int, history: int = 0, before: int | No
         logs = await asyncio.gather(*(client.events(subjects.promise_all(i)) for i in ids))
         return {i: [e for _, e in log] for i, log in zip(ids, logs, strict=True)}
 
+    async def read_promises(ids: list[int]) -> list[Promise]:
+        return (await client.read(PromisesQuery(ids=ids, chat_id=chat_id))).promises
+
     view = view_of(served, chat_id, messages, read_events)
+    view.read_promises = read_promises
     await view.load_events(about)
     return view

@@ -25,6 +25,7 @@ from valor.budget import Budget
 from valor.readmodel import Answer, ChatQuery, ChatSpend, fold_answer
 
 EventReader = Callable[[list[int]], Awaitable[dict[int, list[PromiseEvent]]]]
+PromiseReader = Callable[[list[int]], Awaitable[list[Promise]]]
 
 
 @dataclass
@@ -43,6 +44,7 @@ class ChatView:
     open_total: int = 0
     work_total: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    read_promises: PromiseReader | None = None  # reads promises of the chat the read did not hold
 
     def spend(self, now: float, budgets: list[Budget]) -> ChatSpend | None:
         """The chat's spend at ``now`` and where ``budgets`` stand, as read (None: not read)."""
@@ -50,8 +52,17 @@ class ChatView:
             return self.spend_of(now, budgets)
         return self.spent
 
-    async def load_events(self, ids: Iterable[int]) -> None:
-        """Make sure ``events`` holds the log of these promises of the chat."""
+    async def load_events(self, ids: Iterable[int], events: bool = True) -> None:
+        """Make sure the view holds these promises of the chat and (with ``events``) their logs.
+
+        A long chat's read holds what the message named (decision 75): a promise the agent asks
+        about later is read then.
+        """
+        ids = set(ids)
+        if (unseen := sorted(i for i in ids if i not in self.promises)) and self.read_promises is not None:
+            self.promises.update({p.id: p for p in await self.read_promises(unseen) if p.spec.chat_id == self.chat_id})
+        if not events:
+            return
         missing = sorted({i for i in ids if i in self.promises and i not in self.events})
         if missing and self.read_events is not None:
             self.events.update(await self.read_events(missing))
@@ -112,6 +123,14 @@ def chat_view(events: Iterable[tuple[int, PromiseEvent]], chat_id: int,
     answer = fold_answer(state, query)
     view = view_of(answer, chat_id, messages)
     view.events = {pid: by_id.get(pid, []) for pid in view.promises}
+
+    async def read_promises(ids: list[int]) -> list[Promise]:
+        return [state.promises[i] for i in ids if i in state.promises]
+
+    async def read_events(ids: list[int]) -> dict[int, list[PromiseEvent]]:
+        return {i: by_id.get(i, []) for i in ids}
+
+    view.read_promises, view.read_events = read_promises, read_events
     if every:
         asked = query
 
