@@ -9,6 +9,7 @@ costs what it returns, not the size of the log.
 
 from __future__ import annotations
 
+import heapq
 from typing import Literal
 
 import msgspec
@@ -22,6 +23,7 @@ ENDPOINTS = ("promise", "promises", "chat", "status")
 # A chat answer's bounds (decision 75): its newest open work promises and its newest work promises.
 CHAT_OPEN = 50
 CHAT_RECENT = 30
+CHAT_NAMED = 20  # the ids a message names that are answered (any number in its text may be one)
 SUBJECT_PREFIX = "valor.read"  # endpoint subjects: valor.read.<endpoint>
 SERVICE = "valor-reads"
 
@@ -231,9 +233,9 @@ def chat_answer(index: ReadIndex, q: ChatQuery) -> Answer:
     state = index.state
     chat = q.chat_id
     work = index.work.get(chat, [])
-    open_ = sorted(index.open.get(chat, ()))
-    ids = [*open_[-CHAT_OPEN:], *work[-CHAT_RECENT:]]
-    focus = [i for i in q.about if (p := state.promises.get(i)) is not None and p.spec.chat_id == chat]
+    open_ = index.open.get(chat, set())
+    ids = [*heapq.nlargest(CHAT_OPEN, open_), *work[-CHAT_RECENT:]]
+    focus = [i for i in q.about if (p := state.promises.get(i)) is not None and p.spec.chat_id == chat][:CHAT_NAMED]
     if q.reply_to is not None and (about := index.sent.get((chat, q.reply_to))) is not None:
         focus.append(about)
     for pid in focus:
