@@ -315,7 +315,7 @@ async def test_every_service_works_under_its_own_user(secured):
         assert any(s.text.startswith("On it.") for s in world.sent)
         # respond's read of the chat (/status, the agent's context), served by the scheduler
         view = await read_chat(await secured.connect("executor"), ALICE, history=5)
-        assert "respond" in {p.spec.task for p in view.promises.values()}
+        assert [p.spec.task for p in view.work()] == ["echo"] and view.work_total == 1
         assert [m.text for m in view.messages] == ["/do it under least privilege"]
         with pytest.raises(Exception):  # noqa: B017 - the CLI may read and request, never record a fact
             await client.js.publish("promise.99.succeeded", b"{}", timeout=1.0)

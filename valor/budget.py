@@ -120,13 +120,17 @@ def report(config: Config, chat_id: int, user_id: int | None, charges: Iterable[
            adjustments: Sequence[BudgetAdjusted], now: float, missing: str = NO_BUDGET) -> str:
     """``/budget``: each budget that applies (the chat's, and the user's own when ``charges`` hold
     theirs from every chat), spent and left; ``missing`` when none does."""
-    applying = budgets(config, chat_id, user_id)
-    if not applying:
-        return missing
     charges = list(charges)
+    return report_text([standing(b, charges, adjustments, now) for b in budgets(config, chat_id, user_id)], missing)
+
+
+def report_text(standings: Sequence[Standing], missing: str = NO_BUDGET) -> str:
+    """``report``'s words from the budgets' standings (a chat's are summed where the log is, decision 75)."""
+    if not standings:
+        return missing
     lines = []
-    for b in applying:
-        s = standing(b, charges, adjustments, now)
+    for s in standings:
+        b = s.budget
         added = f" + {usd(s.added)} added" if s.added else ""
         lines.append(f"{words(b).capitalize()}{added}: {usd(s.spent)} spent, {usd(max(0.0, s.left))} left "
                      f"{when(b.period)}")

@@ -9,16 +9,21 @@ costs what it returns, not the size of the log.
 
 from __future__ import annotations
 
+import heapq
 from typing import Literal
 
 import msgspec
 
 from promises.projection import Projection, Promise, Schedule
 from promises.states import State
-from schemas.events import BudgetAdjusted, Created, NoticeFailed, PromiseEvent
+from schemas.events import BudgetAdjusted, Created, NoticeFailed, Notified, PromiseEvent
 from valor import budget, spend
 
 ENDPOINTS = ("promise", "promises", "chat", "status")
+# A chat answer's bounds (decision 75): its newest open work promises and its newest work promises.
+CHAT_OPEN = 50
+CHAT_RECENT = 30
+CHAT_NAMED = 20  # the ids a message names that are answered (any number in its text may be one)
 SUBJECT_PREFIX = "valor.read"  # endpoint subjects: valor.read.<endpoint>
 SERVICE = "valor-reads"
 
@@ -43,10 +48,31 @@ class PromisesQuery(msgspec.Struct, kw_only=True):
 
 
 class ChatQuery(msgspec.Struct, kw_only=True):
+    """What one message of a chat can be about (decision 75): bounded whatever the chat's age."""
+
     chat_id: int
-    # With it, the answer also holds this user's spend and budget changes across every chat
-    # (``/usage`` and ``/budget`` show a user's own budgets): a scan of every promise, asked only then.
+    about: list[int] = []  # the promise ids the message names: each with its relatives
+    reply_to: int | None = None  # the Valor message it replies to: the promise that message is about
+    # ``spend``: the answer also sums the chat's spend at ``now`` and, with ``user_id``, that user's
+    # in every chat, and where each of ``budgets`` stands (``/usage`` and ``/budget``): a scan of every
+    # promise, asked only then.
+    spend: bool = False
     user_id: int | None = None
+    now: float = 0.0
+    budgets: list[budget.Budget] = []
+
+
+class ChatSpend(msgspec.Struct, kw_only=True):
+    """``/usage`` and ``/budget``'s figures, summed where the log is (decision 75): totals, not charges."""
+
+    today: spend.Total  # the chat's, today and this month (UTC)
+    month: spend.Total
+    by_type: dict[str, float] = {}  # the chat's this month
+    top: list[tuple[int, float]] = []  # its costliest promises this month
+    user_today: float = 0.0  # the user's in every chat
+    user_month: float = 0.0
+    user_chats: int = 0  # the chats the user spent in this month
+    standings: list[budget.Standing] = []  # each of the query's budgets
 
 
 class StatusQuery(msgspec.Struct, kw_only=True):
@@ -64,13 +90,15 @@ class Answer(msgspec.Struct, kw_only=True):
     counts: dict[str, int] = {}
     leader: bool = False
     schedules: list[Schedule] = []  # ``chat``: the chat's schedules not deleted (decision 51)
-    # ``chat`` with a ``user_id``: the user's charges in every chat, and the owners' changes to their budgets
-    charges: list[spend.Charge] = []
-    adjustments: list[BudgetAdjusted] = []
+    spend: ChatSpend | None = None  # ``chat`` asked with ``spend``
     # ``status``: every task type and chat a promise names, for the web page's filters
     types: list[str] = []
     chats: list[int] = []
     unreachable: dict[int, str] = {}  # ``status``: chats that refused Valor and wrote nothing since -> the refusal
+    # ``chat``: how many of the chat's work promises (not its respond ones) are open and in all; ``counts``
+    # then holds them by state.  The promises answered are bounded (decision 75), these totals are not.
+    open_total: int = 0
+    work_total: int = 0
 
 
 QUERIES: dict[str, type[msgspec.Struct]] = {
@@ -91,6 +119,11 @@ class ReadIndex:
         self.by_state: dict[str, set[int]] = {}  # a query names a state by its word
         self.where: dict[int, State] = {}
         self.by_chat: dict[int, list[int]] = {}  # creation order
+        # A chat's work promises (not the agent's respond ones): in creation order, the open ones, by state.
+        self.work: dict[int, list[int]] = {}
+        self.open: dict[int, set[int]] = {}
+        self.chat_counts: dict[int, dict[str, int]] = {}
+        self.sent: dict[tuple[int, int], int] = {}  # (chat, a Valor message's id) -> the promise it is about
         self.types: set[str] = set()
         self.refusals: dict[int, NoticeFailed] = {}  # chat -> its latest refusal (decision 52)
         self.asked: dict[int, float] = {}  # chat -> when its latest request (a respond promise) was created
@@ -106,20 +139,33 @@ class ReadIndex:
         was = self.where.get(pid)
         if was == now:
             return
+        chat = p.spec.chat_id
+        work = chat is not None and p.spec.task != "respond"
         if was is None:
             self.types.add(p.spec.task)
-            if p.spec.chat_id is not None:
-                self.by_chat.setdefault(p.spec.chat_id, []).append(pid)
+            if chat is not None:
+                self.by_chat.setdefault(chat, []).append(pid)
+            if work and chat is not None:
+                self.work.setdefault(chat, []).append(pid)
         if was is not None:
             self.by_state[was].discard(pid)
         self.by_state.setdefault(now, set()).add(pid)
         self.where[pid] = now
+        if work and chat is not None:
+            counts = self.chat_counts.setdefault(chat, {})
+            if was is not None:
+                counts[was] -= 1
+            counts[now] = counts.get(now, 0) + 1
+            if p.terminal:
+                self.open.get(chat, set()).discard(pid)
+            else:
+                self.open.setdefault(chat, set()).add(pid)
 
     def touch(self, event: PromiseEvent) -> None:
         """After ``event`` was applied: its promise's state, and its dependents' (a success readies them)."""
         pid = getattr(event, "id", 0)
         self._place(pid)
-        if isinstance(event, NoticeFailed | Created) and (p := self.state.promises.get(pid)) is not None:
+        if isinstance(event, NoticeFailed | Created | Notified) and (p := self.state.promises.get(pid)) is not None:
             self._chat_facts(p)
         for child in self.state.dependents.get(pid, ()):
             self._place(child)
@@ -128,6 +174,9 @@ class ReadIndex:
         return {s: len(ids) for s, ids in self.by_state.items() if ids}
 
     def _chat_facts(self, p: Promise) -> None:
+        if p.spec.chat_id is not None:
+            for m in p.sent:
+                self.sent[(p.spec.chat_id, m)] = p.id
         if (f := p.refused) is not None and f.at >= getattr(self.refusals.get(f.chat_id), "at", 0.0):
             self.refusals[f.chat_id] = f
         spec = p.spec
@@ -165,15 +214,72 @@ def answer(index: ReadIndex, query: msgspec.Struct) -> Answer:
             ids = _matching(index, query)
             promises = [state.promises[i] for i in ids]
             return Answer(seq=state.last_seq, promises=promises, dependents=_dependents(state, ids))
-        case ChatQuery(chat_id=chat_id, user_id=user_id):
-            ids = index.by_chat.get(chat_id, [])
-            charges, adjustments = user_spend(state, user_id) if user_id is not None else ([], [])
-            return Answer(seq=state.last_seq, promises=[state.promises[i] for i in ids],
-                          schedules=chat_schedules(state, chat_id), charges=charges, adjustments=adjustments)
+        case ChatQuery():
+            return chat_answer(index, query)
         case StatusQuery():
             return Answer(seq=state.last_seq, counts=index.counts(), types=sorted(index.types),
                           chats=sorted(index.by_chat), unreachable=index.unreachable())
     raise ValueError(f"unknown query {type(query).__name__}")
+
+
+def chat_answer(index: ReadIndex, q: ChatQuery) -> Answer:
+    """What a message of the chat can be about (decision 75), bounded whatever the chat's age.
+
+    The chat's newest ``CHAT_OPEN`` open work promises and newest ``CHAT_RECENT`` ones (with the
+    totals by state), the promises the message names and the one the Valor message it replies to is
+    about, each with its relatives (dependencies, dependents, the plan it is a step of and its steps):
+    the cost and the size follow what the message is about, not the chat's life.
+    """
+    state = index.state
+    chat = q.chat_id
+    work = index.work.get(chat, [])
+    open_ = index.open.get(chat, set())
+    ids = [*heapq.nlargest(CHAT_OPEN, open_), *work[-CHAT_RECENT:]]
+    focus = [i for i in q.about if (p := state.promises.get(i)) is not None and p.spec.chat_id == chat][:CHAT_NAMED]
+    if q.reply_to is not None and (about := index.sent.get((chat, q.reply_to))) is not None:
+        focus.append(about)
+    for pid in focus:
+        ids += _relatives(state, pid)
+    ids = list(dict.fromkeys(i for i in ids if (p := state.promises.get(i)) is not None and p.spec.chat_id == chat))
+    out = Answer(seq=state.last_seq, promises=[state.promises[i] for i in sorted(ids)],
+                 dependents=_dependents(state, ids), schedules=chat_schedules(state, chat),
+                 counts={s: n for s, n in sorted(index.chat_counts.get(chat, {}).items()) if n},
+                 open_total=len(open_), work_total=len(work))
+    if q.spend:
+        out.spend = chat_spend(state, index.by_chat.get(chat, []), q)
+    return out
+
+
+def _relatives(state: Projection, pid: int) -> list[int]:
+    """``pid``, its dependencies, dependents, steps, and the plan it is a step of with that plan's steps."""
+    p = state.promises[pid]
+    out = [pid, *p.spec.depends_on, *state.dependents.get(pid, ()), *(p.children or {}).values()]
+    if p.spec.parent_id is not None and (parent := state.promises.get(p.spec.parent_id)) is not None:
+        out += [parent.id, *(parent.children or {}).values()]
+    return out
+
+
+def chat_spend(state: Projection, chat_ids: list[int], q: ChatQuery) -> ChatSpend:
+    """The chat's spend at ``q.now``, ``q.user_id``'s in every chat, and where ``q.budgets`` stand."""
+    since = spend.month_start(q.now)  # every figure is of today or this month
+    chat = [state.promises[i] for i in chat_ids]
+    charges = {(c.promise_id, c.attempt): c for c in spend.charges(chat)}
+    adjustments = {(a.id, a.request_id, a.period, a.scope): a for a in budget.adjustments(chat)}
+    theirs, their_adjustments = user_spend(state, q.user_id) if q.user_id is not None else ([], [])
+    charges.update({(c.promise_id, c.attempt): c for c in theirs})
+    adjustments.update({(a.id, a.request_id, a.period, a.scope): a for a in their_adjustments})
+    kept = [c for c in charges.values() if c.at >= since]
+    changes = [a for a in adjustments.values() if a.at >= since]
+    today = spend.totals(kept, since=spend.day_start(q.now), chat_id=q.chat_id)
+    month = spend.totals(kept, since=since, chat_id=q.chat_id)
+    out = ChatSpend(today=today.all, month=month.all, by_type={k: t.usd for k, t in month.by_type.items()},
+                    top=[(pid, t.usd) for pid, t in month.top(5)],
+                    standings=[budget.standing(b, kept, changes, q.now) for b in q.budgets])
+    if q.user_id is not None:
+        yours = spend.totals(kept, since=since, user_id=q.user_id)
+        out.user_month, out.user_chats = yours.all.usd, len(yours.by_chat)
+        out.user_today = spend.totals(kept, since=spend.day_start(q.now), user_id=q.user_id).all.usd
+    return out
 
 
 def chat_schedules(state: Projection, chat_id: int) -> list[Schedule]:

@@ -203,16 +203,22 @@ def charges(promises: Iterable[Any]) -> list[Charge]:
 def report(charges: list[Charge], now: float, tz: datetime.tzinfo = datetime.UTC, top: int = 5,
            since: float | None = None, **scope: Any) -> str:
     """Today, this month (or since ``since``), by type, and the costliest promises, in words."""
+    today = totals(charges, since=day_start(now, tz), tz=tz, **scope)
+    period = totals(charges, since=month_start(now, tz) if since is None else since, tz=tz, **scope)
+    return report_text(today.all, period.all, {k: v.usd for k, v in period.by_type.items()},
+                       [(pid, t.usd) for pid, t in period.top(top)], month=since is None)
+
+
+def report_text(today: Total, period: Total, by_type: dict[str, float], top: list[tuple[int, float]],
+                month: bool = True) -> str:
+    """``report``'s words from its sums (a chat's are summed where the log is, decision 75)."""
     def line(label: str, t: Total) -> str:
         tokens = t.input + t.output + t.cache_read + t.cache_creation
         return f"{label}: {usd(t.usd)} ({t.attempts} attempt{'s' if t.attempts != 1 else ''}, {tokens:,} tokens)"
 
-    today = totals(charges, since=day_start(now, tz), tz=tz, **scope)
-    period = totals(charges, since=month_start(now, tz) if since is None else since, tz=tz, **scope)
-    out = [line("Today", today.all), line("This month" if since is None else "Since then", period.all)]
-    if period.by_type:
-        out.append("By type: " + ", ".join(f"{k} {usd(v.usd)}" for k, v in
-                                            sorted(period.by_type.items(), key=lambda kv: -kv[1].usd)))
-    if costly := [(pid, t) for pid, t in period.top(top) if t.usd > 0]:
-        out.append("Top: " + ", ".join(f"#{pid} {usd(t.usd)}" for pid, t in costly))
+    out = [line("Today", today), line("This month" if month else "Since then", period)]
+    if by_type:
+        out.append("By type: " + ", ".join(f"{k} {usd(v)}" for k, v in sorted(by_type.items(), key=lambda kv: -kv[1])))
+    if costly := [(pid, spent) for pid, spent in top if spent > 0]:
+        out.append("Top: " + ", ".join(f"#{pid} {usd(spent)}" for pid, spent in costly))
     return "\n".join(out)

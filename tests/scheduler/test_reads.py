@@ -22,6 +22,7 @@ from schemas.events import (
 )
 from services.executor.respond import history
 from valor import bus
+from valor.budget import Budget, Standing
 from valor.client import CommandRefused, ValorClient
 from valor.readmodel import (
     ChatQuery,
@@ -42,7 +43,9 @@ def _queries(state: Projection):
     ids = sorted(state.promises)
     yield StatusQuery()
     yield ChatQuery(chat_id=7)
-    yield ChatQuery(chat_id=7, user_id=1)  # with that user's spend and budget changes in every chat
+    yield ChatQuery(chat_id=7, spend=True, user_id=1)  # with that user's spend and budget changes in every chat
+    yield ChatQuery(chat_id=7, spend=True, now=time.time(), budgets=[Budget("chat", 7, "month", 3.0)])
+    yield ChatQuery(chat_id=7, about=ids[:3] + [10_000], reply_to=1)
     for s in (None, *STATES):
         yield PromisesQuery(state=s)
         yield PromisesQuery(state=s, chat_id=7, limit=2)
@@ -71,21 +74,23 @@ def test_an_index_kept_event_by_event_answers_what_a_fold_of_the_whole_log_answe
     assert answer(index, StatusQuery()).counts == dict(folded.counts())
 
 
-def test_a_chat_read_for_a_user_holds_their_spend_and_budget_changes_in_every_chat():
+def test_a_chat_read_for_a_user_sums_their_spend_and_budgets_in_every_chat():
     events = []
     for pid, chat, sender, usd in ((1, 7, 1, 0.25), (2, 8, 1, 0.5), (3, 8, 2, 4.0)):
         events += [Created(id=pid, title="m", task="respond", chat_id=chat, input={"sender_id": sender}),
                    Dispatched(id=pid, attempt=1), Started(id=pid, attempt=1),
                    Succeeded(at=9.0, id=pid, attempt=1, evidence=Evidence(cost_usd=usd))]
-    raised = BudgetAdjusted(id=3, scope="user", target=1, add=5.0, request_id="budget:3:0:day")
+    raised = BudgetAdjusted(at=9.5, id=3, scope="user", target=1, add=5.0, request_id="budget:3:0:day")
     state = Projection()
-    for seq, event in enumerate([*events, raised, BudgetAdjusted(id=3, scope="chat", target=8, add=1.0)], 1):
+    for seq, event in enumerate([*events, raised, BudgetAdjusted(at=9.5, id=3, scope="chat", target=8, add=1.0)], 1):
         state.apply(event, seq)
-    served = fold_answer(state, ChatQuery(chat_id=7, user_id=1))
-    assert [p.id for p in served.promises] == [1]
-    assert [(c.promise_id, c.chat_id, c.usd) for c in served.charges] == [(1, 7, 0.25), (2, 8, 0.5)]
-    assert served.adjustments == [raised]
-    assert fold_answer(state, ChatQuery(chat_id=7)).charges == []
+    mine, chats = Budget("user", 1, "day", 2.0), Budget("chat", 7, "day", 1.0)
+    served = fold_answer(state, ChatQuery(chat_id=7, spend=True, user_id=1, now=10.0, budgets=[mine, chats])).spend
+    assert (served.today.usd, served.month.usd, served.by_type, served.top) == (0.25, 0.25, {"respond": 0.25},
+                                                                                  [(1, 0.25)])
+    assert (served.user_today, served.user_month, served.user_chats) == (0.75, 0.75, 2)
+    assert served.standings == [Standing(mine, added=5.0, spent=0.75), Standing(chats, spent=0.25)]
+    assert fold_answer(state, ChatQuery(chat_id=7)).spend is None
 
 
 # --- served by a running scheduler -----------------------------------------------------------
@@ -112,8 +117,8 @@ async def test_the_served_reads_equal_a_replay_of_the_log(nc, started):
         served = await client.served(q)
         assert served is not None and served.by == scheduler.name
         want = fold_answer(replayed, q)
-        assert (served.promises, served.dependents, served.counts, served.charges, served.adjustments) == \
-            (want.promises, want.dependents, want.counts, want.charges, want.adjustments)
+        assert (served.promises, served.dependents, served.counts, served.spend) == \
+            (want.promises, want.dependents, want.counts, want.spend)
     assert [p.id for p in await client.promises(state="cancelled")] == [ids["a"], ids["b"]]
     assert client.reads == {"served": 1}
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -103,9 +104,11 @@ class Responder:
 
     async def _read(self, msg: MessageReceived, history: int) -> ChatView:
         try:
+            spends = commands.needs_user(msg.text)
             view = await read_chat(self.nc, msg.chat_id, history, before=msg.message_id,
-                                   about=mentioned(msg.text),
-                                   user_id=msg.sender_id if commands.needs_user(msg.text) else None)
+                                   about=mentioned(msg.text), reply_to=msg.reply_to, spend=spends,
+                                   user_id=(msg.sender_id or None) if spends else None, now=msg.at or time.time(),
+                                   budgets=commands.budgets_of(msg, self.config) if spends else ())
             # A reply is about Valor's message's promise and, for a plan, its steps (``show 2``, steering).
             if msg.reply_to is not None and (p := view.about(msg.reply_to)) is not None:
                 await view.load_events([p.id, *(p.children or {}).values()])

@@ -274,18 +274,20 @@ def _do(rest, msg, view, config) -> RespondResult:
 def _usage(rest, msg, view, config) -> RespondResult:
     if view is None:
         return RespondResult(reply="I cannot read this chat's log right now.")
-    now = msg.at or time.time()
-    charges = view.charges()
-    out = [spend.report(charges, now, chat_id=msg.chat_id)]
-    if msg.sender_id and (yours := spend.totals(charges, since=spend.month_start(now), user_id=msg.sender_id)).by_chat:
-        today = spend.totals(charges, since=spend.day_start(now), user_id=msg.sender_id).all.usd
-        chats = len(yours.by_chat)
-        out.append(f"Yours, in {chats} chat{'s' if chats != 1 else ''}: {spend.usd(today)} today, "
-                   f"{spend.usd(yours.all.usd)} this month")
-    if budgets := budget.report(config, msg.chat_id, msg.sender_id or None, charges, view.adjustments(), now,
-                                missing=""):
+    if (s := view.spend(msg.at or time.time(), budgets_of(msg, config))) is None:
+        return RespondResult(reply="I cannot read this chat's spend right now.")
+    out = [spend.report_text(s.today, s.month, s.by_type, s.top)]
+    if msg.sender_id and (chats := s.user_chats):
+        out.append(f"Yours, in {chats} chat{'s' if chats != 1 else ''}: {spend.usd(s.user_today)} today, "
+                   f"{spend.usd(s.user_month)} this month")
+    if budgets := budget.report_text(s.standings, missing=""):
         out.append(budgets)
     return RespondResult(reply="\n".join(out))
+
+
+def budgets_of(msg: MessageReceived, config: Config) -> list[budget.Budget]:
+    """The budgets ``/usage`` and ``/budget`` report: the chat's and the sender's."""
+    return budget.budgets(config, msg.chat_id, msg.sender_id or None)
 
 
 def _budget(rest, msg, view, config) -> RespondResult:
@@ -295,10 +297,9 @@ def _budget(rest, msg, view, config) -> RespondResult:
     except budget.BadBudget as exc:
         return RespondResult(reply=str(exc))
     if change is None:
-        if view is None:
+        if view is None or (s := view.spend(msg.at or time.time(), budgets_of(msg, config))) is None:
             return RespondResult(reply="I cannot read this chat's log right now.")
-        return RespondResult(reply=budget.report(config, msg.chat_id, msg.sender_id or None, view.charges(),
-                                                 view.adjustments(), msg.at or time.time()))
+        return RespondResult(reply=budget.report_text(s.standings))
     if msg.sender_id not in config.budgets.owners:
         return RespondResult(reply="Only an owner ([budgets] owners in valor.toml) can change a budget.")
     whose = "This chat's" if change.target is None else f"User {change.target}'s"
@@ -452,10 +453,12 @@ def _status(rest, msg, view, config) -> RespondResult:
         return RespondResult(reply=error or status_line(p))
     work = view.work()
     open_ = [p for p in work if not p.terminal]
-    if not open_:
-        done = len(work)
+    # A long chat's view holds its newest promises (decision 75); the totals count them all.
+    opened = max(len(open_), view.open_total)
+    if not opened:
+        done = max(len(work), view.work_total)
         return RespondResult(reply="Nothing is open in this chat." + (f" {done} finished; /list shows them." if done else ""))
-    lines = [f"{len(open_)} open:"] + [status_line(p) for p in open_[-LIST_LIMIT:]]
+    lines = [f"{opened} open:"] + [status_line(p) for p in open_[-LIST_LIMIT:]]
     return RespondResult(reply="\n".join(lines))
 
 
@@ -465,8 +468,8 @@ def _list(rest, msg, view, config) -> RespondResult:
         return RespondResult(reply="This chat has no promises yet. Send /do <what to do> to make one.")
     shown = work[-LIST_LIMIT:]
     lines = [story.listed(p, 50) for p in shown]
-    if len(work) > len(shown):
-        lines.insert(0, f"The last {len(shown)} of {len(work)}:")
+    if (total := max(len(work), view.work_total)) > len(shown):
+        lines.insert(0, f"The last {len(shown)} of {total}:")
     return RespondResult(reply="\n".join(lines))
 
 

@@ -16,12 +16,14 @@ from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from promises.projection import Promise
 from schemas import subjects
 from schemas.events import MessageReceived, PromiseEvent, decode_message
+from valor.budget import Budget
 from valor.client import ValorClient
-from valor.readmodel import ChatQuery
+from valor.readmodel import ChatQuery, PromisesQuery
 
-from .view import ChatView, chat_view
+from .view import ChatView, chat_view, view_of
 
 READ_TIMEOUT = 30.0
 WINDOW = 256  # stream sequences in the first window read back from a chat's last message
@@ -77,26 +79,35 @@ async def _read_from(js, subject: str, start: int) -> list[MessageReceived]:
 
 
 async def read_chat(nc: Client, chat_id: int, history: int = 0, before: int | None = None,
-                    about: Iterable[int] = (), user_id: int | None = None) -> ChatView:
-    """The chat's promises and, when ``history`` > 0, its recent messages.
+                    about: Iterable[int] = (), reply_to: int | None = None, spend: bool = False,
+                    user_id: int | None = None, now: float = 0.0, budgets: Iterable[Budget] = ()) -> ChatView:
+    """What a message of the chat can be about and, when ``history`` > 0, its recent messages.
 
-    The promises come from the scheduler's served chat view (decision 48), the
-    events of those in ``about`` (and more, on demand, through
-    ``ChatView.load_events``) from each promise's own subject.  With no
-    scheduler answering, the whole log is folded here as before.  With ``user_id``, the
-    view also holds that user's spend and budget changes in every chat (``/usage``, ``/budget``).
+    The promises come from the scheduler's served chat answer (decisions 48 and 75): the chat's
+    newest open and newest work promises, those in ``about`` and the one the Valor message
+    ``reply_to`` is about, with their relatives; the events of those in ``about`` (and more, on
+    demand, through ``ChatView.load_events``) from each promise's own subject.  With no scheduler
+    answering, the log is folded here into the same answer.  With ``spend``, the view also holds
+    the chat's spend at ``now``, with ``user_id`` that user's in every chat, and where ``budgets``
+    stand (``/usage``, ``/budget``), summed by the read.
     """
     client = ValorClient(nc)
     messages = await read_messages(nc, chat_id, history, before) if history else []
-    served = await client.served(ChatQuery(chat_id=chat_id, user_id=user_id))
+    about = list(about)
+    query = ChatQuery(chat_id=chat_id, about=about, reply_to=reply_to, spend=spend, user_id=user_id, now=now,
+                      budgets=list(budgets))
+    served = await client.served(query)
     if served is None:
-        return chat_view(await client.events(), chat_id, messages, user_id)
+        return chat_view(await client.events(), chat_id, messages, query=query)
 
     async def read_events(ids: list[int]) -> dict[int, list[PromiseEvent]]:
         logs = await asyncio.gather(*(client.events(subjects.promise_all(i)) for i in ids))
         return {i: [e for _, e in log] for i, log in zip(ids, logs, strict=True)}
 
-    view = ChatView(chat_id, {p.id: p for p in served.promises}, {}, messages, read_events,
-                    {s.id: s for s in served.schedules}, served.charges, served.adjustments)
+    async def read_promises(ids: list[int]) -> list[Promise]:
+        return (await client.read(PromisesQuery(ids=ids, chat_id=chat_id))).promises
+
+    view = view_of(served, chat_id, messages, read_events)
+    view.read_promises = read_promises
     await view.load_events(about)
     return view

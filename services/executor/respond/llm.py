@@ -389,9 +389,9 @@ class LlmAgent:
             messages.append({"role": "assistant", "content": [p for b in response.content if (p := _param(b))]})
             results = []
             for use in uses:
-                if use.name == "promise_history" and isinstance(use.input, dict):
-                    # Only the promises a message may be about were read with the view: read this one now.
-                    await view.load_events([pid] if (pid := _promise_id(use.input)) is not None else [])
+                if isinstance(use.input, dict) and (pid := _promise_id(use.input)) is not None:
+                    # Only what a message may be about was read with the view (decision 75): read this one now.
+                    await view.load_events([pid], events=use.name == "promise_history")
                 out, is_error = run_tool(turn, use.name, use.input)
                 results.append({"type": "tool_result", "tool_use_id": use.id, "content": out, "is_error": is_error})
             messages.append({"role": "user", "content": results})
