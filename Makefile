@@ -14,6 +14,8 @@ NATS_MONITOR_PORT_BASE ?= 8222
 METRICS_PORT_BASE      ?= 9100
 NATS_TLS               ?= 0
 UP_TIMEOUT             ?= 60
+# Seconds every service must stay up, unrestarted, before `make up` calls the stack healthy (decision 67).
+UP_SETTLE              ?= 10
 
 VAR       := $(CURDIR)/var
 VENV_DIR  := $(abspath $(VENV))
@@ -56,7 +58,7 @@ help:
 	@echo "make profile   py-spy samples of the scheduler and an executor under load, by area"
 	@echo "variables: PYTHON=$(PYTHON) VENV=$(VENV) NATS_PORT_BASE=$(NATS_PORT_BASE)" \
 	      "NATS_CLUSTER_PORT_BASE=$(NATS_CLUSTER_PORT_BASE) NATS_MONITOR_PORT_BASE=$(NATS_MONITOR_PORT_BASE)" \
-	      "UP_TIMEOUT=$(UP_TIMEOUT)"
+	      "UP_TIMEOUT=$(UP_TIMEOUT) UP_SETTLE=$(UP_SETTLE)"
 
 # The venv is (re)installed when pyproject.toml is newer than the last install (a new pinned dependency).
 venv: $(VENV_DIR)/.installed
@@ -87,7 +89,7 @@ up: venv tools
 	  $(if $(filter 1,$(NATS_TLS)),--tls)
 	@if $(CTL) pid >/dev/null 2>&1; then echo "supervisord already running"; \
 	  else $(VENV_DIR)/bin/supervisord -c $(VAR)/supervisord.conf && echo "supervisord started"; fi
-	@$(HEALTH) --timeout $(UP_TIMEOUT) wait || { $(MAKE) --no-print-directory status; exit 1; }
+	@$(HEALTH) --timeout $(UP_TIMEOUT) --settle $(UP_SETTLE) wait || { $(MAKE) --no-print-directory status; exit 1; }
 	@$(MAKE) --no-print-directory status
 
 down:

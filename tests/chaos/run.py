@@ -425,13 +425,14 @@ class Chaos:
                 created = sum(1 for _, e in events if isinstance(e, Created) and e.request_id in self.requests)
                 stored = {(m.chat_id, m.message_id) for m in messages}
                 unread = [m for c, ids in self.world.inbound_ids().items() for m in ids if (c, m) not in stored]
-                done = (created == self.figures.submitted and not unread  # a deleted one may never be read
+                expected = sum(self.requests.values())  # the tasks submitted and a probe per kill that has one
+                done = (created == expected and not unread  # a deleted one may never be read
                         and not found["promise not terminal"] and not found["terminal notice missing"]
                         and not found["message without exactly one respond promise"]
                         and not found["edit unanswered"])
                 if done:
                     return
-                why = (f"{created}/{self.figures.submitted} created, {len(unread)} messages unread, "
+                why = (f"{created}/{expected} created, {len(unread)} messages unread, "
                        f"{len(found['promise not terminal'])} open, {len(found['terminal notice missing'])} unnoticed")
             except Exception as exc:
                 why = f"{type(exc).__name__}: {exc}"

@@ -115,13 +115,16 @@ async def test_an_executor_host_cut_away_mid_attempt_has_its_attempts_finished_o
             streams = place_unit(stack, net, rendered, "streams", "n1", "valor-streams.service", **local)
             streams.start()
             assert await asyncio.to_thread(streams.proc.wait, 90) == 0, streams.log.read_text()[-2000:]
-            for name, (host, unit) in UNITS.items():
-                place_unit(stack, net, rendered, name, host, unit, **local,
-                           VALOR_RUN_DIR=str(tmp_path / "run" / host)).start()
+            # e2 starts once e1 runs attempts: with both up, e2 could take the whole workload before e1 is ready.
+            services = {name: place_unit(stack, net, rendered, name, host, unit, **local,
+                                         VALOR_RUN_DIR=str(tmp_path / "run" / host))
+                        for name, (host, unit) in UNITS.items()}
+            for name, service in services.items():
+                if name != "executor-2":
+                    service.start()
             assert cluster.url.startswith("tls://")
             nc = await bus.connect(cluster.url, name="test", **rendered.login())
             client = ValorClient(nc)
-            ids = await submit_all(client, workload(3, seconds=1.5))
 
             # TLS between hosts: every node's routes demand and verify a certificate, and are up (to both peers).
             for node in cluster.nodes:
@@ -130,18 +133,22 @@ async def test_an_executor_host_cut_away_mid_attempt_has_its_attempts_finished_o
                 assert route_tls(node.host.ip, rendered.login()["tls"]).startswith("TLS"), node.name
                 peers = {r["remote_name"] for r in monitor(node.host.ip, "routez")["routes"]}
                 assert peers == set(NODES) - {node.name}, peers
+
+            ids = await submit_all(client, workload(3, seconds=1.5))
+            cut = await started_on(client, E1, ids)
+            e1 = (await connections(cluster, {f"executor-{E1}"}))[f"executor-{E1}"]
+            net.isolate("e1")
+            services["executor-2"].start()
             # Each service connected over TLS as its own user (its password, handed over by the unit).
-            users = {"scheduler": "scheduler", f"executor-{E1}": "executor", f"executor-{E2}": "executor",
-                     "test": "cli"}
+            users = {"scheduler": "scheduler", f"executor-{E2}": "executor", "test": "cli"}
             conns = await connections(cluster, set(users))
+            conns[f"executor-{E1}"], users[f"executor-{E1}"] = e1, "executor"
             for name, user in users.items():
                 assert name in conns, sorted(conns)
                 for c in conns[name]:
                     assert c["authorized_user"] == user and c["tls_version"].startswith("1."), c
             assert len(conns["scheduler"]) == 2  # the active one and its standby
 
-            cut = await started_on(client, E1, ids)
-            net.isolate("e1")
             # Everything finishes without e1: what it was running is redelivered to the executor on e2.
             assert set((await client.wait(ids, timeout=90, poll=0.5)).values()) == {"succeeded"}
             events = [e for _, e in await client.events()]

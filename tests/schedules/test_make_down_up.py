@@ -31,7 +31,9 @@ class Stack:
         bases = free_bases()
         self.make_vars = [f"VAR={root / 'var'}", f"VENV={Path(sys.executable).parent.parent}",
                           f"NATS_PORT_BASE={bases['nats']}", f"NATS_CLUSTER_PORT_BASE={bases['cluster']}",
-                          f"NATS_MONITOR_PORT_BASE={bases['monitor']}", f"METRICS_PORT_BASE={bases['metrics']}"]
+                          f"NATS_MONITOR_PORT_BASE={bases['monitor']}", f"METRICS_PORT_BASE={bases['metrics']}",
+                          # The schedule's survival is what is tested, not the 10 s start-up watch (tests/test_deploy.py).
+                          "UP_SETTLE=2"]
         config = root / "valor.toml"  # the shipped defaults, not a valor.toml of the checkout
         config.touch()
         # Nothing of the developer's: their cluster, config, CLI context or Telegram account.
