@@ -88,3 +88,12 @@ async def test_patiently_waits_out_transient_answers_and_gives_up_on_anything_el
 
     with pytest.raises(TimeoutError):
         await bus.patiently("consumer", never, patience=0.05, first_delay=0.01)
+
+
+def test_a_retried_publish_outlives_a_503_and_its_own_id_still_in_process_but_not_other_refusals():
+    from nats.js.errors import APIError, ServiceUnavailableError
+
+    assert bus.passing_refusal(ServiceUnavailableError(code=503, err_code=10008))
+    assert bus.passing_refusal(APIError(code=409, err_code=bus.MSG_ID_IN_PROCESS,
+                                        description="duplicate message id is in process"))
+    assert not bus.passing_refusal(APIError(code=400, err_code=10054, description="maximum payload exceeded"))

@@ -203,6 +203,14 @@ class NoQuorum(Exception):
 
 
 JETSTREAM_UNAVAILABLE = 10008  # "JetStream system temporarily unavailable": no meta leader
+# "duplicate message id is in process": a retry met its own first publish, still waiting for a quorum.
+MSG_ID_IN_PROCESS = 10158
+
+
+def passing_refusal(exc: nats.js.errors.APIError) -> bool:
+    """A JetStream refusal that a retry of the same publish can outlive: a 503, or the same
+    message id still being stored by an earlier try (seen while two of three nodes were gone)."""
+    return exc.code == 503 or exc.err_code in (JETSTREAM_UNAVAILABLE, MSG_ID_IN_PROCESS)
 
 
 async def nodes_up(nc: Client, timeout: float = 0.5) -> tuple[int, int]:

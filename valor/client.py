@@ -131,7 +131,9 @@ class ValorClient:
                                       headers={"Nats-Msg-Id": msg_id})
                 return
             except (TimeoutError, nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError,
-                    nats.js.errors.ServiceUnavailableError):
+                    nats.js.errors.APIError) as exc:
+                if isinstance(exc, nats.js.errors.APIError) and not bus.passing_refusal(exc):
+                    raise
                 await bus.check_quorum(self.nc)  # two of three nodes gone: say so now, not after a minute
                 if time.monotonic() >= deadline:
                     raise

@@ -134,9 +134,10 @@ async def test_an_executor_host_cut_away_mid_attempt_has_its_attempts_finished_o
                 peers = {r["remote_name"] for r in monitor(node.host.ip, "routez")["routes"]}
                 assert peers == set(NODES) - {node.name}, peers
 
-            ids = await submit_all(client, workload(3, seconds=1.5))
-            cut = await started_on(client, E1, ids)
             e1 = (await connections(cluster, {f"executor-{E1}"}))[f"executor-{E1}"]
+            # Attempts long enough to be cut mid-way however slowly the log is read under load.
+            ids = await submit_all(client, workload(3, seconds=4))
+            cut = await started_on(client, E1, ids)
             net.isolate("e1")
             services["executor-2"].start()
             # Each service connected over TLS as its own user (its password, handed over by the unit).
