@@ -108,7 +108,7 @@ class NetChaos(Chaos):
                  kinds: list[str] | None = None) -> None:
         self.net = Network(NODES + list(EXECUTOR_HOSTS.values()), seed=opts.seed)
         try:
-            super().__init__(opts, cluster=NetCluster(self.net))
+            super().__init__(opts, cluster=NetCluster(net=self.net))
         except BaseException:
             self.net.close()
             raise

@@ -17,8 +17,6 @@ and ``place_unit`` does the same for a service's unit.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -26,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from valor import bus
-from valor.natsserver import Node, server_binary
+from valor.natsserver import NatsCluster, Node, server_binary
 from valor.stack import Service, Stack
 
 from ..deploy.conftest import ROOT  # puts deploy/ on sys.path: its scripts import each other by name
@@ -125,9 +123,10 @@ class HostNode(Node):
         raise RuntimeError(f"nats-server {self.name} on {self.host.ip} was not ready in 20 s")
 
 
-@dataclass
-class NetCluster:
-    """Nodes n1..n3 on hosts of the same names in ``net``, plain or from ``rendered`` files."""
+@dataclass(kw_only=True)
+class NetCluster(NatsCluster):
+    """Nodes n1..n3 on hosts of the same names in ``net``, plain or from ``rendered`` files; started,
+    stopped and cleaned up as a local cluster is (only where the nodes run differs)."""
 
     net: Network
     size: int = 3
@@ -157,24 +156,6 @@ class NetCluster:
 
     def node(self, name: str) -> HostNode:
         return next(n for n in self.nodes if n.name == name)
-
-    @property
-    def url(self) -> str:
-        return ",".join(n.url for n in self.nodes)
-
-    def start(self) -> NetCluster:
-        for node in self.nodes:
-            node.start()
-        return self
-
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
-
-    def cleanup(self) -> None:
-        self.stop()
-        if not os.environ.get("VALOR_KEEP_NATS"):
-            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def place(stack: Stack, net: Network, where: dict[str, str]) -> None:

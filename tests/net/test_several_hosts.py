@@ -103,7 +103,7 @@ async def connections(cluster: NetCluster, names: set[str], timeout: float = 30)
 async def test_an_executor_host_cut_away_mid_attempt_has_its_attempts_finished_on_the_other_once(tmp_path):
     with Network(NODES + EXECUTOR_HOSTS) as net:
         rendered = render_hosts(net, tmp_path / "hosts", NODES, EXECUTOR_HOSTS)
-        cluster = NetCluster(net, rendered=rendered).start()
+        cluster = NetCluster(net=net, rendered=rendered).start()
         stack = Stack(cluster, schedulers=0, executors=0)
         config = tmp_path / "valor.toml"
         config.write_text("")

@@ -17,7 +17,7 @@ pytestmark = [needs_hosts(), pytest.mark.timeout(90)]
 
 async def test_a_client_whose_node_is_cut_off_silently_moves_to_another_node_within_20_s():
     with Network(["n1", "n2", "n3"]) as net:
-        cluster = NetCluster(net).start()
+        cluster = NetCluster(net=net).start()
         nc = None
         try:
             nc = await bus.connect(cluster.url, name="test")
