@@ -31,7 +31,10 @@ async def test_an_executor_starting_without_a_quorum_waits_and_is_up_once_a_node
         assert not done, starting.exception()  # still trying, not exited
         gone[0].start()
         await asyncio.wait_for(starting, timeout=60)
-        info = await nc.jetstream().consumer_info(subjects.WORK, consumer_name("default"))
+        # The consumer exists, but its own group may still be electing a leader on a cluster
+        # that has just regained its quorum: asking it needs the same patience.
+        info = await bus.patiently("consumer info", lambda: nc.jetstream().consumer_info(
+            subjects.WORK, consumer_name("default")), patience=30)
         assert info.name == consumer_name("default")
         await executor.stop(grace=1.0)
         await nc.close()
