@@ -104,8 +104,11 @@ status:
 logs:
 	tail -n 20 -F $(VAR)/log/*.log
 
+# Three workers on two cores: most tests wait on servers and processes rather than compute
+# (each worker takes ports from its own range, tests/conftest.py).  TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 3
 test: venv tools
-	env -u VALOR_NATS_URL -u VALOR_REPLICAS -u VALOR_CONFIG -u VALOR_SECRETS $(VENV_DIR)/bin/pytest -q
+	env -u VALOR_NATS_URL -u VALOR_REPLICAS -u VALOR_CONFIG -u VALOR_SECRETS $(VENV_DIR)/bin/pytest -q -n $(TEST_WORKERS)
 
 # pyright checks what [tool.pyright] include names in pyproject.toml (the contract and the domain).
 lint: venv

@@ -42,6 +42,7 @@ from schemas.events import Created, Succeeded
 from valor import bus
 from valor.client import ValorClient, scheduler_leader
 from valor.config import Telegram
+from valor.natsserver import free_ports
 
 from .chat import console_replies
 from .measures import chain_plans, cpu_seconds, fanout_plans, noop_plans, time_to_start
@@ -54,29 +55,12 @@ TAIL_SECONDS = 16.0
 SHAPES = ("independent", "chain3", "fanout10")
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_bases(rng_seed: int | None = None) -> dict[str, int]:
+def free_bases() -> dict[str, int]:
     """Port bases where every port the rendered stack listens on is free (render.py adds 0..2,
-    metrics adds 0, 1, 10, 11, 20, 30): never the 4222/6222/8222/9100 of a running ``make up``."""
-    import random
-
-    rng = random.Random(rng_seed)
-    for _ in range(200):
-        bases = {"nats": rng.randrange(20000, 30000), "cluster": rng.randrange(30000, 40000),
-                 "monitor": rng.randrange(40000, 50000), "metrics": rng.randrange(5000, 6000) * 10}
-        ports = [bases[k] + i for k in ("nats", "cluster", "monitor") for i in range(3)]
-        ports += [bases["metrics"] + d for d in (0, 1, 10, 11, 20, 30)]
-        if all(_free(p) for p in ports):
-            return bases
-    raise RuntimeError("no free ports for the shipped stack")
+    metrics adds 0, 1, 10, 11, 20, 30): from the range of ``free_ports``, never the
+    4222/6222/8222/9100 of a running ``make up``."""
+    return {"nats": free_ports(3), "cluster": free_ports(3), "monitor": free_ports(3),
+            "metrics": free_ports(31, align=10)}
 
 
 @dataclass

@@ -5,7 +5,7 @@ import pytest
 import pytest_asyncio
 
 from valor import bus
-from valor.natsserver import NatsCluster
+from valor.natsserver import DEFAULT_PORT_RANGE, NatsCluster
 
 # Tests start their own servers and fakes: nothing from the developer's shell may
 # point them at a real cluster, a real API or a real Telegram account.
@@ -16,6 +16,13 @@ for _name in ("VALOR_NATS_URL", "VALOR_CONFIG", "VALOR_SHELL_ALLOW", "VALOR_METR
 # Nor the cluster the developer's last `make up` recorded (valor/context.py): a test that wants one writes its own.
 os.environ["VALOR_CONTEXT"] = "/nonexistent/valor-tests/context.json"
 os.environ["VALOR_REPLICAS"] = "1"
+# pytest-xdist workers (make test runs several): each takes its ports from its own slice of
+# valor.natsserver's range, so two workers never start servers on the same port.
+if (_worker := os.environ.get("PYTEST_XDIST_WORKER", "")).startswith("gw"):
+    _lo, _hi = (int(p) for p in DEFAULT_PORT_RANGE.split("-"))
+    _width = (_hi - _lo) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    _first = _lo + int(_worker[2:]) * _width
+    os.environ["VALOR_PORT_RANGE"] = f"{_first}-{_first + _width}"
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ store directory, file storage and ``sync_interval: always`` like production.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -27,10 +28,42 @@ def server_binary() -> str:
     return found
 
 
-def free_port() -> int:
+# Ports are handed out in turn from a range below the kernel's ephemeral ports (32768 and up,
+# which outgoing connections take): a port given here is never one a client connection holds,
+# and a node stopped for a while keeps its port (the next caller takes the next one).  Each
+# pytest-xdist worker gets a slice of its own through VALOR_PORT_RANGE (tests/conftest.py), so
+# two workers never pick the same port.  A random start keeps separate runs apart.
+DEFAULT_PORT_RANGE = "20000-32000"
+_cursor: int | None = None
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int = 1, align: int = 1) -> int:
+    """The first of ``count`` consecutive ports nothing listens on (the first a multiple of ``align``)."""
+    global _cursor
+    lo, hi = (int(p) for p in os.environ.get("VALOR_PORT_RANGE", DEFAULT_PORT_RANGE).split("-"))
+    if _cursor is None or not lo <= _cursor < hi:
+        _cursor = random.randrange(lo, hi - count)
+    for _ in range(hi - lo):
+        _cursor += -_cursor % align
+        if _cursor + count > hi:
+            _cursor = lo + -lo % align
+        first, _cursor = _cursor, _cursor + count
+        if all(_bindable(p) for p in range(first, first + count)):
+            return first
+    raise RuntimeError(f"no {count} free ports in {lo}-{hi}")
+
+
+def free_port() -> int:
+    return free_ports(1)
 
 
 def node_config(name: str, port: int, store: Path, cluster_port: int | None = None, routes: list[int] = ()) -> str:

@@ -178,6 +178,10 @@ async def test_spawn_records_the_group_while_it_runs_and_forgets_it_once_gone(ru
     assert (rec.pgid, rec.promise, rec.attempt, rec.workspace) == (proc.pid, 12, 3, str(tmp_path.resolve()))
     assert (rec.owner, rec.owner_start, rec.host) == (me.pid, me.start, socket.gethostname())
     assert rec.leader_start == groups.read_proc(proc.pid).start and path.name == rec.name
+    for _ in range(200):  # the shell has forked its `sleep` (on a loaded machine it may not have yet)
+        if len(group_members(proc.pid)) == 2:
+            break
+        await asyncio.sleep(0.02)
     proc.terminate()  # the leader only: its child keeps the group, and the record, alive
     await proc.wait()
     await asyncio.sleep(0.2)
