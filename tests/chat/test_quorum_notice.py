@@ -15,7 +15,7 @@ from services.ingest import outage
 from services.ingest.console import ConsoleIngest
 from services.ingest.outage import Outage, check_due, checked, refused, stored
 from services.ingest.service import Ingest
-from valor import bus
+from valor import bus, console
 from valor.console import Screen, send_line
 from valor.natsserver import NatsCluster
 
@@ -86,6 +86,30 @@ def test_only_the_last_messages_replied_to_are_remembered():
     assert len(state.told_about) == outage.TOLD_ABOUT
 
 
+async def test_the_console_shows_a_held_line_once_and_waits_for_its_id_or_for_ingest_going_quiet(nc):
+    async def held_twice_then_stored(msg) -> None:
+        for answer in ({"held": "the cluster has no quorum: 1 of 3 nodes"},) * 2 + ({"id": 7},):
+            await nc.publish(msg.reply, json.dumps(answer).encode())
+
+    out = io.StringIO()
+    sub = await nc.subscribe("console.5.in", cb=held_twice_then_stored)
+    assert await console.stored(nc, "console.5.in", b"{}", Screen(out), timeout=5, held_silence=5) == {"id": 7}
+    assert out.getvalue().splitlines() == [
+        "(held, not stored yet: the cluster has no quorum: 1 of 3 nodes; waiting for a node to return)"]
+    await sub.unsubscribe()
+
+    async def held_then_gone(msg) -> None:
+        await nc.publish(msg.reply, json.dumps({"held": "the cluster has no quorum: 1 of 3 nodes"}).encode())
+
+    out = io.StringIO()
+    sub = await nc.subscribe("console.6.in", cb=held_then_gone)
+    assert await console.stored(nc, "console.6.in", b"{}", Screen(out), timeout=5, held_silence=0.3) is None
+    assert out.getvalue().splitlines()[-1] == "(ingest stopped answering while it held this line; see `valor status`)"
+    await sub.unsubscribe()
+    Screen(out).show({"op": "notice", "reply_to": 4, "text": NO_QUORUM})
+    assert out.getvalue().splitlines()[-1] == f"valor ↩ #4: {NO_QUORUM}"
+
+
 # --- a real three-node cluster losing two nodes ---------------------------------------------------
 
 
@@ -136,8 +160,8 @@ async def test_two_nodes_gone_a_chat_is_told_once_and_its_messages_are_stored_on
         nc = await bus.connect(",".join(n.url for n in [survivor, *gone]), name="ingest", dont_randomize=True)
         ingest = Ingest(nc, world.inbound(), CONFIG, sleep=retry_soon)
         await ingest.start(reconcile_forever=False)
-        console = ConsoleIngest(nc, Ingest(nc, None, CONFIG, sleep=retry_soon))
-        await console.start()
+        console_ingest = ConsoleIngest(nc, Ingest(nc, None, CONFIG, sleep=retry_soon))
+        await console_ingest.start()
         user = await bus.connect(survivor.url, name="console")  # the console: core NATS, on the surviving node
         screen_out = io.StringIO()
         screen = Screen(screen_out)
@@ -179,7 +203,7 @@ async def test_two_nodes_gone_a_chat_is_told_once_and_its_messages_are_stored_on
         assert ingest.held == set()
         assert screen_out.getvalue().splitlines()[-1] == "you [#1]: console line"
         assert screen_out.getvalue().count(NO_QUORUM) == 1 and len(world.messages_to(ALICE)) == 1
-        await console.stop()
+        await console_ingest.stop()
         await ingest.stop()
         await user.close()
         await nc.close()
