@@ -19,7 +19,7 @@ from valor import bus, console
 from valor.console import Screen, send_line
 from valor.natsserver import NatsCluster
 
-from .conftest import ALICE, CAROL, CONFIG, stored_messages
+from .conftest import ALICE, CAROL, CONFIG, STRANGER, stored_messages
 from .fake_telegram import FakeTelegram
 
 NO_QUORUM = outage.notice(1, 3)
@@ -146,6 +146,7 @@ async def test_two_nodes_gone_a_chat_is_told_once_and_its_messages_are_stored_on
     cluster = NatsCluster(size=3).start()
     world = FakeTelegram()
     world.user(ALICE, "alice", "Alice")
+    world.user(STRANGER, "mallory", "Mallory")
     tasks: list[asyncio.Task] = []
     try:
         setup = await bus.connect(cluster.url, name="setup")
@@ -185,6 +186,8 @@ async def test_two_nodes_gone_a_chat_is_told_once_and_its_messages_are_stored_on
         # Held: both refused with no quorum, the decision about the second taken.
         await until(lambda: {(ALICE, first[0].id), (ALICE, second[0].id)} <= ingest.held, "both held")
         assert len(world.messages_to(ALICE)) == 1  # the second message of the outage: no word
+        await asyncio.wait_for(world.says(STRANGER, STRANGER, "let me in"), 5)  # not accepted: not held
+        assert world.messages_to(STRANGER) == [] and all(chat != STRANGER for chat, _ in ingest.held)
 
         await until(lambda: "held, not stored yet: the cluster has no quorum: 1 of 3 nodes" in screen_out.getvalue(),
                     "the console's line held")
