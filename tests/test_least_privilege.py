@@ -269,7 +269,7 @@ async def test_what_a_service_may_publish_is_stored(secured):
 
 
 async def test_ingest_may_ask_for_the_quorum_and_tell_the_console_its_line_is_held(secured):
-    """What a store refused for lack of a quorum needs (decision 76): ``$JS.API.INFO``, and the console
+    """What a store refused for lack of a quorum needs (decision 77): ``$JS.API.INFO``, and the console
     chat told on ``console.<chat>.out``, which the console (the cli user) reads."""
     from services.ingest.console import ConsoleNotices
 

@@ -14,7 +14,7 @@ cancels the task that message is about.
 
 While the cluster has no quorum a line cannot be stored: ingest says it holds
 it, tells the chat once, and the console waits for the line to be stored
-(decision 76) instead of calling ingest unreachable.
+(decision 77) instead of calling ingest unreachable.
 """
 
 from __future__ import annotations

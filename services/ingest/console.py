@@ -15,7 +15,7 @@ refused with an error and stores nothing.
 While the cluster has no quorum the line cannot be stored: ingest holds it and
 answers ``{"held": reason}`` at each refused try (so the console keeps waiting
 instead of timing out), then ``{"id": n}`` once stored; the chat is told once
-per outage on ``console.<chat>.out`` (``{"op": "notice"}``, decision 76).
+per outage on ``console.<chat>.out`` (``{"op": "notice"}``, decision 77).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Whether to tell a chat that what it sent cannot be stored: once per outage (decision 76).
+"""Whether to tell a chat that what it sent cannot be stored: once per outage (decision 77).
 
 While two of three nodes are gone, a message ingest accepted cannot be stored on CHAT,
 so nothing downstream knows of it and its sender would meet silence.  Ingest holds the

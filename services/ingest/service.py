@@ -33,7 +33,7 @@ download that keeps failing is recorded in the message, which goes on.
 A message that cannot be stored because the cluster has no quorum (two of three
 nodes gone) is held, its publish retrying, and its chat is told once per outage
 through ``notices`` (the Telegram session itself, or the console): ``outage.py``
-decides, decision 76.
+decides, decision 77.
 """
 
 from __future__ import annotations

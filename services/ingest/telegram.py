@@ -3,7 +3,7 @@
 ``Inbound`` is what ingest needs from a Telegram client: who we are, the
 dialogs, history after a message id, live new and edited messages, and a message's photo
 or document downloaded to a file; and one message sent (``Notices``): the chat told that
-what it sent is held while the cluster has no quorum (decision 76).  Messages are
+what it sent is held while the cluster has no quorum (decision 77).  Messages are
 real Telethon ``Message`` objects in every implementation (the Telethon one
 here, the fake in ``tests/chat``), so parsing is Telethon's own.
 

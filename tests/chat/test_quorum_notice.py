@@ -1,5 +1,5 @@
 """Two of three nodes gone: a chat whose message cannot be stored is told once, and the message is
-stored once when a node returns (decision 76)."""
+stored once when a node returns (decision 77)."""
 
 from __future__ import annotations
 
