@@ -12,9 +12,10 @@ ingest copies it into the chat's workspace as it would save a Telegram file.
 screen gives Valor's messages), as replying to it on Telegram: ``>v3 stop``
 cancels the task that message is about.
 
-While the cluster has no quorum a line cannot be stored: ingest says it holds
-it, tells the chat once, and the console waits for the line to be stored
-(decision 77) instead of calling ingest unreachable.
+While a line cannot be stored (the cluster electing a leader, or with no
+quorum) ingest says so at each try and the console waits for the line to be
+stored instead of calling ingest unreachable; with no quorum ingest also tells
+the chat once (decision 77).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ HELP = ("Type a message and press enter (try /help). End a line with \\ to conti
         "message v3 (>v3 stop, >v3 why?). Ctrl-D quits.")
 ATTACH = "/attach"
 REPLY = re.compile(r"\A>\s*v(\d+)\b\s*(.*)\Z", re.DOTALL)
-ANSWER_TIMEOUT = 10.0  # seconds for ingest's first answer to a line
+# Seconds for ingest's first answer to a line: it answers at once once stored, and after its
+# first failed try (up to 5 s) when not; an ingest that is not running is "no responders" at once.
+ANSWER_TIMEOUT = 15.0
 # While a line is held (no quorum), ingest says so at each try, a few seconds apart: this long
 # without a word means ingest itself is gone.
 HELD_SILENCE = 60.0
@@ -166,7 +169,7 @@ async def stored(nc, subject: str, data: bytes, screen: Screen, timeout: float =
             if "held" not in answer:
                 return answer
             if not held:
-                screen.print(f"(held, not stored yet: {answer['held']}; waiting for a node to return)")
+                screen.print(f"(held, not stored yet: {answer['held']}; still trying)")
                 held = True
     finally:
         with contextlib.suppress(Exception):
@@ -202,10 +205,12 @@ async def read_lines(interactive: bool):
 
 
 async def chat(chat_id: int, idle: float, wait: float, interactive: bool) -> None:
-    async def quiet() -> None:  # the terminal is for the chat, not for connection notices
+    async def quiet(*_) -> None:  # the terminal is for the chat, not for connection notices
         pass
 
-    nc = await bus.connect(name="console", max_reconnect_attempts=5, disconnected_cb=quiet)
+    # A node that is down is not the chat's business (the lines say what it means for them), and
+    # nats-py's error per node tried would be printed on the terminal.
+    nc = await bus.connect(name="console", max_reconnect_attempts=5, disconnected_cb=quiet, error_cb=quiet)
     screen = Screen()
 
     async def show(msg) -> None:

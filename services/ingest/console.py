@@ -123,7 +123,7 @@ class ConsoleIngest:
                 raise
             except Exception as exc:
                 logs.warning("ingest.last_id_retry", chat_id=chat_id, error=str(exc) or type(exc).__name__)
-                await self.ingest.refused(chat_id, None, on_held)
+                await self.ingest.refused(chat_id, None, on_held, str(exc) or type(exc).__name__)
                 await self.ingest.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

@@ -257,16 +257,20 @@ class Ingest:
                 logs.warning("ingest.publish_retry", chat_id=msg.chat_id, message=getattr(msg, "message_id", None),
                              error=str(exc))
                 if isinstance(msg, MessageReceived):
-                    await self.refused(msg.chat_id, msg.message_id, on_held)
+                    await self.refused(msg.chat_id, msg.message_id, on_held, str(exc) or type(exc).__name__)
                 await self.sleep(delay)
                 delay = min(delay * 2, 5.0)
         return self._stored(msg, ack)
 
-    async def refused(self, chat_id: int, message_id: int | None, on_held: OnHeld | None = None) -> None:
+    async def refused(self, chat_id: int, message_id: int | None, on_held: OnHeld | None = None,
+                      error: str = "") -> None:
         """A message's store (or, for the console, the read before it: ``message_id`` None) failed:
-        if the cluster has no quorum, the message is held and its chat told, once per outage."""
+        if the cluster has no quorum, the message is held and its chat told, once per outage.
+        ``on_held`` (the console's line) hears of every failed try, with why."""
         nodes = await self._no_quorum()
-        if nodes is None:  # an election, a slow node: waited out without a word
+        if nodes is None:  # an election, a slow node: waited out without a word to the chat
+            if on_held is not None:
+                await on_held(error)
             return
         self.outage, notice = outage.refused(self.outage, chat_id, message_id)
         if message_id is not None and (chat_id, message_id) not in self.held:

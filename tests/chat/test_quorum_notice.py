@@ -95,7 +95,7 @@ async def test_the_console_shows_a_held_line_once_and_waits_for_its_id_or_for_in
     sub = await nc.subscribe("console.5.in", cb=held_twice_then_stored)
     assert await console.stored(nc, "console.5.in", b"{}", Screen(out), timeout=5, held_silence=5) == {"id": 7}
     assert out.getvalue().splitlines() == [
-        "(held, not stored yet: the cluster has no quorum: 1 of 3 nodes; waiting for a node to return)"]
+        "(held, not stored yet: the cluster has no quorum: 1 of 3 nodes; still trying)"]
     await sub.unsubscribe()
 
     async def held_then_gone(msg) -> None:
