@@ -109,6 +109,9 @@ class Ingest:
         self._loop: asyncio.Task | None = None
         self._readers = asyncio.Semaphore(HISTORY_READERS)
         self._flood_until = 0.0  # a flood wait pauses every call until then
+        # History pages being read and stored, per chat: an edit or deletion arriving live meanwhile
+        # may name a message of such a page, and must be stored after it (``_after_pages``).
+        self._pages: dict[int, set[asyncio.Event]] = {}
         self.outage = outage.Outage()
         self.held: set[tuple[int, int]] = set()  # (chat, message) refused a store for lack of a quorum
         self._quorum_lock = asyncio.Lock()  # one count of the nodes at a time; the others reuse its answer
@@ -190,6 +193,7 @@ class Ingest:
         verdict = self._accepted(message, caught_up=False)
         if verdict is None:
             return False
+        await self._after_pages(message.chat_id)
         edited = message.edit_date or message.date
         msg = await self.saved(message, verdict)
         return await self.publish(MessageEdited(chat_id=msg.chat_id, message_id=msg.message_id,
@@ -204,7 +208,22 @@ class Ingest:
         """
         if not message_ids or (chat_id is not None and chat_id < 0 and chat_id not in self.rules.chats):
             return False
+        await self._after_pages(chat_id)
         return await self.publish(MessageDeleted(chat_id=chat_id or 0, message_ids=sorted(message_ids)))
+
+    async def _after_pages(self, chat_id: int | None) -> None:
+        """Wait for the history pages of ``chat_id`` (None: of every chat, Telegram did not say
+        which) that were being read when a live edit or deletion arrived.
+
+        Such a page may hold the message it names, read before the user changed it: stored
+        after the edit or deletion, the message would find nothing to apply them to and run
+        as first sent (the scheduler matches them to its promise in CHAT's order).  Pages
+        read later no longer hold a deleted message.
+        """
+        pages = [page for chat, chat_pages in self._pages.items() if chat_id is None or chat == chat_id
+                 for page in chat_pages]
+        for page in pages:
+            await page.wait()
 
     async def take(self, message, caught_up: bool) -> bool:
         """Publish if it is for Valor; True when it was new to CHAT."""
@@ -410,21 +429,27 @@ class Ingest:
         for _ in range(100):  # a long backlog is read in capped pages; the bound keeps one chat from hogging
             cursor = await self.cursor(chat_id) or 0
             top, count, page, fresh = cursor, 0, [], False
-            history = self.source.history(chat_id, cursor, datetime.fromtimestamp(since, UTC),
-                                          self.tg.catchup_limit)
-            async for message in history:
-                count += 1
-                top = max(top, message.id)
-                old = message.date is not None and message.date.timestamp() < since
-                fresh = fresh or not old
-                if (msg := self._accepted(message, caught_up=True)) is None:
-                    continue
-                if old:  # not saved nor published: only counted and quoted
-                    too_old.append(msg)
-                else:
-                    page.append(await self.saved(message, msg))
-            if page:  # stored before the cursor moves past it
-                new += await self.publish_many(page)
+            reading = asyncio.Event()  # this page, from its read until it is stored (``_after_pages``)
+            self._pages.setdefault(chat_id, set()).add(reading)
+            try:
+                history = self.source.history(chat_id, cursor, datetime.fromtimestamp(since, UTC),
+                                              self.tg.catchup_limit)
+                async for message in history:
+                    count += 1
+                    top = max(top, message.id)
+                    old = message.date is not None and message.date.timestamp() < since
+                    fresh = fresh or not old
+                    if (msg := self._accepted(message, caught_up=True)) is None:
+                        continue
+                    if old:  # not saved nor published: only counted and quoted
+                        too_old.append(msg)
+                    else:
+                        page.append(await self.saved(message, msg))
+                if page:  # stored before the cursor moves past it
+                    new += await self.publish_many(page)
+            finally:
+                reading.set()
+                self._pages[chat_id].discard(reading)
             last = count < self.tg.catchup_limit
             if too_old and (fresh or last):  # the old ones come first: their range is complete
                 await self.publish(skipped(too_old, self.tg.catchup_horizon))

@@ -116,6 +116,33 @@ async def test_overlapping_catch_up_and_backfill_yield_one_message(js, people, s
     await ingest.stop()
 
 
+async def test_a_deletion_arriving_while_its_message_is_read_from_history_is_stored_after_it(js, people):
+    """Seen in the chaos run: ingest, restarted, read a missed message from history; its user deleted
+    it before that page was stored, and the live deletion went into CHAT first, so the scheduler
+    found no request to cancel and the message then ran as sent."""
+    people.online = False
+    missed, _ = people.say(ALICE, ALICE, "sent while Valor was down")
+    people.online = True
+    ingest = Ingest(js._nc, people.inbound(), CONFIG)
+    page_read, store = asyncio.Event(), asyncio.Event()
+    publish_many = ingest.publish_many
+
+    async def slow_store(msgs):  # the page is read; its store is slow (an election, a busy node)
+        page_read.set()
+        await store.wait()
+        return await publish_many(msgs)
+
+    ingest.publish_many = slow_store
+    starting = asyncio.create_task(ingest.start(reconcile_forever=False))  # its first catch-up reads the page
+    await page_read.wait()
+    deleting = asyncio.create_task(people.deletes(ALICE, [missed.id], chat_known=False))
+    await asyncio.wait({deleting}, timeout=0.5)  # time for a deletion that does not wait to be stored
+    store.set()
+    await asyncio.gather(starting, deleting)
+    assert [type(m).__name__ for m in await stored_messages(js)] == ["MessageReceived", "MessageDeleted"]
+    await ingest.stop()
+
+
 async def test_messages_older_than_the_horizon_are_not_caught_up(js, people, services):
     start_ingest, _ = services
     people.online = False
