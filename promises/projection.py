@@ -55,6 +55,19 @@ Group = int | None  # a chat id, how ready promises are grouped for fair turns; 
 # The notices that are messages Valor sent (a reaction's record names the user's own message).
 SENT_NOTICES = ("status", "terminal", "final")
 
+def sender_of(input: Any) -> int | None:
+    """The user who sent a respond promise's message (its input is the ``message.received``)."""
+    if isinstance(input, dict) and isinstance(input.get("sender_id"), int) and input["sender_id"]:
+        return input["sender_id"]
+    sender = getattr(input, "sender_id", None)
+    return sender if isinstance(sender, int) and sender else None
+
+
+def origin_of(spec: Created) -> int | None:
+    """The promise whose sender a promise's spend counts against: a respond promise's own, a step's parent's."""
+    return spec.id if spec.task == "respond" else spec.parent_id or None
+
+
 class Spent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What one attempt spent, from its end event's evidence (decision 47)."""
 
@@ -151,6 +164,14 @@ class Projection:
         self.key_in_flight: Counter[str] = Counter()  # concurrency key -> running
         self.awaiting = SortedList()  # (approve_by, id): held promises that expire unanswered
         self.needs_decision: set[int] = set()
+        # Spend by whom it counts against, so a budget check reads the chat's and the sender's, not every
+        # promise (decision 77): (at, id, index in ``Promise.spent``) per chat, per user and per origin
+        # (``origin_of``), and the promises carrying each (scope, target)'s budget changes.  A charge's user
+        # is its origin's sender: the origin's edit or late creation moves its charges (``_refile``).
+        self.spend_by_chat: dict[int, SortedList] = {}
+        self.spend_by_user: dict[int, SortedList] = {}
+        self.spend_by_origin: dict[int, set[tuple[float, int, int]]] = {}
+        self.budget_changes: dict[tuple[str, int], set[int]] = {}
 
     # --- the fold ---------------------------------------------------------------
 
@@ -198,6 +219,7 @@ class Projection:
         elif p.pending_deps == 0 and p.status != State.AWAITING:
             self._enqueue(p)
         self._settle_answer(p)
+        self._refile(e.id, None, sender_of(e.input))
         return True
 
     def _approved(self, e: Approved) -> bool:
@@ -251,7 +273,7 @@ class Projection:
         p.status, p.result, p.finished_at, p.error = State.SUCCEEDED, e.result, e.at, None
         if e.evidence is not None:
             p.evidence = e.evidence
-        _charge(p, e)
+        self._charge(p, e)
         for child_id in self.dependents.get(p.id, ()):
             child = self.promises.get(child_id)
             if child is not None and not child.terminal:
@@ -272,7 +294,7 @@ class Projection:
         p.status, p.error, p.retryable = State.FAILING, e.error, e.retryable
         if e.evidence is not None:
             p.evidence = e.evidence
-        _charge(p, e)
+        self._charge(p, e)
         self.needs_decision.add(p.id)
         return True
 
@@ -283,7 +305,7 @@ class Projection:
             return False
         if e.evidence is not None:
             p.evidence = e.evidence
-        _charge(p, e)
+        self._charge(p, e)
         return True
 
     def _budget_adjusted(self, e: BudgetAdjusted) -> bool:
@@ -291,6 +313,7 @@ class Projection:
         if p is None or any(b.request_id == e.request_id for b in p.budget):
             return False
         p.budget = [*p.budget, e]
+        self.budget_changes.setdefault((e.scope, e.target), set()).add(p.id)
         return True
 
     def _retry_scheduled(self, e: RetryScheduled) -> bool:
@@ -335,7 +358,9 @@ class Projection:
         p = self.promises.get(e.id)
         if p is None or not e.applied or p.attempt != 0 or p.terminal:
             return False
+        was = sender_of(p.spec.input)
         p.spec = msgspec.structs.replace(p.spec, input=e.input, title=e.title or p.spec.title)
+        self._refile(p.id, was, sender_of(e.input))
         return True
 
     def _instructions_delivered(self, e: InstructionsDelivered) -> bool:
@@ -403,6 +428,33 @@ class Projection:
         return True
 
     # --- index upkeep -----------------------------------------------------------
+
+    def _charge(self, p: Promise, e: Succeeded | AttemptFailed | AttemptStopped) -> None:
+        evidence = e.evidence
+        if evidence is None or (evidence.cost_usd is None and evidence.tokens is None):
+            return
+        p.spent = [*p.spent, Spent(attempt=e.attempt, at=e.at, cost_usd=evidence.cost_usd, tokens=evidence.tokens)]
+        entry = (e.at, p.id, len(p.spent) - 1)
+        if p.spec.chat_id is not None:
+            self.spend_by_chat.setdefault(p.spec.chat_id, SortedList()).add(entry)
+        if (origin := origin_of(p.spec)) is not None:
+            self.spend_by_origin.setdefault(origin, set()).add(entry)
+            if (o := self.promises.get(origin)) is not None and (user := sender_of(o.spec.input)) is not None:
+                self.spend_by_user.setdefault(user, SortedList()).add(entry)
+
+    def _refile(self, origin: int, was: int | None, user: int | None) -> None:
+        """The charges counted against ``origin``'s sender move from ``was`` to ``user``."""
+        entries = self.spend_by_origin.get(origin)
+        if was == user or not entries:
+            return
+        if was is not None:
+            old = self.spend_by_user[was]
+            for entry in entries:
+                old.discard(entry)
+            if not old:
+                del self.spend_by_user[was]
+        if user is not None:
+            self.spend_by_user.setdefault(user, SortedList()).update(entries)
 
     def _end(self, promise_id: int, status: State, reason: str, at: float) -> bool:
         p = self.promises.get(promise_id)
@@ -507,9 +559,17 @@ class Projection:
         ready: dict[str, dict[Group, list]] = {}
         unsettled: dict[int, list] = {}
         timed, deadlines, awaiting = [], [], []
+        by_chat: dict[int, list] = {}
         for p in promises:
             state.promises[p.id] = p
             spec = p.spec
+            for i, spent in enumerate(p.spent):
+                if spec.chat_id is not None:
+                    by_chat.setdefault(spec.chat_id, []).append((spent.at, p.id, i))
+                if (origin := origin_of(spec)) is not None:
+                    state.spend_by_origin.setdefault(origin, set()).add((spent.at, p.id, i))
+            for a in p.budget:
+                state.budget_changes.setdefault((a.scope, a.target), set()).add(p.id)
             for dep in spec.depends_on:
                 state.dependents.setdefault(dep, []).append(p.id)
             if spec.request_id is not None:
@@ -540,6 +600,12 @@ class Projection:
                        for queue, groups in ready.items()}
         state.unsettled = {chat: SortedList(ids) for chat, ids in unsettled.items()}
         state.timed, state.deadlines, state.awaiting = SortedList(timed), SortedList(deadlines), SortedList(awaiting)
+        by_user: dict[int, list] = {}
+        for origin, entries in state.spend_by_origin.items():
+            if (o := state.promises.get(origin)) is not None and (user := sender_of(o.spec.input)) is not None:
+                by_user.setdefault(user, []).extend(entries)
+        state.spend_by_chat = {chat: SortedList(entries) for chat, entries in by_chat.items()}
+        state.spend_by_user = {user: SortedList(entries) for user, entries in by_user.items()}
         return state
 
     # --- queries ----------------------------------------------------------------
@@ -573,12 +639,6 @@ def _ran(sched: Schedule, e: Created) -> None:
     if e.tick is not None:
         sched.settled = max(sched.settled, e.tick)
     sched.last_run, sched.skipped, sched.runs = e.id, max(0, sched.skipped - e.skipped), sched.runs + 1
-
-
-def _charge(p: Promise, e: Succeeded | AttemptFailed | AttemptStopped) -> None:
-    evidence = e.evidence
-    if evidence is not None and (evidence.cost_usd is not None or evidence.tokens is not None):
-        p.spent = [*p.spent, Spent(attempt=e.attempt, at=e.at, cost_usd=evidence.cost_usd, tokens=evidence.tokens)]
 
 
 _HANDLERS = {
