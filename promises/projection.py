@@ -9,6 +9,7 @@ counts); those are derived from the same events, so they rebuild too.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -167,9 +168,11 @@ class Projection:
         # Spend by whom it counts against, so a budget check reads the chat's and the sender's, not every
         # promise (decision 77): (at, id, index in ``Promise.spent``) per chat, per user and per origin
         # (``origin_of``), and the promises carrying each (scope, target)'s budget changes.  A charge's user
-        # is its origin's sender: the origin's edit or late creation moves its charges (``_refile``).
-        self.spend_by_chat: dict[int, SortedList] = {}
-        self.spend_by_user: dict[int, SortedList] = {}
+        # is its origin's sender: the origin's edit or late creation moves its charges (``_refile``), so
+        # they are kept per origin only while it is missing or may be edited (``_editable``).
+        # Sorted lists, not SortedList: spend comes in time order, so an add is an append (``_file``).
+        self.spend_by_chat: dict[int, list[tuple[float, int, int]]] = {}
+        self.spend_by_user: dict[int, list[tuple[float, int, int]]] = {}
         self.spend_by_origin: dict[int, set[tuple[float, int, int]]] = {}
         self.budget_changes: dict[tuple[str, int], set[int]] = {}
 
@@ -240,6 +243,7 @@ class Projection:
             return False
         self._dequeue(p)
         p.status, p.attempt = State.DISPATCHED, e.attempt
+        self.spend_by_origin.pop(p.id, None)  # its sender is settled: nothing to move any more
         self.dispatches += 1
         p.turn = self.dispatches
         self.served.setdefault(p.spec.queue, {})[p.spec.chat_id] = p.turn
@@ -271,6 +275,7 @@ class Projection:
             return False
         self._leave_flight(p)
         p.status, p.result, p.finished_at, p.error = State.SUCCEEDED, e.result, e.at, None
+        self.spend_by_origin.pop(p.id, None)
         if e.evidence is not None:
             p.evidence = e.evidence
         self._charge(p, e)
@@ -356,7 +361,7 @@ class Projection:
     def _input_edited(self, e: InputEdited) -> bool:
         """An edit before the first dispatch is the input from now on (decision 50); a later one changes nothing."""
         p = self.promises.get(e.id)
-        if p is None or not e.applied or p.attempt != 0 or p.terminal:
+        if p is None or not e.applied or not _editable(p):
             return False
         was = sender_of(p.spec.input)
         p.spec = msgspec.structs.replace(p.spec, input=e.input, title=e.title or p.spec.title)
@@ -436,11 +441,13 @@ class Projection:
         p.spent = [*p.spent, Spent(attempt=e.attempt, at=e.at, cost_usd=evidence.cost_usd, tokens=evidence.tokens)]
         entry = (e.at, p.id, len(p.spent) - 1)
         if p.spec.chat_id is not None:
-            self.spend_by_chat.setdefault(p.spec.chat_id, SortedList()).add(entry)
+            _file(self.spend_by_chat.setdefault(p.spec.chat_id, []), entry)
         if (origin := origin_of(p.spec)) is not None:
-            self.spend_by_origin.setdefault(origin, set()).add(entry)
-            if (o := self.promises.get(origin)) is not None and (user := sender_of(o.spec.input)) is not None:
-                self.spend_by_user.setdefault(user, SortedList()).add(entry)
+            o = self.promises.get(origin)
+            if o is None or _editable(o):
+                self.spend_by_origin.setdefault(origin, set()).add(entry)
+            if o is not None and (user := sender_of(o.spec.input)) is not None:
+                _file(self.spend_by_user.setdefault(user, []), entry)
 
     def _refile(self, origin: int, was: int | None, user: int | None) -> None:
         """The charges counted against ``origin``'s sender move from ``was`` to ``user``."""
@@ -450,11 +457,13 @@ class Projection:
         if was is not None:
             old = self.spend_by_user[was]
             for entry in entries:
-                old.discard(entry)
+                del old[bisect.bisect_left(old, entry)]
             if not old:
                 del self.spend_by_user[was]
         if user is not None:
-            self.spend_by_user.setdefault(user, SortedList()).update(entries)
+            new = self.spend_by_user.setdefault(user, [])
+            for entry in entries:
+                _file(new, entry)
 
     def _end(self, promise_id: int, status: State, reason: str, at: float) -> bool:
         p = self.promises.get(promise_id)
@@ -463,6 +472,7 @@ class Projection:
         self._leave_flight(p)
         self._dequeue(p)
         p.status, p.error, p.finished_at = status, reason, at
+        self.spend_by_origin.pop(p.id, None)
         self.needs_decision.discard(p.id)
         if any(not self.promises[c].terminal for c in self.dependents.get(p.id, ()) if c in self.promises):
             self.needs_decision.add(p.id)  # its dependents must be cancelled
@@ -560,6 +570,7 @@ class Projection:
         unsettled: dict[int, list] = {}
         timed, deadlines, awaiting = [], [], []
         by_chat: dict[int, list] = {}
+        origins: dict[int, list] = {}
         for p in promises:
             state.promises[p.id] = p
             spec = p.spec
@@ -567,7 +578,7 @@ class Projection:
                 if spec.chat_id is not None:
                     by_chat.setdefault(spec.chat_id, []).append((spent.at, p.id, i))
                 if (origin := origin_of(spec)) is not None:
-                    state.spend_by_origin.setdefault(origin, set()).add((spent.at, p.id, i))
+                    origins.setdefault(origin, []).append((spent.at, p.id, i))
             for a in p.budget:
                 state.budget_changes.setdefault((a.scope, a.target), set()).add(p.id)
             for dep in spec.depends_on:
@@ -601,11 +612,14 @@ class Projection:
         state.unsettled = {chat: SortedList(ids) for chat, ids in unsettled.items()}
         state.timed, state.deadlines, state.awaiting = SortedList(timed), SortedList(deadlines), SortedList(awaiting)
         by_user: dict[int, list] = {}
-        for origin, entries in state.spend_by_origin.items():
-            if (o := state.promises.get(origin)) is not None and (user := sender_of(o.spec.input)) is not None:
+        for origin, entries in origins.items():
+            o = state.promises.get(origin)
+            if o is None or _editable(o):
+                state.spend_by_origin[origin] = set(entries)
+            if o is not None and (user := sender_of(o.spec.input)) is not None:
                 by_user.setdefault(user, []).extend(entries)
-        state.spend_by_chat = {chat: SortedList(entries) for chat, entries in by_chat.items()}
-        state.spend_by_user = {user: SortedList(entries) for user, entries in by_user.items()}
+        state.spend_by_chat = {chat: sorted(entries) for chat, entries in by_chat.items()}
+        state.spend_by_user = {user: sorted(entries) for user, entries in by_user.items()}
         return state
 
     # --- queries ----------------------------------------------------------------
@@ -632,6 +646,19 @@ class Projection:
 
     def open_dependents(self, promise_id: int) -> list[int]:
         return [c for c in self.dependents.get(promise_id, ()) if c in self.promises and not self.promises[c].terminal]
+
+
+def _file(entries: list, entry: tuple) -> None:
+    """Into a sorted list: appended when it is the latest, as spend almost always is."""
+    if not entries or entries[-1] <= entry:
+        entries.append(entry)
+    else:
+        bisect.insort(entries, entry)
+
+
+def _editable(p: Promise) -> bool:
+    """Whether an edit may still change the promise's input, so its sender (``_input_edited``)."""
+    return p.attempt == 0 and not p.terminal
 
 
 def _ran(sched: Schedule, e: Created) -> None:

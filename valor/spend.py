@@ -14,7 +14,9 @@ here at list prices by model family: an estimate, marked
 
 from __future__ import annotations
 
+import bisect
 import datetime
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,8 +201,8 @@ def charges_of(state: Projection, chat_id: int | None, user_id: int | None, sinc
     projection's indexes (decision 77): what the chat and the user spent then, not a walk of every promise."""
     found: set[tuple[float, int, int]] = set()
     for table, key in ((state.spend_by_chat, chat_id), (state.spend_by_user, user_id)):
-        if key is not None and (entries := table.get(key)) is not None:
-            found.update(entries.irange((since,), (until, float("inf"))))
+        if key is not None and (entries := table.get(key)) is not None:  # sorted by time: bisected
+            found.update(entries[bisect.bisect_left(entries, (since,)):bisect.bisect_right(entries, (until, math.inf))])
     promises = state.promises
     return [_charge(promises[pid], promises[pid].spent[i], promises) for _, pid, i in sorted(found, key=lambda e: e[1:])]
 
