@@ -574,11 +574,12 @@ class Projection:
         for p in promises:
             state.promises[p.id] = p
             spec = p.spec
-            for i, spent in enumerate(p.spent):
+            if p.spent:
+                entries = [(spent.at, p.id, i) for i, spent in enumerate(p.spent)]
                 if spec.chat_id is not None:
-                    by_chat.setdefault(spec.chat_id, []).append((spent.at, p.id, i))
+                    by_chat.setdefault(spec.chat_id, []).extend(entries)
                 if (origin := origin_of(spec)) is not None:
-                    origins.setdefault(origin, []).append((spent.at, p.id, i))
+                    origins.setdefault(origin, []).extend(entries)
             for a in p.budget:
                 state.budget_changes.setdefault((a.scope, a.target), set()).add(p.id)
             for dep in spec.depends_on:
