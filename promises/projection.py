@@ -9,6 +9,7 @@ counts); those are derived from the same events, so they rebuild too.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -54,6 +55,19 @@ Group = int | None  # a chat id, how ready promises are grouped for fair turns; 
 
 # The notices that are messages Valor sent (a reaction's record names the user's own message).
 SENT_NOTICES = ("status", "terminal", "final")
+
+def sender_of(input: Any) -> int | None:
+    """The user who sent a respond promise's message (its input is the ``message.received``)."""
+    if isinstance(input, dict) and isinstance(input.get("sender_id"), int) and input["sender_id"]:
+        return input["sender_id"]
+    sender = getattr(input, "sender_id", None)
+    return sender if isinstance(sender, int) and sender else None
+
+
+def origin_of(spec: Created) -> int | None:
+    """The promise whose sender a promise's spend counts against: a respond promise's own, a step's parent's."""
+    return spec.id if spec.task == "respond" else spec.parent_id or None
+
 
 class Spent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What one attempt spent, from its end event's evidence (decision 47)."""
@@ -151,6 +165,16 @@ class Projection:
         self.key_in_flight: Counter[str] = Counter()  # concurrency key -> running
         self.awaiting = SortedList()  # (approve_by, id): held promises that expire unanswered
         self.needs_decision: set[int] = set()
+        # Spend by whom it counts against, so a budget check reads the chat's and the sender's, not every
+        # promise (decision 79): (at, id, index in ``Promise.spent``) per chat, per user and per origin
+        # (``origin_of``), and the promises carrying each (scope, target)'s budget changes.  A charge's user
+        # is its origin's sender: the origin's edit or late creation moves its charges (``_refile``), so
+        # they are kept per origin only while it is missing or may be edited (``_editable``).
+        # Sorted lists, not SortedList: spend comes in time order, so an add is an append (``_file``).
+        self.spend_by_chat: dict[int, list[tuple[float, int, int]]] = {}
+        self.spend_by_user: dict[int, list[tuple[float, int, int]]] = {}
+        self.spend_by_origin: dict[int, set[tuple[float, int, int]]] = {}
+        self.budget_changes: dict[tuple[str, int], set[int]] = {}
 
     # --- the fold ---------------------------------------------------------------
 
@@ -198,6 +222,7 @@ class Projection:
         elif p.pending_deps == 0 and p.status != State.AWAITING:
             self._enqueue(p)
         self._settle_answer(p)
+        self._refile(e.id, None, sender_of(e.input))
         return True
 
     def _approved(self, e: Approved) -> bool:
@@ -218,6 +243,7 @@ class Projection:
             return False
         self._dequeue(p)
         p.status, p.attempt = State.DISPATCHED, e.attempt
+        self.spend_by_origin.pop(p.id, None)  # its sender is settled: nothing to move any more
         self.dispatches += 1
         p.turn = self.dispatches
         self.served.setdefault(p.spec.queue, {})[p.spec.chat_id] = p.turn
@@ -249,9 +275,10 @@ class Projection:
             return False
         self._leave_flight(p)
         p.status, p.result, p.finished_at, p.error = State.SUCCEEDED, e.result, e.at, None
+        self.spend_by_origin.pop(p.id, None)
         if e.evidence is not None:
             p.evidence = e.evidence
-        _charge(p, e)
+        self._charge(p, e)
         for child_id in self.dependents.get(p.id, ()):
             child = self.promises.get(child_id)
             if child is not None and not child.terminal:
@@ -272,7 +299,7 @@ class Projection:
         p.status, p.error, p.retryable = State.FAILING, e.error, e.retryable
         if e.evidence is not None:
             p.evidence = e.evidence
-        _charge(p, e)
+        self._charge(p, e)
         self.needs_decision.add(p.id)
         return True
 
@@ -283,7 +310,7 @@ class Projection:
             return False
         if e.evidence is not None:
             p.evidence = e.evidence
-        _charge(p, e)
+        self._charge(p, e)
         return True
 
     def _budget_adjusted(self, e: BudgetAdjusted) -> bool:
@@ -291,6 +318,7 @@ class Projection:
         if p is None or any(b.request_id == e.request_id for b in p.budget):
             return False
         p.budget = [*p.budget, e]
+        self.budget_changes.setdefault((e.scope, e.target), set()).add(p.id)
         return True
 
     def _retry_scheduled(self, e: RetryScheduled) -> bool:
@@ -333,9 +361,11 @@ class Projection:
     def _input_edited(self, e: InputEdited) -> bool:
         """An edit before the first dispatch is the input from now on (decision 50); a later one changes nothing."""
         p = self.promises.get(e.id)
-        if p is None or not e.applied or p.attempt != 0 or p.terminal:
+        if p is None or not e.applied or not _editable(p):
             return False
+        was = sender_of(p.spec.input)
         p.spec = msgspec.structs.replace(p.spec, input=e.input, title=e.title or p.spec.title)
+        self._refile(p.id, was, sender_of(e.input))
         return True
 
     def _instructions_delivered(self, e: InstructionsDelivered) -> bool:
@@ -404,6 +434,37 @@ class Projection:
 
     # --- index upkeep -----------------------------------------------------------
 
+    def _charge(self, p: Promise, e: Succeeded | AttemptFailed | AttemptStopped) -> None:
+        evidence = e.evidence
+        if evidence is None or (evidence.cost_usd is None and evidence.tokens is None):
+            return
+        p.spent = [*p.spent, Spent(attempt=e.attempt, at=e.at, cost_usd=evidence.cost_usd, tokens=evidence.tokens)]
+        entry = (e.at, p.id, len(p.spent) - 1)
+        if p.spec.chat_id is not None:
+            _file(self.spend_by_chat.setdefault(p.spec.chat_id, []), entry)
+        if (origin := origin_of(p.spec)) is not None:
+            o = self.promises.get(origin)
+            if o is None or _editable(o):
+                self.spend_by_origin.setdefault(origin, set()).add(entry)
+            if o is not None and (user := sender_of(o.spec.input)) is not None:
+                _file(self.spend_by_user.setdefault(user, []), entry)
+
+    def _refile(self, origin: int, was: int | None, user: int | None) -> None:
+        """The charges counted against ``origin``'s sender move from ``was`` to ``user``."""
+        entries = self.spend_by_origin.get(origin)
+        if was == user or not entries:
+            return
+        if was is not None:
+            old = self.spend_by_user[was]
+            for entry in entries:
+                del old[bisect.bisect_left(old, entry)]
+            if not old:
+                del self.spend_by_user[was]
+        if user is not None:
+            new = self.spend_by_user.setdefault(user, [])
+            for entry in entries:
+                _file(new, entry)
+
     def _end(self, promise_id: int, status: State, reason: str, at: float) -> bool:
         p = self.promises.get(promise_id)
         if p is None or p.terminal:
@@ -411,6 +472,7 @@ class Projection:
         self._leave_flight(p)
         self._dequeue(p)
         p.status, p.error, p.finished_at = status, reason, at
+        self.spend_by_origin.pop(p.id, None)
         self.needs_decision.discard(p.id)
         if any(not self.promises[c].terminal for c in self.dependents.get(p.id, ()) if c in self.promises):
             self.needs_decision.add(p.id)  # its dependents must be cancelled
@@ -507,9 +569,19 @@ class Projection:
         ready: dict[str, dict[Group, list]] = {}
         unsettled: dict[int, list] = {}
         timed, deadlines, awaiting = [], [], []
+        by_chat: dict[int, list] = {}
+        origins: dict[int, list] = {}
         for p in promises:
             state.promises[p.id] = p
             spec = p.spec
+            if p.spent:
+                entries = [(spent.at, p.id, i) for i, spent in enumerate(p.spent)]
+                if spec.chat_id is not None:
+                    by_chat.setdefault(spec.chat_id, []).extend(entries)
+                if (origin := origin_of(spec)) is not None:
+                    origins.setdefault(origin, []).extend(entries)
+            for a in p.budget:
+                state.budget_changes.setdefault((a.scope, a.target), set()).add(p.id)
             for dep in spec.depends_on:
                 state.dependents.setdefault(dep, []).append(p.id)
             if spec.request_id is not None:
@@ -540,6 +612,15 @@ class Projection:
                        for queue, groups in ready.items()}
         state.unsettled = {chat: SortedList(ids) for chat, ids in unsettled.items()}
         state.timed, state.deadlines, state.awaiting = SortedList(timed), SortedList(deadlines), SortedList(awaiting)
+        by_user: dict[int, list] = {}
+        for origin, entries in origins.items():
+            o = state.promises.get(origin)
+            if o is None or _editable(o):
+                state.spend_by_origin[origin] = set(entries)
+            if o is not None and (user := sender_of(o.spec.input)) is not None:
+                by_user.setdefault(user, []).extend(entries)
+        state.spend_by_chat = {chat: sorted(entries) for chat, entries in by_chat.items()}
+        state.spend_by_user = {user: sorted(entries) for user, entries in by_user.items()}
         return state
 
     # --- queries ----------------------------------------------------------------
@@ -568,17 +649,24 @@ class Projection:
         return [c for c in self.dependents.get(promise_id, ()) if c in self.promises and not self.promises[c].terminal]
 
 
+def _file(entries: list, entry: tuple) -> None:
+    """Into a sorted list: appended when it is the latest, as spend almost always is."""
+    if not entries or entries[-1] <= entry:
+        entries.append(entry)
+    else:
+        bisect.insort(entries, entry)
+
+
+def _editable(p: Promise) -> bool:
+    """Whether an edit may still change the promise's input, so its sender (``_input_edited``)."""
+    return p.attempt == 0 and not p.terminal
+
+
 def _ran(sched: Schedule, e: Created) -> None:
     """A tick's promise settles its schedule up to that tick (and the skips it told)."""
     if e.tick is not None:
         sched.settled = max(sched.settled, e.tick)
     sched.last_run, sched.skipped, sched.runs = e.id, max(0, sched.skipped - e.skipped), sched.runs + 1
-
-
-def _charge(p: Promise, e: Succeeded | AttemptFailed | AttemptStopped) -> None:
-    evidence = e.evidence
-    if evidence is not None and (evidence.cost_usd is not None or evidence.tokens is not None):
-        p.spent = [*p.spent, Spent(attempt=e.attempt, at=e.at, cost_usd=evidence.cost_usd, tokens=evidence.tokens)]
 
 
 _HANDLERS = {

@@ -12,10 +12,12 @@ the reason, which says how much is left.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Reversible, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from promises.projection import Projection
 from promises.story import usd, when
 from schemas.events import BudgetAdjusted, BudgetPeriod, BudgetScope
 from valor.config import Config
@@ -79,9 +81,11 @@ def standing(budget: Budget, charges: Iterable[Charge], adjustments: Iterable[Bu
     for a in mine:
         if a.reset:
             since = a.at
-    added = sum(a.add for a in mine if a.at >= since and not a.reset)
+    # Sums exactly rounded (fsum), so they do not depend on the order the charges and changes come in:
+    # the projection's indexes give them in another order than a walk of every promise (decision 79).
+    added = math.fsum(a.add for a in mine if a.at >= since and not a.reset)
     key = "chat_id" if budget.scope == "chat" else "user_id"
-    spent = sum(c.usd or 0.0 for c in charges if getattr(c, key) == budget.target and since <= c.at <= now)
+    spent = math.fsum(c.usd or 0.0 for c in charges if getattr(c, key) == budget.target and since <= c.at <= now)
     return Standing(budget, added, spent)
 
 
@@ -189,6 +193,17 @@ def parse_change(text: str) -> Change | None:
 def adjustments(promises: Iterable[Any]) -> list[BudgetAdjusted]:
     """Every ``budget_adjusted`` the projection's promises carry."""
     return [a for p in promises for a in p.budget]
+
+
+def adjustments_of(state: Projection, chat_id: int | None, user_id: int | None) -> list[BudgetAdjusted]:
+    """The changes ``adjustments`` holds to the chat's budgets and the user's, from the projection's
+    index of who carries them (decision 79), not a walk of every promise."""
+    out = []
+    for scope, target in (("chat", chat_id), ("user", user_id)):
+        if target is not None:
+            out += [a for pid in sorted(state.budget_changes.get((scope, target), ()))
+                    for a in state.promises[pid].budget if (a.scope, a.target) == (scope, target)]
+    return out
 
 
 # -- estimates -------------------------------------------------------------------------------------------

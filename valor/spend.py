@@ -14,11 +14,14 @@ here at list prices by model family: an estimate, marked
 
 from __future__ import annotations
 
+import bisect
 import datetime
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from promises.projection import Projection, origin_of, sender_of  # sender_of: for spend.sender_of callers
 from promises.story import usd  # the one way money is written, here for spend.usd callers
 from schemas.events import Evidence, TokenUsage
 
@@ -167,14 +170,6 @@ def totals(charges: Iterable[Charge], since: float | None = None, until: float |
     return out
 
 
-def sender_of(input: Any) -> int | None:
-    """The user who sent a respond promise's message (its input is the ``message.received``)."""
-    if isinstance(input, dict) and isinstance(input.get("sender_id"), int) and input["sender_id"]:
-        return input["sender_id"]
-    sender = getattr(input, "sender_id", None)
-    return sender if isinstance(sender, int) and sender else None
-
-
 def day_start(at: float, tz: datetime.tzinfo = datetime.UTC) -> float:
     d = datetime.datetime.fromtimestamp(at, tz)
     return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
@@ -188,16 +183,28 @@ def month_start(at: float, tz: datetime.tzinfo = datetime.UTC) -> float:
 def charges(promises: Iterable[Any]) -> list[Charge]:
     """Every attempt's spend in a projection's promises (``Promise.spent``), with its chat, user and plan."""
     by_id = {p.id: p for p in promises}
-    out = []
-    for p in by_id.values():
-        spec = p.spec
-        origin = p if spec.task == "respond" else by_id.get(spec.parent_id) if spec.parent_id else None
-        user = sender_of(origin.spec.input) if origin is not None else None
-        for s in p.spent:
-            out.append(Charge(promise_id=p.id, attempt=s.attempt, at=s.at, task=spec.task, chat_id=spec.chat_id,
-                              user_id=user, plan=origin.id if origin is not None else None, usd=s.cost_usd,
-                              tokens=s.tokens))
-    return out
+    return [_charge(p, s, by_id) for p in by_id.values() for s in p.spent]
+
+
+def _charge(p: Any, s: Any, by_id: dict[int, Any]) -> Charge:
+    """One ``Spent`` of ``p`` counted under the chat, user and plan of its origin (``origin_of``) in ``by_id``."""
+    spec = p.spec
+    origin = by_id.get(o) if (o := origin_of(spec)) is not None else None
+    return Charge(promise_id=p.id, attempt=s.attempt, at=s.at, task=spec.task, chat_id=spec.chat_id,
+                  user_id=sender_of(origin.spec.input) if origin is not None else None,
+                  plan=origin.id if origin is not None else None, usd=s.cost_usd, tokens=s.tokens)
+
+
+def charges_of(state: Projection, chat_id: int | None, user_id: int | None, since: float,
+               until: float) -> list[Charge]:
+    """The charges ``charges`` gives the chat or the user with ``since <= at <= until``, from the
+    projection's indexes (decision 79): what the chat and the user spent then, not a walk of every promise."""
+    found: set[tuple[float, int, int]] = set()
+    for table, key in ((state.spend_by_chat, chat_id), (state.spend_by_user, user_id)):
+        if key is not None and (entries := table.get(key)) is not None:  # sorted by time: bisected
+            found.update(entries[bisect.bisect_left(entries, (since,)):bisect.bisect_right(entries, (until, math.inf))])
+    promises = state.promises
+    return [_charge(promises[pid], promises[pid].spent[i], promises) for _, pid, i in sorted(found, key=lambda e: e[1:])]
 
 
 def report(charges: list[Charge], now: float, tz: datetime.tzinfo = datetime.UTC, top: int = 5,

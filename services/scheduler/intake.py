@@ -365,8 +365,7 @@ def spawn_children(state: Projection, parent_id: int, now: float, config: Config
         s = parent.spec
         guesses = plan_estimates(state, result.promises, config)
         total = sum(g.usd for t in result.promises if (g := guesses.get(t.type)) is not None) if guesses else None
-        over = budget.check(config, s.chat_id, spend.sender_of(s.input), _charges(state, config, s),
-                            budget.adjustments(state.promises.values()), now, total)
+        over = _over_budget(state, config, s, now, total)
         try:
             created, children = create_plan(state, result.promises, now, config, f"spawn:{parent_id}", next_id,
                                             chat_id=s.chat_id, message_id=s.message_id, parent_id=parent_id,
@@ -434,11 +433,15 @@ def plan_estimates(state: Projection, tasks: list[NewPromise], config: Config) -
     return budget.estimates(state.promises.values(), spending) if spending else {}
 
 
-def _charges(state: Projection, config: Config, spec: Created):
-    """Every charge in the log, read only when a budget applies to this request (a walk of every promise)."""
-    if not budget.budgets(config, spec.chat_id, spend.sender_of(spec.input)):
-        return []
-    return spend.charges(state.promises.values())
+def _over_budget(state: Projection, config: Config, spec: Created, now: float, estimate: float | None):
+    """``budget.check`` for the request, over the chat's and the sender's charges of this month (none of an
+    earlier period counts) and changes to their budgets, read from the projection's indexes (decision 79)."""
+    user = spend.sender_of(spec.input)
+    if not budget.budgets(config, spec.chat_id, user):
+        return None
+    charges = spend.charges_of(state, spec.chat_id, user, spend.month_start(now), now)
+    return budget.check(config, spec.chat_id, user, charges, budget.adjustments_of(state, spec.chat_id, user),
+                        now, estimate)
 
 
 def adjust_budget(parent, text: str, now: float, config: Config, index: int) -> list[Publish]:

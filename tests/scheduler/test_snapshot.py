@@ -58,7 +58,7 @@ def everything(s: Projection):
             ready_lists(s), list(s.timed), list(s.deadlines), +s.in_flight, +s.key_in_flight, s.needs_decision,
             s.max_id, s.last_seq, s.applied, s.ignored, s.served, s.dispatches,
             {chat: list(ids) for chat, ids in s.unsettled.items()},
-            list(s.awaiting))
+            list(s.awaiting), s.spend_by_chat, s.spend_by_user, s.spend_by_origin, s.budget_changes)
 
 
 def round_trip(state: Projection) -> Projection:
