@@ -426,14 +426,17 @@ class Chaos:
                 stored = {(m.chat_id, m.message_id) for m in messages}
                 unread = [m for c, ids in self.world.inbound_ids().items() for m in ids if (c, m) not in stored]
                 expected = sum(self.requests.values())  # the tasks submitted and a probe per kill that has one
+                # A deletion said last may still be on its way to its request (it is judged after).
+                untold = self._deletions_untold(events, await self._stored_messages(MessageDeleted))
                 done = (created == expected and not unread  # a deleted one may never be read
                         and not found["promise not terminal"] and not found["terminal notice missing"]
                         and not found["message without exactly one respond promise"]
-                        and not found["edit unanswered"])
+                        and not found["edit unanswered"] and not untold)
                 if done:
                     return
                 why = (f"{created}/{expected} created, {len(unread)} messages unread, "
-                       f"{len(found['promise not terminal'])} open, {len(found['terminal notice missing'])} unnoticed")
+                       f"{len(found['promise not terminal'])} open, {len(found['terminal notice missing'])} unnoticed, "
+                       f"{len(untold)} deletions untold")
             except Exception as exc:
                 why = f"{type(exc).__name__}: {exc}"
             if time.monotonic() > deadline:
