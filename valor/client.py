@@ -284,8 +284,13 @@ class ValorClient:
                 errors.append(f"{what}: {str(exc) or type(exc).__name__}")
                 return default
 
-        streams = {name: await part(f"stream {name}", _stream_status(js, name), {"error": "no answer"})
-                   for name in STREAMS}
+        # The parts are independent round trips (two per stream, the lease, the executors' heartbeats):
+        # asked together, `valor status` waits for the slowest, not for their sum (~20 on R3).
+        lease = asyncio.ensure_future(part("scheduler lease", scheduler_leader(js), None))
+        executors = asyncio.ensure_future(part("executors", _executors(js), {}))
+        found = await asyncio.gather(*(part(f"stream {name}", _stream_status(js, name), {"error": "no answer"})
+                                       for name in STREAMS))
+        streams = dict(zip(STREAMS, found, strict=True))
         peers: list[str] = []
         promises_cluster = (streams.get(subjects.PROMISES) or {}).get("cluster") or {}
         if promises_cluster.get("leader"):
@@ -299,8 +304,8 @@ class ValorClient:
         return {
             "server": server,
             "cluster": {"name": server["cluster"], "peers": peers},
-            "scheduler": await part("scheduler lease", scheduler_leader(js), None),
-            "executors": await part("executors", _executors(js), {}),
+            "scheduler": await lease,
+            "executors": await executors,
             "streams": streams,
             "promises": promises,
             # Chats that refused Valor (blocked, kicked, deleted) and wrote nothing since: chat -> Telegram's reason.
