@@ -137,6 +137,9 @@ async def timed(client: ValorClient, responder: Responder, promises: int, sample
     out: dict[str, float] = {"loadavg_1m": round(os.getloadavg()[0], 2)}
     out["running_answered"] = len((await client.read(PromisesQuery(state=State.RUNNING))).promises)
     out["chat_answered"] = len((await client.read(ChatQuery(chat_id=chat))).promises)
+    status = await client.status()  # each part answered, as this user: a refusal would only be listed
+    assert not status["errors"], status["errors"]
+    out["status_executors"] = len(status["executors"])
     for name, read in (("valor_show", show),
                        ("valor_list_running", lambda: client.read_state(PromisesQuery(state=State.RUNNING))),
                        ("valor_status", lambda: client.status()),
