@@ -3,7 +3,8 @@
     python -m bench.run [--quick] [--only NAME ...]
 
 The headline (``shipped``, bench/shipped.py) is the ``make up`` stack as shipped,
-driven through ``valor plan``/``valor wait`` and the client API.  The rest is the
+driven through ``valor plan``/``valor wait`` and the client API; ``reads``
+(bench/reads.py) times the reads on it at 1,000,000 events beside a small log.  The rest is the
 engine floor: fresh nats-server processes with the shipped durability (file
 storage, ``sync_interval: always``) under a stripped set of services.  Ratios divide an engine figure by
 the ceiling measured in the same run (pipelined publish+ack on the same
