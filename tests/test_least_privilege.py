@@ -268,6 +268,21 @@ async def test_what_a_service_may_publish_is_stored(secured):
     assert secured.violations() == []
 
 
+async def test_ingest_may_ask_for_the_quorum_and_tell_the_console_its_line_is_held(secured):
+    """What a store refused for lack of a quorum needs (decision 77): ``$JS.API.INFO``, and the console
+    chat told on ``console.<chat>.out``, which the console (the cli user) reads."""
+    from services.ingest.console import ConsoleNotices
+
+    ingest = await secured.connect("ingest")
+    console = await secured.connect("cli")
+    sub = await console.subscribe("console.5.out")
+    await console.flush()
+    await bus.check_quorum(ingest)  # one node with JetStream: a quorum, so no NoQuorum
+    await ConsoleNotices(ingest).send(5, "held", reply_to=1)
+    assert b'"text": "held"' in (await sub.next_msg(timeout=2)).data
+    assert secured.violations() == []
+
+
 async def test_the_cli_may_send_every_command_there_is(secured):
     """A command the CLI's user may not publish times out in the CLI as "no answer from the scheduler"
     (valor schedule add did, under make up): each command type the client has must be stored."""

@@ -57,6 +57,8 @@ PER_ID_FILTERS = 32
 BATCH = 0.1
 # What one part of ``status`` may take: a stream without a leader must not hold up the rest for long.
 STATUS_TIMEOUT = 2.0
+# Reading the whole log waits this long for a cluster electing leaders (a raft election is 4–9 s).
+READ_PATIENCE = 30.0
 STREAMS = (subjects.CHAT, subjects.PROMISES, subjects.WORK, subjects.COMMANDS, subjects.DLQ)
 
 T = TypeVar("T")
@@ -177,9 +179,14 @@ class ValorClient:
     # --- reading the log --------------------------------------------------------
 
     async def events(self, subject: str = subjects.ALL_PROMISE_EVENTS) -> list[tuple[int, PromiseEvent]]:
-        """Every stored event on ``subject``, in log order, read to the end."""
+        """Every stored event on ``subject``, in log order, read to the end.
+
+        Asked while the cluster elects a leader (a node was just lost), the stream's info and
+        the reading consumer's creation time out for a few seconds: they are asked again.
+        """
         out: list[tuple[int, PromiseEvent]] = []
-        info = await self.js.stream_info(subjects.PROMISES)
+        info = await bus.patiently("the log's info", lambda: self.js.stream_info(subjects.PROMISES),
+                                   patience=READ_PATIENCE)
         if info.state.messages == 0:
             return out
         done = asyncio.Event()
@@ -193,8 +200,9 @@ class ValorClient:
             if meta.num_pending == 0:
                 done.set()
 
-        sub = await self.js.subscribe(subject, stream=subjects.PROMISES, cb=on_msg, ordered_consumer=True,
-                                      deliver_policy=DeliverPolicy.ALL)
+        sub = await bus.patiently("reading the log", lambda: self.js.subscribe(
+            subject, stream=subjects.PROMISES, cb=on_msg, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL),
+            patience=READ_PATIENCE)
         try:
             # An empty subject never delivers: ask the stream whether anything matches.
             try:

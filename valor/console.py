@@ -11,6 +11,11 @@ ingest copies it into the chat's workspace as it would save a Telegram file.
 ``>v3 text`` sends ``text`` as a reply to Valor's message ``v3`` (the names the
 screen gives Valor's messages), as replying to it on Telegram: ``>v3 stop``
 cancels the task that message is about.
+
+While a line cannot be stored (the cluster electing a leader, or with no
+quorum) ingest says so at each try and the console waits for the line to be
+stored instead of calling ingest unreachable; with no quorum ingest also tells
+the chat once (decision 77).
 """
 
 from __future__ import annotations
@@ -35,6 +40,12 @@ HELP = ("Type a message and press enter (try /help). End a line with \\ to conti
         "message v3 (>v3 stop, >v3 why?). Ctrl-D quits.")
 ATTACH = "/attach"
 REPLY = re.compile(r"\A>\s*v(\d+)\b\s*(.*)\Z", re.DOTALL)
+# Seconds for ingest's first answer to a line: it answers at once once stored, and after its
+# first failed try (up to 5 s) when not; an ingest that is not running is "no responders" at once.
+ANSWER_TIMEOUT = 15.0
+# While a line is held (no quorum), ingest says so at each try, a few seconds apart: this long
+# without a word means ingest itself is gone.
+HELD_SILENCE = 60.0
 
 
 class Screen:
@@ -65,6 +76,9 @@ class Screen:
             self.print(f"valor [{self.name(record['id'])}] ✎ {changed}")
         elif op == "reacted":
             self.print(f"valor reacted {record.get('emoji')} to #{record.get('id')}")
+        elif op == "notice":  # ingest's own word (the line is held), not a message one can reply to
+            to = f" ↩ #{record['reply_to']}" if record.get("reply_to") else ""
+            self.print(f"valor{to}: {record.get('text', '')}")
 
     def changed(self, message_id: int, text: str) -> str:
         """The lines an edit changed (a plan's checklist is edited a line at a time), else the whole text."""
@@ -118,12 +132,9 @@ async def send_line(nc, chat_id: int, text: str, screen: Screen) -> None:
     except ValueError as exc:
         screen.print(f"(not sent: {exc})")
         return
-    try:
-        reply = await nc.request(f"console.{chat_id}.in", json.dumps(request).encode(), timeout=10)
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-        screen.print("(ingest is not answering: is Valor up? try `make up`)")
+    answer = await stored(nc, f"console.{chat_id}.in", json.dumps(request).encode(), screen)
+    if answer is None:
         return
-    answer = json.loads(reply.data)
     if "error" in answer:
         screen.print(f"(not sent: {answer['error']})")
         return
@@ -131,6 +142,38 @@ async def send_line(nc, chat_id: int, text: str, screen: Screen) -> None:
     screen.print(f"you [#{answer['id']}]{to}: {request['text']}".rstrip())
     for att in answer.get("attachments") or []:
         screen.print(attachment_line(att))
+
+
+async def stored(nc, subject: str, data: bytes, screen: Screen, timeout: float = ANSWER_TIMEOUT,
+                 held_silence: float = HELD_SILENCE) -> dict | None:
+    """Ingest's final answer to a line (its id, or an error); None when ingest is not answering.
+
+    Its own inbox rather than a request: a held line is answered ``{"held": reason}`` at each
+    try before the answer that counts.
+    """
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    held = False
+    try:
+        await nc.publish(subject, data, reply=inbox)
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=held_silence if held else timeout)
+            except nats.errors.TimeoutError:
+                msg = None
+            if msg is None or (msg.headers or {}).get("Status") == "503":  # 503: no responders
+                screen.print("(ingest stopped answering while it held this line; see `valor status`)" if held
+                             else "(ingest is not answering: is Valor up? try `make up`)")
+                return None
+            answer = json.loads(msg.data)
+            if "held" not in answer:
+                return answer
+            if not held:
+                screen.print(f"(held, not stored yet: {answer['held']}; still trying)")
+                held = True
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
 
 
 async def read_messages(interactive: bool):
@@ -162,10 +205,12 @@ async def read_lines(interactive: bool):
 
 
 async def chat(chat_id: int, idle: float, wait: float, interactive: bool) -> None:
-    async def quiet() -> None:  # the terminal is for the chat, not for connection notices
+    async def quiet(*_) -> None:  # the terminal is for the chat, not for connection notices
         pass
 
-    nc = await bus.connect(name="console", max_reconnect_attempts=5, disconnected_cb=quiet)
+    # A node that is down is not the chat's business (the lines say what it means for them), and
+    # nats-py's error per node tried would be printed on the terminal.
+    nc = await bus.connect(name="console", max_reconnect_attempts=5, disconnected_cb=quiet, error_cb=quiet)
     screen = Screen()
 
     async def show(msg) -> None:

@@ -49,6 +49,7 @@ SLOTS = Gauge("valor_executor_slots", "Attempts this executor may run at once")
 # --- chat (ingest and notifier) ---------------------------------------------------------
 INGESTED = Counter("valor_ingest_messages_total", "Messages stored on CHAT", ["source"])  # live | caught_up
 INGEST_FLOOD_WAITS = Counter("valor_ingest_flood_waits_total", "Telegram flood waits waited out by ingest")
+INGEST_HELD = Gauge("valor_ingest_held_messages", "Chat messages waiting to be stored: the cluster has no quorum")
 NOTICES_SENT = Counter("valor_notifier_sends_total", "Chat messages sent by the notifier", ["kind"])
 NOTICES_RECONCILED = Counter("valor_notifier_reconciled_total", "Intended notices found already sent after a restart")
 NOTICES_REFUSED = Counter("valor_notifier_refused_total", "Notices not sent because their chat cannot be reached")

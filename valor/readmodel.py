@@ -16,7 +16,7 @@ import msgspec
 
 from promises.projection import Projection, Promise, Schedule
 from promises.states import State
-from schemas.events import BudgetAdjusted, Created, NoticeFailed, Notified, PromiseEvent
+from schemas.events import BudgetAdjusted, Created, InputEdited, NoticeFailed, Notified, PromiseEvent
 from valor import budget, spend
 
 ENDPOINTS = ("promise", "promises", "chat", "status")
@@ -54,8 +54,8 @@ class ChatQuery(msgspec.Struct, kw_only=True):
     about: list[int] = []  # the promise ids the message names: each with its relatives
     reply_to: int | None = None  # the Valor message it replies to: the promise that message is about
     # ``spend``: the answer also sums the chat's spend at ``now`` and, with ``user_id``, that user's
-    # in every chat, and where each of ``budgets`` stands (``/usage`` and ``/budget``): a scan of every
-    # promise, asked only then.
+    # in every chat (read from ``ReadIndex.by_sender``, decision 78), and where each of ``budgets`` stands
+    # (``/usage`` and ``/budget``): asked only then.
     spend: bool = False
     user_id: int | None = None
     now: float = 0.0
@@ -127,9 +127,16 @@ class ReadIndex:
         self.types: set[str] = set()
         self.refusals: dict[int, NoticeFailed] = {}  # chat -> its latest refusal (decision 52)
         self.asked: dict[int, float] = {}  # chat -> when its latest request (a respond promise) was created
-        for pid in state.promises:
+        # Where a user's spend may be (decision 78): ``spend.charges`` counts a respond promise's charges
+        # and its steps' under the sender its input names.  An edited input leaves a promise under its old
+        # sender too: ``user_spend`` keeps only the charges ``spend.charges`` gives the user.
+        self.by_sender: dict[int, set[int]] = {}  # user -> promises whose input they sent
+        self.by_parent: dict[int, list[int]] = {}  # promise -> the promises made under it (``spec.parent_id``)
+        self.budget_changes: dict[int, set[int]] = {}  # user -> promises carrying a change to their budgets
+        for pid, p in state.promises.items():
             self._place(pid)
-            self._chat_facts(state.promises[pid])
+            self._chat_facts(p)
+            self._spend_facts(p)
 
     def _place(self, pid: int) -> None:
         p = self.state.promises.get(pid)
@@ -145,6 +152,8 @@ class ReadIndex:
             self.types.add(p.spec.task)
             if chat is not None:
                 self.by_chat.setdefault(chat, []).append(pid)
+            if p.spec.parent_id is not None:
+                self.by_parent.setdefault(p.spec.parent_id, []).append(pid)
             if work and chat is not None:
                 self.work.setdefault(chat, []).append(pid)
         if was is not None:
@@ -167,6 +176,8 @@ class ReadIndex:
         self._place(pid)
         if isinstance(event, NoticeFailed | Created | Notified) and (p := self.state.promises.get(pid)) is not None:
             self._chat_facts(p)
+        if isinstance(event, Created | InputEdited | BudgetAdjusted) and (p := self.state.promises.get(pid)) is not None:
+            self._spend_facts(p)
         for child in self.state.dependents.get(pid, ()):
             self._place(child)
 
@@ -182,6 +193,13 @@ class ReadIndex:
         spec = p.spec
         if spec.task == "respond" and spec.chat_id is not None and spec.message_id:
             self.asked[spec.chat_id] = max(self.asked.get(spec.chat_id, 0.0), spec.at)
+
+    def _spend_facts(self, p: Promise) -> None:
+        if (user := spend.sender_of(p.spec.input)) is not None:
+            self.by_sender.setdefault(user, set()).add(p.id)
+        for a in p.budget:
+            if a.scope == "user":
+                self.budget_changes.setdefault(a.target, set()).add(p.id)
 
     def unreachable(self) -> dict[int, str]:
         """Chats Telegram refused whose people wrote nothing since (a request opens a chat again, as in the notifier)."""
@@ -246,7 +264,7 @@ def chat_answer(index: ReadIndex, q: ChatQuery) -> Answer:
                  counts={s: n for s, n in sorted(index.chat_counts.get(chat, {}).items()) if n},
                  open_total=len(open_), work_total=len(work))
     if q.spend:
-        out.spend = chat_spend(state, index.by_chat.get(chat, []), q)
+        out.spend = chat_spend(index, q)
     return out
 
 
@@ -259,13 +277,13 @@ def _relatives(state: Projection, pid: int) -> list[int]:
     return out
 
 
-def chat_spend(state: Projection, chat_ids: list[int], q: ChatQuery) -> ChatSpend:
+def chat_spend(index: ReadIndex, q: ChatQuery) -> ChatSpend:
     """The chat's spend at ``q.now``, ``q.user_id``'s in every chat, and where ``q.budgets`` stand."""
     since = spend.month_start(q.now)  # every figure is of today or this month
-    chat = [state.promises[i] for i in chat_ids]
+    chat = [index.state.promises[i] for i in index.by_chat.get(q.chat_id, [])]
     charges = {(c.promise_id, c.attempt): c for c in spend.charges(chat)}
     adjustments = {(a.id, a.request_id, a.period, a.scope): a for a in budget.adjustments(chat)}
-    theirs, their_adjustments = user_spend(state, q.user_id) if q.user_id is not None else ([], [])
+    theirs, their_adjustments = user_spend(index, q.user_id) if q.user_id is not None else ([], [])
     charges.update({(c.promise_id, c.attempt): c for c in theirs})
     adjustments.update({(a.id, a.request_id, a.period, a.scope): a for a in their_adjustments})
     kept = [c for c in charges.values() if c.at >= since]
@@ -287,11 +305,21 @@ def chat_schedules(state: Projection, chat_id: int) -> list[Schedule]:
     return [s for _, s in sorted(state.schedules.items()) if s.spec.chat_id == chat_id and not s.deleted]
 
 
-def user_spend(state: Projection, user_id: int) -> tuple[list[spend.Charge], list[BudgetAdjusted]]:
-    """What ``user_id`` spent in any chat, and every change an owner made to that user's budgets."""
-    promises = state.promises.values()
-    charges = [c for c in spend.charges(promises) if c.user_id == user_id]
-    adjustments = [a for a in budget.adjustments(promises) if (a.scope, a.target) == ("user", user_id)]
+def user_spend(index: ReadIndex, user_id: int) -> tuple[list[spend.Charge], list[BudgetAdjusted]]:
+    """What ``user_id`` spent in any chat, and every change an owner made to that user's budgets.
+
+    What ``spend.charges`` and ``budget.adjustments`` of every promise keep for that user, by promise id
+    then in log order, read from the promises that may hold them (decision 78): the cost is the user's.
+    """
+    promises = index.state.promises
+    sent = index.by_sender.get(user_id, ())
+    # With their steps, since ``charges`` finds a step's sender on its parent.  What ``charges`` gives
+    # another user goes: a promise the user no longer sent (an edit), or one that is not a respond
+    # promise (its charges are its own parent's sender's).
+    ids = {*sent, *(c for o in sent for c in index.by_parent.get(o, ()))}
+    charges = [c for c in spend.charges(promises[i] for i in sorted(ids)) if c.user_id == user_id]
+    adjustments = [a for i in sorted(index.budget_changes.get(user_id, ())) for a in promises[i].budget
+                   if (a.scope, a.target) == ("user", user_id)]
     return charges, adjustments
 
 

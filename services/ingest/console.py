@@ -11,6 +11,11 @@ console's ``/attach PATH [caption]``): ingest copies it into the chat's
 workspace like a downloaded document (``inbox.py``, same cap), and the answer
 lists the attachment as recorded.  A path that is no readable regular file is
 refused with an error and stores nothing.
+
+While the cluster has no quorum the line cannot be stored: ingest holds it and
+answers ``{"held": reason}`` at each refused try (so the console keeps waiting
+instead of timing out), then ``{"id": n}`` once stored; the chat is told once
+per outage on ``console.<chat>.out`` (``{"op": "notice"}``, decision 77).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from nats.aio.msg import Msg
 from schemas.events import MessageReceived
 
 from . import inbox, logs
-from .service import Ingest, last_stored_id
+from .service import Ingest, OnHeld, last_stored_id
 
 SUBJECT = "console.*.in"
 
@@ -36,10 +41,26 @@ def console_in(chat_id: int) -> str:
     return f"console.{chat_id}.in"
 
 
+def console_out(chat_id: int) -> str:
+    return f"console.{chat_id}.out"
+
+
+class ConsoleNotices:
+    """Ingest's own word to the console (its messages are held): core NATS, which a node alone still carries."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+
+    async def send(self, chat_id: int, text: str, reply_to: int | None) -> None:
+        record = {"op": "notice", "reply_to": reply_to, "text": text}
+        await self.nc.publish(console_out(chat_id), json.dumps(record, ensure_ascii=False).encode())
+
+
 class ConsoleIngest:
     def __init__(self, nc: Client, ingest: Ingest, clock: Callable[[], float] = time.time) -> None:
         self.nc = nc
         self.ingest = ingest  # for publish(): the same message ids, retries and logs
+        ingest.notices = ConsoleNotices(nc)
         self.clock = clock
         self.last_id: dict[int, int] = {}
         self._lock = asyncio.Lock()
@@ -68,7 +89,8 @@ class ConsoleIngest:
         max_bytes = self.ingest.tg.attachment_max_bytes
         async with self._lock:
             if chat_id not in self.last_id:
-                self.last_id[chat_id] = await last_stored_id(self.ingest.js, chat_id) or 0
+                self.last_id[chat_id] = await self._last_stored(chat_id, lambda reason: self._answer(
+                    msg, {"held": reason}))
             message_id = self.last_id[chat_id] + 1
             incoming = MessageReceived(
                 chat_id=chat_id, message_id=message_id, sender_id=chat_id,
@@ -83,12 +105,27 @@ class ConsoleIngest:
                 incoming = await inbox.save_all(
                     msgspec.structs.replace(incoming, attachments=[attachment]),
                     self.ingest.config.workspace_for(chat_id), copy, max_bytes)
-            await self.ingest.publish(incoming)
+            await self.ingest.publish(incoming, on_held=lambda reason: self._answer(msg, {"held": reason}))
             self.last_id[chat_id] = message_id
         answer: dict = {"id": message_id}
         if incoming.attachments:
             answer["attachments"] = msgspec.to_builtins(incoming.attachments)
         await self._answer(msg, answer)
+
+    async def _last_stored(self, chat_id: int, on_held: OnHeld) -> int:
+        """The chat's last message id on CHAT (0: none), asked until the stream answers: a line's id
+        continues from it, so a line cannot be taken before (held, like a store, when there is no quorum)."""
+        delay = 0.2
+        while True:
+            try:
+                return await last_stored_id(self.ingest.js, chat_id) or 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logs.warning("ingest.last_id_retry", chat_id=chat_id, error=str(exc) or type(exc).__name__)
+                await self.ingest.refused(chat_id, None, on_held, str(exc) or type(exc).__name__)
+                await self.ingest.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _answer(self, msg: Msg, body: dict) -> None:
         if msg.reply:

@@ -29,6 +29,11 @@ that may have lost messages is told once (``updates_gap``, issue 15).
 A photo or document is saved into the chat's workspace (``inbox.py``) before
 its message is published, so the message names a file that is there; a
 download that keeps failing is recorded in the message, which goes on.
+
+A message that cannot be stored because the cluster has no quorum (two of three
+nodes gone) is held, its publish retrying, and its chat is told once per outage
+through ``notices`` (the Telegram session itself, or the console): ``outage.py``
+decides, decision 77.
 """
 
 from __future__ import annotations
@@ -60,9 +65,9 @@ from schemas.events import (
 from valor import bus, metrics
 from valor.config import Config, load
 
-from . import inbox, logs
+from . import inbox, logs, outage
 from .accept import Rules, accept, skipped
-from .telegram import Inbound
+from .telegram import Inbound, Notices
 
 BUCKET = "valor_ingest"
 HISTORY_READERS = 4  # chats whose history is read at once (Telegram's limits are per account)
@@ -70,6 +75,10 @@ PUBLISH_TIMEOUT = 5.0  # seconds for one publish, or for the acks of one page
 # A live message dated this long before start was waiting for us: it is caught up too.
 LIVE_SLACK = 5.0
 DOWNLOAD_TRIES = 3  # a download cut off this often is recorded as failed; the message goes on
+TELL_TIMEOUT = 10.0  # seconds for the no-quorum notice: a Telegram that hangs must not hold the retries up
+
+# Called each time a message's store is refused for lack of a quorum, with the reason.
+OnHeld = Callable[[str], Awaitable[None]]
 
 
 class Ingest:
@@ -80,10 +89,12 @@ class Ingest:
         config: Config | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        notices: Notices | None = None,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
         self.source = source
+        self.notices = notices or source  # where a chat is told its messages are held
         self.config = config or load()
         self.tg = self.config.telegram
         self.rules = Rules.from_config(self.config)
@@ -98,6 +109,9 @@ class Ingest:
         self._loop: asyncio.Task | None = None
         self._readers = asyncio.Semaphore(HISTORY_READERS)
         self._flood_until = 0.0  # a flood wait pauses every call until then
+        self.outage = outage.Outage()
+        self.held: set[tuple[int, int]] = set()  # (chat, message) refused a store for lack of a quorum
+        self._quorum_lock = asyncio.Lock()  # one count of the nodes at a time; the others reuse its answer
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -230,7 +244,7 @@ class Ingest:
             msg_id = subjects.msg_id_for_message(msg.chat_id, msg.message_id)
         return subjects.chat_in(msg.chat_id), encode(msg), {bus.MSG_ID: msg_id}
 
-    async def publish(self, msg: ChatEvent) -> bool:
+    async def publish(self, msg: ChatEvent, on_held: OnHeld | None = None) -> bool:
         delay = 0.2
         while True:  # at-least-once into CHAT: NATS being away is waited out
             subject, payload, headers = self._stamped(msg)
@@ -242,9 +256,58 @@ class Ingest:
             except Exception as exc:
                 logs.warning("ingest.publish_retry", chat_id=msg.chat_id, message=getattr(msg, "message_id", None),
                              error=str(exc))
+                if isinstance(msg, MessageReceived):
+                    await self.refused(msg.chat_id, msg.message_id, on_held, str(exc) or type(exc).__name__)
                 await self.sleep(delay)
                 delay = min(delay * 2, 5.0)
         return self._stored(msg, ack)
+
+    async def refused(self, chat_id: int, message_id: int | None, on_held: OnHeld | None = None,
+                      error: str = "") -> None:
+        """A message's store (or, for the console, the read before it: ``message_id`` None) failed:
+        if the cluster has no quorum, the message is held and its chat told, once per outage.
+        ``on_held`` (the console's line) hears of every failed try, with why."""
+        nodes = await self._no_quorum()
+        if nodes is None:  # an election, a slow node: waited out without a word to the chat
+            if on_held is not None:
+                await on_held(error)
+            return
+        self.outage, notice = outage.refused(self.outage, chat_id, message_id)
+        if message_id is not None and (chat_id, message_id) not in self.held:
+            self.held.add((chat_id, message_id))
+            metrics.INGEST_HELD.set(len(self.held))
+            logs.warning("ingest.held", chat_id=chat_id, message=message_id, up=nodes[0], total=nodes[1])
+        if notice is not None:
+            await self._tell(chat_id, message_id, notice)
+        if on_held is not None:
+            await on_held(str(bus.NoQuorum(*nodes)))
+
+    async def _no_quorum(self) -> tuple[int, int] | None:
+        """(up, total) when the cluster has no quorum, else None; asked at most every few seconds."""
+        async with self._quorum_lock:
+            if outage.check_due(self.outage, self.clock()):
+                try:
+                    await bus.check_quorum(self.nc)
+                    nodes = None
+                except bus.NoQuorum as exc:
+                    nodes = (exc.up, exc.total)
+                except Exception as exc:  # cannot tell: say nothing
+                    logs.warning("ingest.quorum_unknown", error=str(exc) or type(exc).__name__)
+                    nodes = None
+                self.outage = outage.checked(self.outage, self.clock(), nodes)
+            return self.outage.nodes
+
+    async def _tell(self, chat_id: int, message_id: int | None, text: str) -> None:
+        if self.notices is None:
+            return
+        try:
+            await asyncio.wait_for(self.notices.send(chat_id, text, message_id), TELL_TIMEOUT)
+            logs.warning("ingest.told_no_quorum", chat_id=chat_id, message=message_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the message is still held and answered once stored
+            logs.warning("ingest.tell_failed", chat_id=chat_id, message=message_id,
+                         error=str(exc) or type(exc).__name__)
 
     async def publish_many(self, msgs: list[MessageReceived]) -> int:
         """Publish all, then await the acks; returns how many were new to CHAT.
@@ -272,6 +335,11 @@ class Ingest:
         return new
 
     def _stored(self, msg: ChatEvent, ack: PubAck) -> bool:
+        self.outage = outage.stored(self.outage, msg.chat_id)
+        if isinstance(msg, MessageReceived) and (msg.chat_id, msg.message_id) in self.held:
+            self.held.discard((msg.chat_id, msg.message_id))
+            metrics.INGEST_HELD.set(len(self.held))
+            logs.info("ingest.held_stored", chat_id=msg.chat_id, message=msg.message_id)
         if not ack.duplicate and isinstance(msg, MessageDeleted):
             logs.info("ingest.deleted", chat_id=msg.chat_id, messages=msg.message_ids)
         elif not ack.duplicate and isinstance(msg, MessageEdited):

@@ -2,7 +2,8 @@
 
 ``Inbound`` is what ingest needs from a Telegram client: who we are, the
 dialogs, history after a message id, live new and edited messages, and a message's photo
-or document downloaded to a file.  Messages are
+or document downloaded to a file; and one message sent (``Notices``): the chat told that
+what it sent is held while the cluster has no quorum (decision 77).  Messages are
 real Telethon ``Message`` objects in every implementation (the Telethon one
 here, the fake in ``tests/chat``), so parsing is Telethon's own.
 
@@ -24,7 +25,11 @@ OnDeleted = Callable[[int | None, list[int]], Awaitable[None]]  # chat id (None:
 OnGap = Callable[[int | None], Awaitable[object]]  # a channel's marked id, or None: the account's own updates
 
 
-class Inbound(Protocol):
+class Notices(Protocol):
+    async def send(self, chat_id: int, text: str, reply_to: int | None) -> object: ...
+
+
+class Inbound(Notices, Protocol):
     async def connect(self) -> None: ...
     # live messages (and edits of messages, ``on_edit``), after a catch-up
     # ``on_gap``: Telegram said the updates missed are too many to give (a "difference too long")
@@ -94,6 +99,12 @@ class TelethonInbound:
         with open(path, "wb") as out:
             if await self.client.download_media(message, file=out) is None:
                 raise RuntimeError("the message has no media to download")
+
+    async def send(self, chat_id: int, text: str, reply_to: int | None) -> int:
+        # Through ingest's own session: the notifier, which sends everything else, learns of a message
+        # only once it is stored, and this is said because it cannot be.
+        msg = await self.client.send_message(chat_id, text, reply_to=reply_to, parse_mode=None, link_preview=False)
+        return msg.id
 
     async def stop(self) -> None:
         await self.client.disconnect()

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -50,6 +51,8 @@ RETRY_AFTER = 0.1
 # "No responders" on the holder's alive subject for this long: its process is gone.
 # Longer than a reconnect (services reconnect every 0.5 s), shorter than a TTL.
 GONE_AFTER = 1.0
+# JetStream's "wrong last sequence": a compare-and-set on a revision that is no longer the last.
+WRONG_LAST_SEQUENCE = 10071
 # How often a standby looks at the holder while it holds the key.
 LOOK_EVERY = 0.2
 
@@ -219,3 +222,9 @@ class Lease:
             await self._write(self.kv.delete(LEASE_KEY, last=self.seen.revision))
         except KeyWrongLastSequenceError:
             pass  # renewed after all, or already gone: the watch tells
+        except nats.js.errors.BadRequestError as exc:
+            # The same miss as nats-py's delete reports it: a plain 400.  A key the TTL removed
+            # meanwhile (no watch entry tells of an expiry) misses this way at every look, and
+            # the create that would succeed must still be tried.
+            if exc.err_code != WRONG_LAST_SEQUENCE:
+                raise

@@ -232,6 +232,9 @@ class RemoteInbound(Remote):
 
         self._poll = asyncio.create_task(poll(top), name="fake-telegram-updates")
 
+    async def send(self, chat_id: int, text: str, reply_to: int | None) -> int:
+        return await self.call("send", chat_id=chat_id, text=text, reply_to=reply_to)
+
     async def stop(self) -> None:
         if self._poll is not None:
             self._poll.cancel()

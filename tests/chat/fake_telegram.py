@@ -258,6 +258,10 @@ class FakeInbound:
                 await asyncio.sleep(0)
         self.world.downloads.append(message.id)
 
+    async def send(self, chat_id: int, text: str, reply_to: int | None) -> int:
+        """Ingest's own message (the chat told its messages are held): sent like the notifier's."""
+        return await FakeTransport(self.world).send(chat_id, text, reply_to)
+
     async def stop(self) -> None:
         self.world.listeners.clear()
         self.world.edit_listeners.clear()

@@ -55,6 +55,11 @@ def of(events: list[PromiseEvent], pid: int) -> list[PromiseEvent]:
     return [e for e in events if getattr(e, "id", None) == pid]
 
 
+def why(events: list[PromiseEvent], pid: int) -> list[str]:
+    """``/why``'s lines for ``pid``: its headline, then its events."""
+    return story.explain(of(events, pid)).splitlines()
+
+
 @pytest.mark.parametrize("name", sorted(record.SCENARIOS))
 def test_the_committed_log_is_what_the_scenario_records_today(name):
     """The scheduler still decides what the log says; after a deliberate change: ``make golden``, review the diff."""
@@ -84,21 +89,21 @@ def test_a_plan_whose_second_step_fails_cancels_the_third():
         (1, "reaction_end", "❌"),
     ]
 
-    assert story.explain(of(events, 3)) == "\n".join([
+    assert why(events, 3) == [
         '#3 fail "write": failed: boom (after 1 attempt)',
         "+0.0s created by #1 as step 'write', after #2",
         "+2.2s attempt 1 started on exec-1",
         "+3.7s attempt 1 failed: boom",
         "+3.7s failed: boom (after 1 attempt)",
-    ])
-    assert story.explain(of(events, 4)) == "\n".join([
+    ]
+    assert why(events, 4) == [
         '#4 echo "run": cancelled before it started: dependency #3 failed: boom (after 1 attempt)',
         "+0.0s created by #1 as step 'run', after #3",
         "+3.7s cancelled by the scheduler (because #3 ended): dependency #3 failed: boom (after 1 attempt)",
-    ])
-    assert story.explain(of(events, 1)).splitlines()[-1] == "+0.5s promised #2 setup, #3 write, #4 run"
+    ]
+    assert why(events, 1)[-1] == "+0.5s promised #2 setup, #3 write, #4 run"
     # /status and `valor list` name the same states in the same words as /why.
-    assert status_line(run) == story.explain(of(events, 4)).splitlines()[0]
+    assert status_line(run) == why(events, 4)[0]
     assert render.list_text([setup, write, run], now=events[-1].at).splitlines()[1:] == [
         '#2  succeeded  echo  1    setup  4s',
         '#3  failed     fail  1    write  4s',
@@ -121,8 +126,8 @@ def test_a_failed_attempt_is_retried_and_the_retry_succeeds():
         (2, "terminal", "✅ #2 fetch the report — succeeded in 2.0s\n\nreport.pdf, 12 pages"),
     ]
 
-    told = story.explain(of(events, 2))
-    assert told == "\n".join([
+    told = why(events, 2)
+    assert told == [
         '#2 shell "fetch the report": succeeded on attempt 2',
         "+0.0s created by #1; up to 3 attempts",
         "+0.1s attempt 1 started on exec-1",
@@ -130,13 +135,13 @@ def test_a_failed_attempt_is_retried_and_the_retry_succeeds():
         "+0.4s retry scheduled: attempt 2 in 0.5s",
         "+1.4s attempt 2 started on exec-1",
         "+3.4s succeeded on attempt 2 in 2.0s: report.pdf, 12 pages",
-    ])
+    ]
     # `valor show` tells the same events in the same words, the bookkeeping too, at millisecond offsets.
     shown = story.timeline(of(events, 2))
     assert [line.split(" ", 1)[1] for line in shown if "dispatched" not in line and "progress" not in line] == [
-        line.split(" ", 1)[1] for line in told.splitlines()[1:]]
+        line.split(" ", 1)[1] for line in told[1:]]
     assert "+1.900s attempt 2 progress (50%): downloading" in shown
-    assert story.explain(of(events, 1)).splitlines()[-1] == "+0.5s promised #2"
+    assert why(events, 1)[-1] == "+0.5s promised #2"
 
 
 def test_a_running_task_cancelled_from_the_chat():
@@ -157,10 +162,10 @@ def test_a_running_task_cancelled_from_the_chat():
         (3, "reaction_end", "✅"),
     ]
 
-    assert story.explain(of(events, 2)) == "\n".join([
+    assert why(events, 2) == [
         '#2 sleep "300": cancelled after 1 attempt: cancelled in chat by Ana',
         "+0.0s created by #1 as step 'sleep'",
         "+0.1s attempt 1 started on exec-1",
         "+5.6s cancelled by respond #3: cancelled in chat by Ana",
-    ])
-    assert status_line(sleep) == story.explain(of(events, 2)).splitlines()[0]
+    ]
+    assert status_line(sleep) == why(events, 2)[0]

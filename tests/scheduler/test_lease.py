@@ -6,7 +6,7 @@ import time
 from schemas import subjects
 from schemas.commands import NewPromise
 from schemas.streams import bucket_configs
-from services.scheduler.lease import GONE_AFTER, SAFE_SHARE, Seen, still_ours, worth_trying
+from services.scheduler.lease import GONE_AFTER, SAFE_SHARE, Lease, Seen, still_ours, worth_trying
 from services.scheduler.service import Scheduler
 from valor import bus
 from valor.client import ValorClient
@@ -81,6 +81,25 @@ async def test_a_killed_leader_is_replaced_within_two_seconds_though_its_lease_r
     [item] = await take_work(js)
     assert item.id == ids["0"]
     await second.stop()
+
+
+async def test_a_standby_takes_the_key_of_a_gone_holder_whose_key_the_ttl_removed_first(nc, js):
+    """The holder died and the server removed its key by TTL before the standby acted: no watch
+    entry tells of an expiry, so the standby still names the old revision; its compare-and-set
+    delete misses (there is nothing left to delete) and it creates the key all the same.
+    Seen once in CI on a loaded machine: the standby tried the delete for 15 s and never the create."""
+    await fresh_lease_bucket(js, 1.0)
+    kv = await js.key_value(subjects.LEASE_BUCKET)
+    gone = Lease(kv, nc, "gone", ttl=1.0)
+    assert await gone.acquire()
+    standby = Lease(kv, nc, "standby", ttl=1.0)
+    standby.observe(gone.revision, "gone")
+    while await standby.holder_name() is not None:  # the TTL runs out and the server removes the key
+        await asyncio.sleep(0.05)
+    await standby.look_at_holder()  # nobody answers on the holder's alive subject
+    assert standby.seen.gone_since is not None
+    await standby.take_from_gone_holder()
+    assert await standby.acquire()
 
 
 async def test_a_stopped_leader_hands_over_at_once_through_the_watch(nc, js):
