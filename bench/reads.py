@@ -9,7 +9,9 @@ their ``created`` lands): ``created``/``dispatched``/``started`` and, for all bu
 the newest ``RUNNING``, ``succeeded``.  Then the schedulers start, as after a
 restart, and the reads are timed once both (active and standby: a read goes to
 either) have applied the stream's last sequence and the stack has gone quiet
-(the notifier and analytics read the log too).  Each read is timed as its
+(the notifier and analytics read the log too).  The reads are timed in turns,
+1,000 rounds, so a burst of the machine's other work lands on all of them alike,
+with how busy the machine's CPU was meanwhile.  Each read is timed as its
 command does it, as the user that command connects as: ``valor show`` (the
 served promise and its own events), ``valor list --state running``, ``valor
 status`` (streams, consumers, executors, lease and counts) as ``cli``, and a
@@ -113,13 +115,23 @@ async def caught_up(client: ValorClient, in_a_row: int = 20, timeout: float = 60
     return time.perf_counter() - t0
 
 
-async def _timed(read, samples: int) -> list[float]:
-    times = []
+async def _rounds(reads: dict, samples: int) -> dict[str, list[float]]:
+    """Each read ``samples`` times, in turns: a burst of the machine's other work lands on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in reads}
     for _ in range(samples):
-        t0 = time.perf_counter()
-        await read()
-        times.append((time.perf_counter() - t0) * 1000)
+        for name, read in reads.items():
+            t0 = time.perf_counter()
+            await read()
+            times[name].append((time.perf_counter() - t0) * 1000)
     return times
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, all) CPU ticks of the whole machine since boot, from /proc/stat: how busy it was meanwhile."""
+    with open("/proc/stat") as f:
+        ticks = [int(t) for t in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return sum(ticks) - idle, sum(ticks)
 
 
 async def timed(client: ValorClient, responder: Responder, promises: int, samples: int) -> dict[str, float]:
@@ -140,25 +152,27 @@ async def timed(client: ValorClient, responder: Responder, promises: int, sample
     status = await client.status()  # each part answered, as this user: a refusal would only be listed
     assert not status["errors"], status["errors"]
     out["status_executors"] = len(status["executors"])
-    for name, read in (("valor_show", show),
-                       ("valor_list_running", lambda: client.read_state(PromisesQuery(state=State.RUNNING))),
-                       ("valor_status", lambda: client.status()),
-                       ("chat_status", said("/status")), ("chat_list", said("/list")),
-                       ("chat_why", said(f"/why {target}")),
-                       # No target: the sender's spend in every chat is summed over every promise (decision 75).
-                       ("chat_usage", said("/usage")),
-                       # Not like for like, and no target: a chat whose own history grows with the log.
-                       ("old_chat_status", said("/status", CHAT + 1))):
-        times = await _timed(read, samples)
+    reads = {"valor_show": show,
+             "valor_list_running": lambda: client.read_state(PromisesQuery(state=State.RUNNING)),
+             "valor_status": lambda: client.status(),
+             "chat_status": said("/status"), "chat_list": said("/list"), "chat_why": said(f"/why {target}"),
+             # No target: the sender's spend in every chat (decisions 75, 78).
+             "chat_usage": said("/usage"),
+             # Not like for like, and no target: a chat whose own history grows with the log.
+             "old_chat_status": said("/status", CHAT + 1)}
+    busy, total = machine_ticks()
+    for name, times in (await _rounds(reads, samples)).items():
         # p50 beside p99: on a shared machine the tail is mostly the other sessions' scheduling.
         out[f"{name}_p50_ms"], out[f"{name}_p99_ms"] = round(percentile(times, 50), 2), round(percentile(times, 99), 2)
+    busy_after, total_after = machine_ticks()
+    out["machine_busy_during_reads"] = round((busy_after - busy) / max(total_after - total, 1), 2)
     out["old_chat_promises"] = sum(1 for pid in range(1, promises + 1) if chat_of(pid, promises) == CHAT + 1)
     out["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
     assert client.reads.get("folded", 0) == 0, "a read fell back to the log"
     return out
 
 
-async def stripped(cluster: NatsCluster, promises: int, samples: int = 200) -> dict[str, float]:
+async def stripped(cluster: NatsCluster, promises: int, samples: int = 1000) -> dict[str, float]:
     """The engine floor: one scheduler process on ``cluster``, no users."""
     out = await fill(cluster.url, promises, replicas=len(cluster.nodes))
     stack = Stack(cluster, schedulers=1, executors=0)
@@ -203,7 +217,7 @@ def _cpu(pid: int) -> float:
         return float("nan")  # it exited meanwhile
 
 
-async def shipped(promises: int, samples: int = 200) -> dict:
+async def shipped(promises: int, samples: int = 1000) -> dict:
     """The reads on the ``make up`` stack as shipped, at a log of ``promises`` in the layout."""
     stack = ShippedStack()
     try:
@@ -252,7 +266,8 @@ def table(small: dict, large: dict, title: str) -> str:
                 if "quiet_wait_s" in f else "")
         lines.append(f"{f['log_events']:,} events: written in {f['fill_s']:g} s ({f['fill_events_per_s']:,} /s), "
                      f"schedulers at the end {f['schedulers_ready_s']:g} s after start{rest}, "
-                     f"load average {f.get('loadavg_1m', '?')} -> {f.get('loadavg_1m_after', '?')}; answered "
+                     f"load average {f.get('loadavg_1m', '?')} -> {f.get('loadavg_1m_after', '?')}, the machine's "
+                     f"CPU {f.get('machine_busy_during_reads', float('nan')):.0%} busy during the reads; answered "
                      f"{f['running_answered']} running, {f['chat_answered']} in the chat; the old chat holds "
                      f"{f['old_chat_promises']:,} promises")
     return "\n".join(lines)
