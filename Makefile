@@ -54,7 +54,7 @@ help:
 	@echo "make demo      run the example workflows against the running cluster"
 	@echo "make chaos     100 rounds of kill -9 under a 2,000-promise workload; prints the invariants' table"
 	@echo "make chaos-net 62 rounds of network partitions, loss and quorum loss between simulated hosts (root)"
-	@echo "make bench     measure the make up stack as shipped (valor plan/wait), then the engine floor: throughput, latency, rebuild, memory, chat reply, chat under load and catch-up (BENCH_ARGS=--quick for a smoke run)"
+	@echo "make bench     measure the make up stack as shipped (valor plan/wait; reads at 1,000,000 events), then the engine floor: throughput, latency, rebuild, memory, chat reply, chat under load and catch-up (BENCH_ARGS=--quick for a smoke run)"
 	@echo "make profile   py-spy samples of the scheduler and an executor under load, by area"
 	@echo "variables: PYTHON=$(PYTHON) VENV=$(VENV) NATS_PORT_BASE=$(NATS_PORT_BASE)" \
 	      "NATS_CLUSTER_PORT_BASE=$(NATS_CLUSTER_PORT_BASE) NATS_MONITOR_PORT_BASE=$(NATS_MONITOR_PORT_BASE)" \

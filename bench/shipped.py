@@ -126,10 +126,18 @@ class ShippedStack:
             log.close()
         return self
 
+    def supervisorctl(self, *args: str) -> str:
+        """``supervisorctl`` on this stack (``stop scheduler:*``, ``start notifier``, ``status``)."""
+        return subprocess.run([str(VENV / "bin" / "supervisorctl"), "-c", str(self.var / "supervisord.conf"), *args],
+                              capture_output=True, text=True, timeout=120).stdout
+
+    def user(self, name: str) -> dict[str, str]:
+        """nats-py's connect options for one of the rendered NATS users (deploy/nats/permissions.toml)."""
+        return {"user": name, "password": (self.var / "secrets" / f"nats-{name}.password").read_text().strip()}
+
     def processes(self) -> dict[str, int]:
         """Program name -> pid of every RUNNING program (``supervisorctl status``), the web and supervisord."""
-        out = subprocess.run([str(VENV / "bin" / "supervisorctl"), "-c", str(self.var / "supervisord.conf"),
-                              "status"], capture_output=True, text=True).stdout
+        out = self.supervisorctl("status")
         found = {}
         for line in out.splitlines():
             fields = line.split()

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 from click.testing import CliRunner
 
+from schemas import subjects
+from schemas.commands import ExecutorHeartbeat
 from valor import bus, cli
+from valor.client import ValorClient
 
 
 def invoke(url: str, *args: str):
@@ -39,3 +43,23 @@ def test_submit_without_a_scheduler_exits_3_saying_the_request_waits(nats_server
     assert result.exit_code == 3
     assert result.stderr == ("valor: no answer from the scheduler within 0.3s; the request is stored and runs "
                              "when a scheduler is active (see `valor status`)\n")
+
+
+def test_status_lists_each_live_heartbeat_and_skips_a_deleted_key_and_a_foreign_value(nats_server):
+    async def run() -> dict:
+        nc = await bus.connect(nats_server.url)
+        js = nc.jetstream()
+        await bus.ensure_streams(js, 1)
+        kv = await js.key_value(subjects.EXECUTORS_BUCKET)
+        beat = ExecutorHeartbeat(executor="e1", queues=["default"], slots=4, busy=1, at=1.0)
+        await kv.put("e1", msgspec.json.encode(beat))
+        await kv.put("gone", msgspec.json.encode(beat))
+        await kv.delete("gone")  # an executor that stopped: its key deleted at once
+        await kv.put("odd", b"not a heartbeat")
+        status = await ValorClient(nc).status()
+        await nc.close()
+        return status
+
+    status = asyncio.run(run())
+    assert list(status["executors"]) == ["e1"] and not status["errors"]
+    assert (status["executors"]["e1"]["slots"], status["executors"]["e1"]["busy"]) == (4, 1)
