@@ -27,10 +27,6 @@ from .view import ChatView, chat_view, view_of
 
 READ_TIMEOUT = 30.0
 WINDOW = 256  # stream sequences in the first window read back from a chat's last message
-# The reading consumer is gone this soon after the read: every chat message makes one, and the
-# server's default (5 s) kept dozens on CHAT at a few messages a second, which `valor status`
-# (it lists CHAT's consumers) and every consumer change of the stream pay for.
-GONE_AFTER = 0.25
 
 
 async def read_messages(nc: Client, chat_id: int, limit: int, before: int | None = None) -> list[MessageReceived]:
@@ -73,7 +69,6 @@ async def _read_from(js, subject: str, start: int) -> list[MessageReceived]:
             done.set()
 
     sub = await js.subscribe(subject, stream=subjects.CHAT, cb=on_msg, ordered_consumer=True,
-                             inactive_threshold=GONE_AFTER,
                              config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                                                    opt_start_seq=start))
     try:
