@@ -211,7 +211,7 @@ class ValorClient:
                 return out
             await asyncio.wait_for(done.wait(), timeout=60)
         finally:
-            await sub.unsubscribe()
+            await bus.stop_reading(self.js, sub, subjects.PROMISES)
         return out
 
     async def projection(self, subject: str = subjects.ALL_PROMISE_EVENTS) -> Projection:

@@ -19,6 +19,7 @@ from nats.js.errors import NotFoundError
 from promises.projection import Promise
 from schemas import subjects
 from schemas.events import MessageReceived, PromiseEvent, decode_message
+from valor import bus
 from valor.budget import Budget
 from valor.client import ValorClient
 from valor.readmodel import ChatQuery, PromisesQuery
@@ -74,7 +75,7 @@ async def _read_from(js, subject: str, start: int) -> list[MessageReceived]:
     try:
         await asyncio.wait_for(done.wait(), READ_TIMEOUT)
     finally:
-        await sub.unsubscribe()
+        await bus.stop_reading(js, sub, subjects.CHAT)
     return out
 
 
