@@ -2,10 +2,9 @@
 
     python -m bench.budget_check [--promises N]
 
-The projection is folded from written events: ``N`` promises, a third of them
-respond promises of ``USERS`` senders in ``CHATS`` chats, each with two steps,
-every attempt recording its cost, over the last ``DAYS`` days, and an owner's
-budget change now and then.  Both ways answer one request of one chat and
+The projection is folded from ``bench.chat_spend``'s history: ``N`` promises,
+a third of them respond promises of many senders in many chats, each with two
+steps, every attempt recording its cost, and an owner's budget change now and then.  Both ways answer one request of one chat and
 sender with a chat and a user budget set: the walk of every promise the check
 made before (``spend.charges`` and ``budget.adjustments`` of them all) and
 ``intake._over_budget`` on the projection's indexes.  They must give the same
@@ -21,46 +20,15 @@ import time
 from collections.abc import Callable
 
 from promises.projection import Projection
-from schemas.events import BudgetAdjusted, Created, Dispatched, Evidence, Started, Succeeded
+from schemas.events import Created
 from services.scheduler import snapshot
 from services.scheduler.intake import _over_budget
 from valor import budget, spend
 from valor.config import Config, parse
 
-USERS = 2000
-CHATS = 500
-DAYS = 60
-STEPS = 2  # each request's plan
-NOW = 1_790_000_000.0
-CHAT, USER = 3, 7  # the asking chat and sender: one chat and one user among many, as in life
+from .chat_spend import CHAT, NOW, USER, history  # the same history as the served read's bench
+
 CONFIG = parse("[budgets]\nchat_daily = 5.0\nchat_monthly = 50.0\nuser_daily = 2.0\nuser_monthly = 20.0\n")
-
-
-def history(promises: int) -> list:
-    """The events of ``promises`` promises: requests of every user in every chat, and their plans' steps."""
-    events: list = []
-    requests = promises // (1 + STEPS)
-    pid = 0
-    for n in range(requests):
-        at = NOW - DAYS * 86400 * (1 - n / requests)
-        user, chat = 1 + n % USERS, 1 + (n * 7) % CHATS
-        pid += 1
-        request = pid
-        events += _run(Created(at=at, id=request, title="m", task="respond", chat_id=chat,
-                               input={"sender_id": user}), 0.02)
-        for _ in range(STEPS):
-            pid += 1
-            events += _run(Created(at=at, id=pid, title="step", task="code", chat_id=chat, parent_id=request), 0.4)
-        if n % 97 == 0:  # an owner raising a user's budget now and then
-            events.append(BudgetAdjusted(at=at, id=request, scope="user", target=user, period="month", add=1.0,
-                                         request_id=f"budget:{request}:0:month"))
-    return events
-
-
-def _run(created: Created, usd: float) -> list:
-    at, pid = created.at, created.id
-    return [created, Dispatched(at=at, id=pid, attempt=1), Started(at=at, id=pid, attempt=1),
-            Succeeded(at=at + 1, id=pid, attempt=1, evidence=Evidence(cost_usd=usd))]
 
 
 def scanned(state: Projection, config: Config, spec: Created, now: float, estimate: float | None) -> str | None:
